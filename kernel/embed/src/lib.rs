@@ -1,0 +1,1 @@
+//! spindle-embed: the embedding engine and the model registry.
