@@ -9,10 +9,19 @@
 //! This crate knows no async runtime, no sockets and no wire format; it
 //! depends on no other workspace crate.
 
+mod api;
+mod convert;
 mod diagnostic;
+mod duration;
+mod eval;
+mod host;
+mod source_map;
 pub mod spec;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use duration::{parse_duration, parse_range};
+pub use eval::MEMORY_LIMIT;
+pub use host::{CheckReply, CheckResult, ScriptHost};
 pub use spec::*;
 
 use std::path::Path;
@@ -22,6 +31,7 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     pub graph: Option<GraphSpec>,
+    /// Sorted by file, line and column.
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -33,10 +43,19 @@ impl Evaluation {
     }
 }
 
-/// Evaluates a script file into a graph and its diagnostics.
-pub fn evaluate_file(_path: &Path) -> Evaluation {
-    Evaluation {
-        graph: None,
-        diagnostics: Vec::new(),
-    }
+/// The ways the script host itself can fail (as opposed to a script's
+/// mistakes, which are diagnostics).
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    #[error("cannot start the Lua thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the Lua thread stopped before it answered")]
+    HostGone,
+}
+
+/// Evaluates a script file into a graph and its diagnostics. Lua probes in
+/// the result cannot be called; use [`ScriptHost::start`] for a graph that
+/// will run.
+pub fn evaluate_file(path: &Path) -> Evaluation {
+    eval::load(path).evaluation
 }

@@ -1,10 +1,106 @@
-//! `spindle graph`.
+//! `spindle graph FILE --format text|json|dot`: the graph and its startup
+//! waves.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use spindle_scripting::{GraphSpec, ServiceKind};
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`spindle graph` is being built")
+/// Print a script's service graph with its startup waves.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  spindle graph examples/quickstart.lua\n  \
+                        spindle graph examples/quickstart.lua --format json\n  \
+                        spindle graph examples/quickstart.lua --format dot | dot -Tsvg > graph.svg")]
+pub struct Args {
+    /// The Lua script that declares the graph.
+    file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Dot,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let evaluation = spindle_scripting::evaluate_file(&args.file);
+    eprint!("{}", super::diagnostics_text(&evaluation.diagnostics));
+    let Some(graph) = evaluation.graph else {
+        return Ok(ExitCode::from(1));
+    };
+    match args.format {
+        Format::Text => print!("{}", text(&graph)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json(&graph))?),
+        Format::Dot => print!("{}", dot(&graph)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(graph: &GraphSpec) -> String {
+    let mut out = String::new();
+    for (wave, services) in graph.waves().iter().enumerate() {
+        out.push_str(&format!("wave {wave}:\n"));
+        for service in services {
+            let detail = match &service.kind {
+                ServiceKind::Process(process) => process.command.join(" "),
+                ServiceKind::Embedding(embedding) => format!("embedding {}", embedding.model),
+                other => other.name().to_owned(),
+            };
+            out.push_str(&format!("  {}  ({detail})\n", service.name));
+            for dependency in &service.depends_on {
+                out.push_str(&format!(
+                    "    needs {} {}\n",
+                    dependency.service,
+                    dependency.condition.name()
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn json(graph: &GraphSpec) -> serde_json::Value {
+    let mut services = Vec::new();
+    for (wave, members) in graph.waves().iter().enumerate() {
+        for service in members {
+            services.push(serde_json::json!({
+                "name": service.name,
+                "kind": service.kind.name(),
+                "depends_on": service.depends_on.iter().map(|d| &d.service).collect::<Vec<_>>(),
+                "conditions": service.depends_on.iter()
+                    .map(|d| (d.service.clone(), serde_json::Value::from(d.condition.name())))
+                    .collect::<serde_json::Map<_, _>>(),
+                "wave": wave,
+                "critical": service.critical,
+            }));
+        }
+    }
+    serde_json::json!({ "services": services })
+}
+
+fn dot(graph: &GraphSpec) -> String {
+    let mut out = String::from("digraph spindle {\n  rankdir=LR;\n");
+    for (wave, services) in graph.waves().iter().enumerate() {
+        out.push_str(&format!("  subgraph wave{wave} {{ rank=same;"));
+        for service in services {
+            out.push_str(&format!(" \"{}\";", service.name));
+        }
+        out.push_str(" }\n");
+    }
+    for service in &graph.services {
+        for dependency in &service.depends_on {
+            out.push_str(&format!(
+                "  \"{}\" -> \"{}\" [label=\"{}\"];\n",
+                service.name,
+                dependency.service,
+                dependency.condition.name()
+            ));
+        }
+    }
+    out.push_str("}\n");
+    out
 }

@@ -1,0 +1,1026 @@
+//! Turns what a script declared (Lua tables) into specs, reporting every
+//! mistake with the position of the field it concerns.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mlua::{Function, Table, Value};
+
+use crate::api::{CallSite, ProbeDecl, ProbeKind, ServiceDecl};
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::duration::{parse_duration, parse_range};
+use crate::source_map::{Position, SourceMap, TableMap};
+use crate::spec::*;
+
+const SERVICE_FIELDS: &[&str] = &[
+    "command",
+    "embedding",
+    "cwd",
+    "env",
+    "env_file",
+    "depends_on",
+    "ready",
+    "live",
+    "restart",
+    "stop",
+    "critical",
+    "description",
+];
+const PROBE_COMMON_FIELDS: &[&str] = &[
+    "period",
+    "timeout",
+    "failures",
+    "successes",
+    "initial_delay",
+];
+const RESTART_FIELDS: &[&str] = &["policy", "backoff", "jitter", "max", "window"];
+const STOP_FIELDS: &[&str] = &["signal", "grace"];
+const EMBEDDING_FIELDS: &[&str] = &["model", "providers", "max_batch_tokens", "threads"];
+const CONDITIONS: &[&str] = &["started", "healthy", "completed"];
+const POLICIES: &[&str] = &["no", "on-failure", "always"];
+const PROVIDERS: &[&str] = &["cuda", "cpu"];
+const SIGNALS: &[(&str, i32)] = &[
+    ("SIGHUP", 1),
+    ("SIGINT", 2),
+    ("SIGQUIT", 3),
+    ("SIGKILL", 9),
+    ("SIGUSR1", 10),
+    ("SIGUSR2", 12),
+    ("SIGTERM", 15),
+];
+
+/// Which part of a field a diagnostic points at.
+#[derive(Clone, Copy)]
+pub(crate) enum Part {
+    Key,
+    Value,
+}
+
+/// Finds source positions for call sites and their table fields, reading
+/// each file once.
+#[derive(Default)]
+pub(crate) struct Locator {
+    sources: HashMap<PathBuf, Option<SourceMap>>,
+    tables: HashMap<(PathBuf, u32, &'static str), Option<TableMap>>,
+}
+
+impl Locator {
+    pub fn position(&mut self, site: &CallSite, path: Option<&str>, part: Part) -> Position {
+        let fallback = Position {
+            line: site.line,
+            column: 1,
+        };
+        let source = self
+            .sources
+            .entry(site.file.clone())
+            .or_insert_with(|| {
+                std::fs::read_to_string(&site.file)
+                    .ok()
+                    .map(|text| SourceMap::new(&text))
+            })
+            .as_ref();
+        let Some(source) = source else {
+            return fallback;
+        };
+        let call = source
+            .call_position(site.line, site.callee)
+            .unwrap_or(fallback);
+        let Some(path) = path else {
+            return call;
+        };
+        let table = self
+            .tables
+            .entry((site.file.clone(), site.line, site.callee))
+            .or_insert_with(|| source.table_after_call(site.line, site.callee));
+        let Some(table) = table else {
+            return call;
+        };
+        // Fall back to the closest enclosing field that was written out.
+        let mut prefix = path;
+        loop {
+            if let Some(field) = table.field(prefix) {
+                return match (part, prefix == path) {
+                    (Part::Value, true) => field.value,
+                    _ => field.key,
+                };
+            }
+            match prefix.rfind('.') {
+                Some(dot) => prefix = &prefix[..dot],
+                None => return table.open.unwrap_or(call),
+            }
+        }
+    }
+}
+
+/// Converts declarations one by one, collecting diagnostics and the Lua
+/// functions that specs refer to by [`FunctionId`].
+pub(crate) struct Converter<'a> {
+    pub locator: &'a mut Locator,
+    pub diagnostics: Vec<Diagnostic>,
+    pub functions: Vec<Function>,
+    pub script_dir: PathBuf,
+}
+
+impl Converter<'_> {
+    pub fn error(
+        &mut self,
+        site: &CallSite,
+        path: Option<&str>,
+        part: Part,
+        message: String,
+        hint: String,
+    ) {
+        self.push(Severity::Error, site, path, part, message, hint);
+    }
+
+    pub fn push(
+        &mut self,
+        severity: Severity,
+        site: &CallSite,
+        path: Option<&str>,
+        part: Part,
+        message: String,
+        hint: String,
+    ) {
+        let position = self.locator.position(site, path, part);
+        self.diagnostics.push(Diagnostic {
+            severity,
+            file: site.file.clone(),
+            line: position.line,
+            column: position.column,
+            message,
+            hint: Some(hint),
+        });
+    }
+
+    pub fn service(&mut self, decl: &ServiceDecl) -> Option<ServiceSpec> {
+        let site = &decl.site;
+        let what = format!("service `{}`", decl.name);
+        self.check_fields(site, &decl.table, "", SERVICE_FIELDS, &what);
+        let command = decl.table.raw_get::<Value>("command").unwrap_or(Value::Nil);
+        let embedding = decl
+            .table
+            .raw_get::<Value>("embedding")
+            .unwrap_or(Value::Nil);
+        let kind = match (command, embedding) {
+            (Value::Nil, Value::Nil) => {
+                self.error(
+                    site,
+                    None,
+                    Part::Key,
+                    format!("{what} says neither what to run nor what to serve"),
+                    "add `command = { \"program\", \"arg\" }` or `embedding = { model = \"...\" }`"
+                        .to_owned(),
+                );
+                None
+            }
+            (Value::Nil, embedding) => self.embedding(site, embedding).map(ServiceKind::Embedding),
+            (command, Value::Nil) => self
+                .process(site, &decl.table, command)
+                .map(ServiceKind::Process),
+            (_, _) => {
+                self.error(
+                    site,
+                    Some("embedding"),
+                    Part::Key,
+                    format!("{what} has both `command` and `embedding`"),
+                    "a service is either a process or an embedding engine; declare two services"
+                        .to_owned(),
+                );
+                None
+            }
+        };
+        let depends_on = self.depends_on(site, &decl.table);
+        let readiness = self.probe_field(site, &decl.table, "ready");
+        let liveness = self.probe_field(site, &decl.table, "live");
+        let restart = self.restart(site, &decl.table);
+        let shutdown = self.shutdown(site, &decl.table);
+        let critical = match decl
+            .table
+            .raw_get::<Value>("critical")
+            .unwrap_or(Value::Nil)
+        {
+            Value::Nil => false,
+            Value::Boolean(critical) => critical,
+            other => {
+                self.wrong_type(site, "critical", "a boolean", &other);
+                false
+            }
+        };
+        match decl
+            .table
+            .raw_get::<Value>("description")
+            .unwrap_or(Value::Nil)
+        {
+            Value::Nil | Value::String(_) => {}
+            other => self.wrong_type(site, "description", "a string", &other),
+        }
+        let position = self.locator.position(site, None, Part::Key);
+        Some(ServiceSpec {
+            name: decl.name.clone(),
+            location: Location {
+                file: site.file.clone(),
+                line: position.line,
+                column: position.column,
+            },
+            kind: kind?,
+            depends_on,
+            readiness,
+            liveness,
+            restart,
+            shutdown,
+            critical,
+        })
+    }
+
+    fn check_fields(
+        &mut self,
+        site: &CallSite,
+        table: &Table,
+        prefix: &str,
+        allowed: &[&str],
+        what: &str,
+    ) {
+        for (key, _) in table.clone().pairs::<Value, Value>().flatten() {
+            let Value::String(key) = key else {
+                self.error(
+                    site,
+                    Some(&join(prefix, "[]")),
+                    Part::Key,
+                    format!("{what} has a field whose name is not a string"),
+                    format!("the fields of {what} are: {}", allowed.join(", ")),
+                );
+                continue;
+            };
+            let key = key.to_string_lossy();
+            if allowed.contains(&key.as_str()) {
+                continue;
+            }
+            let hint = match did_you_mean(&key, allowed) {
+                Some(candidate) => format!("did you mean `{candidate}`?"),
+                None => format!("the fields of {what} are: {}", allowed.join(", ")),
+            };
+            self.error(
+                site,
+                Some(&join(prefix, &key)),
+                Part::Key,
+                format!("unknown field `{key}` in {what}"),
+                hint,
+            );
+        }
+    }
+
+    fn wrong_type(&mut self, site: &CallSite, path: &str, expected: &str, found: &Value) {
+        self.error(
+            site,
+            Some(path),
+            Part::Value,
+            format!("`{path}` must be {expected}, found {}", describe(found)),
+            match path.rsplit_once('.') {
+                Some((list, idx)) if idx.parse::<u32>().is_ok() => {
+                    format!("write each entry of `{list}` as {expected}")
+                }
+                _ => format!("write `{}` as {expected}", last_segment(path)),
+            },
+        );
+    }
+
+    fn process(&mut self, site: &CallSite, table: &Table, command: Value) -> Option<ProcessSpec> {
+        // Read every field even when the command is wrong, so that one run
+        // reports every mistake.
+        let command = match command {
+            Value::String(text) => Some(vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                text.to_string_lossy(),
+            ]),
+            Value::Table(list) => self.string_list(site, "command", &list),
+            other => {
+                self.wrong_type(site, "command", "a list of strings or a string", &other);
+                None
+            }
+        };
+        if command
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c[0].is_empty())
+        {
+            self.error(
+                site,
+                Some("command"),
+                Part::Value,
+                "`command` is empty".to_owned(),
+                "name the program to run first: command = { \"python3\", \"app.py\" }".to_owned(),
+            );
+        }
+        let command = command.filter(|c| !c.is_empty() && !c[0].is_empty());
+        let cwd = match table.raw_get::<Value>("cwd").unwrap_or(Value::Nil) {
+            Value::Nil => self.script_dir.clone(),
+            Value::String(dir) => {
+                let dir = self.script_dir.join(dir.to_string_lossy());
+                if !dir.is_dir() {
+                    self.push(
+                        Severity::Warning,
+                        site,
+                        Some("cwd"),
+                        Part::Value,
+                        format!("working directory {} does not exist", dir.display()),
+                        "create it, or fix the path (relative paths start at the script's folder)"
+                            .to_owned(),
+                    );
+                }
+                dir
+            }
+            other => {
+                self.wrong_type(site, "cwd", "a string", &other);
+                self.script_dir.clone()
+            }
+        };
+        let mut env = Vec::new();
+        match table.raw_get::<Value>("env_file").unwrap_or(Value::Nil) {
+            Value::Nil => {}
+            Value::String(file) => {
+                self.env_file(site, "env_file", &file.to_string_lossy(), &mut env)
+            }
+            Value::Table(files) => {
+                for (idx, file) in self
+                    .string_list(site, "env_file", &files)?
+                    .iter()
+                    .enumerate()
+                {
+                    self.env_file(site, &format!("env_file.{}", idx + 1), file, &mut env);
+                }
+            }
+            other => self.wrong_type(site, "env_file", "a string or a list of strings", &other),
+        }
+        match table.raw_get::<Value>("env").unwrap_or(Value::Nil) {
+            Value::Nil => {}
+            Value::Table(vars) => {
+                let mut pairs: Vec<(String, String)> = Vec::new();
+                for (key, value) in vars.pairs::<Value, Value>().flatten() {
+                    let Value::String(key) = key else {
+                        self.wrong_type(site, "env", "a table of NAME = \"value\"", &key);
+                        continue;
+                    };
+                    let key = key.to_string_lossy();
+                    let path = format!("env.{key}");
+                    match scalar_text(&value) {
+                        Some(value) => pairs.push((key, value)),
+                        None => self.wrong_type(site, &path, "a string or number", &value),
+                    }
+                }
+                pairs.sort();
+                env.extend(pairs);
+            }
+            other => self.wrong_type(site, "env", "a table of NAME = \"value\"", &other),
+        }
+        Some(ProcessSpec {
+            command: command?,
+            cwd,
+            env,
+        })
+    }
+
+    fn env_file(
+        &mut self,
+        site: &CallSite,
+        path: &str,
+        file: &str,
+        env: &mut Vec<(String, String)>,
+    ) {
+        let file = self.script_dir.join(file);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(error) => {
+                self.error(
+                    site,
+                    Some(path),
+                    Part::Value,
+                    format!("cannot read env file {}: {error}", file.display()),
+                    "env files are read relative to the script's folder".to_owned(),
+                );
+                return;
+            }
+        };
+        for (line_idx, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            match line.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => {
+                    let value = value.trim();
+                    let value = value
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                        .unwrap_or(value);
+                    env.push((key.trim().to_owned(), value.to_owned()));
+                }
+                _ => self.diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: file.clone(),
+                    line: line_idx as u32 + 1,
+                    column: 1,
+                    message: format!("expected NAME=value, found `{line}`"),
+                    hint: Some(
+                        "env files hold one NAME=value per line; # starts a comment".to_owned(),
+                    ),
+                }),
+            }
+        }
+    }
+
+    fn embedding(&mut self, site: &CallSite, value: Value) -> Option<EmbeddingSpec> {
+        let Value::Table(table) = value else {
+            self.wrong_type(
+                site,
+                "embedding",
+                "a table like { model = \"all-MiniLM-L6-v2\" }",
+                &value,
+            );
+            return None;
+        };
+        self.check_fields(site, &table, "embedding", EMBEDDING_FIELDS, "`embedding`");
+        let model = match table.raw_get::<Value>("model").unwrap_or(Value::Nil) {
+            Value::String(model) => Some(model.to_string_lossy()),
+            Value::Nil => {
+                self.error(
+                    site,
+                    Some("embedding"),
+                    Part::Key,
+                    "`embedding` needs a `model`".to_owned(),
+                    "add model = \"all-MiniLM-L6-v2\" (see `spindle models list`)".to_owned(),
+                );
+                None
+            }
+            other => {
+                self.wrong_type(site, "embedding.model", "a string", &other);
+                None
+            }
+        };
+        let providers = match table.raw_get::<Value>("providers").unwrap_or(Value::Nil) {
+            Value::Nil => vec!["cpu".to_owned()],
+            Value::Table(list) => {
+                let providers = self.string_list(site, "embedding.providers", &list)?;
+                for (idx, provider) in providers.iter().enumerate() {
+                    if !PROVIDERS.contains(&provider.as_str()) {
+                        self.one_of(
+                            site,
+                            &format!("embedding.providers.{}", idx + 1),
+                            provider,
+                            PROVIDERS,
+                        );
+                    }
+                }
+                providers
+            }
+            other => {
+                self.wrong_type(
+                    site,
+                    "embedding.providers",
+                    "a list like { \"cuda\", \"cpu\" }",
+                    &other,
+                );
+                Vec::new()
+            }
+        };
+        let max_batch_tokens = self
+            .integer(
+                site,
+                &table,
+                "embedding.max_batch_tokens",
+                "max_batch_tokens",
+            )
+            .unwrap_or(8192);
+        let intra_threads = self.integer(site, &table, "embedding.threads", "threads");
+        Some(EmbeddingSpec {
+            model: model?,
+            providers,
+            max_batch_tokens,
+            intra_threads,
+        })
+    }
+
+    fn depends_on(&mut self, site: &CallSite, table: &Table) -> Vec<Dependency> {
+        let value = table.raw_get::<Value>("depends_on").unwrap_or(Value::Nil);
+        let list = match value {
+            Value::Nil => return Vec::new(),
+            Value::String(name) => {
+                return vec![Dependency {
+                    service: name.to_string_lossy(),
+                    condition: DependencyCondition::Started,
+                }];
+            }
+            Value::Table(list) => list,
+            other => {
+                self.wrong_type(
+                    site,
+                    "depends_on",
+                    "a table like { db = \"healthy\" }",
+                    &other,
+                );
+                return Vec::new();
+            }
+        };
+        let mut dependencies = Vec::new();
+        for (key, value) in list.pairs::<Value, Value>().flatten() {
+            match (key, value) {
+                (Value::Integer(idx), Value::String(name)) => dependencies.push((
+                    format!("depends_on.{idx}"),
+                    Dependency {
+                        service: name.to_string_lossy(),
+                        condition: DependencyCondition::Started,
+                    },
+                )),
+                (Value::String(name), Value::String(condition)) => {
+                    let name = name.to_string_lossy();
+                    let path = format!("depends_on.{name}");
+                    let condition = condition.to_string_lossy();
+                    let condition = match condition.as_str() {
+                        "started" => DependencyCondition::Started,
+                        "healthy" => DependencyCondition::Healthy,
+                        "completed" | "completed_successfully" => {
+                            DependencyCondition::CompletedSuccessfully
+                        }
+                        other => {
+                            self.one_of(site, &path, other, CONDITIONS);
+                            continue;
+                        }
+                    };
+                    dependencies.push((
+                        path,
+                        Dependency {
+                            service: name,
+                            condition,
+                        },
+                    ));
+                }
+                (Value::String(name), other) => {
+                    let path = format!("depends_on.{}", name.to_string_lossy());
+                    self.wrong_type(
+                        site,
+                        &path,
+                        "a condition: \"started\", \"healthy\" or \"completed\"",
+                        &other,
+                    );
+                }
+                (_, other) => self.wrong_type(site, "depends_on", "a service name", &other),
+            }
+        }
+        // `pairs` order is unspecified; keep the order of the source text.
+        dependencies.sort_by_key(|(path, _)| self.locator.position(site, Some(path), Part::Key));
+        dependencies
+            .into_iter()
+            .map(|(_, dependency)| dependency)
+            .collect()
+    }
+
+    fn probe_field(&mut self, site: &CallSite, table: &Table, field: &str) -> Option<ProbeSpec> {
+        let value = table.raw_get::<Value>(field).unwrap_or(Value::Nil);
+        match value {
+            Value::Nil => None,
+            Value::UserData(data) if data.is::<ProbeDecl>() => {
+                let decl = data.borrow::<ProbeDecl>().ok()?;
+                self.probe(&decl)
+            }
+            other => {
+                self.wrong_type(
+                    site,
+                    field,
+                    "a probe such as s.http_probe { url = \"...\" }",
+                    &other,
+                );
+                None
+            }
+        }
+    }
+
+    fn probe(&mut self, decl: &ProbeDecl) -> Option<ProbeSpec> {
+        let site = &decl.site;
+        let (specific, required): (&[&str], &str) = match decl.kind {
+            ProbeKind::Exec => (&["command"], "command"),
+            ProbeKind::Http => (&["url"], "url"),
+            ProbeKind::Tcp => (&["address"], "address"),
+            ProbeKind::Lua => (&["check"], "check"),
+        };
+        let allowed: Vec<&str> = specific
+            .iter()
+            .chain(PROBE_COMMON_FIELDS)
+            .copied()
+            .collect();
+        let what = format!("s.{}", decl.kind.callee());
+        self.check_fields(site, &decl.table, "", &allowed, &what);
+        let value = decl.table.raw_get::<Value>(required).unwrap_or(Value::Nil);
+        if value.is_nil() {
+            let example = match decl.kind {
+                ProbeKind::Exec => "command = { \"pg_isready\" }",
+                ProbeKind::Http => "url = \"http://127.0.0.1:8080/health\"",
+                ProbeKind::Tcp => "address = \"127.0.0.1:5432\"",
+                ProbeKind::Lua => "check = function() return true end",
+            };
+            self.error(
+                site,
+                None,
+                Part::Key,
+                format!("{what} needs `{required}`"),
+                format!("add {example}"),
+            );
+            return None;
+        }
+        let check = match (decl.kind, value) {
+            (ProbeKind::Exec, Value::Table(list)) => ProbeCheck::Exec {
+                command: self.string_list(site, "command", &list)?,
+            },
+            (ProbeKind::Exec, Value::String(text)) => ProbeCheck::Exec {
+                command: vec!["sh".to_owned(), "-c".to_owned(), text.to_string_lossy()],
+            },
+            (ProbeKind::Http, Value::String(url)) => {
+                let url = url.to_string_lossy();
+                if !url.starts_with("http://") {
+                    self.error(
+                        site,
+                        Some("url"),
+                        Part::Value,
+                        format!("`{url}` is not an http:// URL"),
+                        "probes speak plain HTTP: url = \"http://127.0.0.1:8080/health\""
+                            .to_owned(),
+                    );
+                    return None;
+                }
+                ProbeCheck::Http { url }
+            }
+            (ProbeKind::Tcp, Value::String(address)) => {
+                let address = address.to_string_lossy();
+                if address
+                    .rsplit_once(':')
+                    .and_then(|(_, port)| port.parse::<u16>().ok())
+                    .is_none()
+                {
+                    self.error(
+                        site,
+                        Some("address"),
+                        Part::Value,
+                        format!("`{address}` is not a host:port address"),
+                        "write address = \"127.0.0.1:5432\"".to_owned(),
+                    );
+                    return None;
+                }
+                ProbeCheck::Tcp { address }
+            }
+            (ProbeKind::Lua, Value::Function(function)) => {
+                self.functions.push(function);
+                ProbeCheck::Lua {
+                    function: FunctionId(self.functions.len() as u32 - 1),
+                }
+            }
+            (kind, other) => {
+                let expected = match kind {
+                    ProbeKind::Exec => "a list of strings",
+                    ProbeKind::Lua => "a function",
+                    _ => "a string",
+                };
+                self.wrong_type(site, required, expected, &other);
+                return None;
+            }
+        };
+        let period = self
+            .duration(site, &decl.table, "period")
+            .unwrap_or(Duration::from_secs(1));
+        let timeout = self
+            .duration(site, &decl.table, "timeout")
+            .unwrap_or(Duration::from_secs(1));
+        let initial_delay = self
+            .duration(site, &decl.table, "initial_delay")
+            .unwrap_or_default();
+        let failure_threshold = self
+            .integer(site, &decl.table, "failures", "failures")
+            .unwrap_or(3);
+        let success_threshold = self
+            .integer(site, &decl.table, "successes", "successes")
+            .unwrap_or(1);
+        for (field, value) in [
+            ("failures", failure_threshold),
+            ("successes", success_threshold),
+        ] {
+            if value == 0 {
+                self.error(
+                    site,
+                    Some(field),
+                    Part::Value,
+                    format!("`{field}` must be at least 1"),
+                    format!("write {field} = 1 or more"),
+                );
+            }
+        }
+        let position = self.locator.position(site, None, Part::Key);
+        Some(ProbeSpec {
+            check,
+            location: Location {
+                file: site.file.clone(),
+                line: position.line,
+                column: position.column,
+            },
+            period,
+            timeout,
+            failure_threshold,
+            success_threshold,
+            initial_delay,
+        })
+    }
+
+    fn restart(&mut self, site: &CallSite, table: &Table) -> RestartSpec {
+        let mut restart = RestartSpec::default();
+        let table = match table.raw_get::<Value>("restart").unwrap_or(Value::Nil) {
+            Value::Nil => return restart,
+            Value::String(policy) => {
+                if let Some(policy) = self.policy(site, "restart", &policy.to_string_lossy()) {
+                    restart.policy = policy;
+                }
+                return restart;
+            }
+            Value::Table(table) => table,
+            other => {
+                self.wrong_type(
+                    site,
+                    "restart",
+                    "a table like { policy = \"on-failure\" }",
+                    &other,
+                );
+                return restart;
+            }
+        };
+        self.check_fields(site, &table, "restart", RESTART_FIELDS, "`restart`");
+        match table.raw_get::<Value>("policy").unwrap_or(Value::Nil) {
+            Value::Nil => {}
+            Value::String(policy) => {
+                if let Some(policy) = self.policy(site, "restart.policy", &policy.to_string_lossy())
+                {
+                    restart.policy = policy;
+                }
+            }
+            other => self.wrong_type(site, "restart.policy", "a string", &other),
+        }
+        match table.raw_get::<Value>("backoff").unwrap_or(Value::Nil) {
+            Value::Nil => {}
+            Value::String(text) => {
+                let text = text.to_string_lossy();
+                let parsed = if text.contains("..") {
+                    parse_range(&text)
+                } else {
+                    parse_duration(&text).map(|initial| (initial, initial.max(restart.backoff_max)))
+                };
+                match parsed {
+                    Ok((initial, max)) => {
+                        restart.backoff_initial = initial;
+                        restart.backoff_max = max;
+                    }
+                    Err(problem) => self.error(
+                        site,
+                        Some("restart.backoff"),
+                        Part::Value,
+                        format!("bad backoff: {problem}"),
+                        "write backoff = \"200ms..10s\" (first delay..cap; it doubles in between)"
+                            .to_owned(),
+                    ),
+                }
+            }
+            other => self.wrong_type(
+                site,
+                "restart.backoff",
+                "a string like \"200ms..10s\"",
+                &other,
+            ),
+        }
+        match table.raw_get::<Value>("jitter").unwrap_or(Value::Nil) {
+            Value::Nil => {}
+            Value::Integer(jitter) if (0..=1).contains(&jitter) => restart.jitter = jitter as f64,
+            Value::Number(jitter) if (0.0..=1.0).contains(&jitter) => restart.jitter = jitter,
+            other => self.wrong_type(site, "restart.jitter", "a fraction between 0 and 1", &other),
+        }
+        if let Some(max) = self.integer(site, &table, "restart.max", "max") {
+            restart.max_restarts = max;
+        }
+        if let Some(window) = self.duration_at(site, &table, "restart.window", "window") {
+            restart.window = window;
+        }
+        restart
+    }
+
+    fn policy(&mut self, site: &CallSite, path: &str, policy: &str) -> Option<RestartPolicy> {
+        match policy {
+            "no" => Some(RestartPolicy::No),
+            "on-failure" => Some(RestartPolicy::OnFailure),
+            "always" => Some(RestartPolicy::Always),
+            other => {
+                self.one_of(site, path, other, POLICIES);
+                None
+            }
+        }
+    }
+
+    fn shutdown(&mut self, site: &CallSite, table: &Table) -> ShutdownSpec {
+        let mut shutdown = ShutdownSpec::default();
+        let table = match table.raw_get::<Value>("stop").unwrap_or(Value::Nil) {
+            Value::Nil => return shutdown,
+            Value::Table(table) => table,
+            other => {
+                self.wrong_type(
+                    site,
+                    "stop",
+                    "a table like { signal = \"SIGTERM\", grace = \"5s\" }",
+                    &other,
+                );
+                return shutdown;
+            }
+        };
+        self.check_fields(site, &table, "stop", STOP_FIELDS, "`stop`");
+        match table.raw_get::<Value>("signal").unwrap_or(Value::Nil) {
+            Value::Nil => {}
+            Value::String(name) => {
+                let name = name.to_string_lossy().to_ascii_uppercase();
+                let name = if name.starts_with("SIG") {
+                    name
+                } else {
+                    format!("SIG{name}")
+                };
+                match SIGNALS.iter().find(|(known, _)| *known == name) {
+                    Some((known, number)) => {
+                        shutdown.signal = *number;
+                        shutdown.signal_name = (*known).to_owned();
+                    }
+                    None => {
+                        let names: Vec<&str> = SIGNALS.iter().map(|(name, _)| *name).collect();
+                        self.one_of(site, "stop.signal", &name, &names);
+                    }
+                }
+            }
+            other => self.wrong_type(
+                site,
+                "stop.signal",
+                "a signal name like \"SIGTERM\"",
+                &other,
+            ),
+        }
+        if let Some(grace) = self.duration_at(site, &table, "stop.grace", "grace") {
+            shutdown.grace = grace;
+        }
+        shutdown
+    }
+
+    fn one_of(&mut self, site: &CallSite, path: &str, found: &str, allowed: &[&str]) {
+        let hint = match did_you_mean(found, allowed) {
+            Some(candidate) => format!("did you mean \"{candidate}\"?"),
+            None => format!("use one of: {}", allowed.join(", ")),
+        };
+        self.error(
+            site,
+            Some(path),
+            Part::Value,
+            format!("`{}` cannot be \"{found}\"", last_segment(path)),
+            hint,
+        );
+    }
+
+    fn string_list(&mut self, site: &CallSite, path: &str, list: &Table) -> Option<Vec<String>> {
+        let mut strings = Vec::new();
+        let mut ok = true;
+        for (key, value) in list.clone().pairs::<Value, Value>().flatten() {
+            let Value::Integer(idx) = key else {
+                self.wrong_type(site, path, "a list of strings", &Value::Table(list.clone()));
+                return None;
+            };
+            match scalar_text(&value) {
+                Some(text) => strings.push((idx, text)),
+                None => {
+                    self.wrong_type(site, &format!("{path}.{idx}"), "a string", &value);
+                    ok = false;
+                }
+            }
+        }
+        strings.sort();
+        ok.then(|| strings.into_iter().map(|(_, text)| text).collect())
+    }
+
+    fn integer(&mut self, site: &CallSite, table: &Table, path: &str, key: &str) -> Option<u32> {
+        match table.raw_get::<Value>(key).unwrap_or(Value::Nil) {
+            Value::Nil => None,
+            Value::Integer(value) if (0..=i64::from(u32::MAX)).contains(&value) => {
+                Some(value as u32)
+            }
+            Value::Number(value)
+                if value.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&value) =>
+            {
+                Some(value as u32)
+            }
+            other => {
+                self.wrong_type(site, path, "a whole number", &other);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, site: &CallSite, table: &Table, key: &str) -> Option<Duration> {
+        self.duration_at(site, table, key, key)
+    }
+
+    fn duration_at(
+        &mut self,
+        site: &CallSite,
+        table: &Table,
+        path: &str,
+        key: &str,
+    ) -> Option<Duration> {
+        match table.raw_get::<Value>(key).unwrap_or(Value::Nil) {
+            Value::Nil => None,
+            Value::Integer(seconds) if seconds >= 0 => Some(Duration::from_secs(seconds as u64)),
+            Value::Number(seconds) if seconds >= 0.0 && seconds.is_finite() => {
+                Some(Duration::from_secs_f64(seconds))
+            }
+            Value::String(text) => match parse_duration(&text.to_string_lossy()) {
+                Ok(duration) => Some(duration),
+                Err(problem) => {
+                    self.error(
+                        site,
+                        Some(path),
+                        Part::Value,
+                        format!("bad duration for `{key}`: {problem}"),
+                        "write a number with a unit: \"250ms\", \"2s\", \"1m30s\"".to_owned(),
+                    );
+                    None
+                }
+            },
+            other => {
+                self.wrong_type(site, path, "a duration like \"2s\"", &other);
+                None
+            }
+        }
+    }
+}
+
+/// The string form of a string or number value.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.to_string_lossy()),
+        Value::Integer(number) => Some(number.to_string()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Boolean(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn describe(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("the string \"{}\"", text.to_string_lossy()),
+        Value::Integer(number) => format!("the number {number}"),
+        Value::Number(number) => format!("the number {number}"),
+        Value::Boolean(flag) => format!("the boolean {flag}"),
+        Value::UserData(data) if data.is::<ProbeDecl>() => "a probe".to_owned(),
+        other => format!("a {}", other.type_name()),
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+fn last_segment(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+/// The closest candidate within an edit distance of two (or a third of the
+/// word), if any.
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(word, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The folder a script's relative paths start from.
+pub(crate) fn script_dir(file: &Path) -> PathBuf {
+    file.parent().map(Path::to_path_buf).unwrap_or_default()
+}

@@ -1,0 +1,409 @@
+//! Running a script: a fresh Lua state with a memory limit, `require`
+//! confined to the script's folder, the `spindle` module preloaded; then
+//! conversion of what it declared and the checks that need the whole graph
+//! (duplicate names, unknown dependencies, cycles).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use mlua::{Function, Lua, LuaOptions, StdLib, Value};
+
+use crate::Evaluation;
+use crate::api::{self, CallSite, Declarations, ServiceDecl};
+use crate::convert::{Converter, Locator, Part, did_you_mean, script_dir};
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::spec::{DependencyCondition, GraphSpec, RestartPolicy, ServiceSpec};
+
+/// Memory a script may use while it is evaluated and while it runs probes.
+pub const MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// A script that was run: its Lua state, kept alive for later calls, the
+/// evaluation, and the Lua functions that specs refer to by id.
+pub(crate) struct Loaded {
+    pub lua: Lua,
+    pub evaluation: Evaluation,
+    pub functions: Vec<Function>,
+}
+
+pub(crate) fn load(path: &Path) -> Loaded {
+    let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default())
+        .expect("the safe standard library always loads");
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let fail = |lua: Lua, diagnostic: Diagnostic| Loaded {
+        lua,
+        evaluation: Evaluation {
+            graph: None,
+            diagnostics: vec![diagnostic],
+        },
+        functions: Vec::new(),
+    };
+    let source = match std::fs::read(&file) {
+        Ok(source) => source,
+        Err(error) => {
+            return fail(
+                lua,
+                Diagnostic {
+                    severity: Severity::Error,
+                    file,
+                    line: 1,
+                    column: 1,
+                    message: format!("cannot read the script: {error}"),
+                    hint: Some(
+                        "check the path; scripts are Lua files such as graph.lua".to_owned(),
+                    ),
+                },
+            );
+        }
+    };
+    if let Err(error) = prepare(&lua, &file) {
+        return fail(lua, lua_error_diagnostic(&error, &file));
+    }
+    lua.set_app_data(Declarations::default());
+    let result = lua
+        .load(source.as_slice())
+        .set_name(format!("@{}", file.display()))
+        .exec();
+    let declarations = lua.remove_app_data::<Declarations>().unwrap_or_default();
+    let mut diagnostics = Vec::new();
+    if let Err(error) = result {
+        diagnostics.push(lua_error_diagnostic(&error, &file));
+    }
+    let mut locator = Locator::default();
+    let mut converter = Converter {
+        locator: &mut locator,
+        diagnostics: Vec::new(),
+        functions: Vec::new(),
+        script_dir: script_dir(&file),
+    };
+    for (site, message, hint) in &declarations.mistakes {
+        converter.error(site, None, Part::Key, message.clone(), hint.clone());
+    }
+    let unique = without_duplicates(&declarations.services, &mut converter);
+    let mut converted: Vec<(&ServiceDecl, ServiceSpec)> = Vec::new();
+    for decl in unique {
+        if let Some(service) = converter.service(decl) {
+            converted.push((decl, service));
+        }
+    }
+    check_dependencies(&declarations.services, &converted, &mut converter);
+    let functions = converter.functions;
+    diagnostics.extend(converter.diagnostics);
+    diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    let graph = (!has_errors).then(|| GraphSpec {
+        file: file.clone(),
+        services: converted.into_iter().map(|(_, service)| service).collect(),
+    });
+    Loaded {
+        lua,
+        evaluation: Evaluation { graph, diagnostics },
+        functions,
+    }
+}
+
+/// Memory limit, `require` next to the script only, and the `spindle`
+/// module.
+fn prepare(lua: &Lua, file: &Path) -> mlua::Result<()> {
+    lua.set_memory_limit(MEMORY_LIMIT)?;
+    let package: mlua::Table = lua.globals().get("package")?;
+    let dir = script_dir(file);
+    package.set("path", format!("{0}/?.lua;{0}/?/init.lua", dir.display()))?;
+    package.set("cpath", "")?;
+    let loaded: mlua::Table = package.get("loaded")?;
+    loaded.set("spindle", api::module(lua)?)?;
+    Ok(())
+}
+
+/// Keeps the first declaration of each name and reports the others.
+fn without_duplicates<'a>(
+    services: &'a [ServiceDecl],
+    converter: &mut Converter<'_>,
+) -> Vec<&'a ServiceDecl> {
+    let mut first: HashMap<&str, &CallSite> = HashMap::new();
+    let mut unique = Vec::new();
+    for decl in services {
+        match first.get(decl.name.as_str()) {
+            Some(first_site) => {
+                let position = converter.locator.position(first_site, None, Part::Key);
+                let hint = format!(
+                    "first declared at {}:{}:{}; give one of them another name",
+                    first_site.file.display(),
+                    position.line,
+                    position.column
+                );
+                converter.error(
+                    &decl.site,
+                    None,
+                    Part::Key,
+                    format!("service `{}` is declared twice", decl.name),
+                    hint,
+                );
+            }
+            None => {
+                first.insert(&decl.name, &decl.site);
+                unique.push(decl);
+            }
+        }
+    }
+    unique
+}
+
+/// Unknown dependencies, cycles, and conditions that can never hold.
+fn check_dependencies(
+    declarations: &[ServiceDecl],
+    services: &[(&ServiceDecl, ServiceSpec)],
+    converter: &mut Converter<'_>,
+) {
+    let declared: Vec<&str> = declarations.iter().map(|d| d.name.as_str()).collect();
+    let by_name: HashMap<&str, &ServiceSpec> = services
+        .iter()
+        .map(|(_, service)| (service.name.as_str(), service))
+        .collect();
+    for (decl, service) in services {
+        for dependency in &service.depends_on {
+            let path = dependency_path(decl, &dependency.service);
+            if !declared.contains(&dependency.service.as_str()) {
+                let hint = match did_you_mean(&dependency.service, &declared) {
+                    Some(candidate) => format!("did you mean `{candidate}`?"),
+                    None => format!(
+                        "declare it with s.service \"{}\" {{ ... }}, or remove the dependency",
+                        dependency.service
+                    ),
+                };
+                converter.error(
+                    &decl.site,
+                    Some(&path),
+                    Part::Key,
+                    format!(
+                        "service `{}` depends on `{}`, which is not declared",
+                        service.name, dependency.service
+                    ),
+                    hint,
+                );
+                continue;
+            }
+            let Some(target) = by_name.get(dependency.service.as_str()) else {
+                continue;
+            };
+            if dependency.condition == DependencyCondition::CompletedSuccessfully
+                && target.restart.policy == RestartPolicy::Always
+            {
+                converter.push(
+                    Severity::Warning,
+                    &decl.site,
+                    Some(&path),
+                    Part::Value,
+                    format!(
+                        "`{}` waits for `{}` to complete, but its restart policy is \"always\"",
+                        service.name, target.name
+                    ),
+                    format!("give `{}` restart = \"no\" or \"on-failure\"", target.name),
+                );
+            }
+        }
+    }
+    for cycle in cycles(services) {
+        let (decl, _) = services
+            .iter()
+            .find(|(_, service)| service.name == cycle[0])
+            .expect("cycle members are services");
+        let names: Vec<&str> = cycle.iter().map(String::as_str).collect();
+        let path = dependency_path(decl, &cycle[1 % cycle.len()]);
+        converter.error(
+            &decl.site,
+            Some(&path),
+            Part::Key,
+            format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
+            "services in a cycle would wait for each other forever; remove one of these dependencies"
+                .to_owned(),
+        );
+    }
+}
+
+/// Each cycle once, as names in dependency order, starting from the member
+/// declared first.
+fn cycles(services: &[(&ServiceDecl, ServiceSpec)]) -> Vec<Vec<String>> {
+    let index: HashMap<&str, usize> = services
+        .iter()
+        .enumerate()
+        .map(|(idx, (_, service))| (service.name.as_str(), idx))
+        .collect();
+    let edges: Vec<Vec<usize>> = services
+        .iter()
+        .map(|(_, service)| {
+            service
+                .depends_on
+                .iter()
+                .filter_map(|dependency| index.get(dependency.service.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut found: Vec<Vec<String>> = Vec::new();
+    let mut seen: HashSet<Vec<usize>> = HashSet::new();
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut color = vec![0u8; services.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    fn visit(
+        node: usize,
+        edges: &[Vec<usize>],
+        color: &mut [u8],
+        stack: &mut Vec<usize>,
+        on_cycle: &mut dyn FnMut(&[usize]),
+    ) {
+        color[node] = 1;
+        stack.push(node);
+        for &next in &edges[node] {
+            match color[next] {
+                0 => visit(next, edges, color, stack, on_cycle),
+                1 => {
+                    let start = stack.iter().position(|&n| n == next).expect("on stack");
+                    on_cycle(&stack[start..]);
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        color[node] = 2;
+    }
+    for start in 0..services.len() {
+        if color[start] == 0 {
+            visit(start, &edges, &mut color, &mut stack, &mut |members| {
+                let first = members
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, node)| **node)
+                    .map(|(pos, _)| pos)
+                    .unwrap_or(0);
+                let rotated: Vec<usize> = members[first..]
+                    .iter()
+                    .chain(&members[..first])
+                    .copied()
+                    .collect();
+                if seen.insert(rotated.clone()) {
+                    found.push(
+                        rotated
+                            .iter()
+                            .map(|&node| services[node].1.name.clone())
+                            .collect(),
+                    );
+                }
+            });
+        }
+    }
+    found
+}
+
+/// The field path of a dependency entry: `depends_on.db` for the map form,
+/// `depends_on.2` for the list form.
+fn dependency_path(decl: &ServiceDecl, dependency: &str) -> String {
+    if let Ok(Value::Table(list)) = decl.table.raw_get::<Value>("depends_on") {
+        for (key, value) in list.pairs::<Value, Value>().flatten() {
+            if let (Value::Integer(idx), Value::String(name)) = (&key, &value)
+                && name.to_string_lossy() == dependency
+            {
+                return format!("depends_on.{idx}");
+            }
+        }
+    }
+    format!("depends_on.{dependency}")
+}
+
+/// A Lua error as a diagnostic: the position Lua names in its message, a
+/// column found from the `near 'token'` part, and a hint.
+pub(crate) fn lua_error_diagnostic(error: &mlua::Error, file: &Path) -> Diagnostic {
+    let (message, is_syntax) = match error {
+        mlua::Error::SyntaxError { message, .. } => (message.clone(), true),
+        mlua::Error::MemoryError(_) => {
+            return Diagnostic {
+                severity: Severity::Error,
+                file: file.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "the script used more than its memory limit of {} MiB",
+                    MEMORY_LIMIT / (1024 * 1024)
+                ),
+                hint: Some(
+                    "look for a loop that builds an ever-growing table or string".to_owned(),
+                ),
+            };
+        }
+        other => (innermost_message(other), false),
+    };
+    let (error_file, line, text) =
+        split_position(&message).unwrap_or_else(|| (file.to_path_buf(), 1, message.clone()));
+    let column = near_token(&text)
+        .and_then(|token| column_of(&error_file, line, token))
+        .unwrap_or(1);
+    let hint = if is_syntax {
+        "check the Lua syntax at this point: a missing `end`, `}`, `,` or quote is the usual cause"
+            .to_owned()
+    } else if text.starts_with("module '") && text.contains("not found") {
+        format!(
+            "`require` finds modules only next to the script: {}/NAME.lua or NAME/init.lua",
+            script_dir(file).display()
+        )
+    } else if let Some(name) = text
+        .split("(field '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+    {
+        match did_you_mean(
+            name,
+            &[
+                "service",
+                "exec_probe",
+                "http_probe",
+                "tcp_probe",
+                "lua_probe",
+            ],
+        ) {
+            Some(candidate) => format!("did you mean `{candidate}`?"),
+            None => format!("`{name}` is not defined here"),
+        }
+    } else {
+        "the script raised this error while it was evaluated".to_owned()
+    };
+    Diagnostic {
+        severity: Severity::Error,
+        file: error_file,
+        line,
+        column,
+        message: text,
+        hint: Some(hint),
+    }
+}
+
+fn innermost_message(error: &mlua::Error) -> String {
+    match error {
+        mlua::Error::CallbackError { cause, .. } => innermost_message(cause),
+        mlua::Error::RuntimeError(message) => message.clone(),
+        mlua::Error::WithContext { cause, .. } => innermost_message(cause),
+        other => other.to_string(),
+    }
+}
+
+/// Splits `/path/x.lua:12: message` into its parts.
+fn split_position(message: &str) -> Option<(PathBuf, u32, String)> {
+    let marker = message.find(".lua:")? + 4;
+    let file = &message[..marker];
+    let rest = &message[marker + 1..];
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let line: u32 = rest[..digits].parse().ok()?;
+    let text = rest[digits..].trim_start_matches(':').trim().to_owned();
+    let text = text.lines().next().unwrap_or_default().to_owned();
+    Some((PathBuf::from(file.trim()), line, text))
+}
+
+/// The token in `... near 'token'`.
+fn near_token(text: &str) -> Option<&str> {
+    let rest = text.split(" near '").nth(1)?;
+    rest.rsplit_once('\'').map(|(token, _)| token)
+}
+
+fn column_of(file: &Path, line: u32, token: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line_text = text.lines().nth(line.checked_sub(1)? as usize)?;
+    let byte = line_text.find(token)?;
+    Some(line_text[..byte].chars().count() as u32 + 1)
+}

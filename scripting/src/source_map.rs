@@ -1,0 +1,390 @@
+//! Where things stand in a script's text.
+//!
+//! Lua tables forget where their fields were written, so diagnostics about a
+//! field need a second look at the source. This module holds a small Lua
+//! tokenizer and, for a call such as `s.service "api" { ... }` reported by
+//! Lua at some line, maps each field path (`restart.backoff`) of the table
+//! constructor that follows to the line and column of its key and value.
+//! It reads text only; it never runs anything.
+
+use std::collections::HashMap;
+
+/// A 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub line: u32,
+    pub column: u32,
+}
+
+/// The fields of one table constructor: `key` and `value` positions by
+/// dotted path (`"restart"`, `"restart.backoff"`, `"command.1"`).
+#[derive(Debug, Clone, Default)]
+pub struct TableMap {
+    pub open: Option<Position>,
+    fields: HashMap<String, FieldPosition>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FieldPosition {
+    pub key: Position,
+    pub value: Position,
+}
+
+impl TableMap {
+    pub fn field(&self, path: &str) -> Option<FieldPosition> {
+        self.fields.get(path).copied()
+    }
+}
+
+/// A tokenized script.
+#[derive(Debug)]
+pub struct SourceMap {
+    tokens: Vec<Token>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum TokenKind {
+    Name(String),
+    Str,
+    Number,
+    Punct(&'static str),
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    kind: TokenKind,
+    position: Position,
+}
+
+impl SourceMap {
+    pub fn new(source: &str) -> SourceMap {
+        SourceMap {
+            tokens: tokenize(source),
+        }
+    }
+
+    /// The position of the first name token `callee` on `line`, e.g. the
+    /// `service` of `s.service "api" {`.
+    pub fn call_position(&self, line: u32, callee: &str) -> Option<Position> {
+        self.call_token(line, callee)
+            .map(|idx| self.tokens[idx].position)
+    }
+
+    /// The table constructor that is the argument of the call of `callee` on
+    /// `line` (skipping a string argument between them, as in
+    /// `service "api" { ... }`).
+    pub fn table_after_call(&self, line: u32, callee: &str) -> Option<TableMap> {
+        let mut idx = self.call_token(line, callee)? + 1;
+        // Skip `"name"` or `("name")` between the callee and the table.
+        while let Some(token) = self.tokens.get(idx) {
+            match &token.kind {
+                TokenKind::Punct("{") => break,
+                TokenKind::Str | TokenKind::Punct("(") | TokenKind::Punct(")") => idx += 1,
+                _ => return None,
+            }
+        }
+        let mut map = TableMap {
+            open: Some(self.tokens.get(idx)?.position),
+            fields: HashMap::new(),
+        };
+        self.read_constructor(idx, "", &mut map);
+        Some(map)
+    }
+
+    fn call_token(&self, line: u32, callee: &str) -> Option<usize> {
+        self.tokens.iter().position(|token| {
+            token.position.line == line && token.kind == TokenKind::Name(callee.to_owned())
+        })
+    }
+
+    /// Reads the constructor opening at `open` and returns the index just
+    /// past its closing brace.
+    fn read_constructor(&self, open: usize, prefix: &str, map: &mut TableMap) -> usize {
+        let mut idx = open + 1;
+        let mut positional = 0u32;
+        loop {
+            let Some(token) = self.tokens.get(idx) else {
+                return idx;
+            };
+            match &token.kind {
+                TokenKind::Punct("}") => return idx + 1,
+                TokenKind::Punct(",") | TokenKind::Punct(";") => {
+                    idx += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let is_named = matches!(token.kind, TokenKind::Name(_))
+                && matches!(
+                    self.tokens.get(idx + 1).map(|t| &t.kind),
+                    Some(TokenKind::Punct("="))
+                );
+            let (path, key_position, value_idx) = if is_named {
+                let TokenKind::Name(name) = &token.kind else {
+                    unreachable!("checked above")
+                };
+                (join(prefix, name), token.position, idx + 2)
+            } else if token.kind == TokenKind::Punct("[") {
+                // `[expr] = value`: find the matching `]` and skip `=`.
+                let close = self.skip_expression(idx + 1, &["]"]);
+                (join(prefix, "[]"), token.position, close + 2)
+            } else {
+                positional += 1;
+                (join(prefix, &positional.to_string()), token.position, idx)
+            };
+            let Some(value_token) = self.tokens.get(value_idx) else {
+                return value_idx;
+            };
+            map.fields.insert(
+                path.clone(),
+                FieldPosition {
+                    key: key_position,
+                    value: value_token.position,
+                },
+            );
+            idx = if value_token.kind == TokenKind::Punct("{") {
+                let after = self.read_constructor(value_idx, &path, map);
+                // A constructor may be followed by more of an expression.
+                self.skip_expression(after, &[",", ";", "}"])
+            } else {
+                self.skip_expression(value_idx, &[",", ";", "}"])
+            };
+        }
+    }
+
+    /// Skips an expression starting at `idx` up to (not past) one of the
+    /// `stops` at nesting depth zero, and returns the stop's index.
+    fn skip_expression(&self, mut idx: usize, stops: &[&str]) -> usize {
+        let mut depth = 0i32;
+        while let Some(token) = self.tokens.get(idx) {
+            match &token.kind {
+                TokenKind::Punct(p) if depth == 0 && stops.contains(p) => return idx,
+                TokenKind::Punct("(" | "{" | "[") => depth += 1,
+                TokenKind::Punct(")" | "}" | "]") => {
+                    depth -= 1;
+                    if depth < 0 {
+                        return idx;
+                    }
+                }
+                TokenKind::Name(name) => match name.as_str() {
+                    "function" | "if" | "do" | "repeat" => depth += 1,
+                    "end" | "until" => depth -= 1,
+                    _ => {}
+                },
+                _ => {}
+            }
+            idx += 1;
+        }
+        idx
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+const PUNCTUATION: &[&str] = &[
+    "...", "..", "==", "~=", "<=", ">=", "//", "::", "<<", ">>", "+", "-", "*", "/", "%", "^", "#",
+    "&", "~", "|", "<", ">", "=", "(", ")", "{", "}", "[", "]", ";", ":", ",", ".",
+];
+
+fn tokenize(source: &str) -> Vec<Token> {
+    let bytes = source.as_bytes();
+    let mut tokens = Vec::new();
+    let mut idx = 0;
+    let mut line = 1u32;
+    let mut line_start = 0usize;
+    while idx < bytes.len() {
+        let byte = bytes[idx];
+        let position = Position {
+            line,
+            column: (source[line_start..idx].chars().count() + 1) as u32,
+        };
+        if byte == b'\n' {
+            line += 1;
+            idx += 1;
+            line_start = idx;
+            continue;
+        }
+        if byte.is_ascii_whitespace() {
+            idx += 1;
+            continue;
+        }
+        if source[idx..].starts_with("--") {
+            idx += 2;
+            if let Some(level) = long_bracket_level(&bytes[idx..]) {
+                idx = skip_long_bracket(bytes, idx, level, &mut line, &mut line_start);
+            } else {
+                while idx < bytes.len() && bytes[idx] != b'\n' {
+                    idx += 1;
+                }
+            }
+            continue;
+        }
+        if byte == b'['
+            && let Some(level) = long_bracket_level(&bytes[idx..])
+        {
+            idx = skip_long_bracket(bytes, idx, level, &mut line, &mut line_start);
+            tokens.push(Token {
+                kind: TokenKind::Str,
+                position,
+            });
+            continue;
+        }
+        if byte == b'"' || byte == b'\'' {
+            idx += 1;
+            while idx < bytes.len() && bytes[idx] != byte && bytes[idx] != b'\n' {
+                if bytes[idx] == b'\\' {
+                    idx += 1;
+                    if bytes.get(idx) == Some(&b'\n') {
+                        line += 1;
+                        line_start = idx + 1;
+                    }
+                }
+                idx += 1;
+            }
+            idx += 1;
+            tokens.push(Token {
+                kind: TokenKind::Str,
+                position,
+            });
+            continue;
+        }
+        if byte.is_ascii_alphabetic() || byte == b'_' || byte >= 0x80 {
+            let start = idx;
+            while idx < bytes.len()
+                && (bytes[idx].is_ascii_alphanumeric() || bytes[idx] == b'_' || bytes[idx] >= 0x80)
+            {
+                idx += 1;
+            }
+            tokens.push(Token {
+                kind: TokenKind::Name(source[start..idx].to_owned()),
+                position,
+            });
+            continue;
+        }
+        if byte.is_ascii_digit() {
+            while idx < bytes.len()
+                && (bytes[idx].is_ascii_alphanumeric() || bytes[idx] == b'.' || bytes[idx] == b'_')
+            {
+                idx += 1;
+            }
+            tokens.push(Token {
+                kind: TokenKind::Number,
+                position,
+            });
+            continue;
+        }
+        let punct = PUNCTUATION
+            .iter()
+            .find(|p| source[idx..].starts_with(**p))
+            .copied()
+            .unwrap_or("?");
+        idx += punct.len().max(1);
+        tokens.push(Token {
+            kind: TokenKind::Punct(punct),
+            position,
+        });
+    }
+    tokens
+}
+
+/// `[[`, `[=[`, ... : the number of `=` signs, or `None`.
+fn long_bracket_level(bytes: &[u8]) -> Option<usize> {
+    if bytes.first() != Some(&b'[') {
+        return None;
+    }
+    let level = bytes[1..].iter().take_while(|b| **b == b'=').count();
+    (bytes.get(1 + level) == Some(&b'[')).then_some(level)
+}
+
+fn skip_long_bracket(
+    bytes: &[u8],
+    mut idx: usize,
+    level: usize,
+    line: &mut u32,
+    line_start: &mut usize,
+) -> usize {
+    let close: Vec<u8> = std::iter::once(b']')
+        .chain(std::iter::repeat_n(b'=', level))
+        .chain(std::iter::once(b']'))
+        .collect();
+    idx += level + 2;
+    while idx < bytes.len() {
+        if bytes[idx..].starts_with(&close) {
+            return idx + close.len();
+        }
+        if bytes[idx] == b'\n' {
+            *line += 1;
+            *line_start = idx + 1;
+        }
+        idx += 1;
+    }
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_nested_fields_of_a_service_table() {
+        let source = r#"local s = require("spindle")
+-- a comment { with braces }
+s.service "api" {
+  command = { "sh", "-c", "echo {x}" },
+  restart = { policy = "always", backoff = "1s..2s" },
+  ready = s.exec_probe { command = { "true" }, period = "1s" },
+  check = function() local a, b = 1, 2 return a end,
+  after = 1,
+}
+"#;
+        let map = SourceMap::new(source);
+        let table = map.table_after_call(3, "service").expect("table");
+        assert_eq!(
+            table.open,
+            Some(Position {
+                line: 3,
+                column: 17
+            })
+        );
+        let backoff = table.field("restart.backoff").expect("backoff");
+        assert_eq!(
+            backoff.key,
+            Position {
+                line: 5,
+                column: 34
+            }
+        );
+        assert_eq!(
+            backoff.value,
+            Position {
+                line: 5,
+                column: 44
+            }
+        );
+        assert_eq!(
+            table.field("command.3").expect("arg").value,
+            Position {
+                line: 4,
+                column: 27
+            }
+        );
+        assert_eq!(
+            table.field("after").expect("after").key,
+            Position { line: 8, column: 3 }
+        );
+        let probe = map.table_after_call(6, "exec_probe").expect("probe table");
+        assert_eq!(
+            probe.field("period").expect("period").value,
+            Position {
+                line: 6,
+                column: 57
+            }
+        );
+    }
+}

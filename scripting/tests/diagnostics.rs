@@ -1,0 +1,251 @@
+//! Every class of script mistake, as `spindle check` prints it. One `check`
+//! helper: the script as a raw string in, the printed diagnostics out as an
+//! insta snapshot (file paths shown relative to the script's folder).
+
+use std::path::Path;
+
+use spindle_scripting::evaluate_file;
+
+/// Writes `files` (name, text) into a fresh folder, evaluates the first one
+/// and renders its diagnostics the way `spindle check` does.
+fn check_files(files: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write script");
+    }
+    let evaluation = evaluate_file(&dir.path().join(files[0].0));
+    let root = format!("{}/", dir.path().display());
+    let mut out: String = evaluation
+        .diagnostics
+        .iter()
+        .map(|d| format!("{d}\n").replace(&root, ""))
+        .collect();
+    if let Some(graph) = evaluation.graph {
+        out.push_str("graph: ");
+        let waves: Vec<String> = graph
+            .waves()
+            .iter()
+            .map(|wave| {
+                let names: Vec<&str> = wave.iter().map(|s| s.name.as_str()).collect();
+                names.join(",")
+            })
+            .collect();
+        out.push_str(&waves.join(" | "));
+        out.push('\n');
+    }
+    out
+}
+
+fn check(script: &str) -> String {
+    check_files(&[("graph.lua", script)])
+}
+
+#[test]
+fn a_valid_graph_has_waves_and_no_diagnostics() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "db" { command = { "sleep", "60" }, ready = s.tcp_probe { address = "127.0.0.1:5432" } }
+s.service "migrate" { command = "echo migrated", restart = "no", depends_on = { db = "healthy" } }
+s.service "api" {
+  command = { "sleep", "60" },
+  depends_on = { migrate = "completed", db = "healthy" },
+  live = s.http_probe { url = "http://127.0.0.1:8080/health", period = "2s", failures = 2 },
+}
+s.service "worker" { command = { "sleep", "60" }, depends_on = { "db" } }
+"#
+    ));
+}
+
+#[test]
+fn syntax_error_points_at_the_token() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "db" {
+  command = { "sleep" "60" },
+}
+"#
+    ));
+}
+
+#[test]
+fn unknown_fields_suggest_the_near_name() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "db" {
+  comand = { "sleep", "60" },
+  restart = { policy = "always", backofff = "1s..5s" },
+  frobnicate = true,
+}
+"#
+    ));
+}
+
+#[test]
+fn wrong_types_name_what_was_expected() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "db" {
+  command = { "sleep", {} },
+  critical = "yes",
+  env = { PORT = 5432, BAD = {} },
+  ready = "http://127.0.0.1/",
+}
+s.service(42) { command = { "true" } }
+"#
+    ));
+}
+
+#[test]
+fn bad_durations_and_choices() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "db" {
+  command = { "sleep", "60" },
+  ready = s.exec_probe { command = { "true" }, period = "5 parsecs", timeout = "10" },
+  restart = { policy = "sometimes", backoff = "10s..1s", jitter = 3 },
+  stop = { signal = "SIGTERN", grace = "soon" },
+}
+"#
+    ));
+}
+
+#[test]
+fn probes_need_their_target() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "db" {
+  command = { "sleep", "60" },
+  ready = s.http_probe { period = "1s" },
+  live = s.tcp_probe { address = "localhost" },
+}
+s.service "web" { command = { "sleep", "60" }, ready = s.http_probe { url = "https://x/" } }
+"#
+    ));
+}
+
+#[test]
+fn unknown_dependencies_and_conditions() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "database" { command = { "sleep", "60" } }
+s.service "api" {
+  command = { "sleep", "60" },
+  depends_on = { databse = "healthy", cache = "started", database = "ready" },
+}
+"#
+    ));
+}
+
+#[test]
+fn duplicate_names_point_at_both() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "db" { command = { "sleep", "60" } }
+s.service "api" { command = { "sleep", "60" } }
+  s.service "db" { command = { "sleep", "61" } }
+"#
+    ));
+}
+
+#[test]
+fn cycles_are_named_in_order() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "a" { command = { "true" }, depends_on = { "c" } }
+s.service "b" { command = { "true" }, depends_on = { "a" } }
+s.service "c" { command = { "true" }, depends_on = { "b" } }
+s.service "self" { command = { "true" }, depends_on = { "self" } }
+s.service "ok" { command = { "true" } }
+"#
+    ));
+}
+
+#[test]
+fn runtime_errors_and_misspelt_api() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "db" { command = { "sleep", "60" } }
+s.servce "api" { command = { "sleep", "60" } }
+"#
+    ));
+}
+
+#[test]
+fn memory_limit_stops_a_runaway_script() {
+    insta::assert_snapshot!(check(
+        r#"local parts = {}
+while true do parts[#parts + 1] = string.rep("x", 1024 * 1024) end
+"#
+    ));
+}
+
+#[test]
+fn require_resolves_next_to_the_script_only() {
+    insta::assert_snapshot!(check_files(&[
+        (
+            "graph.lua",
+            r#"local s = require("spindle")
+local common = require("common")
+s.service "db" { command = common.sleeper }
+require("socket")
+"#,
+        ),
+        ("common.lua", "return { sleeper = { \"sleep\", \"60\" } }\n"),
+    ]));
+}
+
+#[test]
+fn env_files_are_read_and_checked() {
+    let out = check_files(&[
+        (
+            "graph.lua",
+            r#"local s = require("spindle")
+s.service "db" { command = { "env" }, env_file = ".env", env = { B = "2" } }
+s.service "bad" { command = { "env" }, env_file = "missing.env" }
+"#,
+        ),
+        (".env", "# settings\nA=1\nexport C=\"three\"\nnot a pair\n"),
+    ]);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn services_keep_declared_fields() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("graph.lua");
+    std::fs::write(
+        &file,
+        r#"local s = require("spindle")
+s.service "db" {
+  command = { "sleep", "60" },
+  env = { A = "1" },
+  ready = s.exec_probe { command = { "true" }, period = "250ms", timeout = "2s", failures = 4, successes = 2, initial_delay = "1s" },
+  restart = { policy = "always", backoff = "100ms..3s", jitter = 0.5, max = 7, window = "30s" },
+  stop = { signal = "INT", grace = "1500ms" },
+  critical = true,
+}
+"#,
+    )
+    .expect("write");
+    let graph = evaluate_file(&file).graph.expect("valid graph");
+    let db = graph.service("db").expect("db");
+    let probe = db.readiness.as_ref().expect("probe");
+    assert_eq!(probe.period.as_millis(), 250);
+    assert_eq!(probe.timeout.as_secs(), 2);
+    assert_eq!((probe.failure_threshold, probe.success_threshold), (4, 2));
+    assert_eq!(probe.initial_delay.as_secs(), 1);
+    assert_eq!(db.restart.backoff_initial.as_millis(), 100);
+    assert_eq!(db.restart.backoff_max.as_secs(), 3);
+    assert_eq!((db.restart.max_restarts, db.restart.jitter), (7, 0.5));
+    assert_eq!(
+        (db.shutdown.signal, db.shutdown.grace.as_millis()),
+        (2, 1500)
+    );
+    assert!(db.critical);
+    assert_eq!(db.location.line, 2);
+    assert_eq!(db.location.column, 3);
+    assert_eq!(
+        graph.file.parent().map(Path::to_path_buf),
+        Some(dir.path().to_path_buf())
+    );
+}
