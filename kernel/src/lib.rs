@@ -1,5 +1,7 @@
 //! spindle-kernel: the integrated kernel.
 //!
-//! Today: the supervisor, which runs a [`spindle_scripting::GraphSpec`].
+//! Today: the [`supervisor`], which runs a [`spindle_scripting::GraphSpec`].
 //! It speaks plain Rust types only; the command line and later front ends
 //! turn its events into text or JSON.
+
+pub mod supervisor;
