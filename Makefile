@@ -1,0 +1,35 @@
+# The two commands of the README, and the pieces they are made of.
+# Everything a target needs is fetched by scripts/setup.sh (idempotent).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: demo test bench setup lint layering doc
+
+## Set up, build, and run the example graph in the foreground until Ctrl-C.
+demo: setup
+	$(CARGO) build --release --bin spindle
+	./target/release/spindle run examples/quickstart.lua
+
+## Set up, then every check CI runs: format, clippy, layering, rustdoc, tests.
+test: setup lint layering doc
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+## Benchmarks with their anchors in the same run; JSON under target/bench/.
+bench: setup
+	$(CARGO) bench --bench supervisor
+	$(CARGO) bench --bench embed
+
+setup:
+	bash scripts/setup.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+layering:
+	bash scripts/check-layering.sh
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet

@@ -1,0 +1,46 @@
+-- Spindle quickstart: a small service graph of real processes.
+--
+--   spindle check examples/quickstart.lua     diagnostics only
+--   spindle graph examples/quickstart.lua     startup waves
+--   spindle run   examples/quickstart.lua     run it; Ctrl-C stops it in reverse order
+--
+-- The services are stand-ins built from what every machine has (python3, sh),
+-- so the graph runs anywhere: a "vector database" answering HTTP, a one-shot
+-- migration, an API that needs both, and a worker watched by a Lua probe.
+
+local s = require("spindle")
+
+s.service "vectordb" {
+  command = { "python3", "-m", "http.server", "6333", "--bind", "127.0.0.1" },
+  ready = s.http_probe { url = "http://127.0.0.1:6333/", period = "200ms" },
+  restart = { policy = "on-failure", backoff = "200ms..10s", max = 5, window = "60s" },
+  critical = true,
+}
+
+s.service "migrate" {
+  command = "echo 'applying schema'; sleep 0.3; echo 'schema ready'",
+  depends_on = { vectordb = "healthy" },
+  restart = "no",
+}
+
+s.service "api" {
+  command = { "python3", "-m", "http.server", "8080", "--bind", "127.0.0.1" },
+  depends_on = { vectordb = "healthy", migrate = "completed" },
+  ready = s.tcp_probe { address = "127.0.0.1:8080", period = "200ms" },
+  live = s.http_probe { url = "http://127.0.0.1:8080/", period = "2s", failures = 3 },
+  stop = { signal = "SIGTERM", grace = "2s" },
+}
+
+local heartbeats = 0
+s.service "worker" {
+  command = { "sh", "-c", "while true; do echo working; sleep 2; done" },
+  depends_on = { api = "healthy" },
+  live = s.lua_probe {
+    period = "2s",
+    check = function()
+      heartbeats = heartbeats + 1
+      return true
+    end,
+  },
+  restart = { policy = "always", backoff = "500ms..5s" },
+}
