@@ -1,0 +1,2 @@
+//! spindle-scheduler: requests, their priority queues, dynamic batching,
+//! retries and circuit breakers.
