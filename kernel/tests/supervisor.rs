@@ -198,7 +198,7 @@ impl Harness {
     }
 
     /// Asks for shutdown and collects the rest of the events.
-    async fn stop(mut self) -> (RunOutcome, Vec<Event>) {
+    async fn stop(self) -> (RunOutcome, Vec<Event>) {
         self.shutdown.cancel();
         self.finish().await
     }
