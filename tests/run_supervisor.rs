@@ -1,0 +1,373 @@
+//! End-to-end tests of `spindle run`: the real binary, real Lua scripts,
+//! real process trees, observed through `--events jsonl` and `/proc`.
+//! Signals are sent to the binary the way a user or an init system would.
+
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn scratch_dir(test: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("spindle-run-{test}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One event line of `--events jsonl`.
+#[derive(Debug, Clone)]
+struct Event {
+    service: String,
+    from: String,
+    to: String,
+    reason: String,
+    pid: Option<i32>,
+}
+
+fn parse_event(line: &str) -> Event {
+    let value: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+    assert!(
+        value["ts"].as_f64().unwrap() > 1.7e9,
+        "ts is Unix seconds: {line}"
+    );
+    let text = |key: &str| {
+        value[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+            .to_owned()
+    };
+    Event {
+        service: text("service"),
+        from: text("from"),
+        to: text("to"),
+        reason: text("reason"),
+        pid: value["pid"].as_i64().map(|pid| pid as i32),
+    }
+}
+
+/// `spindle run SCRIPT --events jsonl` and its event stream.
+struct Run {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    events: Vec<Event>,
+    dir: PathBuf,
+}
+
+impl Run {
+    fn start(dir: &Path, script: &str) -> Run {
+        let file = dir.join("graph.lua");
+        std::fs::write(&file, script).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spindle"))
+            .arg("run")
+            .arg(&file)
+            .args(["--events", "jsonl", "--data-dir"])
+            .arg(dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Run {
+            child,
+            lines,
+            events: Vec::new(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Reads events until one matches. The read blocks on the pipe; a hung
+    /// run is caught by the test harness's own timeout, so the deadline
+    /// here only bounds a run that keeps talking.
+    fn wait_for(&mut self, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
+        let started = Instant::now();
+        while started.elapsed() < DEADLINE {
+            match self.lines.next() {
+                Some(Ok(line)) => {
+                    let event = parse_event(&line);
+                    self.events.push(event.clone());
+                    if matches(&event) {
+                        return event;
+                    }
+                }
+                _ => panic!("spindle ended before {what}: {:#?}", self.events),
+            }
+        }
+        panic!("no {what} within {DEADLINE:?}: {:#?}", self.events)
+    }
+
+    fn wait_state(&mut self, service: &str, state: &str) -> Event {
+        self.wait_for(&format!("{service} {state}"), |event| {
+            event.service == service && event.to == state
+        })
+    }
+
+    /// The run id, read from a child's environment.
+    fn run_id(&self) -> String {
+        let pid = self
+            .events
+            .iter()
+            .find_map(|event| event.pid)
+            .expect("a service with a pid");
+        environment_value(pid, "SPINDLE_RUN_ID").expect("SPINDLE_RUN_ID in the child's environment")
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory effects.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Reads the remaining events and waits for the exit status.
+    fn finish(mut self) -> (Option<i32>, Vec<Event>) {
+        for line in self.lines.by_ref() {
+            let Ok(line) = line else { break };
+            self.events.push(parse_event(&line));
+        }
+        let status = self.child.wait().unwrap();
+        (status.code(), self.events)
+    }
+}
+
+fn environment_value(pid: i32, key: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{key}=");
+    environ
+        .split(|byte| *byte == 0)
+        .filter_map(|var| std::str::from_utf8(var).ok())
+        .find_map(|var| var.strip_prefix(&prefix).map(str::to_owned))
+}
+
+/// Processes whose environment carries the run id and that are not zombies.
+fn live_processes_of_run(run_id: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if environment_value(pid, "SPINDLE_RUN_ID").as_deref() != Some(run_id) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let state = stat[stat.rfind(')').unwrap() + 1..]
+            .trim_start()
+            .chars()
+            .next();
+        if state != Some('Z') {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// Polls `/proc` until the run has no live process or the deadline passes
+/// (after a SIGKILL there is nothing to wait on but the kernel).
+fn wait_until_gone(run_id: &str) -> Vec<(i32, String)> {
+    let started = Instant::now();
+    loop {
+        let alive = live_processes_of_run(run_id);
+        if alive.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn position(events: &[Event], service: &str, state: &str) -> usize {
+    events
+        .iter()
+        .position(|event| event.service == service && event.to == state)
+        .unwrap_or_else(|| panic!("no {service} {state} in {events:#?}"))
+}
+
+/// A three-wave graph whose processes leave grandchildren: one in the
+/// service's process group, one that escaped it with setsid.
+const TREE: &str = r#"
+local s = require("spindle")
+
+s.service "db" {
+  command = { "sh", "-c", "echo db up; exec sleep 300" },
+  ready = s.exec_probe { command = { "true" }, period = "20ms" },
+  live = s.lua_probe { check = function() return true end, period = "20ms" },
+}
+
+-- Ready once the shell has forked its grandchild (files land in the
+-- script's folder, the default working directory).
+s.service "worker" {
+  command = "sleep 300 & touch worker-forked; sleep 300",
+  depends_on = { db = "healthy" },
+  ready = s.exec_probe { command = { "test", "-f", "worker-forked" }, period = "20ms" },
+}
+
+s.service "web" {
+  command = "setsid sleep 300 & touch web-forked; exec sleep 300",
+  depends_on = { "worker" },
+  ready = s.exec_probe { command = { "test", "-f", "web-forked" }, period = "20ms" },
+}
+"#;
+
+#[test]
+fn sigterm_stops_in_reverse_order_exits_0_and_leaves_no_process() {
+    let dir = scratch_dir("sigterm");
+    let mut run = Run::start(&dir, TREE);
+    run.wait_state("web", "ready");
+    let run_id = run.run_id();
+    // db's sleep, worker's shell and its background sleep, web's leader and
+    // the sleep that left web's process group.
+    let alive = live_processes_of_run(&run_id);
+    assert!(alive.len() >= 5, "{alive:?}");
+    run.signal(libc::SIGTERM);
+    let (code, events) = run.finish();
+    assert_eq!(code, Some(0), "{events:#?}");
+    let stopped = |service| position(&events, service, "stopped");
+    let stopping = |service| position(&events, service, "stopping");
+    assert!(stopped("web") < stopping("worker"), "{events:#?}");
+    assert!(stopped("worker") < stopping("db"), "{events:#?}");
+    assert!(position(&events, "worker", "starting") > position(&events, "db", "ready"));
+    assert!(position(&events, "web", "starting") > position(&events, "worker", "running"));
+    assert_eq!(
+        events[stopping("db")].reason,
+        "shutdown: SIGTERM to the process group, SIGKILL after 5s"
+    );
+    assert_eq!(live_processes_of_run(&run_id), Vec::new());
+    let log = std::fs::read_to_string(dir.join("data/logs/db.log")).unwrap();
+    assert!(log.contains("\ndb up\n"), "{log}");
+}
+
+#[test]
+fn sigkill_of_spindle_leaves_no_process_behind() {
+    let dir = scratch_dir("sigkill");
+    let mut run = Run::start(&dir, TREE);
+    run.wait_state("web", "ready");
+    let run_id = run.run_id();
+    // db's sleep, worker's shell and its background sleep, web's leader and
+    // the sleep that left web's process group.
+    let alive = live_processes_of_run(&run_id);
+    assert!(alive.len() >= 5, "{alive:?}");
+    run.signal(libc::SIGKILL);
+    let (code, _) = run.finish();
+    assert_eq!(code, None, "killed by a signal");
+    assert_eq!(wait_until_gone(&run_id), Vec::new());
+}
+
+#[test]
+fn a_critical_service_that_gives_up_ends_the_run_with_status_3() {
+    let dir = scratch_dir("gave-up");
+    let script = r#"
+local s = require("spindle")
+s.service "flaky" {
+  command = "exit 7",
+  restart = { policy = "on-failure", backoff = "10ms..40ms", jitter = 0, max = 2, window = "60s" },
+  critical = true,
+}
+s.service "steady" { command = { "sleep", "300" } }
+"#;
+    let run = Run::start(&dir, script);
+    let (code, events) = run.finish();
+    assert_eq!(code, Some(3), "{events:#?}");
+    let gave_up = &events[position(&events, "flaky", "gave-up")];
+    assert_eq!(
+        gave_up.reason,
+        "crash loop: 2 restarts within 60s reached the limit of 2 (restart.max); last failure: exited with status 7"
+    );
+    let backoffs: Vec<&str> = events
+        .iter()
+        .filter(|event| event.to == "backing-off")
+        .map(|event| event.reason.as_str())
+        .collect();
+    assert_eq!(
+        backoffs,
+        [
+            "restart #1 in 10ms after: exited with status 7",
+            "restart #2 in 20ms after: exited with status 7"
+        ]
+    );
+    assert_eq!(events.last().unwrap().service, "steady");
+    assert_eq!(events.last().unwrap().to, "stopped");
+}
+
+#[test]
+fn a_script_with_errors_prints_diagnostics_and_exits_1() {
+    let dir = scratch_dir("diagnostics");
+    let file = dir.join("broken.lua");
+    std::fs::write(
+        &file,
+        "local s = require(\"spindle\")\ns.service \"app\" {\n  command = { \"true\" },\n  depends_on = { \"nowhere\" },\n}\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_spindle"))
+        .arg("run")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let prefix = format!("{}:", file.display());
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.starts_with(&prefix) && line.contains(": error: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn without_a_terminal_events_are_plain_lines_and_output_is_prefixed() {
+    let dir = scratch_dir("plain");
+    let file = dir.join("graph.lua");
+    std::fs::write(
+        &file,
+        "local s = require(\"spindle\")\ns.service \"job\" { command = \"echo hello from job\", restart = { policy = \"no\" } }\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_spindle"))
+        .arg("run")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.lines().any(|line| line == "job | hello from job"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.ends_with(" job: ready -> exited: completed (exited with status 0)")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn help_shows_an_example() {
+    let output = Command::new(env!("CARGO_BIN_EXE_spindle"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("spindle run examples/quickstart.lua"),
+        "{help}"
+    );
+    assert!(help.contains("--events <FORMAT>"), "{help}");
+}
