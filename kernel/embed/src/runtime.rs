@@ -122,7 +122,7 @@ pub fn runtime(library: &Path, fetch_command: &str) -> Result<Arc<Runtime>, Embe
         .with_name("spindle")
         .build()
         .map_err(|error| load_error(error.to_string()))?;
-    tracing::info!(library = %library.display(), "loaded ONNX Runtime");
+    tracing::debug!(library = %library.display(), "loaded ONNX Runtime");
     let runtime = Arc::new(Runtime {
         environment,
         library: library.to_path_buf(),
