@@ -99,6 +99,7 @@ fn graph(services: Vec<ServiceSpec>) -> GraphSpec {
     GraphSpec {
         file: PathBuf::from("/test.lua"),
         services,
+        pipelines: Vec::new(),
     }
 }
 

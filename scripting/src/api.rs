@@ -55,10 +55,43 @@ pub(crate) struct ProbeDecl {
 
 impl UserData for ProbeDecl {}
 
+/// One `s.pipeline "name" { ... }`.
+pub(crate) struct PipelineDecl {
+    pub name: String,
+    pub table: Table,
+    pub site: CallSite,
+}
+
+/// `s.stage("name", function_or_embed)`.
+pub(crate) struct StageDecl {
+    pub name: Value,
+    pub body: Value,
+    pub site: CallSite,
+}
+
+impl UserData for StageDecl {}
+
+/// `s.embed "service"` or `s.embed { service = ..., fallback = ... }`.
+pub(crate) struct EmbedDecl {
+    pub spec: Value,
+    pub site: CallSite,
+}
+
+impl UserData for EmbedDecl {}
+
+/// `s.http_route "/path"` or `s.netlink { family = "spindle" }`.
+pub(crate) enum SourceDecl {
+    Http { route: Value, site: CallSite },
+    Netlink { fields: Value, site: CallSite },
+}
+
+impl UserData for SourceDecl {}
+
 /// Everything a script declared, kept in the Lua state's app data.
 #[derive(Default)]
 pub(crate) struct Declarations {
     pub services: Vec<ServiceDecl>,
+    pub pipelines: Vec<PipelineDecl>,
     /// Calls with arguments of the wrong kind: where, message and hint.
     pub mistakes: Vec<(CallSite, String, String)>,
 }
@@ -76,6 +109,35 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
         let probe = lua.create_function(move |lua, value: Value| probe(lua, kind, value))?;
         module.set(kind.callee(), probe)?;
     }
+    module.set("pipeline", lua.create_function(pipeline)?)?;
+    module.set(
+        "stage",
+        lua.create_function(|lua, (name, body): (Value, Value)| {
+            let site = caller_site(lua, "stage");
+            lua.create_userdata(StageDecl { name, body, site })
+        })?,
+    )?;
+    module.set(
+        "embed",
+        lua.create_function(|lua, spec: Value| {
+            let site = caller_site(lua, "embed");
+            lua.create_userdata(EmbedDecl { spec, site })
+        })?,
+    )?;
+    module.set(
+        "http_route",
+        lua.create_function(|lua, route: Value| {
+            let site = caller_site(lua, "http_route");
+            lua.create_userdata(SourceDecl::Http { route, site })
+        })?,
+    )?;
+    module.set(
+        "netlink",
+        lua.create_function(|lua, fields: Value| {
+            let site = caller_site(lua, "netlink");
+            lua.create_userdata(SourceDecl::Netlink { fields, site })
+        })?,
+    )?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(module)
 }
@@ -141,6 +203,57 @@ fn service(lua: &Lua, (name, table): (Value, Option<Value>)) -> mlua::Result<Val
             })?;
             Ok(Value::Function(finish))
         }
+    }
+}
+
+/// `s.pipeline "name" { ... }` or `s.pipeline("name", { ... })`.
+fn pipeline(lua: &Lua, (name, table): (Value, Option<Value>)) -> mlua::Result<Value> {
+    let site = caller_site(lua, "pipeline");
+    let name = match name {
+        Value::String(name) => name.to_str()?.to_owned(),
+        other => {
+            report(
+                lua,
+                &site,
+                format!(
+                    "a pipeline needs a name as a string, found {}",
+                    crate::convert::describe(&other)
+                ),
+                "write s.pipeline \"name\" { s.stage(\"embed\", s.embed \"embedder\") }",
+            );
+            String::new()
+        }
+    };
+    let record = move |lua: &Lua, name: String, table: Value, site: CallSite| match table {
+        Value::Table(table) if !name.is_empty() => {
+            if let Some(mut declarations) = lua.app_data_mut::<Declarations>() {
+                declarations
+                    .pipelines
+                    .push(PipelineDecl { name, table, site });
+            }
+        }
+        Value::Table(_) => {}
+        other => report(
+            lua,
+            &site,
+            format!(
+                "pipeline `{name}` needs a table of stages, found {}",
+                crate::convert::describe(&other)
+            ),
+            "write s.pipeline \"name\" { s.stage(\"embed\", s.embed \"embedder\") }",
+        ),
+    };
+    match table {
+        Some(table) => {
+            record(lua, name, table, site);
+            Ok(Value::Nil)
+        }
+        None => Ok(Value::Function(lua.create_function(
+            move |lua, table: Value| {
+                record(lua, name.clone(), table, site.clone());
+                Ok(())
+            },
+        )?)),
     }
 }
 

@@ -234,7 +234,7 @@ impl Converter<'_> {
         })
     }
 
-    fn check_fields(
+    pub(crate) fn check_fields(
         &mut self,
         site: &CallSite,
         table: &Table,
@@ -271,7 +271,13 @@ impl Converter<'_> {
         }
     }
 
-    fn wrong_type(&mut self, site: &CallSite, path: &str, expected: &str, found: &Value) {
+    pub(crate) fn wrong_type(
+        &mut self,
+        site: &CallSite,
+        path: &str,
+        expected: &str,
+        found: &Value,
+    ) {
         self.error(
             site,
             Some(path),
@@ -869,7 +875,7 @@ impl Converter<'_> {
         shutdown
     }
 
-    fn one_of(&mut self, site: &CallSite, path: &str, found: &str, allowed: &[&str]) {
+    pub(crate) fn one_of(&mut self, site: &CallSite, path: &str, found: &str, allowed: &[&str]) {
         let hint = match did_you_mean(found, allowed) {
             Some(candidate) => format!("did you mean \"{candidate}\"?"),
             None => format!("use one of: {}", allowed.join(", ")),
@@ -925,7 +931,7 @@ impl Converter<'_> {
         self.duration_at(site, table, key, key)
     }
 
-    fn duration_at(
+    pub(crate) fn duration_at(
         &mut self,
         site: &CallSite,
         table: &Table,

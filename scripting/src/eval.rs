@@ -86,6 +86,31 @@ pub(crate) fn load(path: &Path) -> Loaded {
         }
     }
     check_dependencies(&declarations.services, &converted, &mut converter);
+    let mut pipelines = Vec::new();
+    let mut pipeline_sites: HashMap<String, CallSite> = HashMap::new();
+    for decl in &declarations.pipelines {
+        if let Some(first) = pipeline_sites.get(&decl.name) {
+            let position = converter.locator.position(first, None, Part::Key);
+            converter.error(
+                &decl.site,
+                None,
+                Part::Key,
+                format!("pipeline `{}` is declared twice", decl.name),
+                format!(
+                    "first declared at {}:{}:{}; give one of them another name",
+                    first.file.display(),
+                    position.line,
+                    position.column
+                ),
+            );
+            continue;
+        }
+        pipeline_sites.insert(decl.name.clone(), decl.site.clone());
+        if let Some(pipeline) = converter.pipeline(decl) {
+            check_embed_stages(&pipeline, &converted, &mut converter);
+            pipelines.push(pipeline);
+        }
+    }
     let functions = converter.functions;
     diagnostics.extend(converter.diagnostics);
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -93,6 +118,7 @@ pub(crate) fn load(path: &Path) -> Loaded {
     let graph = (!has_errors).then(|| GraphSpec {
         file: file.clone(),
         services: converted.into_iter().map(|(_, service)| service).collect(),
+        pipelines,
     });
     Loaded {
         lua,
@@ -217,6 +243,50 @@ fn check_dependencies(
             "services in a cycle would wait for each other forever; remove one of these dependencies"
                 .to_owned(),
         );
+    }
+}
+
+/// An embed stage must name a declared embedding service.
+fn check_embed_stages(
+    pipeline: &crate::spec::PipelineSpec,
+    services: &[(&ServiceDecl, ServiceSpec)],
+    converter: &mut Converter<'_>,
+) {
+    let embedding: Vec<&str> = services
+        .iter()
+        .filter(|(_, service)| matches!(service.kind, crate::spec::ServiceKind::Embedding(_)))
+        .map(|(_, service)| service.name.as_str())
+        .collect();
+    for stage in &pipeline.stages {
+        let crate::spec::StageKind::Embed { service, fallback } = &stage.kind else {
+            continue;
+        };
+        for name in std::iter::once(service).chain(fallback) {
+            if embedding.contains(&name.as_str()) {
+                continue;
+            }
+            let declared = services.iter().any(|(_, s)| &s.name == name);
+            let hint = match did_you_mean(name, &embedding) {
+                Some(candidate) => format!("did you mean `{candidate}`?"),
+                None if declared => format!(
+                    "`{name}` is a process; declare an embedding service with embedding = {{ model = \"...\" }}"
+                ),
+                None => format!(
+                    "declare it: s.service \"{name}\" {{ embedding = {{ model = \"all-MiniLM-L6-v2\" }} }}"
+                ),
+            };
+            converter.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: stage.location.file.clone(),
+                line: stage.location.line,
+                column: stage.location.column,
+                message: format!(
+                    "stage `{}` of pipeline `{}` embeds with `{name}`, which is not an embedding service",
+                    stage.name, pipeline.name
+                ),
+                hint: Some(hint),
+            });
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod api;
 mod convert;
+mod convert_pipeline;
 mod diagnostic;
 mod duration;
 mod eval;

@@ -13,6 +13,8 @@ pub struct GraphSpec {
     /// The script the graph was read from (absolute).
     pub file: PathBuf,
     pub services: Vec<ServiceSpec>,
+    /// Pipelines in declaration order.
+    pub pipelines: Vec<PipelineSpec>,
 }
 
 /// Where in a script something was declared (1-based line and column).
@@ -213,6 +215,10 @@ impl GraphSpec {
         self.services.iter().find(|service| service.name == name)
     }
 
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
+        self.pipelines.iter().find(|pipeline| pipeline.name == name)
+    }
+
     /// Startup waves: wave 0 holds services without dependencies, wave N
     /// those whose deepest dependency is in wave N-1. Services keep their
     /// declaration order inside a wave. The graph must be acyclic (evaluation
@@ -250,4 +256,57 @@ impl GraphSpec {
         }
         waves
     }
+}
+
+/// A pipeline: the stages a request passes through, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSpec {
+    pub name: String,
+    pub location: Location,
+    /// Where requests come from; every pipeline is also reachable over HTTP
+    /// at `/v1/pipelines/<name>`.
+    pub sources: Vec<SourceSpec>,
+    pub stages: Vec<StageSpec>,
+    /// Deadlines by priority for this pipeline; `None` keeps the kernel's
+    /// defaults.
+    pub timeouts: PriorityTimeouts,
+    /// A Lua function `(req, err) -> req` producing a degraded answer when a
+    /// stage fails; its answers are marked as fallback answers.
+    pub fallback: Option<FunctionId>,
+}
+
+/// Per-priority durations; `None` means "the default".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PriorityTimeouts {
+    pub high: Option<Duration>,
+    pub medium: Option<Duration>,
+    pub low: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// An extra HTTP route (`POST`), besides `/v1/pipelines/<name>`.
+    Http { route: String },
+    /// Requests from the kernel module over generic netlink.
+    Netlink { family: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageSpec {
+    pub name: String,
+    pub location: Location,
+    pub kind: StageKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageKind {
+    /// A Lua function `(req) -> req`, run as a coroutine per request.
+    Lua { function: FunctionId },
+    /// Embeds `req.text` with an embedding service into `req.vector`.
+    Embed {
+        service: String,
+        /// Another embedding service to use when this one fails or its
+        /// breaker is open.
+        fallback: Option<String>,
+    },
 }

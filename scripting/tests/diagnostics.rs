@@ -249,3 +249,79 @@ s.service "db" {
         Some(dir.path().to_path_buf())
     );
 }
+
+#[test]
+fn pipelines_are_checked_stage_by_stage() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "embedder" { embedding = { model = "all-MiniLM-L6-v2" } }
+s.service "db" { command = { "sleep", "60" } }
+s.pipeline "ingest" {
+  from = { s.http_route "v1/ingest", s.netlink { famly = "spindle" } },
+  timeout = { high = "1s", urgent = "5s" },
+  s.stage("clean", function(req) return req end),
+  s.stage("clean", function(req) return req end),
+  s.stage("embed", s.embed "embeder"),
+  s.stage("store", s.embed "db"),
+  s.stage("oops", 42),
+  retries = 3,
+}
+s.pipeline "empty" {}
+s.pipeline "ingest" { s.stage("x", function(req) return req end) }
+"#
+    ));
+}
+
+#[test]
+fn a_valid_pipeline_keeps_its_stages_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("graph.lua");
+    std::fs::write(
+        &file,
+        r#"local s = require("spindle")
+s.service "embedder" { embedding = { model = "all-MiniLM-L6-v2", providers = { "cuda", "cpu" } } }
+s.service "small" { embedding = { model = "paraphrase-MiniLM-L3-v2" } }
+s.pipeline "ingest" {
+  from = { s.netlink { family = "spindle" }, s.http_route "/v1/ingest" },
+  timeout = { high = "500ms", low = "30s" },
+  fallback = function(req, err) req.degraded = true return req end,
+  s.stage("clean", function(req) req.text = req.text:gsub("%s+", " ") return req end),
+  s.stage("embed", s.embed { service = "embedder", fallback = "small" }),
+  s.stage("store", function(req) return req end),
+}
+"#,
+    )
+    .expect("write");
+    let evaluation = evaluate_file(&file);
+    assert!(
+        evaluation.diagnostics.is_empty(),
+        "{:?}",
+        evaluation.diagnostics
+    );
+    let graph = evaluation.graph.expect("valid");
+    let pipeline = graph.pipeline("ingest").expect("pipeline");
+    let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["clean", "embed", "store"]);
+    assert_eq!(
+        pipeline.stages[1].kind,
+        spindle_scripting::StageKind::Embed {
+            service: "embedder".to_owned(),
+            fallback: Some("small".to_owned())
+        }
+    );
+    assert_eq!(pipeline.stages[2].location.line, 10);
+    assert_eq!(
+        pipeline.sources,
+        [
+            spindle_scripting::SourceSpec::Netlink {
+                family: "spindle".to_owned()
+            },
+            spindle_scripting::SourceSpec::Http {
+                route: "/v1/ingest".to_owned()
+            }
+        ]
+    );
+    assert_eq!(pipeline.timeouts.high.map(|d| d.as_millis()), Some(500));
+    assert_eq!(pipeline.timeouts.medium, None);
+    assert!(pipeline.fallback.is_some());
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use spindle_scripting::{GraphSpec, ServiceKind};
+use spindle_scripting::{GraphSpec, PipelineSpec, ServiceKind, SourceSpec, StageKind};
 
 /// Print a script's service graph with its startup waves.
 #[derive(clap::Args)]
@@ -60,6 +60,29 @@ fn text(graph: &GraphSpec) -> String {
             }
         }
     }
+    for pipeline in &graph.pipelines {
+        out.push_str(&format!(
+            "pipeline {} (from {}):\n",
+            pipeline.name,
+            sources(pipeline).join(", ")
+        ));
+        for stage in &pipeline.stages {
+            let detail = match &stage.kind {
+                StageKind::Lua { .. } => "lua".to_owned(),
+                StageKind::Embed {
+                    service,
+                    fallback: None,
+                } => format!("embed with {service}"),
+                StageKind::Embed {
+                    service,
+                    fallback: Some(fallback),
+                } => {
+                    format!("embed with {service}, falling back to {fallback}")
+                }
+            };
+            out.push_str(&format!("  {}  ({detail})\n", stage.name));
+        }
+    }
     out
 }
 
@@ -79,7 +102,34 @@ fn json(graph: &GraphSpec) -> serde_json::Value {
             }));
         }
     }
-    serde_json::json!({ "services": services })
+    let pipelines: Vec<serde_json::Value> = graph
+        .pipelines
+        .iter()
+        .map(|pipeline| {
+            serde_json::json!({
+                "name": pipeline.name,
+                "stages": pipeline.stages.iter().map(|stage| match &stage.kind {
+                    StageKind::Lua { .. } => serde_json::json!({ "name": stage.name, "kind": "lua" }),
+                    StageKind::Embed { service, fallback } => serde_json::json!({
+                        "name": stage.name, "kind": "embed", "service": service, "fallback": fallback,
+                    }),
+                }).collect::<Vec<_>>(),
+                "sources": sources(pipeline),
+            })
+        })
+        .collect();
+    serde_json::json!({ "services": services, "pipelines": pipelines })
+}
+
+/// A pipeline's sources as strings: `http:/v1/pipelines/NAME` first (every
+/// pipeline has it), then `http:ROUTE` and `netlink:FAMILY` as declared.
+fn sources(pipeline: &PipelineSpec) -> Vec<String> {
+    std::iter::once(format!("http:/v1/pipelines/{}", pipeline.name))
+        .chain(pipeline.sources.iter().map(|source| match source {
+            SourceSpec::Http { route } => format!("http:{route}"),
+            SourceSpec::Netlink { family } => format!("netlink:{family}"),
+        }))
+        .collect()
 }
 
 fn dot(graph: &GraphSpec) -> String {
