@@ -16,13 +16,18 @@ mod diagnostic;
 mod duration;
 mod eval;
 mod host;
+mod pipeline_run;
 mod source_map;
 pub mod spec;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
-pub use host::{CheckReply, CheckResult, ScriptHost};
+pub use host::{CheckReply, CheckResult, RunOutcome, RunReply, ScriptHost};
+pub use pipeline_run::{
+    Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, PipelineAnswer, PipelineRequest,
+    StageFailure,
+};
 pub use spec::*;
 
 use std::path::Path;

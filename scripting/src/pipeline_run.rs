@@ -1,0 +1,384 @@
+//! Running one request through a pipeline on the script host's thread.
+//!
+//! Each Lua stage runs as a coroutine (an mlua `Thread` driven as a future),
+//! so a request that waits on Rust (an embedding) yields and the host runs
+//! other requests meanwhile. The embed stage asks the kernel through
+//! [`Effects`] and resumes when the answer arrives, from whatever thread.
+//! Nothing here knows a runtime, a socket or a wire format.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mlua::{Function, Lua, Table, Value};
+
+use crate::eval::lua_error_diagnostic;
+use crate::spec::{FunctionId, GraphSpec, PipelineSpec, StageKind, StageSpec};
+
+/// A request as a pipeline sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRequest {
+    pub id: u64,
+    pub correlation_id: String,
+    pub pipeline: String,
+    /// `"high"`, `"medium"` or `"low"`.
+    pub priority: String,
+    pub text: String,
+}
+
+/// What a pipeline produced for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineAnswer {
+    pub text: String,
+    pub vector: Option<Vec<f32>>,
+    /// Other scalar fields the stages set on `req` (as text).
+    pub fields: BTreeMap<String, String>,
+    /// Time spent in each stage, in order.
+    pub stages: Vec<(String, Duration)>,
+    /// The pipeline's fallback function produced this answer after a stage
+    /// failed.
+    pub degraded: bool,
+    /// The embed stage's answer came from its fallback service.
+    pub embed_fallback: bool,
+}
+
+/// A stage that failed: where, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("pipeline `{pipeline}`, stage `{stage}` failed at {file}:{line}: {message}")]
+pub struct StageFailure {
+    pub pipeline: String,
+    pub stage: String,
+    pub file: String,
+    pub line: u32,
+    pub message: String,
+    /// Worth retrying (an embedding service was busy or restarting).
+    pub transient: bool,
+}
+
+/// One embedding asked of the kernel by an embed stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedCall {
+    pub request_id: u64,
+    pub service: String,
+    pub fallback: Option<String>,
+    pub text: String,
+}
+
+/// The kernel's answer to an [`EmbedCall`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedAnswer {
+    pub vector: Vec<f32>,
+    pub from_fallback: bool,
+}
+
+/// Why an embedding failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedFailure {
+    pub message: String,
+    pub transient: bool,
+}
+
+/// Receives an embedding answer; may run on any thread.
+pub type EmbedReply = Box<dyn FnOnce(Result<EmbedAnswer, EmbedFailure>) + Send>;
+
+/// What pipelines ask of the kernel.
+pub trait Effects: Send + Sync + 'static {
+    fn embed(&self, call: EmbedCall, reply: EmbedReply);
+}
+
+/// Effects of a host with no kernel attached: every embedding fails.
+pub(crate) struct NoEffects;
+
+impl Effects for NoEffects {
+    fn embed(&self, call: EmbedCall, reply: EmbedReply) {
+        reply(Err(EmbedFailure {
+            message: format!("no embedding engine is attached for `{}`", call.service),
+            transient: false,
+        }));
+    }
+}
+
+/// What a pipeline run needs from the host thread.
+pub(crate) struct RunContext {
+    pub lua: Lua,
+    pub graph: Option<GraphSpec>,
+    pub functions: Vec<Function>,
+    pub effects: Arc<dyn Effects>,
+}
+
+/// Fields of `req` that the runner owns; everything else is reported back as
+/// a free field.
+const OWN_FIELDS: &[&str] = &[
+    "id",
+    "correlation_id",
+    "pipeline",
+    "priority",
+    "text",
+    "vector",
+];
+
+pub(crate) async fn run(
+    context: Rc<RunContext>,
+    request: PipelineRequest,
+) -> Result<PipelineAnswer, StageFailure> {
+    let failure = |stage: &str, message: String| StageFailure {
+        pipeline: request.pipeline.clone(),
+        stage: stage.to_owned(),
+        file: String::new(),
+        line: 0,
+        message,
+        transient: false,
+    };
+    let Some(pipeline) = context
+        .graph
+        .as_ref()
+        .and_then(|graph| graph.pipeline(&request.pipeline))
+    else {
+        return Err(failure(
+            "",
+            format!("no pipeline named `{}`", request.pipeline),
+        ));
+    };
+    let lua = &context.lua;
+    let req = new_request_table(lua, &request).map_err(|e| failure("", e.to_string()))?;
+    let mut stages = Vec::new();
+    let mut embed_fallback = false;
+    let mut req = req;
+    for stage in &pipeline.stages {
+        let started = Instant::now();
+        let result = run_stage(&context, pipeline, stage, &req, &request).await;
+        stages.push((stage.name.clone(), started.elapsed()));
+        match result {
+            Ok(StageOutput::Request(next)) => req = next,
+            Ok(StageOutput::Embedded { from_fallback }) => embed_fallback |= from_fallback,
+            Err(stage_failure) => {
+                let Some(fallback) = pipeline.fallback else {
+                    return Err(stage_failure);
+                };
+                let degraded = call_fallback(&context, fallback, &req, &stage_failure).await;
+                return match degraded {
+                    Ok(answer_table) => {
+                        let mut answer = answer_from(&answer_table, &request, stages)
+                            .map_err(|message| failure("fallback", message))?;
+                        answer.degraded = true;
+                        answer.embed_fallback = embed_fallback;
+                        Ok(answer)
+                    }
+                    Err(message) => Err(StageFailure {
+                        message: format!(
+                            "{}; then the fallback failed: {message}",
+                            stage_failure.message
+                        ),
+                        ..stage_failure
+                    }),
+                };
+            }
+        }
+    }
+    let mut answer =
+        answer_from(&req, &request, stages).map_err(|message| failure("answer", message))?;
+    answer.embed_fallback = embed_fallback;
+    Ok(answer)
+}
+
+enum StageOutput {
+    Request(Table),
+    Embedded { from_fallback: bool },
+}
+
+async fn run_stage(
+    context: &RunContext,
+    pipeline: &PipelineSpec,
+    stage: &StageSpec,
+    req: &Table,
+    request: &PipelineRequest,
+) -> Result<StageOutput, StageFailure> {
+    let failure = |message: String, transient: bool| StageFailure {
+        pipeline: pipeline.name.clone(),
+        stage: stage.name.clone(),
+        file: stage.location.file.display().to_string(),
+        line: stage.location.line,
+        message,
+        transient,
+    };
+    match &stage.kind {
+        StageKind::Lua { function } => {
+            let result = call_coroutine(context, *function, (req.clone(),)).await;
+            match result {
+                Ok(Value::Nil) => Ok(StageOutput::Request(req.clone())),
+                Ok(Value::Table(next)) => Ok(StageOutput::Request(next)),
+                Ok(other) => Err(failure(
+                    format!(
+                        "the stage returned {}; a stage returns req (or nothing)",
+                        other.type_name()
+                    ),
+                    false,
+                )),
+                Err(error) => Err(lua_failure(pipeline, stage, &error)),
+            }
+        }
+        StageKind::Embed { service, fallback } => {
+            let text = match req.raw_get::<Value>("text") {
+                Ok(Value::String(text)) => text.to_string_lossy(),
+                Ok(other) => {
+                    return Err(failure(
+                        format!(
+                            "req.text must be a string to embed, found {}",
+                            other.type_name()
+                        ),
+                        false,
+                    ));
+                }
+                Err(error) => return Err(failure(error.to_string(), false)),
+            };
+            let (sender, receiver) = futures::channel::oneshot::channel();
+            context.effects.embed(
+                EmbedCall {
+                    request_id: request.id,
+                    service: service.clone(),
+                    fallback: fallback.clone(),
+                    text,
+                },
+                Box::new(move |answer| {
+                    let _ = sender.send(answer);
+                }),
+            );
+            let answer = receiver
+                .await
+                .map_err(|_| failure("the embedding service went away".to_owned(), true))?
+                .map_err(|embed_failure| failure(embed_failure.message, embed_failure.transient))?;
+            let vector = context
+                .lua
+                .create_sequence_from(answer.vector)
+                .map_err(|error| failure(error.to_string(), false))?;
+            req.raw_set("vector", vector)
+                .map_err(|error| failure(error.to_string(), false))?;
+            Ok(StageOutput::Embedded {
+                from_fallback: answer.from_fallback,
+            })
+        }
+    }
+}
+
+/// Runs a script function as a coroutine, so that it may yield.
+async fn call_coroutine(
+    context: &RunContext,
+    function: FunctionId,
+    args: impl mlua::IntoLuaMulti,
+) -> mlua::Result<Value> {
+    let function = context
+        .functions
+        .get(function.0 as usize)
+        .ok_or_else(|| mlua::Error::runtime(format!("no Lua function with id {}", function.0)))?;
+    let thread = context.lua.create_thread(function.clone())?;
+    thread.into_async::<Value>(args)?.await
+}
+
+async fn call_fallback(
+    context: &RunContext,
+    fallback: FunctionId,
+    req: &Table,
+    stage_failure: &StageFailure,
+) -> Result<Table, String> {
+    match call_coroutine(context, fallback, (req.clone(), stage_failure.to_string())).await {
+        Ok(Value::Table(answer)) => Ok(answer),
+        Ok(Value::Nil) => Ok(req.clone()),
+        Ok(other) => Err(format!(
+            "the fallback returned {}; it returns req (or nothing)",
+            other.type_name()
+        )),
+        Err(error) => {
+            let diagnostic = lua_error_diagnostic(&error, std::path::Path::new(""));
+            Err(format!(
+                "{}:{}: {}",
+                diagnostic.file.display(),
+                diagnostic.line,
+                diagnostic.message
+            ))
+        }
+    }
+}
+
+fn lua_failure(pipeline: &PipelineSpec, stage: &StageSpec, error: &mlua::Error) -> StageFailure {
+    let diagnostic = lua_error_diagnostic(error, &stage.location.file);
+    StageFailure {
+        pipeline: pipeline.name.clone(),
+        stage: stage.name.clone(),
+        file: diagnostic.file.display().to_string(),
+        line: diagnostic.line,
+        message: diagnostic.message,
+        transient: false,
+    }
+}
+
+fn new_request_table(lua: &Lua, request: &PipelineRequest) -> mlua::Result<Table> {
+    let req = lua.create_table()?;
+    req.raw_set("id", request.id)?;
+    req.raw_set("correlation_id", request.correlation_id.as_str())?;
+    req.raw_set("pipeline", request.pipeline.as_str())?;
+    req.raw_set("priority", request.priority.as_str())?;
+    req.raw_set("text", request.text.as_str())?;
+    Ok(req)
+}
+
+fn answer_from(
+    req: &Table,
+    request: &PipelineRequest,
+    stages: Vec<(String, Duration)>,
+) -> Result<PipelineAnswer, String> {
+    let text = match req.raw_get::<Value>("text") {
+        Ok(Value::String(text)) => text.to_string_lossy(),
+        Ok(Value::Nil) => request.text.clone(),
+        Ok(other) => {
+            return Err(format!(
+                "req.text must be a string, found {}",
+                other.type_name()
+            ));
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let vector = match req.raw_get::<Value>("vector") {
+        Ok(Value::Nil) => None,
+        Ok(Value::Table(values)) => {
+            let mut vector = Vec::with_capacity(values.raw_len());
+            for value in values.sequence_values::<f64>() {
+                vector.push(
+                    value.map_err(|_| "req.vector must hold numbers only".to_owned())? as f32,
+                );
+            }
+            Some(vector)
+        }
+        Ok(other) => {
+            return Err(format!(
+                "req.vector must be a list of numbers, found {}",
+                other.type_name()
+            ));
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let mut fields = BTreeMap::new();
+    for (key, value) in req.pairs::<Value, Value>().flatten() {
+        let Value::String(key) = key else { continue };
+        let key = key.to_string_lossy();
+        if OWN_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        let text = match value {
+            Value::String(text) => text.to_string_lossy(),
+            Value::Integer(number) => number.to_string(),
+            Value::Number(number) => number.to_string(),
+            Value::Boolean(flag) => flag.to_string(),
+            _ => continue,
+        };
+        fields.insert(key, text);
+    }
+    Ok(PipelineAnswer {
+        text,
+        vector,
+        fields,
+        stages,
+        degraded: false,
+        embed_fallback: false,
+    })
+}
