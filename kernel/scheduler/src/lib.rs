@@ -1,2 +1,55 @@
 //! spindle-scheduler: requests, their priority queues, dynamic batching,
 //! retries and circuit breakers.
+//!
+//! The request path the kernel wires from these parts:
+//!
+//! ```text
+//! ingress ─▶ SchedulerHandle::submit ─▶ WeightedQueues ─▶ Worker (Lua stages)
+//!                                                          └─ embed stage ─▶ EmbedClient
+//!                                                                 (retry, fallback) ─▶ Batcher
+//!                                                                 (breaker) ─▶ EmbedBackend
+//! ```
+//!
+//! - [`request`]: ids, priorities, sources, the terminal [`Outcome`].
+//! - [`queue`]: bounded per-priority queues with weighted-fair dequeue.
+//! - [`scheduler`]: admission, dispatch under a concurrency limit,
+//!   deadlines (pausable), cancellation, shutdown; exactly one answer each.
+//! - [`batcher`]: dynamic batching by padded-token budget and maximum wait.
+//! - [`breaker`], [`retry`], [`service`]: circuit breaker, backoff with
+//!   jitter inside the deadline, fallback to another service.
+//! - [`stats`]: histograms the metrics endpoint can export.
+//!
+//! Invariant: this crate depends on no other workspace crate and knows
+//! nothing of Lua, ONNX Runtime, HTTP, JSON or any wire format. Payloads,
+//! results, the worker and the embedding backend are the kernel's types.
+
+pub mod batcher;
+pub mod breaker;
+mod catch;
+pub mod deadline;
+pub mod error;
+pub mod queue;
+pub mod request;
+pub mod retry;
+pub mod scheduler;
+pub mod service;
+pub mod stats;
+
+pub use batcher::{
+    BackendError, Batcher, BatcherConfig, BatcherHandle, BatcherStats, EmbedBackend,
+};
+pub use breaker::{BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker};
+pub use deadline::{DeadlineState, DeadlineWatch};
+pub use error::Error;
+pub use queue::WeightedQueues;
+pub use request::{
+    Answer, CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason,
+    Request, RequestId, Source, StageFailure,
+};
+pub use retry::{RetryPolicy, retry};
+pub use scheduler::{
+    Counters, Job, Rejected, RequestEvent, RequestEventKind, Scheduler, SchedulerConfig,
+    SchedulerHandle, Stats, Ticket, Worker,
+};
+pub use service::{EmbedClient, Embedded, ServedBy};
+pub use stats::Histogram;

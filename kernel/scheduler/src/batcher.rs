@@ -1,0 +1,569 @@
+//! Dynamic batching for one embedding service.
+//!
+//! Callers submit one text with its token count and deadline and await its
+//! vector. A batch goes to the backend when it is full — the padded cost
+//! (items × longest item, what the engine computes) would exceed
+//! `max_batch_tokens`, or it holds `max_batch_size` items — or when its
+//! oldest item has waited `max_wait`. A batch starts from the oldest item
+//! and is filled with the queued items closest to it in length, which cuts
+//! padding. Cancelled and expired items are dropped before a batch forms.
+//! At most `max_in_flight` batches run at once (one ONNX session computes
+//! one batch at a time). The service's [`CircuitBreaker`] lives here too:
+//! it counts backend calls (batches) and fails items fast while open.
+//!
+//! One task owns the queue, the breaker and the statistics. It knows
+//! nothing of ONNX Runtime or tokenizers: the backend is an
+//! [`EmbedBackend`] and token counts come from the caller.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use crate::breaker::{BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker};
+use crate::catch::catch_panic;
+use crate::error::Error;
+use crate::stats::Histogram;
+
+/// How a backend call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError {
+    pub message: String,
+    /// A retry may succeed (overloaded, restarting) rather than not (bad
+    /// model, bad input).
+    pub transient: bool,
+}
+
+/// Computes embeddings for a batch of texts, one vector per text in order.
+pub trait EmbedBackend: Send + Sync + 'static {
+    fn embed(
+        &self,
+        texts: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Vec<f32>>, BackendError>> + Send;
+}
+
+/// Batching settings. `Default`: 8,192 padded tokens, 64 items, 2 ms
+/// maximum wait, one batch in flight, 4,096 queued items.
+#[derive(Debug, Clone)]
+pub struct BatcherConfig {
+    /// The service's name, in errors, metrics and breaker events.
+    pub service: String,
+    /// Budget of padded tokens (items × longest) per batch.
+    pub max_batch_tokens: usize,
+    pub max_batch_size: usize,
+    /// How long the oldest queued item may wait for its batch to fill.
+    pub max_wait: Duration,
+    /// Batches computed at once.
+    pub max_in_flight: usize,
+    /// Queued items beyond which `embed` answers `Overloaded`.
+    pub queue_capacity: usize,
+    pub breaker: BreakerConfig,
+}
+
+impl Default for BatcherConfig {
+    fn default() -> Self {
+        BatcherConfig {
+            service: "embedder".to_owned(),
+            max_batch_tokens: 8192,
+            max_batch_size: 64,
+            max_wait: Duration::from_millis(2),
+            max_in_flight: 1,
+            queue_capacity: 4096,
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// Batching measurements, histogram-ready.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatcherStats {
+    pub batches: u64,
+    pub items: u64,
+    pub real_tokens: u64,
+    pub padded_tokens: u64,
+    /// Items per batch.
+    pub batch_size: Histogram,
+    /// Real tokens / padded tokens per batch (1.0 = no padding).
+    pub padding_ratio: Histogram,
+    /// Seconds an item waited in the queue before its batch went out.
+    pub queue_wait: Histogram,
+    pub failed_batches: u64,
+    /// Items dropped from the queue: deadline passed, caller cancelled or
+    /// gone.
+    pub expired_in_queue: u64,
+    pub cancelled_in_queue: u64,
+    /// Items refused because the breaker was open or the queue full.
+    pub failed_fast: u64,
+    pub queued: usize,
+    pub in_flight_batches: usize,
+    pub breaker: BreakerState,
+}
+
+impl BatcherStats {
+    fn new() -> Self {
+        BatcherStats {
+            batches: 0,
+            items: 0,
+            real_tokens: 0,
+            padded_tokens: 0,
+            batch_size: Histogram::exponential(1.0, 2.0, 9),
+            padding_ratio: Histogram::linear(0.1, 0.1, 10),
+            queue_wait: Histogram::exponential(0.000_05, 2.0, 16),
+            failed_batches: 0,
+            expired_in_queue: 0,
+            cancelled_in_queue: 0,
+            failed_fast: 0,
+            queued: 0,
+            in_flight_batches: 0,
+            breaker: BreakerState::Closed,
+        }
+    }
+
+    /// Real tokens over padded tokens, over all batches.
+    pub fn overall_padding_ratio(&self) -> f64 {
+        if self.padded_tokens == 0 {
+            1.0
+        } else {
+            self.real_tokens as f64 / self.padded_tokens as f64
+        }
+    }
+}
+
+/// Starts batchers; see [`Batcher::start`].
+#[derive(Debug)]
+pub struct Batcher;
+
+impl Batcher {
+    /// Spawns the batcher task. On `shutdown` it stops taking items,
+    /// sends what is queued without waiting, and stops once the batches in
+    /// flight have been answered.
+    pub fn start<B: EmbedBackend>(
+        config: BatcherConfig,
+        backend: B,
+        shutdown: CancellationToken,
+    ) -> BatcherHandle {
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let breaker = CircuitBreaker::new(config.service.clone(), config.breaker.clone());
+        let breaker_state = breaker.watch();
+        let breaker_transitions = breaker.transitions();
+        let service: Arc<str> = Arc::from(config.service.as_str());
+        let actor = BatchActor {
+            config,
+            backend: Arc::new(backend),
+            pending: Vec::new(),
+            batches: JoinSet::new(),
+            replies: HashMap::new(),
+            next_batch: 0,
+            breaker,
+            stats: BatcherStats::new(),
+            accepting: true,
+        };
+        tokio::spawn(actor.run(commands_rx, shutdown));
+        BatcherHandle {
+            service,
+            commands: commands_tx,
+            breaker_state,
+            breaker_transitions: Arc::new(breaker_transitions.resubscribe()),
+        }
+    }
+}
+
+/// Submits texts to a running batcher; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BatcherHandle {
+    service: Arc<str>,
+    commands: mpsc::UnboundedSender<BatchCommand>,
+    breaker_state: watch::Receiver<BreakerState>,
+    breaker_transitions: Arc<broadcast::Receiver<BreakerTransition>>,
+}
+
+impl BatcherHandle {
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Embeds one text as part of some batch. Answers `Timeout` at
+    /// `deadline` and `Cancelled` when `cancel` fires, whether the text is
+    /// still queued or its batch is running (the batch's other texts are
+    /// unaffected); `BreakerOpen` or `Overloaded` at once.
+    pub async fn embed(
+        &self,
+        text: String,
+        tokens: usize,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<f32>, Error> {
+        let (reply, receiver) = oneshot::channel();
+        let item = PendingItem {
+            text,
+            tokens: tokens.max(1),
+            deadline,
+            enqueued_at: Instant::now(),
+            reply,
+            cancel: cancel.clone(),
+        };
+        if self.commands.send(BatchCommand::Embed(item)).is_err() {
+            return Err(Error::ShuttingDown);
+        }
+        tokio::select! {
+            biased;
+            answer = receiver => answer.unwrap_or(Err(Error::ShuttingDown)),
+            _ = cancel.cancelled() => Err(Error::Cancelled),
+            _ = tokio::time::sleep_until(deadline) => Err(Error::Timeout),
+        }
+    }
+
+    pub async fn stats(&self) -> Option<BatcherStats> {
+        let (reply, receiver) = oneshot::channel();
+        self.commands.send(BatchCommand::Stats(reply)).ok()?;
+        receiver.await.ok()
+    }
+
+    /// The breaker's current state, updated on every change.
+    pub fn breaker_state(&self) -> watch::Receiver<BreakerState> {
+        self.breaker_state.clone()
+    }
+
+    /// Breaker transitions from now on.
+    pub fn breaker_transitions(&self) -> broadcast::Receiver<BreakerTransition> {
+        self.breaker_transitions.resubscribe()
+    }
+}
+
+enum BatchCommand {
+    Embed(PendingItem),
+    Stats(oneshot::Sender<BatcherStats>),
+}
+
+struct PendingItem {
+    text: String,
+    tokens: usize,
+    deadline: Instant,
+    enqueued_at: Instant,
+    reply: ItemReply,
+    cancel: CancellationToken,
+}
+
+/// Where one item's vector (or error) goes.
+type ItemReply = oneshot::Sender<Result<Vec<f32>, Error>>;
+
+type BatchResult = (u64, Result<Result<Vec<Vec<f32>>, BackendError>, String>);
+
+struct BatchActor<B> {
+    config: BatcherConfig,
+    backend: Arc<B>,
+    /// Queued items in arrival order.
+    pending: Vec<PendingItem>,
+    batches: JoinSet<BatchResult>,
+    replies: HashMap<u64, Vec<ItemReply>>,
+    next_batch: u64,
+    breaker: CircuitBreaker,
+    stats: BatcherStats,
+    accepting: bool,
+}
+
+impl<B: EmbedBackend> BatchActor<B> {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<BatchCommand>,
+        shutdown: CancellationToken,
+    ) {
+        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+        let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(far_future));
+        let mut timer_target: Option<Instant> = None;
+        let mut handles_alive = true;
+        loop {
+            self.dispatch(Instant::now());
+            if !self.accepting && self.pending.is_empty() && self.batches.is_empty() {
+                break;
+            }
+            let next = self.next_wakeup();
+            if next != timer_target {
+                timer.as_mut().reset(next.unwrap_or(far_future));
+                timer_target = next;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if self.accepting => self.accepting = false,
+                Some(joined) = self.batches.join_next(), if !self.batches.is_empty() => match joined {
+                    Ok((batch, result)) => self.finish(batch, result),
+                    // Tasks are never aborted and panics are caught inside.
+                    Err(join_error) => tracing::error!(%join_error, "batch task failed"),
+                },
+                _ = timer.as_mut(), if timer_target.is_some() => timer_target = None,
+                command = commands.recv(), if handles_alive => match command {
+                    Some(BatchCommand::Embed(item)) => self.admit(item),
+                    Some(BatchCommand::Stats(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    None => {
+                        handles_alive = false;
+                        self.accepting = false;
+                    }
+                },
+            }
+        }
+    }
+
+    fn admit(&mut self, item: PendingItem) {
+        let now = Instant::now();
+        let refusal = if !self.accepting {
+            Some(Error::ShuttingDown)
+        } else if !self.breaker.would_admit(now) {
+            Some(Error::BreakerOpen {
+                service: self.config.service.clone(),
+            })
+        } else if self.pending.len() >= self.config.queue_capacity {
+            self.purge(now);
+            (self.pending.len() >= self.config.queue_capacity).then(|| Error::Overloaded {
+                service: self.config.service.clone(),
+            })
+        } else {
+            None
+        };
+        match refusal {
+            Some(error) => {
+                self.stats.failed_fast += 1;
+                let _ = item.reply.send(Err(error));
+            }
+            None => self.pending.push(item),
+        }
+    }
+
+    /// The next time a batch may become due: the oldest item's max wait,
+    /// when there is room for a batch.
+    fn next_wakeup(&self) -> Option<Instant> {
+        if self.batches.len() >= self.config.max_in_flight.max(1) {
+            return None;
+        }
+        self.pending
+            .first()
+            .map(|oldest| oldest.enqueued_at + self.config.max_wait)
+    }
+
+    /// Drops cancelled, abandoned and expired items from the queue.
+    fn purge(&mut self, now: Instant) {
+        let stats = &mut self.stats;
+        self.pending.retain(|item| {
+            if item.cancel.is_cancelled() || item.reply.is_closed() {
+                stats.cancelled_in_queue += 1;
+                false
+            } else if item.deadline <= now {
+                stats.expired_in_queue += 1;
+                false
+            } else {
+                true
+            }
+        });
+        // Expired items' callers answer themselves at their deadline; the
+        // dropped reply senders just end their wait early.
+    }
+
+    fn dispatch(&mut self, now: Instant) {
+        while self.batches.len() < self.config.max_in_flight.max(1) && !self.pending.is_empty() {
+            self.purge(now);
+            if self.pending.is_empty() {
+                return;
+            }
+            let plan = plan_batch(
+                &self
+                    .pending
+                    .iter()
+                    .map(|item| item.tokens)
+                    .collect::<Vec<_>>(),
+                self.config.max_batch_tokens,
+                self.config.max_batch_size.max(1),
+            );
+            let oldest_waited = now - self.pending[0].enqueued_at;
+            let due = plan.full || oldest_waited >= self.config.max_wait || !self.accepting;
+            if !due {
+                return;
+            }
+            if let Err(error) = self.breaker.try_acquire(now) {
+                // Everything queued would be refused the same way.
+                self.stats.failed_fast += self.pending.len() as u64;
+                for item in self.pending.drain(..) {
+                    let _ = item.reply.send(Err(error.clone()));
+                }
+                return;
+            }
+            self.launch(plan, now);
+        }
+    }
+
+    fn launch(&mut self, plan: BatchPlan, now: Instant) {
+        let mut chosen = plan.members;
+        chosen.sort_unstable();
+        let mut items = Vec::with_capacity(chosen.len());
+        for index in chosen.into_iter().rev() {
+            items.push(self.pending.remove(index));
+        }
+        items.reverse();
+        let longest = items.iter().map(|item| item.tokens).max().unwrap_or(0);
+        let real: usize = items.iter().map(|item| item.tokens).sum();
+        let padded = longest * items.len();
+        self.stats.batches += 1;
+        self.stats.items += items.len() as u64;
+        self.stats.real_tokens += real as u64;
+        self.stats.padded_tokens += padded as u64;
+        self.stats.batch_size.observe(items.len() as f64);
+        self.stats
+            .padding_ratio
+            .observe(real as f64 / padded.max(1) as f64);
+        let mut texts = Vec::with_capacity(items.len());
+        let mut replies = Vec::with_capacity(items.len());
+        for item in items {
+            self.stats
+                .queue_wait
+                .observe((now - item.enqueued_at).as_secs_f64());
+            texts.push(item.text);
+            replies.push(item.reply);
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        self.replies.insert(batch, replies);
+        let backend = Arc::clone(&self.backend);
+        self.batches.spawn(async move {
+            let result = catch_panic(async move { backend.embed(texts).await }).await;
+            (batch, result)
+        });
+    }
+
+    fn finish(&mut self, batch: u64, result: Result<Result<Vec<Vec<f32>>, BackendError>, String>) {
+        let now = Instant::now();
+        let replies = self.replies.remove(&batch).unwrap_or_default();
+        let failure = match result {
+            Ok(Ok(vectors)) if vectors.len() == replies.len() => {
+                self.breaker.on_success(now);
+                for (reply, vector) in replies.into_iter().zip(vectors) {
+                    let _ = reply.send(Ok(vector));
+                }
+                return;
+            }
+            Ok(Ok(vectors)) => BackendError {
+                message: format!(
+                    "returned {} vectors for {} texts",
+                    vectors.len(),
+                    replies.len()
+                ),
+                transient: false,
+            },
+            Ok(Err(error)) => error,
+            Err(panic) => BackendError {
+                message: format!("the backend panicked: {panic}"),
+                transient: false,
+            },
+        };
+        self.stats.failed_batches += 1;
+        self.breaker.on_failure(now);
+        let error = Error::Backend {
+            service: self.config.service.clone(),
+            message: failure.message,
+            transient: failure.transient,
+        };
+        for reply in replies {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+
+    fn snapshot(&self) -> BatcherStats {
+        let mut stats = self.stats.clone();
+        stats.queued = self.pending.len();
+        stats.in_flight_batches = self.batches.len();
+        stats.breaker = self.breaker.state();
+        stats
+    }
+}
+
+/// Which queued items form the next batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// Indices into the queue; the oldest (0) is always first.
+    pub members: Vec<usize>,
+    /// Whether the batch is full: adding any other queued item would break
+    /// the token budget or the size limit.
+    pub full: bool,
+}
+
+/// Plans a batch over queued token counts (oldest first): the oldest item,
+/// then the others by closeness in length to it, each taken if the padded
+/// cost `members × longest` stays within `max_batch_tokens`.
+pub fn plan_batch(tokens: &[usize], max_batch_tokens: usize, max_batch_size: usize) -> BatchPlan {
+    let Some(&anchor) = tokens.first() else {
+        return BatchPlan {
+            members: Vec::new(),
+            full: false,
+        };
+    };
+    let mut members = vec![0];
+    let mut longest = anchor;
+    let mut full = anchor >= max_batch_tokens;
+    let mut candidates: Vec<usize> = (1..tokens.len()).collect();
+    // Closest length first; among equals, the oldest.
+    candidates.sort_by_key(|&index| (tokens[index].abs_diff(anchor), index));
+    for index in candidates {
+        if members.len() >= max_batch_size {
+            full = true;
+            break;
+        }
+        let new_longest = longest.max(tokens[index]);
+        if new_longest * (members.len() + 1) <= max_batch_tokens {
+            members.push(index);
+            longest = new_longest;
+        } else {
+            full = true;
+        }
+    }
+    if members.len() >= max_batch_size || longest * (members.len() + 1) > max_batch_tokens {
+        full = true;
+    }
+    BatchPlan { members, full }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_groups_similar_lengths_within_the_budget() {
+        // Budget 40: the oldest (10) takes 9, 11 and 10 (4 × 11 = 44 > 40
+        // once four are in, so the fourth must keep the longest at 10).
+        let plan = plan_batch(&[10, 50, 9, 30, 11, 10], 40, 64);
+        let lengths: Vec<usize> = plan
+            .members
+            .iter()
+            .map(|&i| [10, 50, 9, 30, 11, 10][i])
+            .collect();
+        assert_eq!(lengths, vec![10, 10, 9]);
+        assert!(plan.full);
+        let padded = lengths.iter().max().unwrap() * lengths.len();
+        assert!(padded <= 40);
+    }
+
+    #[test]
+    fn plan_is_not_full_when_everything_fits() {
+        let plan = plan_batch(&[5, 6, 7], 100, 64);
+        assert_eq!(plan.members, vec![0, 1, 2]);
+        assert!(!plan.full);
+    }
+
+    #[test]
+    fn an_oversized_item_goes_alone() {
+        let plan = plan_batch(&[500, 5], 100, 64);
+        assert_eq!(plan.members, vec![0]);
+        assert!(plan.full);
+    }
+
+    #[test]
+    fn size_limit_makes_a_batch_full() {
+        let plan = plan_batch(&[1, 1, 1, 1], 100, 2);
+        assert_eq!(plan.members.len(), 2);
+        assert!(plan.full);
+    }
+}

@@ -1,0 +1,846 @@
+//! The scheduler: admission into bounded per-priority queues, weighted-fair
+//! dispatch to a worker under a concurrency limit, deadlines (with pause and
+//! resume), cancellation, shutdown, and exactly one [`Outcome`] per request.
+//!
+//! One task owns all of it. Handles send it a closed set of [`Command`]s,
+//! each carrying a `oneshot` for its reply; worker futures run in a
+//! `JoinSet` the same task owns, so results, deadlines and commands are
+//! handled in one place and a request is answered by removing its reply
+//! sender — it cannot be answered twice.
+//!
+//! The scheduler knows nothing of Lua, HTTP or embeddings: the worker is a
+//! [`Worker`] the kernel provides, and payloads and results are type
+//! parameters.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use crate::catch::catch_panic;
+use crate::deadline::{DeadlineState, DeadlineWatch};
+use crate::error::Error;
+use crate::queue::WeightedQueues;
+use crate::request::{
+    Answer, CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason,
+    Request, RequestId, Source, StageFailure,
+};
+
+/// Scheduler settings. `Default` gives 1,024 queued requests per priority,
+/// weights 8:4:1, 64 in flight, timeouts of 5 s / 15 s / 60 s, and 5 s of
+/// grace for in-flight work at shutdown.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Queue capacity per priority; a full queue rejects at once.
+    pub capacity: PerPriority<usize>,
+    /// Weighted-fair shares; 0 counts as 1.
+    pub weights: PerPriority<u32>,
+    /// Requests handed to the worker at once; at least 1.
+    pub max_in_flight: usize,
+    /// Default timeout per priority, from admission.
+    pub timeouts: PerPriority<Duration>,
+    /// Per-pipeline overrides; `None` keeps the default for that priority.
+    pub pipeline_timeouts: HashMap<String, PerPriority<Option<Duration>>>,
+    /// How long in-flight requests may keep running after shutdown is
+    /// asked before they are cancelled.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            capacity: PerPriority {
+                high: 1024,
+                medium: 1024,
+                low: 1024,
+            },
+            weights: PerPriority {
+                high: 8,
+                medium: 4,
+                low: 1,
+            },
+            max_in_flight: 64,
+            timeouts: PerPriority {
+                high: Duration::from_secs(5),
+                medium: Duration::from_secs(15),
+                low: Duration::from_secs(60),
+            },
+            pipeline_timeouts: HashMap::new(),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// The timeout for `pipeline` at `priority`: the pipeline's override,
+    /// else the default.
+    pub fn timeout(&self, pipeline: &str, priority: Priority) -> Duration {
+        self.pipeline_timeouts
+            .get(pipeline)
+            .and_then(|overrides| *overrides.get(priority))
+            .unwrap_or(*self.timeouts.get(priority))
+    }
+}
+
+/// What the worker gets for one request.
+#[derive(Debug)]
+pub struct Job<P> {
+    pub request: Request<P>,
+    /// Cancelled when the request is cancelled, times out or is shut
+    /// down. The scheduler also drops the worker's future then; the token
+    /// is for work the future handed elsewhere (a thread, a batch).
+    pub cancel: CancellationToken,
+    pub deadline: DeadlineWatch,
+}
+
+/// Runs one request. The kernel's implementation drives the pipeline's
+/// stages. A panic while polling the future answers that request with an
+/// error; the scheduler lives on.
+pub trait Worker<P, T>: Send + Sync + 'static {
+    fn run(&self, job: Job<P>) -> impl Future<Output = Result<T, StageFailure>> + Send + 'static;
+}
+
+impl<P, T, F, Fut> Worker<P, T> for F
+where
+    F: Fn(Job<P>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, StageFailure>> + Send + 'static,
+{
+    fn run(&self, job: Job<P>) -> impl Future<Output = Result<T, StageFailure>> + Send + 'static {
+        self(job)
+    }
+}
+
+/// A request refused at admission; it counts as its terminal answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    pub id: RequestId,
+    pub priority: Priority,
+    pub reason: RejectReason,
+}
+
+impl From<Rejected> for Error {
+    fn from(rejected: Rejected) -> Self {
+        match rejected.reason {
+            RejectReason::QueueFull => Error::Busy {
+                priority: rejected.priority,
+            },
+            RejectReason::ShuttingDown => Error::ShuttingDown,
+        }
+    }
+}
+
+/// Terminal answers by kind, plus what is needed to check exactly-once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub submitted: u64,
+    pub ok: u64,
+    pub error: u64,
+    pub timeout: u64,
+    pub rejected: u64,
+    pub cancelled: u64,
+    /// Worker panics (each also counted as an error).
+    pub panics: u64,
+    /// Worker results that arrived after their request had been answered
+    /// (timeout, cancel) and were discarded.
+    pub late_results: u64,
+}
+
+impl Counters {
+    /// Every terminal answer given so far.
+    pub fn answered(&self) -> u64 {
+        self.ok + self.error + self.timeout + self.rejected + self.cancelled
+    }
+
+    fn count(&mut self, kind: OutcomeKind) {
+        match kind {
+            OutcomeKind::Ok => self.ok += 1,
+            OutcomeKind::Error => self.error += 1,
+            OutcomeKind::Timeout => self.timeout += 1,
+            OutcomeKind::Rejected => self.rejected += 1,
+            OutcomeKind::Cancelled => self.cancelled += 1,
+        }
+    }
+}
+
+/// A snapshot of the scheduler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub queued: PerPriority<usize>,
+    /// Worker futures running, including ones already answered (timed out,
+    /// cancelled) that are still winding down.
+    pub in_flight: usize,
+    /// Requests whose deadline clock is stopped.
+    pub paused: usize,
+    pub counters: Counters,
+    pub admitting: bool,
+}
+
+/// A request lifecycle event, for the event log and the debugger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestEvent {
+    pub id: RequestId,
+    pub at: Instant,
+    pub kind: RequestEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestEventKind {
+    Admitted {
+        correlation_id: String,
+        pipeline: String,
+        priority: Priority,
+        source: Source,
+    },
+    Rejected(RejectReason),
+    Started,
+    Paused,
+    Resumed,
+    Answered(OutcomeKind),
+}
+
+/// Resolves to the request's one [`Answer`].
+#[derive(Debug)]
+pub struct Ticket<T> {
+    pub id: RequestId,
+    receiver: oneshot::Receiver<Answer<T>>,
+    fallback: Option<Answer<T>>,
+}
+
+impl<T> Ticket<T> {
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+}
+
+// No field is structurally pinned: the receiver is `Unpin` and the
+// fallback answer is only moved out by value.
+impl<T> Unpin for Ticket<T> {}
+
+impl<T> Future for Ticket<T> {
+    type Output = Answer<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.receiver).poll(cx) {
+            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
+            // Only if the scheduler task itself died: answer as shut down.
+            Poll::Ready(Err(_)) => Poll::Ready(
+                self.fallback
+                    .take()
+                    .expect("ticket polled after completion"),
+            ),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Starts schedulers; see [`Scheduler::start`].
+#[derive(Debug)]
+pub struct Scheduler;
+
+impl Scheduler {
+    /// Spawns the scheduler task on the current tokio runtime. It stops
+    /// admitting when `shutdown` is cancelled (or every handle is dropped),
+    /// answers queued requests `Cancelled(Shutdown)`, gives in-flight ones
+    /// `shutdown_grace` to finish, cancels the rest, and then
+    /// [`SchedulerHandle::stopped`] resolves.
+    pub fn start<P, T, W>(
+        config: SchedulerConfig,
+        worker: W,
+        shutdown: CancellationToken,
+    ) -> SchedulerHandle<P, T>
+    where
+        P: Send + 'static,
+        T: Send + 'static,
+        W: Worker<P, T>,
+    {
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        let stopped = CancellationToken::new();
+        let actor = Actor {
+            queue: WeightedQueues::new(config.capacity, config.weights),
+            config,
+            worker: Arc::new(worker),
+            next_id: 1,
+            entries: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            tasks: JoinSet::new(),
+            task_ids: HashMap::new(),
+            counters: Counters::default(),
+            events: events.clone(),
+            admitting: true,
+            grace_end: None,
+        };
+        tokio::spawn(actor.run(commands_rx, shutdown, stopped.clone()));
+        SchedulerHandle {
+            commands: commands_tx,
+            events,
+            stopped,
+        }
+    }
+}
+
+/// The kernel's side of a running scheduler; cheap to clone.
+pub struct SchedulerHandle<P, T> {
+    commands: mpsc::UnboundedSender<Command<P, T>>,
+    events: broadcast::Sender<RequestEvent>,
+    stopped: CancellationToken,
+}
+
+impl<P, T> Clone for SchedulerHandle<P, T> {
+    fn clone(&self) -> Self {
+        SchedulerHandle {
+            commands: self.commands.clone(),
+            events: self.events.clone(),
+            stopped: self.stopped.clone(),
+        }
+    }
+}
+
+impl<P, T> fmt::Debug for SchedulerHandle<P, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedulerHandle")
+            .field("stopped", &self.stopped.is_cancelled())
+            .finish()
+    }
+}
+
+impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
+    /// Admits `request` or refuses it at once (full queue, shutting down).
+    /// Never waits for queue space.
+    pub async fn submit(&self, request: NewRequest<P>) -> Result<Ticket<T>, Rejected> {
+        let priority = request.priority;
+        let (reply, receiver) = oneshot::channel();
+        let gone = Rejected {
+            id: RequestId(0),
+            priority,
+            reason: RejectReason::ShuttingDown,
+        };
+        if self
+            .commands
+            .send(Command::Submit { request, reply })
+            .is_err()
+        {
+            return Err(gone);
+        }
+        receiver.await.unwrap_or(Err(gone))
+    }
+
+    /// Answers a queued or in-flight request `Cancelled(Caller)` and
+    /// cancels its work. `false` if it was already answered or unknown.
+    pub async fn cancel(&self, id: RequestId) -> bool {
+        self.ask(|reply| Command::Cancel { id, reply })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Stops the request's deadline clock (a debugger paused it). `false`
+    /// if unknown, answered or already paused.
+    pub async fn pause(&self, id: RequestId) -> bool {
+        self.ask(|reply| Command::Pause { id, reply })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Restarts the deadline clock with the time that was left. `false` if
+    /// it was not paused.
+    pub async fn resume(&self, id: RequestId) -> bool {
+        self.ask(|reply| Command::Resume { id, reply })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// A snapshot of queues, in-flight work and counters; the default
+    /// (empty, not admitting) once the scheduler has stopped.
+    pub async fn stats(&self) -> Stats {
+        self.ask(|reply| Command::Stats { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Lifecycle events from now on. A receiver that falls 1,024 events
+    /// behind loses the oldest (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<RequestEvent> {
+        self.events.subscribe()
+    }
+
+    /// Resolves once the scheduler has answered everything and stopped.
+    pub async fn stopped(&self) {
+        self.stopped.cancelled().await;
+    }
+
+    async fn ask<R>(&self, command: impl FnOnce(oneshot::Sender<R>) -> Command<P, T>) -> Option<R> {
+        let (reply, receiver) = oneshot::channel();
+        self.commands.send(command(reply)).ok()?;
+        receiver.await.ok()
+    }
+}
+
+/// What handles ask of the scheduler task.
+enum Command<P, T> {
+    Submit {
+        request: NewRequest<P>,
+        reply: oneshot::Sender<Result<Ticket<T>, Rejected>>,
+    },
+    Cancel {
+        id: RequestId,
+        reply: oneshot::Sender<bool>,
+    },
+    Pause {
+        id: RequestId,
+        reply: oneshot::Sender<bool>,
+    },
+    Resume {
+        id: RequestId,
+        reply: oneshot::Sender<bool>,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
+}
+
+/// What a worker task reports: the request and, unless it was cancelled,
+/// the worker's result or the panic message.
+type TaskResult<T> = (RequestId, Option<Result<Result<T, StageFailure>, String>>);
+
+struct Entry<P, T> {
+    correlation_id: String,
+    pipeline: String,
+    priority: Priority,
+    source: Source,
+    admitted_at: Instant,
+    started_at: Option<Instant>,
+    /// `Some` while queued.
+    request: Option<Request<P>>,
+    /// `None` once answered; the entry then only waits for its task.
+    reply: Option<oneshot::Sender<Answer<T>>>,
+    deadline: Instant,
+    paused_at: Option<Instant>,
+    deadline_tx: watch::Sender<DeadlineState>,
+    cancel: CancellationToken,
+}
+
+struct Actor<P, T, W> {
+    config: SchedulerConfig,
+    worker: Arc<W>,
+    next_id: u64,
+    queue: WeightedQueues<RequestId>,
+    entries: HashMap<RequestId, Entry<P, T>>,
+    /// Running deadline clocks (paused ones are absent).
+    deadlines: BTreeSet<(Instant, RequestId)>,
+    tasks: JoinSet<TaskResult<T>>,
+    task_ids: HashMap<tokio::task::Id, RequestId>,
+    counters: Counters,
+    events: broadcast::Sender<RequestEvent>,
+    admitting: bool,
+    grace_end: Option<Instant>,
+}
+
+impl<P, T, W> Actor<P, T, W>
+where
+    P: Send + 'static,
+    T: Send + 'static,
+    W: Worker<P, T>,
+{
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command<P, T>>,
+        shutdown: CancellationToken,
+        stopped: CancellationToken,
+    ) {
+        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+        let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(far_future));
+        let mut timer_target: Option<Instant> = None;
+        let mut handles_alive = true;
+        loop {
+            self.dispatch();
+            if !self.admitting && self.entries.is_empty() && self.tasks.is_empty() {
+                break;
+            }
+            let next = self.next_wakeup();
+            if next != timer_target {
+                timer.as_mut().reset(next.unwrap_or(far_future));
+                timer_target = next;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if self.admitting => self.begin_shutdown(),
+                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    match joined {
+                        Ok((task_id, (id, result))) => {
+                            self.task_ids.remove(&task_id);
+                            self.finish(id, result);
+                        }
+                        Err(join_error) => {
+                            let id = self.task_ids.remove(&join_error.id());
+                            if let Some(id) = id {
+                                self.finish(id, Some(Err(format!("worker task failed: {join_error}"))));
+                            }
+                        }
+                    }
+                }
+                _ = timer.as_mut(), if timer_target.is_some() => {
+                    timer_target = None;
+                    self.on_timer(Instant::now());
+                }
+                command = commands.recv(), if handles_alive => match command {
+                    Some(command) => self.handle(command),
+                    None => {
+                        handles_alive = false;
+                        if self.admitting {
+                            self.begin_shutdown();
+                        }
+                    }
+                },
+            }
+        }
+        // Refuse whatever arrives from now on: dropping the receiver makes
+        // `submit` answer `ShuttingDown`.
+        drop(commands);
+        stopped.cancel();
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        match (deadline, self.grace_end) {
+            (Some(deadline), Some(grace)) => Some(deadline.min(grace)),
+            (deadline, grace) => deadline.or(grace),
+        }
+    }
+
+    fn handle(&mut self, command: Command<P, T>) {
+        match command {
+            Command::Submit { request, reply } => {
+                let result = self.admit(request);
+                let _ = reply.send(result);
+            }
+            Command::Cancel { id, reply } => {
+                let _ = reply.send(self.cancel(id, CancelReason::Caller));
+            }
+            Command::Pause { id, reply } => {
+                let _ = reply.send(self.pause(id));
+            }
+            Command::Resume { id, reply } => {
+                let _ = reply.send(self.resume(id));
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+        }
+    }
+
+    fn admit(&mut self, new: NewRequest<P>) -> Result<Ticket<T>, Rejected> {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.counters.submitted += 1;
+        let priority = new.priority;
+        let reject = |actor: &mut Self, reason| {
+            actor.counters.count(OutcomeKind::Rejected);
+            actor.emit(id, RequestEventKind::Rejected(reason));
+            Err(Rejected {
+                id,
+                priority,
+                reason,
+            })
+        };
+        if !self.admitting {
+            return reject(self, RejectReason::ShuttingDown);
+        }
+        if self.queue.try_push(priority, id).is_err() {
+            return reject(self, RejectReason::QueueFull);
+        }
+        let now = Instant::now();
+        let mut timeout = self.config.timeout(&new.pipeline, priority);
+        if let Some(requested) = new.timeout {
+            timeout = timeout.min(requested);
+        }
+        let deadline = now + timeout;
+        let correlation_id = new.correlation_id.unwrap_or_else(|| id.to_string());
+        if self.events.receiver_count() > 0 {
+            self.emit(
+                id,
+                RequestEventKind::Admitted {
+                    correlation_id: correlation_id.clone(),
+                    pipeline: new.pipeline.clone(),
+                    priority,
+                    source: new.source,
+                },
+            );
+        }
+        let request = Request {
+            id,
+            correlation_id: correlation_id.clone(),
+            pipeline: new.pipeline.clone(),
+            priority,
+            deadline,
+            source: new.source,
+            payload: new.payload,
+            timestamps: vec![("admitted".to_owned(), now)],
+        };
+        let (reply, receiver) = oneshot::channel();
+        let fallback = Answer {
+            id,
+            correlation_id: correlation_id.clone(),
+            pipeline: new.pipeline.clone(),
+            priority,
+            source: new.source,
+            outcome: Outcome::Cancelled(CancelReason::Shutdown),
+            admitted_at: now,
+            started_at: None,
+            answered_at: now,
+        };
+        let (deadline_tx, _) = watch::channel(DeadlineState::Running(deadline));
+        self.entries.insert(
+            id,
+            Entry {
+                correlation_id,
+                pipeline: new.pipeline,
+                priority,
+                source: new.source,
+                admitted_at: now,
+                started_at: None,
+                request: Some(request),
+                reply: Some(reply),
+                deadline,
+                paused_at: None,
+                deadline_tx,
+                cancel: CancellationToken::new(),
+            },
+        );
+        self.deadlines.insert((deadline, id));
+        Ok(Ticket {
+            id,
+            receiver,
+            fallback: Some(fallback),
+        })
+    }
+
+    /// Hands queued requests to the worker while there is room.
+    fn dispatch(&mut self) {
+        while self.tasks.len() < self.config.max_in_flight.max(1) {
+            let Some((_, id)) = self.queue.pop() else {
+                return;
+            };
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            let Some(mut request) = entry.request.take() else {
+                continue;
+            };
+            let now = Instant::now();
+            entry.started_at = Some(now);
+            request.timestamps.push(("started".to_owned(), now));
+            let cancel = entry.cancel.clone();
+            let job = Job {
+                request,
+                cancel: cancel.clone(),
+                deadline: DeadlineWatch::new(entry.deadline_tx.subscribe()),
+            };
+            let worker = Arc::clone(&self.worker);
+            let handle = self.tasks.spawn(async move {
+                // The call itself sits inside `catch_panic` too: a worker
+                // that panics before returning its future is caught as well.
+                let work = catch_panic(async move { worker.run(job).await });
+                let result = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => None,
+                    result = work => Some(result),
+                };
+                (id, result)
+            });
+            self.task_ids.insert(handle.id(), id);
+            self.emit(id, RequestEventKind::Started);
+        }
+    }
+
+    fn finish(&mut self, id: RequestId, result: Option<Result<Result<T, StageFailure>, String>>) {
+        let Some(mut entry) = self.entries.remove(&id) else {
+            return;
+        };
+        if entry.paused_at.is_none() {
+            self.deadlines.remove(&(entry.deadline, id));
+        }
+        if entry.reply.is_none() {
+            if result.is_some() {
+                self.counters.late_results += 1;
+            }
+            return;
+        }
+        let outcome = match result {
+            Some(Ok(Ok(value))) => Outcome::Ok(value),
+            Some(Ok(Err(failure))) => Outcome::Error {
+                message: failure.message,
+                transient: failure.transient,
+            },
+            Some(Err(panic)) => {
+                self.counters.panics += 1;
+                Outcome::Error {
+                    message: format!("the worker panicked: {panic}"),
+                    transient: false,
+                }
+            }
+            // Cancelled without an answer: only shutdown does that.
+            None => Outcome::Cancelled(CancelReason::Shutdown),
+        };
+        self.answer(id, &mut entry, outcome);
+    }
+
+    /// Sends the one answer; the caller removes or keeps the entry.
+    fn answer(&mut self, id: RequestId, entry: &mut Entry<P, T>, outcome: Outcome<T>) {
+        let Some(reply) = entry.reply.take() else {
+            return;
+        };
+        let kind = outcome.kind();
+        self.counters.count(kind);
+        let answer = Answer {
+            id,
+            correlation_id: std::mem::take(&mut entry.correlation_id),
+            pipeline: std::mem::take(&mut entry.pipeline),
+            priority: entry.priority,
+            source: entry.source,
+            outcome,
+            admitted_at: entry.admitted_at,
+            started_at: entry.started_at,
+            answered_at: Instant::now(),
+        };
+        // A caller that dropped its ticket still counts as answered.
+        let _ = reply.send(answer);
+        self.emit(id, RequestEventKind::Answered(kind));
+    }
+
+    /// Answers `outcome` now and stops the request's work: a queued request
+    /// leaves the queue, an in-flight one is cancelled and its entry stays
+    /// until its task ends (it still holds a concurrency slot).
+    fn terminate(&mut self, id: RequestId, outcome: Outcome<T>) -> bool {
+        let Some(mut entry) = self.entries.remove(&id) else {
+            return false;
+        };
+        if entry.reply.is_none() {
+            self.entries.insert(id, entry);
+            return false;
+        }
+        if entry.paused_at.is_none() {
+            self.deadlines.remove(&(entry.deadline, id));
+        }
+        self.answer(id, &mut entry, outcome);
+        entry.cancel.cancel();
+        if entry.request.is_some() {
+            self.queue.remove(entry.priority, |queued| *queued == id);
+        } else {
+            self.entries.insert(id, entry);
+        }
+        true
+    }
+
+    fn cancel(&mut self, id: RequestId, reason: CancelReason) -> bool {
+        self.terminate(id, Outcome::Cancelled(reason))
+    }
+
+    fn pause(&mut self, id: RequestId) -> bool {
+        let now = Instant::now();
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        if entry.reply.is_none() || entry.paused_at.is_some() {
+            return false;
+        }
+        self.deadlines.remove(&(entry.deadline, id));
+        entry.paused_at = Some(now);
+        let remaining = entry.deadline.saturating_duration_since(now);
+        entry
+            .deadline_tx
+            .send_replace(DeadlineState::Paused { remaining });
+        self.emit(id, RequestEventKind::Paused);
+        true
+    }
+
+    fn resume(&mut self, id: RequestId) -> bool {
+        let now = Instant::now();
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        let Some(paused_at) = entry.paused_at.take() else {
+            return false;
+        };
+        if entry.reply.is_none() {
+            return false;
+        }
+        entry.deadline += now - paused_at;
+        entry
+            .deadline_tx
+            .send_replace(DeadlineState::Running(entry.deadline));
+        self.deadlines.insert((entry.deadline, id));
+        self.emit(id, RequestEventKind::Resumed);
+        true
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.terminate(id, Outcome::Timeout);
+        }
+        if self.grace_end.is_some_and(|grace| grace <= now) {
+            self.grace_end = None;
+            let running: Vec<RequestId> = self.entries.keys().copied().collect();
+            for id in running {
+                self.cancel(id, CancelReason::Shutdown);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.admitting = false;
+        for (_, id) in self.queue.drain() {
+            self.cancel_queued_for_shutdown(id);
+        }
+        self.grace_end = Some(Instant::now() + self.config.shutdown_grace);
+    }
+
+    fn cancel_queued_for_shutdown(&mut self, id: RequestId) {
+        let Some(mut entry) = self.entries.remove(&id) else {
+            return;
+        };
+        if entry.paused_at.is_none() {
+            self.deadlines.remove(&(entry.deadline, id));
+        }
+        self.answer(id, &mut entry, Outcome::Cancelled(CancelReason::Shutdown));
+    }
+
+    fn stats(&self) -> Stats {
+        let mut queued = PerPriority::default();
+        for priority in Priority::ALL {
+            *queued.get_mut(priority) = self.queue.len(priority);
+        }
+        Stats {
+            queued,
+            in_flight: self.tasks.len(),
+            paused: self
+                .entries
+                .values()
+                .filter(|entry| entry.paused_at.is_some())
+                .count(),
+            counters: self.counters,
+            admitting: self.admitting,
+        }
+    }
+
+    fn emit(&self, id: RequestId, kind: RequestEventKind) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(RequestEvent {
+                id,
+                at: Instant::now(),
+                kind,
+            });
+        }
+    }
+}
