@@ -1,0 +1,218 @@
+//! Every request gets exactly one terminal answer, under injected worker
+//! errors, panics, timeouts, cancellations, pauses, full queues and
+//! shutdown; the counters prove it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use spindle_scheduler::{
+    CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason, Scheduler, SchedulerConfig,
+    Source, StageFailure,
+};
+use tokio_util::sync::CancellationToken;
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig {
+        capacity: PerPriority {
+            high: 256,
+            medium: 256,
+            low: 256,
+        },
+        max_in_flight: 32,
+        timeouts: PerPriority {
+            high: Duration::from_secs(1),
+            medium: Duration::from_secs(1),
+            low: Duration::from_secs(1),
+        },
+        shutdown_grace: Duration::from_millis(100),
+        ..SchedulerConfig::default()
+    }
+}
+
+/// What request `k` does, by `k % 10`.
+async fn faulty_worker(k: u32) -> Result<u32, StageFailure> {
+    match k % 10 {
+        0 => Err(StageFailure::transient(format!("injected error {k}"))),
+        1 => panic!("injected panic {k}"),
+        2 => {
+            // Far past the deadline: answered Timeout, future dropped.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(k)
+        }
+        3 => {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(k)
+        }
+        _ => {
+            tokio::time::sleep(Duration::from_millis(u64::from(k % 7))).await;
+            Ok(k)
+        }
+    }
+}
+
+/// Keeps the injected panics out of the test output; every other panic
+/// (a failed assertion) is still printed.
+fn quiet_injected_panics() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let injected = info
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|message| message.starts_with("injected panic"));
+        if !injected {
+            default_hook(info);
+        }
+    }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_thousand_requests_under_faults_each_answered_once() {
+    quiet_injected_panics();
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        config(),
+        |job: spindle_scheduler::Job<u32>| faulty_worker(job.request.payload),
+        shutdown.clone(),
+    );
+    let mut tickets = Vec::new();
+    let mut rejected = 0u64;
+    let mut to_cancel_later = Vec::new();
+    let mut to_resume = Vec::new();
+    for k in 0..5_000u32 {
+        let priority = Priority::ALL[(k % 3) as usize];
+        let request = NewRequest::new("ingest", priority, Source::Scenario, k);
+        match scheduler.submit(request).await {
+            Ok(ticket) => {
+                if k % 20 == 3 {
+                    // Cancelled while (most likely) queued.
+                    assert!(scheduler.cancel(ticket.id).await);
+                    assert!(!scheduler.cancel(ticket.id).await, "a second cancel finds nothing");
+                } else if k % 20 == 13 {
+                    to_cancel_later.push(ticket.id);
+                } else if k % 100 == 5 {
+                    assert!(scheduler.pause(ticket.id).await);
+                    to_resume.push(ticket.id);
+                }
+                tickets.push((k, ticket));
+            }
+            Err(rejection) => {
+                assert_eq!(rejection.reason, RejectReason::QueueFull);
+                assert_eq!(rejection.priority, priority);
+                rejected += 1;
+            }
+        }
+        if k % 500 == 499 {
+            // Let the scheduler work through part of the backlog.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for id in to_cancel_later.drain(..) {
+                scheduler.cancel(id).await;
+            }
+            for id in to_resume.drain(..) {
+                scheduler.resume(id).await;
+            }
+        }
+    }
+    for id in to_resume.drain(..) {
+        scheduler.resume(id).await;
+    }
+
+    let mut seen = HashSet::new();
+    let mut kinds = std::collections::HashMap::<OutcomeKind, u64>::new();
+    for (k, ticket) in tickets {
+        let id = ticket.id;
+        let answer = ticket.await;
+        assert_eq!(answer.id, id);
+        assert!(seen.insert(answer.id), "request {id} answered twice");
+        match &answer.outcome {
+            Outcome::Ok(value) => {
+                assert_eq!(*value, k);
+                assert!(!matches!(k % 10, 0..=2), "request {k} must not succeed");
+            }
+            Outcome::Error { message, .. } if k % 10 == 1 => {
+                assert!(message.contains("panicked") && message.contains(&format!("injected panic {k}")), "{message}");
+            }
+            Outcome::Error { message, transient } => {
+                assert_eq!(k % 10, 0, "unexpected error for {k}: {message}");
+                assert!(*transient);
+            }
+            Outcome::Timeout => assert!(answer.latency() >= Duration::from_secs(1) || k % 100 == 5),
+            Outcome::Cancelled(reason) => assert_eq!(*reason, CancelReason::Caller),
+            Outcome::Rejected(_) => panic!("a ticket never resolves to Rejected"),
+        }
+        *kinds.entry(answer.outcome.kind()).or_default() += 1;
+    }
+
+    let stats = scheduler.stats().await;
+    let counters = stats.counters;
+    assert_eq!(counters.submitted, 5_000);
+    assert_eq!(counters.answered(), counters.submitted, "{counters:?}");
+    assert_eq!(counters.rejected, rejected);
+    assert_eq!(seen.len() as u64 + rejected, 5_000);
+    for (kind, count) in &kinds {
+        let counted = match kind {
+            OutcomeKind::Ok => counters.ok,
+            OutcomeKind::Error => counters.error,
+            OutcomeKind::Timeout => counters.timeout,
+            OutcomeKind::Cancelled => counters.cancelled,
+            OutcomeKind::Rejected => counters.rejected,
+        };
+        assert_eq!(counted, *count, "{kind}");
+    }
+    // Every fault kind actually happened.
+    assert!(counters.ok > 0 && counters.error > 0 && counters.timeout > 0);
+    assert!(counters.cancelled > 0 && counters.rejected > 0 && counters.panics > 0);
+    assert_eq!(stats.queued, PerPriority::default());
+    assert_eq!(stats.paused, 0);
+
+    // Timed-out and cancelled workers wind down; nothing stays in flight.
+    while scheduler.stats().await.in_flight > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    scheduler.stopped().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_the_queue_and_cancels_stragglers_after_grace() {
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        SchedulerConfig {
+            max_in_flight: 2,
+            shutdown_grace: Duration::from_millis(100),
+            ..SchedulerConfig::default()
+        },
+        |job: spindle_scheduler::Job<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(job.request.payload)).await;
+            Ok::<_, StageFailure>(job.request.payload)
+        },
+        shutdown.clone(),
+    );
+    // Two in flight: one finishes inside the grace, one does not; three
+    // queued behind them.
+    let mut tickets = Vec::new();
+    for millis in [50, 10_000, 1, 1, 1] {
+        let request = NewRequest::new("ingest", Priority::Medium, Source::Http, millis);
+        tickets.push(scheduler.submit(request).await.unwrap());
+    }
+    tokio::task::yield_now().await;
+    assert_eq!(scheduler.stats().await.in_flight, 2);
+    shutdown.cancel();
+
+    let outcomes: Vec<_> = futures_join(tickets).await;
+    assert_eq!(outcomes[0], Outcome::Ok(50));
+    assert_eq!(outcomes[1], Outcome::Cancelled(CancelReason::Shutdown));
+    for outcome in &outcomes[2..] {
+        assert_eq!(*outcome, Outcome::Cancelled(CancelReason::Shutdown));
+    }
+    scheduler.stopped().await;
+    let late = scheduler.submit(NewRequest::new("ingest", Priority::High, Source::Http, 1)).await;
+    assert_eq!(late.unwrap_err().reason, RejectReason::ShuttingDown);
+}
+
+async fn futures_join(tickets: Vec<spindle_scheduler::Ticket<u64>>) -> Vec<Outcome<u64>> {
+    let mut outcomes = Vec::new();
+    for ticket in tickets {
+        outcomes.push(ticket.await.outcome);
+    }
+    outcomes
+}
