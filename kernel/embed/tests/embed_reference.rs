@@ -103,7 +103,7 @@ fn int8_weights_stay_close_to_fp32() {
     for (index, (a, b)) in int8.embeddings.iter().zip(&fp32.embeddings).enumerate() {
         let similarity = cosine(&a.vector, &b.vector);
         assert!(
-            similarity >= 0.99,
+            similarity >= 0.995,
             "sentence {index}: int8 vs fp32 cosine {similarity}"
         );
     }
