@@ -49,7 +49,8 @@ pub trait EmbedBackend: Send + Sync + 'static {
 }
 
 /// Batching settings. `Default`: 8,192 padded tokens, 64 items, 2 ms
-/// maximum wait, one batch in flight, 4,096 queued items.
+/// maximum wait, one batch in flight, 4,096 queued items, a padding ratio
+/// of at least 0.75.
 #[derive(Debug, Clone)]
 pub struct BatcherConfig {
     /// The service's name, in errors, metrics and breaker events.
@@ -63,6 +64,10 @@ pub struct BatcherConfig {
     pub max_in_flight: usize,
     /// Queued items beyond which `embed` answers `Overloaded`.
     pub queue_capacity: usize,
+    /// An item joins a batch only if the batch's real/padded token ratio
+    /// stays at or above this (0 disables the rule). A text that does not
+    /// fit with its neighbours waits for similar ones, at most `max_wait`.
+    pub min_padding_ratio: f64,
     pub breaker: BreakerConfig,
 }
 
@@ -75,6 +80,7 @@ impl Default for BatcherConfig {
             max_wait: Duration::from_millis(2),
             max_in_flight: 1,
             queue_capacity: 4096,
+            min_padding_ratio: 0.75,
             breaker: BreakerConfig::default(),
         }
     }
@@ -379,6 +385,7 @@ impl<B: EmbedBackend> BatchActor<B> {
                     .collect::<Vec<_>>(),
                 self.config.max_batch_tokens,
                 self.config.max_batch_size.max(1),
+                self.config.min_padding_ratio,
             );
             let oldest_waited = now - self.pending[0].enqueued_at;
             let due = plan.full || oldest_waited >= self.config.max_wait || !self.accepting;
@@ -493,8 +500,16 @@ pub struct BatchPlan {
 
 /// Plans a batch over queued token counts (oldest first): the oldest item,
 /// then the others by closeness in length to it, each taken if the padded
-/// cost `members × longest` stays within `max_batch_tokens`.
-pub fn plan_batch(tokens: &[usize], max_batch_tokens: usize, max_batch_size: usize) -> BatchPlan {
+/// cost `members × longest` stays within `max_batch_tokens` and the real
+/// over padded tokens stays at or above `min_padding_ratio`. Only the
+/// budget and the size limit make a batch full; an item left out for its
+/// padding does not (the batch then waits for similar items).
+pub fn plan_batch(
+    tokens: &[usize],
+    max_batch_tokens: usize,
+    max_batch_size: usize,
+    min_padding_ratio: f64,
+) -> BatchPlan {
     let Some(&anchor) = tokens.first() else {
         return BatchPlan {
             members: Vec::new(),
@@ -503,6 +518,7 @@ pub fn plan_batch(tokens: &[usize], max_batch_tokens: usize, max_batch_size: usi
     };
     let mut members = vec![0];
     let mut longest = anchor;
+    let mut real = anchor;
     let mut full = anchor >= max_batch_tokens;
     let mut candidates: Vec<usize> = (1..tokens.len()).collect();
     // Closest length first; among equals, the oldest.
@@ -513,11 +529,16 @@ pub fn plan_batch(tokens: &[usize], max_batch_tokens: usize, max_batch_size: usi
             break;
         }
         let new_longest = longest.max(tokens[index]);
-        if new_longest * (members.len() + 1) <= max_batch_tokens {
+        let new_padded = new_longest * (members.len() + 1);
+        if ((real + tokens[index]) as f64) < min_padding_ratio * new_padded as f64 {
+            // Too different in length: leave it for a batch of its own
+            // kind; it says nothing about whether this batch is full.
+        } else if new_padded > max_batch_tokens {
+            full = true;
+        } else {
             members.push(index);
             longest = new_longest;
-        } else {
-            full = true;
+            real += tokens[index];
         }
     }
     if members.len() >= max_batch_size || longest * (members.len() + 1) > max_batch_tokens {
@@ -534,7 +555,7 @@ mod tests {
     fn plan_groups_similar_lengths_within_the_budget() {
         // Budget 40: the oldest (10) takes 9, 11 and 10 (4 × 11 = 44 > 40
         // once four are in, so the fourth must keep the longest at 10).
-        let plan = plan_batch(&[10, 50, 9, 30, 11, 10], 40, 64);
+        let plan = plan_batch(&[10, 50, 9, 30, 11, 10], 40, 64, 0.75);
         let lengths: Vec<usize> = plan
             .members
             .iter()
@@ -548,21 +569,31 @@ mod tests {
 
     #[test]
     fn plan_is_not_full_when_everything_fits() {
-        let plan = plan_batch(&[5, 6, 7], 100, 64);
+        let plan = plan_batch(&[5, 6, 7], 100, 64, 0.75);
         assert_eq!(plan.members, vec![0, 1, 2]);
         assert!(!plan.full);
     }
 
     #[test]
+    fn items_far_in_length_are_left_out_without_making_the_batch_full() {
+        let plan = plan_batch(&[8, 64, 8, 64, 8], 512, 64, 0.75);
+        assert_eq!(plan.members, vec![0, 2, 4]);
+        assert!(!plan.full, "the long ones wait for a batch of their own");
+        // With the rule disabled they join: the budget allows it.
+        let plan = plan_batch(&[8, 64, 8, 64, 8], 512, 64, 0.0);
+        assert_eq!(plan.members.len(), 5);
+    }
+
+    #[test]
     fn an_oversized_item_goes_alone() {
-        let plan = plan_batch(&[500, 5], 100, 64);
+        let plan = plan_batch(&[500, 5], 100, 64, 0.75);
         assert_eq!(plan.members, vec![0]);
         assert!(plan.full);
     }
 
     #[test]
     fn size_limit_makes_a_batch_full() {
-        let plan = plan_batch(&[1, 1, 1, 1], 100, 2);
+        let plan = plan_batch(&[1, 1, 1, 1], 100, 2, 0.75);
         assert_eq!(plan.members.len(), 2);
         assert!(plan.full);
     }
