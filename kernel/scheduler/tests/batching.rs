@@ -43,19 +43,32 @@ impl EmbedBackend for FakeBackend {
         }
         Ok(texts
             .iter()
-            .map(|text| vec![text.trim_start_matches("item-").parse::<f32>().unwrap_or(-1.0)])
+            .map(|text| {
+                vec![
+                    text.trim_start_matches("item-")
+                        .parse::<f32>()
+                        .unwrap_or(-1.0),
+                ]
+            })
             .collect())
     }
 }
 
-fn start(config: BatcherConfig, permits: usize) -> (BatcherHandle, mpsc::UnboundedReceiver<Seen>, Arc<Semaphore>) {
+fn start(
+    config: BatcherConfig,
+    permits: usize,
+) -> (BatcherHandle, mpsc::UnboundedReceiver<Seen>, Arc<Semaphore>) {
     let (seen_tx, seen_rx) = mpsc::unbounded_channel();
     let gate = Arc::new(Semaphore::new(permits));
     let backend = FakeBackend {
         seen: seen_tx,
         gate: Arc::clone(&gate),
     };
-    (Batcher::start(config, backend, CancellationToken::new()), seen_rx, gate)
+    (
+        Batcher::start(config, backend, CancellationToken::new()),
+        seen_rx,
+        gate,
+    )
 }
 
 fn config(max_batch_tokens: usize) -> BatcherConfig {
@@ -86,7 +99,9 @@ fn far() -> Instant {
 async fn a_lone_item_waits_max_wait_then_goes() {
     let (batcher, mut seen, _gate) = start(config(1000), 1000);
     let start = Instant::now();
-    let vector = batcher.embed("item-7".to_owned(), 5, far(), &CancellationToken::new()).await;
+    let vector = batcher
+        .embed("item-7".to_owned(), 5, far(), &CancellationToken::new())
+        .await;
     assert_eq!(vector, Ok(vec![7.0]));
     let batch = seen.recv().await.unwrap();
     assert_eq!(batch.texts, ["item-7"]);
@@ -98,7 +113,15 @@ async fn a_full_batch_goes_without_waiting() {
     let (batcher, mut seen, _gate) = start(config(40), 1000);
     let start = Instant::now();
     let tasks: Vec<_> = (0..4)
-        .map(|k| spawn_embed(&batcher, format!("item-{k}"), 10, far(), CancellationToken::new()))
+        .map(|k| {
+            spawn_embed(
+                &batcher,
+                format!("item-{k}"),
+                10,
+                far(),
+                CancellationToken::new(),
+            )
+        })
         .collect();
     for (k, task) in tasks.into_iter().enumerate() {
         assert_eq!(task.await.unwrap(), Ok(vec![k as f32]));
@@ -112,12 +135,24 @@ async fn a_full_batch_goes_without_waiting() {
 async fn batches_respect_the_budget_group_lengths_and_map_results_back() {
     let (batcher, mut seen, _gate) = start(config(512), 10_000);
     // Interleaved short (8) and long (64) texts.
-    let tokens_of = |k: usize| if k % 2 == 0 { 8 } else { 64 };
+    let tokens_of = |k: usize| if k.is_multiple_of(2) { 8 } else { 64 };
     let tasks: Vec<_> = (0..64)
-        .map(|k| spawn_embed(&batcher, format!("item-{k}"), tokens_of(k), far(), CancellationToken::new()))
+        .map(|k| {
+            spawn_embed(
+                &batcher,
+                format!("item-{k}"),
+                tokens_of(k),
+                far(),
+                CancellationToken::new(),
+            )
+        })
         .collect();
     for (k, task) in tasks.into_iter().enumerate() {
-        assert_eq!(task.await.unwrap(), Ok(vec![k as f32]), "caller {k} got its own vector");
+        assert_eq!(
+            task.await.unwrap(),
+            Ok(vec![k as f32]),
+            "caller {k} got its own vector"
+        );
     }
     let mut batches = Vec::new();
     while let Ok(batch) = seen.try_recv() {
@@ -131,13 +166,24 @@ async fn batches_respect_the_budget_group_lengths_and_map_results_back() {
             .map(|text| tokens_of(text.trim_start_matches("item-").parse().unwrap()))
             .collect();
         let padded = lengths.iter().max().unwrap() * lengths.len();
-        assert!(padded <= 512, "padded cost {padded} over budget: {lengths:?}");
-        assert!(lengths.iter().all(|length| *length == lengths[0]), "mixed lengths: {lengths:?}");
+        assert!(
+            padded <= 512,
+            "padded cost {padded} over budget: {lengths:?}"
+        );
+        assert!(
+            lengths.iter().all(|length| *length == lengths[0]),
+            "mixed lengths: {lengths:?}"
+        );
         items += lengths.len();
     }
     assert_eq!(items, 64);
     // 32 short texts in one batch, 32 long ones in four of eight.
-    assert_eq!(batches.len(), 5, "{:?}", batches.iter().map(|b| b.texts.len()).collect::<Vec<_>>());
+    assert_eq!(
+        batches.len(),
+        5,
+        "{:?}",
+        batches.iter().map(|b| b.texts.len()).collect::<Vec<_>>()
+    );
 
     let stats = batcher.stats().await.unwrap();
     assert_eq!(stats.batches, 5);
@@ -151,7 +197,13 @@ async fn batches_respect_the_budget_group_lengths_and_map_results_back() {
 async fn cancelled_and_expired_items_never_reach_the_backend() {
     let (batcher, mut seen, gate) = start(config(1000), 0);
     // The first batch holds the backend.
-    let first = spawn_embed(&batcher, "item-1".to_owned(), 4, far(), CancellationToken::new());
+    let first = spawn_embed(
+        &batcher,
+        "item-1".to_owned(),
+        4,
+        far(),
+        CancellationToken::new(),
+    );
     assert_eq!(seen.recv().await.unwrap().texts, ["item-1"]);
 
     let expiring = spawn_embed(
@@ -163,7 +215,13 @@ async fn cancelled_and_expired_items_never_reach_the_backend() {
     );
     let cancel = CancellationToken::new();
     let cancelled = spawn_embed(&batcher, "item-3".to_owned(), 4, far(), cancel.clone());
-    let kept = spawn_embed(&batcher, "item-4".to_owned(), 4, far(), CancellationToken::new());
+    let kept = spawn_embed(
+        &batcher,
+        "item-4".to_owned(),
+        4,
+        far(),
+        CancellationToken::new(),
+    );
     tokio::task::yield_now().await;
     cancel.cancel();
     assert_eq!(cancelled.await.unwrap(), Err(Error::Cancelled));
@@ -174,7 +232,13 @@ async fn cancelled_and_expired_items_never_reach_the_backend() {
     assert_eq!(kept.await.unwrap(), Ok(vec![4.0]));
     assert_eq!(seen.recv().await.unwrap().texts, ["item-4"]);
     let stats = batcher.stats().await.unwrap();
-    assert_eq!((stats.expired_in_queue + stats.cancelled_in_queue, stats.items), (2, 2));
+    assert_eq!(
+        (
+            stats.expired_in_queue + stats.cancelled_in_queue,
+            stats.items
+        ),
+        (2, 2)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -182,19 +246,31 @@ async fn backend_failures_and_panics_answer_every_item_of_the_batch() {
     let (batcher, _seen, _gate) = start(config(1000), 10_000);
     let tasks: Vec<_> = ["item-1", "fail", "item-2"]
         .into_iter()
-        .map(|text| spawn_embed(&batcher, text.to_owned(), 3, far(), CancellationToken::new()))
+        .map(|text| {
+            spawn_embed(
+                &batcher,
+                text.to_owned(),
+                3,
+                far(),
+                CancellationToken::new(),
+            )
+        })
         .collect();
     for task in tasks {
         let error = task.await.unwrap().unwrap_err();
         assert!(error.is_transient(), "{error}");
         assert!(error.to_string().contains("engine busy"), "{error}");
     }
-    let panicked = batcher.embed("panic".to_owned(), 3, far(), &CancellationToken::new()).await;
+    let panicked = batcher
+        .embed("panic".to_owned(), 3, far(), &CancellationToken::new())
+        .await;
     let error = panicked.unwrap_err();
     assert!(!error.is_transient());
     assert!(error.to_string().contains("backend exploded"), "{error}");
     // The batcher lives on.
-    let ok = batcher.embed("item-9".to_owned(), 3, far(), &CancellationToken::new()).await;
+    let ok = batcher
+        .embed("item-9".to_owned(), 3, far(), &CancellationToken::new())
+        .await;
     assert_eq!(ok, Ok(vec![9.0]));
     assert_eq!(batcher.stats().await.unwrap().failed_batches, 2);
 }

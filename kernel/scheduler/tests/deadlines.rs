@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use spindle_scheduler::{
-    CancelReason, DeadlineState, Job, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RequestEventKind,
-    Scheduler, SchedulerConfig, SchedulerHandle, Source, StageFailure,
+    CancelReason, DeadlineState, Job, NewRequest, Outcome, OutcomeKind, PerPriority, Priority,
+    RequestEventKind, Scheduler, SchedulerConfig, SchedulerHandle, Source, StageFailure,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -45,7 +45,9 @@ fn timeouts_config() -> SchedulerConfig {
 }
 
 /// A worker that never finishes on its own and reports when dropped.
-fn start_hanging(config: SchedulerConfig) -> (SchedulerHandle<(), ()>, mpsc::UnboundedReceiver<u64>) {
+fn start_hanging(
+    config: SchedulerConfig,
+) -> (SchedulerHandle<(), ()>, mpsc::UnboundedReceiver<u64>) {
     let (dropped_tx, dropped_rx) = mpsc::unbounded_channel();
     let scheduler = Scheduler::start(
         config,
@@ -85,10 +87,16 @@ async fn timeouts_follow_priority_and_pipeline_overrides() {
     // A caller's own budget shortens the configured one, never lengthens it.
     let mut short = NewRequest::new("slow", Priority::High, Source::Netlink, ());
     short.timeout = Some(Duration::from_millis(20));
-    expected.push((scheduler.submit(short).await.unwrap(), Duration::from_millis(20)));
+    expected.push((
+        scheduler.submit(short).await.unwrap(),
+        Duration::from_millis(20),
+    ));
     let mut long = NewRequest::new("fast", Priority::High, Source::Netlink, ());
     long.timeout = Some(Duration::from_secs(60));
-    expected.push((scheduler.submit(long).await.unwrap(), Duration::from_millis(100)));
+    expected.push((
+        scheduler.submit(long).await.unwrap(),
+        Duration::from_millis(100),
+    ));
 
     let mut ids = Vec::new();
     for (ticket, timeout) in expected {
@@ -154,7 +162,10 @@ async fn cancel_reaches_queued_and_in_flight_work() {
 
     let running_id = running.id;
     assert!(scheduler.cancel(running_id).await);
-    assert_eq!(running.await.outcome, Outcome::Cancelled(CancelReason::Caller));
+    assert_eq!(
+        running.await.outcome,
+        Outcome::Cancelled(CancelReason::Caller)
+    );
     assert_eq!(dropped.recv().await, Some(running_id.0));
     assert!(!scheduler.cancel(running_id).await, "already answered");
 
@@ -210,7 +221,9 @@ async fn a_paused_request_keeps_its_deadline_suspended() {
     let resumed_at = Instant::now();
     assert_eq!(
         deadline_rx.recv().await,
-        Some(DeadlineState::Running(resumed_at + Duration::from_millis(40)))
+        Some(DeadlineState::Running(
+            resumed_at + Duration::from_millis(40)
+        ))
     );
     let answer = ticket.await;
     assert_eq!(answer.outcome, Outcome::Timeout);
@@ -241,7 +254,12 @@ async fn lifecycle_events_tell_each_request_story() {
     );
     let mut events = scheduler.subscribe();
     let first = scheduler
-        .submit(NewRequest::new("ingest", Priority::Low, Source::Scenario, 1))
+        .submit(NewRequest::new(
+            "ingest",
+            Priority::Low,
+            Source::Scenario,
+            1,
+        ))
         .await
         .unwrap();
     tokio::task::yield_now().await;
@@ -249,7 +267,12 @@ async fn lifecycle_events_tell_each_request_story() {
     second.correlation_id = Some("caller-7".to_owned());
     let second = scheduler.submit(second).await.unwrap();
     let third = scheduler
-        .submit(NewRequest::new("ingest", Priority::Low, Source::Scenario, 2))
+        .submit(NewRequest::new(
+            "ingest",
+            Priority::Low,
+            Source::Scenario,
+            2,
+        ))
         .await;
     assert!(third.is_err(), "queue of one is full");
     assert_eq!(first.await.outcome, Outcome::Ok(1));
@@ -260,7 +283,9 @@ async fn lifecycle_events_tell_each_request_story() {
     let mut story = Vec::new();
     while let Ok(event) = events.try_recv() {
         let kind = match event.kind {
-            RequestEventKind::Admitted { correlation_id, .. } => format!("admitted({correlation_id})"),
+            RequestEventKind::Admitted { correlation_id, .. } => {
+                format!("admitted({correlation_id})")
+            }
             RequestEventKind::Rejected(reason) => format!("rejected({reason:?})"),
             RequestEventKind::Started => "started".to_owned(),
             RequestEventKind::Paused => "paused".to_owned(),

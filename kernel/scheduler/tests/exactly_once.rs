@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use spindle_scheduler::{
-    CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason, Scheduler, SchedulerConfig,
-    Source, StageFailure,
+    CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason, Scheduler,
+    SchedulerConfig, Source, StageFailure,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +86,10 @@ async fn five_thousand_requests_under_faults_each_answered_once() {
                 if k % 20 == 3 {
                     // Cancelled while (most likely) queued.
                     assert!(scheduler.cancel(ticket.id).await);
-                    assert!(!scheduler.cancel(ticket.id).await, "a second cancel finds nothing");
+                    assert!(
+                        !scheduler.cancel(ticket.id).await,
+                        "a second cancel finds nothing"
+                    );
                 } else if k % 20 == 13 {
                     to_cancel_later.push(ticket.id);
                 } else if k % 100 == 5 {
@@ -129,7 +132,11 @@ async fn five_thousand_requests_under_faults_each_answered_once() {
                 assert!(!matches!(k % 10, 0..=2), "request {k} must not succeed");
             }
             Outcome::Error { message, .. } if k % 10 == 1 => {
-                assert!(message.contains("panicked") && message.contains(&format!("injected panic {k}")), "{message}");
+                assert!(
+                    message.contains("panicked")
+                        && message.contains(&format!("injected panic {k}")),
+                    "{message}"
+                );
             }
             Outcome::Error { message, transient } => {
                 assert_eq!(k % 10, 0, "unexpected error for {k}: {message}");
@@ -205,7 +212,9 @@ async fn shutdown_drains_the_queue_and_cancels_stragglers_after_grace() {
         assert_eq!(*outcome, Outcome::Cancelled(CancelReason::Shutdown));
     }
     scheduler.stopped().await;
-    let late = scheduler.submit(NewRequest::new("ingest", Priority::High, Source::Http, 1)).await;
+    let late = scheduler
+        .submit(NewRequest::new("ingest", Priority::High, Source::Http, 1))
+        .await;
     assert_eq!(late.unwrap_err().reason, RejectReason::ShuttingDown);
 }
 

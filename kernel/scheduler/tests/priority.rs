@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use spindle_scheduler::{Job, NewRequest, Outcome, PerPriority, Priority, Scheduler, SchedulerConfig, Source, StageFailure};
+use spindle_scheduler::{
+    Job, NewRequest, Outcome, PerPriority, Priority, Scheduler, SchedulerConfig, Source,
+    StageFailure,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +59,10 @@ async fn high_priority_completes_quickly_under_a_low_flood() {
         worst = worst.max(answer.answered_at - submitted);
     }
     // At worst it waits for one slot to free, then runs.
-    assert!(worst <= 2 * service_time, "worst high-priority latency {worst:?}");
+    assert!(
+        worst <= 2 * service_time,
+        "worst high-priority latency {worst:?}"
+    );
 
     let stats = scheduler.stats().await;
     assert!(stats.queued.low > 0, "the flood is still queued");

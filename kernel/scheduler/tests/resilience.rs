@@ -1,0 +1,290 @@
+//! Circuit breaker through the batcher (opens, fails fast, half-opens,
+//! closes, reopens), retries with backoff inside the deadline, and
+//! fallback answers marked as such.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use spindle_scheduler::{
+    BackendError, Batcher, BatcherConfig, BatcherHandle, BreakerConfig, BreakerState, EmbedBackend,
+    EmbedClient, Error, RetryPolicy, ServedBy,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A backend whose health the test switches; it counts its calls and
+/// answers `[value]` for every text.
+#[derive(Clone)]
+struct Switchable {
+    healthy: Arc<AtomicBool>,
+    transient: bool,
+    /// Calls that fail before health is consulted (for retry tests).
+    fail_first: Arc<AtomicU32>,
+    calls: Arc<AtomicU32>,
+    value: f32,
+}
+
+impl Switchable {
+    fn new(healthy: bool, value: f32) -> Self {
+        Switchable {
+            healthy: Arc::new(AtomicBool::new(healthy)),
+            transient: false,
+            fail_first: Arc::new(AtomicU32::new(0)),
+            calls: Arc::new(AtomicU32::new(0)),
+            value,
+        }
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl EmbedBackend for Switchable {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let failing_first = self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if failing_first || !self.healthy.load(Ordering::SeqCst) {
+            return Err(BackendError {
+                message: "model failed".to_owned(),
+                transient: self.transient,
+            });
+        }
+        Ok(texts.iter().map(|_| vec![self.value]).collect())
+    }
+}
+
+fn start(service: &str, backend: Switchable) -> BatcherHandle {
+    Batcher::start(
+        BatcherConfig {
+            service: service.to_owned(),
+            max_wait: Duration::from_millis(1),
+            breaker: BreakerConfig {
+                failure_threshold: 3,
+                failure_ratio: None,
+                open_for: Duration::from_secs(1),
+                half_open_probes: 1,
+                ..BreakerConfig::default()
+            },
+            ..BatcherConfig::default()
+        },
+        backend,
+        CancellationToken::new(),
+    )
+}
+
+async fn embed_once(batcher: &BatcherHandle) -> Result<Vec<f32>, Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    batcher
+        .embed("text".to_owned(), 4, deadline, &CancellationToken::new())
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_opens_fails_fast_half_opens_and_closes() {
+    let backend = Switchable::new(false, 1.0);
+    let batcher = start("embedder", backend.clone());
+    let mut transitions = batcher.breaker_transitions();
+    let state = batcher.breaker_state();
+
+    for _ in 0..3 {
+        assert!(matches!(
+            embed_once(&batcher).await,
+            Err(Error::Backend { .. })
+        ));
+    }
+    assert_eq!(*state.borrow(), BreakerState::Open);
+    // Open: answered at once, the backend is not called.
+    let before = Instant::now();
+    let fast = embed_once(&batcher).await;
+    assert_eq!(
+        fast,
+        Err(Error::BreakerOpen {
+            service: "embedder".to_owned()
+        })
+    );
+    assert_eq!(Instant::now(), before);
+    assert_eq!(backend.calls(), 3);
+
+    // After open_for, one probe goes through; it fails: open again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(matches!(
+        embed_once(&batcher).await,
+        Err(Error::Backend { .. })
+    ));
+    assert_eq!(backend.calls(), 4);
+    assert_eq!(*state.borrow(), BreakerState::Open);
+    assert!(matches!(
+        embed_once(&batcher).await,
+        Err(Error::BreakerOpen { .. })
+    ));
+
+    // The service recovers: the next probe closes the breaker.
+    backend.healthy.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(embed_once(&batcher).await, Ok(vec![1.0]));
+    assert_eq!(*state.borrow(), BreakerState::Closed);
+    assert_eq!(embed_once(&batcher).await, Ok(vec![1.0]));
+
+    let seen: Vec<_> = std::iter::from_fn(|| transitions.try_recv().ok())
+        .map(|transition| (transition.from, transition.to))
+        .collect();
+    use BreakerState::{Closed, HalfOpen, Open};
+    assert_eq!(
+        seen,
+        [
+            (Closed, Open),
+            (Open, HalfOpen),
+            (HalfOpen, Open),
+            (Open, HalfOpen),
+            (HalfOpen, Closed)
+        ]
+    );
+    assert_eq!(batcher.stats().await.unwrap().breaker, Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_backoff() {
+    let mut backend = Switchable::new(true, 2.0);
+    backend.transient = true;
+    backend.fail_first.store(2, Ordering::SeqCst);
+    let client = EmbedClient::new(
+        start("embedder", backend.clone()),
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+            multiplier: 2.0,
+            jitter: 0.2,
+        },
+    );
+    let start_at = Instant::now();
+    let deadline = start_at + Duration::from_secs(5);
+    let embedded = client
+        .embed("text", 4, deadline, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(embedded.vector, vec![2.0]);
+    assert_eq!(embedded.attempts, 3);
+    assert_eq!(
+        embedded.served_by,
+        ServedBy::Primary {
+            service: "embedder".to_owned()
+        }
+    );
+    // Three 1 ms batch waits plus backoffs of 10 ms and 20 ms, ±20 %.
+    let elapsed = Instant::now() - start_at;
+    assert!(
+        elapsed >= Duration::from_millis(27) && elapsed <= Duration::from_millis(39),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_when_the_deadline_leaves_no_room() {
+    let mut backend = Switchable::new(false, 2.0);
+    backend.transient = true;
+    let client = EmbedClient::new(
+        start("embedder", backend.clone()),
+        RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(10),
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_millis(25);
+    let error = client
+        .embed("text", 4, deadline, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        error.is_transient(),
+        "the last real error, not a timeout: {error}"
+    );
+    // Attempt at 1 ms, wait 10, attempt at 12 ms, a 20 ms wait would end
+    // past the deadline: give up early.
+    assert_eq!(backend.calls(), 2);
+    assert!(Instant::now() < deadline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fallback_answers_are_marked() {
+    let primary = Switchable::new(false, 1.0);
+    let backup = Switchable::new(true, 9.0);
+    let client = EmbedClient::new(start("primary", primary.clone()), RetryPolicy::none())
+        .with_fallback(start("backup", backup.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cancel = CancellationToken::new();
+
+    // The primary fails: the backup answers, marked as a fallback.
+    for _ in 0..3 {
+        let embedded = client.embed("text", 4, deadline, &cancel).await.unwrap();
+        assert_eq!(embedded.vector, vec![9.0]);
+        assert!(embedded.is_fallback());
+        let ServedBy::Fallback {
+            service,
+            primary_error,
+        } = embedded.served_by
+        else {
+            panic!("not marked as a fallback");
+        };
+        assert_eq!(service, "backup");
+        assert!(primary_error.contains("model failed"), "{primary_error}");
+    }
+    // The primary's breaker is open now: it is not even called.
+    let embedded = client.embed("text", 4, deadline, &cancel).await.unwrap();
+    assert!(embedded.is_fallback());
+    assert_eq!(primary.calls(), 3);
+    assert!(
+        matches!(embedded.served_by, ServedBy::Fallback { primary_error, .. } if primary_error.contains("circuit breaker"))
+    );
+
+    // Both fail: the error names both causes for a degraded answer.
+    backup.healthy.store(false, Ordering::SeqCst);
+    let error = client
+        .embed("text", 4, deadline, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::FallbackFailed { .. }), "{error}");
+
+    // A primary that works is not marked.
+    let healthy = EmbedClient::new(
+        start("healthy", Switchable::new(true, 3.0)),
+        RetryPolicy::none(),
+    )
+    .with_fallback(start("backup", backup));
+    let embedded = healthy.embed("text", 4, deadline, &cancel).await.unwrap();
+    assert!(!embedded.is_fallback());
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_and_cancellation_do_not_fall_back() {
+    let backup = Switchable::new(true, 9.0);
+    let client = EmbedClient::new(
+        start("primary", Switchable::new(true, 1.0)),
+        RetryPolicy::default(),
+    )
+    .with_fallback(start("backup", backup.clone()));
+    // A deadline shorter than the batch wait: Timeout, no fallback.
+    let deadline = Instant::now() + Duration::from_micros(500);
+    let error = client
+        .embed("text", 4, deadline, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error, Error::Timeout);
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let error = client
+        .embed("text", 4, Instant::now() + Duration::from_secs(1), &cancel)
+        .await
+        .unwrap_err();
+    assert_eq!(error, Error::Cancelled);
+    assert_eq!(backup.calls(), 0);
+}
