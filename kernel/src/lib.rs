@@ -4,4 +4,9 @@
 //! It speaks plain Rust types only; the command line and later front ends
 //! turn its events into text or JSON.
 
+pub mod embedding;
+pub mod http;
+pub mod metrics;
+pub mod requests;
+pub mod status;
 pub mod supervisor;

@@ -1,0 +1,248 @@
+//! Embedding services in a running graph: the `embedding` service kind for
+//! the supervisor, the directory of engines that are up, and the batcher
+//! backend that computes a batch on a service's engine.
+//!
+//! The supervisor starts and stops engines through [`EmbeddingRuntime`]; the
+//! request path finds them in the [`EngineDirectory`] at each batch, so a
+//! restarted engine is picked up and a stopped one fails batches as a
+//! transient error (the request may be retried, or the breaker opens).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use spindle_embed::{EmbedError, Engine, EngineConfig, Provider};
+use spindle_scheduler::{BackendError, EmbedBackend};
+use spindle_scripting::{EmbeddingSpec, ServiceKind, ServiceSpec};
+
+use crate::supervisor::{BoxFuture, InProcessRuntime, InProcessService};
+
+/// What a running engine runs, for the status API and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineStatus {
+    pub service: String,
+    pub model: String,
+    pub provider: String,
+    /// Why a preferred provider was skipped, when one was.
+    pub fallback: Option<String>,
+    pub dimensions: usize,
+    pub max_seq_length: usize,
+}
+
+/// The engines of the graph's embedding services that are up, by service.
+#[derive(Clone, Default)]
+pub struct EngineDirectory {
+    engines: Arc<RwLock<HashMap<String, Arc<Engine>>>>,
+}
+
+impl std::fmt::Debug for EngineDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineDirectory").finish_non_exhaustive()
+    }
+}
+
+impl EngineDirectory {
+    pub fn get(&self, service: &str) -> Option<Arc<Engine>> {
+        self.read().get(service).cloned()
+    }
+
+    pub fn statuses(&self) -> Vec<EngineStatus> {
+        let mut statuses: Vec<EngineStatus> = self
+            .read()
+            .iter()
+            .map(|(service, engine)| {
+                let info = engine.info();
+                EngineStatus {
+                    service: service.clone(),
+                    model: info.model.clone(),
+                    provider: info.provider.as_str().to_owned(),
+                    fallback: info.fallback.clone(),
+                    dimensions: info.dimensions,
+                    max_seq_length: info.max_seq_length,
+                }
+            })
+            .collect();
+        statuses.sort_by(|a, b| a.service.cmp(&b.service));
+        statuses
+    }
+
+    fn insert(&self, service: &str, engine: Arc<Engine>) {
+        self.engines
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(service.to_owned(), engine);
+    }
+
+    fn remove(&self, service: &str) -> Option<Arc<Engine>> {
+        self.engines
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(service)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Engine>>> {
+        self.engines
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Starts `embedding` services for the supervisor: the service is running
+/// (and ready) once its session is loaded and a warm-up batch passed.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddingRuntime {
+    pub directory: EngineDirectory,
+    /// Overrides the cache directory (tests); `None` resolves it as the
+    /// fetch script does.
+    pub cache: Option<std::path::PathBuf>,
+}
+
+impl InProcessRuntime for EmbeddingRuntime {
+    fn start(
+        &self,
+        spec: &ServiceSpec,
+    ) -> BoxFuture<'static, Result<Box<dyn InProcessService>, String>> {
+        let ServiceKind::Embedding(embedding) = &spec.kind else {
+            let kind = spec.kind.name();
+            return Box::pin(
+                async move { Err(format!("a `{kind}` service cannot run in process")) },
+            );
+        };
+        let config = engine_config(embedding, self.cache.clone());
+        let service = spec.name.clone();
+        let directory = self.directory.clone();
+        Box::pin(async move {
+            let config = config?;
+            let engine = tokio::task::spawn_blocking(move || Engine::start(config))
+                .await
+                .map_err(|error| format!("the engine's loader failed: {error}"))?
+                .map_err(|error| error.to_string())?;
+            let info = engine.info();
+            match &info.fallback {
+                Some(reason) => tracing::warn!(
+                    service = %service, model = %info.model, provider = info.provider.as_str(),
+                    "embedding engine fell back to {}: {reason}", info.provider.as_str()
+                ),
+                None => tracing::info!(
+                    service = %service, model = %info.model, provider = info.provider.as_str(),
+                    "embedding engine ready"
+                ),
+            }
+            let engine = Arc::new(engine);
+            directory.insert(&service, engine.clone());
+            Ok(Box::new(EmbeddingService {
+                service,
+                engine,
+                directory,
+            }) as Box<dyn InProcessService>)
+        })
+    }
+}
+
+fn engine_config(
+    embedding: &EmbeddingSpec,
+    cache: Option<std::path::PathBuf>,
+) -> Result<EngineConfig, String> {
+    let providers = embedding
+        .providers
+        .iter()
+        .map(|name| Provider::parse_list(name).map_err(|error| error.to_string()))
+        .collect::<Result<Vec<Vec<Provider>>, String>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(EngineConfig {
+        providers,
+        intra_threads: embedding.intra_threads.map(|threads| threads as usize),
+        cache,
+        ..EngineConfig::new(embedding.model.clone())
+    })
+}
+
+struct EmbeddingService {
+    service: String,
+    engine: Arc<Engine>,
+    directory: EngineDirectory,
+}
+
+impl InProcessService for EmbeddingService {
+    /// Ends with an error when the session thread dies; checked once a
+    /// second (the thread dying is a bug or a crash of ONNX Runtime).
+    fn finished(&mut self) -> BoxFuture<'static, Result<(), String>> {
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                let health = engine.health();
+                if !health.alive {
+                    return Err(health
+                        .last_error
+                        .unwrap_or_else(|| "the engine thread stopped".to_owned()));
+                }
+            }
+        })
+    }
+
+    fn stop(self: Box<Self>, _grace: Duration) -> BoxFuture<'static, ()> {
+        let removed = self.directory.remove(&self.service);
+        Box::pin(async move {
+            // The last handle joins the engine thread after its queued
+            // batches; do that off the runtime's threads.
+            drop(self.engine);
+            if let Some(engine) = removed {
+                let _ = tokio::task::spawn_blocking(move || drop(engine)).await;
+            }
+        })
+    }
+}
+
+/// Computes a batcher's batches on the service's current engine.
+pub struct EngineBackend {
+    pub service: String,
+    pub directory: EngineDirectory,
+}
+
+impl EmbedBackend for EngineBackend {
+    fn embed(
+        &self,
+        texts: Vec<String>,
+    ) -> impl std::future::Future<Output = Result<Vec<Vec<f32>>, BackendError>> + Send {
+        let engine = self.directory.get(&self.service);
+        let service = self.service.clone();
+        async move {
+            let Some(engine) = engine else {
+                return Err(BackendError {
+                    message: format!("embedding service `{service}` is not running"),
+                    transient: true,
+                });
+            };
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            engine.submit(
+                texts,
+                Box::new(move |result| {
+                    let _ = sender.send(result);
+                }),
+            );
+            match receiver.await {
+                Ok(Ok(batch)) => Ok(batch
+                    .embeddings
+                    .into_iter()
+                    .map(|embedding| embedding.vector)
+                    .collect()),
+                Ok(Err(error)) => Err(backend_error(&error)),
+                Err(_) => Err(BackendError {
+                    message: format!("embedding service `{service}` stopped during the batch"),
+                    transient: true,
+                }),
+            }
+        }
+    }
+}
+
+fn backend_error(error: &EmbedError) -> BackendError {
+    BackendError {
+        message: error.to_string(),
+        transient: matches!(error, EmbedError::EngineStopped),
+    }
+}

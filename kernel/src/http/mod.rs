@@ -1,0 +1,114 @@
+//! The HTTP front end: pipelines as `POST /v1/pipelines/{name}` (and the
+//! routes scripts declare), `DELETE /v1/requests/{id}`, the status API at
+//! `GET /v1/status`, and Prometheus metrics at `GET /metrics`.
+//!
+//! This module is the only place that knows HTTP and JSON for requests;
+//! conversions live in `to_json` and `prometheus`.
+
+mod prometheus;
+mod routes;
+mod to_json;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::requests::RequestPath;
+use crate::status::StatusBoard;
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Larger request bodies are answered 413.
+    pub max_body_bytes: usize,
+    /// A client that has not sent its headers by then is disconnected.
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the handlers read.
+pub(crate) struct Shared {
+    pub path: Arc<RequestPath>,
+    pub status: StatusBoard,
+    pub config: HttpConfig,
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting and lets the
+/// connections in progress finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    path: Arc<RequestPath>,
+    status: StatusBoard,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        path,
+        status,
+        config,
+    });
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!("http: accept failed: {error}");
+                    continue;
+                }
+            },
+        };
+        // Small request/response pairs: do not wait to coalesce.
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(serve_connection(stream, peer, shared, shutdown));
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let header_timeout = shared.config.header_timeout;
+    let service = hyper::service::service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(routes::handle(&shared, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!("http: connection from {peer}: {error}");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Request metrics as plain numbers: latency histograms by pipeline,
+//! priority and outcome. The HTTP front end renders them (with the
+//! scheduler's and batchers' own statistics) in the Prometheus format.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use spindle_scheduler::{Answer, Histogram, OutcomeKind, Priority};
+
+/// Labels of one latency series.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LatencyKey {
+    pub pipeline: String,
+    pub priority: &'static str,
+    pub outcome: &'static str,
+}
+
+/// The request path's own measurements.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    latency: Mutex<BTreeMap<LatencyKey, Histogram>>,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn record<T>(&self, answer: &Answer<T>) {
+        let key = LatencyKey {
+            pipeline: answer.pipeline.clone(),
+            priority: priority_name(answer.priority),
+            outcome: outcome_name(answer.outcome.kind()),
+        };
+        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        latency
+            .entry(key)
+            .or_insert_with(latency_histogram)
+            .observe(answer.latency().as_secs_f64());
+    }
+
+    /// A copy of every latency series.
+    pub fn latency(&self) -> BTreeMap<LatencyKey, Histogram> {
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// 50 µs to about 26 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::exponential(0.000_05, 2.0, 20)
+}
+
+fn priority_name(priority: Priority) -> &'static str {
+    priority.as_str()
+}
+
+fn outcome_name(outcome: OutcomeKind) -> &'static str {
+    outcome.as_str()
+}
