@@ -21,8 +21,10 @@ forbid spindle-scripting 'spindle-.*' "scripting depends on no other workspace c
 forbid spindle-scripting 'tokio|mio|serde_json|hyper' "scripting knows no async runtime, sockets or JSON"
 forbid spindle-embed 'spindle-.*' "the embedding engine depends on no other workspace crate"
 forbid spindle-embed 'tokio|mio' "embedding sessions run on threads of their own"
-forbid spindle-kernel 'spindle-lsp|spindle-dap|spindle' "the kernel depends on scripting and embed only"
-forbid spindle-lsp 'spindle-kernel|spindle-embed|spindle-dap|spindle' "the language server depends on scripting only"
+forbid spindle-scheduler 'spindle-.*' "the scheduler depends on no other workspace crate"
+forbid spindle-scheduler 'mlua|ort|hyper|serde_json' "the scheduler knows no Lua, ONNX Runtime, HTTP or JSON"
+forbid spindle-kernel 'spindle-lsp|spindle-dap|spindle' "the kernel depends on scripting, embed and scheduler only"
+forbid spindle-lsp 'spindle-kernel|spindle-embed|spindle-scheduler|spindle-dap|spindle' "the language server depends on scripting only"
 forbid spindle-dap 'spindle-lsp|spindle' "the debug adapter depends on kernel and scripting only"
 
 if [ "$failed" -ne 0 ]; then
