@@ -20,7 +20,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{
+    OwnedSemaphorePermit, Semaphore, TryAcquireError, broadcast, mpsc, oneshot, watch,
+};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -264,11 +268,16 @@ impl Scheduler {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
         let stopped = CancellationToken::new();
+        let admission = Arc::new(Admission {
+            next_id: AtomicU64::new(1),
+            slots: Priority::ALL
+                .map(|priority| Arc::new(Semaphore::new(*config.capacity.get(priority)))),
+        });
         let actor = Actor {
             queue: WeightedQueues::new(config.capacity, config.weights),
             config,
             worker: Arc::new(worker),
-            next_id: 1,
+            admission: Arc::clone(&admission),
             entries: HashMap::new(),
             deadlines: BTreeSet::new(),
             tasks: JoinSet::new(),
@@ -281,15 +290,28 @@ impl Scheduler {
         tokio::spawn(actor.run(commands_rx, shutdown, stopped.clone()));
         SchedulerHandle {
             commands: commands_tx,
+            admission,
             events,
             stopped,
         }
     }
 }
 
+/// Admission state shared by handles: the id counter and one semaphore per
+/// priority whose permits are the free places in that queue. A permit
+/// travels with its request and is returned when the request leaves the
+/// queue; the scheduler task closes the semaphores at shutdown. This makes
+/// `submit` answer "busy" without a round trip to the scheduler task.
+#[derive(Debug)]
+struct Admission {
+    next_id: AtomicU64,
+    slots: [Arc<Semaphore>; 3],
+}
+
 /// The kernel's side of a running scheduler; cheap to clone.
 pub struct SchedulerHandle<P, T> {
     commands: mpsc::UnboundedSender<Command<P, T>>,
+    admission: Arc<Admission>,
     events: broadcast::Sender<RequestEvent>,
     stopped: CancellationToken,
 }
@@ -298,6 +320,7 @@ impl<P, T> Clone for SchedulerHandle<P, T> {
     fn clone(&self) -> Self {
         SchedulerHandle {
             commands: self.commands.clone(),
+            admission: Arc::clone(&self.admission),
             events: self.events.clone(),
             stopped: self.stopped.clone(),
         }
@@ -313,24 +336,70 @@ impl<P, T> fmt::Debug for SchedulerHandle<P, T> {
 }
 
 impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
-    /// Admits `request` or refuses it at once (full queue, shutting down).
-    /// Never waits for queue space.
-    pub async fn submit(&self, request: NewRequest<P>) -> Result<Ticket<T>, Rejected> {
+    /// Admits `request` or refuses it at once (its priority's queue is
+    /// full: busy; shutting down). Never waits: admission takes a free
+    /// place in the queue without asking the scheduler task.
+    pub fn submit(&self, mut request: NewRequest<P>) -> Result<Ticket<T>, Rejected> {
+        let id = RequestId(self.admission.next_id.fetch_add(1, Ordering::Relaxed));
         let priority = request.priority;
+        let slots = &self.admission.slots[priority.index()];
+        let permit = match Arc::clone(slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(error) => {
+                let reason = match error {
+                    TryAcquireError::NoPermits => RejectReason::QueueFull,
+                    TryAcquireError::Closed => RejectReason::ShuttingDown,
+                };
+                // Counted by the scheduler task, which owns the counters.
+                let _ = self.commands.send(Command::Rejected { id, reason });
+                return Err(Rejected {
+                    id,
+                    priority,
+                    reason,
+                });
+            }
+        };
+        let admitted_at = Instant::now();
+        let correlation_id = request
+            .correlation_id
+            .take()
+            .unwrap_or_else(|| id.to_string());
         let (reply, receiver) = oneshot::channel();
-        let gone = Rejected {
-            id: RequestId(0),
+        let fallback = Answer {
+            id,
+            correlation_id: correlation_id.clone(),
+            pipeline: request.pipeline.clone(),
             priority,
-            reason: RejectReason::ShuttingDown,
+            source: request.source,
+            outcome: Outcome::Cancelled(CancelReason::Shutdown),
+            admitted_at,
+            started_at: None,
+            answered_at: admitted_at,
+        };
+        let submission = Submission {
+            id,
+            correlation_id,
+            request,
+            admitted_at,
+            reply,
+            permit,
         };
         if self
             .commands
-            .send(Command::Submit { request, reply })
+            .send(Command::Submit(Box::new(submission)))
             .is_err()
         {
-            return Err(gone);
+            return Err(Rejected {
+                id,
+                priority,
+                reason: RejectReason::ShuttingDown,
+            });
         }
-        receiver.await.unwrap_or(Err(gone))
+        Ok(Ticket {
+            id,
+            receiver,
+            fallback: Some(fallback),
+        })
     }
 
     /// Answers a queued or in-flight request `Cancelled(Caller)` and
@@ -385,9 +454,11 @@ impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
 
 /// What handles ask of the scheduler task.
 enum Command<P, T> {
-    Submit {
-        request: NewRequest<P>,
-        reply: oneshot::Sender<Result<Ticket<T>, Rejected>>,
+    Submit(Box<Submission<P, T>>),
+    /// A refusal `submit` already answered; for the counters and events.
+    Rejected {
+        id: RequestId,
+        reason: RejectReason,
     },
     Cancel {
         id: RequestId,
@@ -406,6 +477,17 @@ enum Command<P, T> {
     },
 }
 
+/// An admitted request on its way to the scheduler task.
+struct Submission<P, T> {
+    id: RequestId,
+    correlation_id: String,
+    request: NewRequest<P>,
+    admitted_at: Instant,
+    reply: oneshot::Sender<Answer<T>>,
+    /// Its place in the queue, held until it leaves the queue.
+    permit: OwnedSemaphorePermit,
+}
+
 /// What a worker task reports: the request and, unless it was cancelled,
 /// the worker's result or the panic message.
 type TaskResult<T> = (RequestId, Option<Result<Result<T, StageFailure>, String>>);
@@ -419,6 +501,8 @@ struct Entry<P, T> {
     started_at: Option<Instant>,
     /// `Some` while queued.
     request: Option<Request<P>>,
+    /// The request's place in its queue; `Some` while queued.
+    permit: Option<OwnedSemaphorePermit>,
     /// `None` once answered; the entry then only waits for its task.
     reply: Option<oneshot::Sender<Answer<T>>>,
     deadline: Instant,
@@ -430,7 +514,7 @@ struct Entry<P, T> {
 struct Actor<P, T, W> {
     config: SchedulerConfig,
     worker: Arc<W>,
-    next_id: u64,
+    admission: Arc<Admission>,
     queue: WeightedQueues<RequestId>,
     entries: HashMap<RequestId, Entry<P, T>>,
     /// Running deadline clocks (paused ones are absent).
@@ -517,9 +601,11 @@ where
 
     fn handle(&mut self, command: Command<P, T>) {
         match command {
-            Command::Submit { request, reply } => {
-                let result = self.admit(request);
-                let _ = reply.send(result);
+            Command::Submit(submission) => self.admit(*submission),
+            Command::Rejected { id, reason } => {
+                self.counters.submitted += 1;
+                self.counters.count(OutcomeKind::Rejected);
+                self.emit(id, RequestEventKind::Rejected(reason));
             }
             Command::Cancel { id, reply } => {
                 let _ = reply.send(self.cancel(id, CancelReason::Caller));
@@ -536,33 +622,22 @@ where
         }
     }
 
-    fn admit(&mut self, new: NewRequest<P>) -> Result<Ticket<T>, Rejected> {
-        let id = RequestId(self.next_id);
-        self.next_id += 1;
+    fn admit(&mut self, submission: Submission<P, T>) {
+        let Submission {
+            id,
+            correlation_id,
+            request: new,
+            admitted_at,
+            reply,
+            permit,
+        } = submission;
         self.counters.submitted += 1;
         let priority = new.priority;
-        let reject = |actor: &mut Self, reason| {
-            actor.counters.count(OutcomeKind::Rejected);
-            actor.emit(id, RequestEventKind::Rejected(reason));
-            Err(Rejected {
-                id,
-                priority,
-                reason,
-            })
-        };
-        if !self.admitting {
-            return reject(self, RejectReason::ShuttingDown);
-        }
-        if self.queue.try_push(priority, id).is_err() {
-            return reject(self, RejectReason::QueueFull);
-        }
-        let now = Instant::now();
         let mut timeout = self.config.timeout(&new.pipeline, priority);
         if let Some(requested) = new.timeout {
             timeout = timeout.min(requested);
         }
-        let deadline = now + timeout;
-        let correlation_id = new.correlation_id.unwrap_or_else(|| id.to_string());
+        let deadline = admitted_at + timeout;
         if self.events.receiver_count() > 0 {
             self.emit(
                 id,
@@ -582,44 +657,36 @@ where
             deadline,
             source: new.source,
             payload: new.payload,
-            timestamps: vec![("admitted".to_owned(), now)],
-        };
-        let (reply, receiver) = oneshot::channel();
-        let fallback = Answer {
-            id,
-            correlation_id: correlation_id.clone(),
-            pipeline: new.pipeline.clone(),
-            priority,
-            source: new.source,
-            outcome: Outcome::Cancelled(CancelReason::Shutdown),
-            admitted_at: now,
-            started_at: None,
-            answered_at: now,
+            timestamps: vec![("admitted".to_owned(), admitted_at)],
         };
         let (deadline_tx, _) = watch::channel(DeadlineState::Running(deadline));
-        self.entries.insert(
-            id,
-            Entry {
-                correlation_id,
-                pipeline: new.pipeline,
-                priority,
-                source: new.source,
-                admitted_at: now,
-                started_at: None,
-                request: Some(request),
-                reply: Some(reply),
-                deadline,
-                paused_at: None,
-                deadline_tx,
-                cancel: CancellationToken::new(),
-            },
-        );
+        let mut entry = Entry {
+            correlation_id,
+            pipeline: new.pipeline,
+            priority,
+            source: new.source,
+            admitted_at,
+            started_at: None,
+            request: Some(request),
+            permit: Some(permit),
+            reply: Some(reply),
+            deadline,
+            paused_at: None,
+            deadline_tx,
+            cancel: CancellationToken::new(),
+        };
+        if !self.admitting {
+            // Admitted just before shutdown closed the queues: drained.
+            self.answer(id, &mut entry, Outcome::Cancelled(CancelReason::Shutdown));
+            return;
+        }
+        if self.queue.try_push(priority, id).is_err() {
+            // Unreachable while permits match capacity; answered, not lost.
+            self.answer(id, &mut entry, Outcome::Rejected(RejectReason::QueueFull));
+            return;
+        }
+        self.entries.insert(id, entry);
         self.deadlines.insert((deadline, id));
-        Ok(Ticket {
-            id,
-            receiver,
-            fallback: Some(fallback),
-        })
     }
 
     /// Hands queued requests to the worker while there is room.
@@ -634,6 +701,8 @@ where
             let Some(mut request) = entry.request.take() else {
                 continue;
             };
+            // Its place in the queue is free again.
+            entry.permit = None;
             let now = Instant::now();
             entry.started_at = Some(now);
             request.timestamps.push(("started".to_owned(), now));
@@ -800,6 +869,9 @@ where
 
     fn begin_shutdown(&mut self) {
         self.admitting = false;
+        for slots in &self.admission.slots {
+            slots.close();
+        }
         for (_, id) in self.queue.drain() {
             self.cancel_queued_for_shutdown(id);
         }

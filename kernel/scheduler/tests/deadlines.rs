@@ -80,23 +80,16 @@ async fn timeouts_follow_priority_and_pipeline_overrides() {
     ] {
         let ticket = scheduler
             .submit(NewRequest::new(pipeline, priority, Source::Http, ()))
-            .await
             .unwrap();
         expected.push((ticket, Duration::from_millis(millis)));
     }
     // A caller's own budget shortens the configured one, never lengthens it.
     let mut short = NewRequest::new("slow", Priority::High, Source::Netlink, ());
     short.timeout = Some(Duration::from_millis(20));
-    expected.push((
-        scheduler.submit(short).await.unwrap(),
-        Duration::from_millis(20),
-    ));
+    expected.push((scheduler.submit(short).unwrap(), Duration::from_millis(20)));
     let mut long = NewRequest::new("fast", Priority::High, Source::Netlink, ());
     long.timeout = Some(Duration::from_secs(60));
-    expected.push((
-        scheduler.submit(long).await.unwrap(),
-        Duration::from_millis(100),
-    ));
+    expected.push((scheduler.submit(long).unwrap(), Duration::from_millis(100)));
 
     let mut ids = Vec::new();
     for (ticket, timeout) in expected {
@@ -126,11 +119,9 @@ async fn requests_time_out_in_the_queue_too() {
     });
     let running = scheduler
         .submit(NewRequest::new("fast", Priority::Low, Source::Http, ()))
-        .await
         .unwrap();
     let queued = scheduler
         .submit(NewRequest::new("fast", Priority::High, Source::Http, ()))
-        .await
         .unwrap();
     let answer = queued.await;
     assert_eq!(answer.outcome, Outcome::Timeout);
@@ -146,11 +137,9 @@ async fn cancel_reaches_queued_and_in_flight_work() {
     });
     let running = scheduler
         .submit(NewRequest::new("slow", Priority::High, Source::Http, ()))
-        .await
         .unwrap();
     let queued = scheduler
         .submit(NewRequest::new("slow", Priority::High, Source::Http, ()))
-        .await
         .unwrap();
     tokio::task::yield_now().await;
     assert_eq!(scheduler.stats().await.queued.high, 1);
@@ -194,7 +183,6 @@ async fn a_paused_request_keeps_its_deadline_suspended() {
     let start = Instant::now();
     let ticket = scheduler
         .submit(NewRequest::new("fast", Priority::High, Source::Jupyter, ()))
-        .await
         .unwrap();
     let id = ticket.id;
     assert_eq!(
@@ -260,20 +248,17 @@ async fn lifecycle_events_tell_each_request_story() {
             Source::Scenario,
             1,
         ))
-        .await
         .unwrap();
     tokio::task::yield_now().await;
     let mut second = NewRequest::new("ingest", Priority::Low, Source::Scenario, 0);
     second.correlation_id = Some("caller-7".to_owned());
-    let second = scheduler.submit(second).await.unwrap();
-    let third = scheduler
-        .submit(NewRequest::new(
-            "ingest",
-            Priority::Low,
-            Source::Scenario,
-            2,
-        ))
-        .await;
+    let second = scheduler.submit(second).unwrap();
+    let third = scheduler.submit(NewRequest::new(
+        "ingest",
+        Priority::Low,
+        Source::Scenario,
+        2,
+    ));
     assert!(third.is_err(), "queue of one is full");
     assert_eq!(first.await.outcome, Outcome::Ok(1));
     let answer = second.await;

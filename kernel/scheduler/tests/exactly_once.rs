@@ -81,7 +81,7 @@ async fn five_thousand_requests_under_faults_each_answered_once() {
     for k in 0..5_000u32 {
         let priority = Priority::ALL[(k % 3) as usize];
         let request = NewRequest::new("ingest", priority, Source::Scenario, k);
-        match scheduler.submit(request).await {
+        match scheduler.submit(request) {
             Ok(ticket) => {
                 if k % 20 == 3 {
                     // Cancelled while (most likely) queued.
@@ -199,7 +199,7 @@ async fn shutdown_drains_the_queue_and_cancels_stragglers_after_grace() {
     let mut tickets = Vec::new();
     for millis in [50, 10_000, 1, 1, 1] {
         let request = NewRequest::new("ingest", Priority::Medium, Source::Http, millis);
-        tickets.push(scheduler.submit(request).await.unwrap());
+        tickets.push(scheduler.submit(request).unwrap());
     }
     tokio::task::yield_now().await;
     assert_eq!(scheduler.stats().await.in_flight, 2);
@@ -212,9 +212,7 @@ async fn shutdown_drains_the_queue_and_cancels_stragglers_after_grace() {
         assert_eq!(*outcome, Outcome::Cancelled(CancelReason::Shutdown));
     }
     scheduler.stopped().await;
-    let late = scheduler
-        .submit(NewRequest::new("ingest", Priority::High, Source::Http, 1))
-        .await;
+    let late = scheduler.submit(NewRequest::new("ingest", Priority::High, Source::Http, 1));
     assert_eq!(late.unwrap_err().reason, RejectReason::ShuttingDown);
 }
 
