@@ -12,6 +12,8 @@
 mod api;
 mod convert;
 mod convert_pipeline;
+mod convert_probe;
+mod convert_service;
 mod diagnostic;
 mod duration;
 mod eval;
