@@ -7,7 +7,8 @@
 //!    run. Also 64 concurrent clients for throughput.
 //! 2. Priority: high-priority p99 latency with a 10× low-priority flood
 //!    against the same high-priority load alone. The worker awaits a 1 ms
-//!    timer (an embedding it waits for); 8 in flight.
+//!    timer (an embedding it waits for); 8 in flight, 2 of them
+//!    reserved for high priority (the default's proportion).
 //!
 //! Prints a table and writes `target/bench/scheduler.json`. Threads are
 //! not pinned; the runtime is tokio's multi-threaded one with a worker per
@@ -35,13 +36,11 @@ fn main() {
     let mut json = String::from("{\n");
     let _ = writeln!(json, "  \"cores\": {cores},\n  \"pinned\": false,");
 
-    let anchor = runtime.block_on(actor_round_trip());
-    let spawn_anchor = runtime.block_on(spawn_round_trip());
-    let scheduler = runtime.block_on(scheduler_round_trip());
+    let (anchor, spawn_anchor, scheduler) = runtime.block_on(interleaved_round_trips());
     let throughput = runtime.block_on(scheduler_throughput());
 
     println!(
-        "scheduler overhead, {ROUNDS} sequential requests after {WARMUP} warm-up, {cores} cores, unpinned"
+        "scheduler overhead, {ROUNDS} sequential requests per path after {WARMUP} warm-up, paths interleaved, {cores} cores, unpinned"
     );
     println!("{:<44} {:>9} {:>9}", "path", "p50 µs", "p99 µs");
     for (name, samples) in [
@@ -74,7 +73,9 @@ fn main() {
     let alone = runtime.block_on(priority_run(false));
     let flooded = runtime.block_on(priority_run(true));
     println!();
-    println!("priority isolation: high every 1 ms for 2 s, worker awaits 1 ms, 8 in flight");
+    println!(
+        "priority isolation: high every 1 ms for 2 s, worker awaits 1 ms, 8 in flight (2 reserved for high)"
+    );
     println!(
         "{:<34} {:>9} {:>9} {:>10} {:>10}",
         "run", "p50 µs", "p99 µs", "low ok", "low busy"
@@ -123,41 +124,51 @@ fn micros(samples: &[Duration], q: f64) -> f64 {
     sorted[index].as_secs_f64() * 1e6
 }
 
-async fn actor_round_trip() -> Vec<Duration> {
+/// The three paths, one request each per round, in turn, so that noise
+/// from other processes on the machine hits all of them alike.
+async fn interleaved_round_trips() -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
     let (commands, mut receiver) = mpsc::unbounded_channel::<(u64, oneshot::Sender<u64>)>();
     tokio::spawn(async move {
         while let Some((value, reply)) = receiver.recv().await {
             let _ = reply.send(value);
         }
     });
-    let mut samples = Vec::with_capacity(ROUNDS);
+    let scheduler = no_op_scheduler();
+    let mut anchor = Vec::with_capacity(ROUNDS);
+    let mut spawn_anchor = Vec::with_capacity(ROUNDS);
+    let mut through_scheduler = Vec::with_capacity(ROUNDS);
     for round in 0..WARMUP + ROUNDS {
+        let value = round as u64;
+
         let started = Instant::now();
         let (reply, answer) = oneshot::channel();
-        commands.send((round as u64, reply)).expect("actor alive");
-        let value = answer.await.expect("answer");
-        std::hint::black_box(value);
-        if round >= WARMUP {
-            samples.push(started.elapsed());
-        }
-    }
-    samples
-}
+        commands.send((value, reply)).expect("actor alive");
+        std::hint::black_box(answer.await.expect("answer"));
+        let anchor_time = started.elapsed();
 
-async fn spawn_round_trip() -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for round in 0..WARMUP + ROUNDS {
         let started = Instant::now();
         let (reply, answer) = oneshot::channel();
         tokio::spawn(async move {
-            let _ = reply.send(round);
+            let _ = reply.send(value);
         });
         std::hint::black_box(answer.await.expect("answer"));
+        let spawn_time = started.elapsed();
+
+        let started = Instant::now();
+        let request = NewRequest::new("bench", Priority::High, Source::Scenario, value);
+        let ticket = scheduler.submit(request).expect("admitted");
+        std::hint::black_box(ticket.await);
+        let scheduler_time = started.elapsed();
+
         if round >= WARMUP {
-            samples.push(started.elapsed());
+            anchor.push(anchor_time);
+            spawn_anchor.push(spawn_time);
+            through_scheduler.push(scheduler_time);
         }
     }
-    samples
+    let counters = scheduler.stats().await.counters;
+    assert_eq!(counters.ok as usize, WARMUP + ROUNDS);
+    (anchor, spawn_anchor, through_scheduler)
 }
 
 fn no_op_scheduler() -> spindle_scheduler::SchedulerHandle<u64, u64> {
@@ -166,23 +177,6 @@ fn no_op_scheduler() -> spindle_scheduler::SchedulerHandle<u64, u64> {
         |job: Job<u64>| async move { Ok::<_, StageFailure>(job.request.payload) },
         CancellationToken::new(),
     )
-}
-
-async fn scheduler_round_trip() -> Vec<Duration> {
-    let scheduler = no_op_scheduler();
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for round in 0..WARMUP + ROUNDS {
-        let started = Instant::now();
-        let request = NewRequest::new("bench", Priority::High, Source::Scenario, round as u64);
-        let ticket = scheduler.submit(request).expect("admitted");
-        std::hint::black_box(ticket.await);
-        if round >= WARMUP {
-            samples.push(started.elapsed());
-        }
-    }
-    let counters = scheduler.stats().await.counters;
-    assert_eq!(counters.ok as usize, WARMUP + ROUNDS);
-    samples
 }
 
 async fn scheduler_throughput() -> f64 {
@@ -222,6 +216,7 @@ async fn priority_run(flood: bool) -> PriorityRun {
                 low: 1_024,
             },
             max_in_flight: 8,
+            reserved_for_high: 2,
             ..SchedulerConfig::default()
         },
         |_job: Job<()>| async move {

@@ -15,7 +15,7 @@
 //! - [`scheduler`]: admission, dispatch under a concurrency limit,
 //!   deadlines (pausable), cancellation, shutdown; exactly one answer each.
 //! - [`batcher`]: dynamic batching by padded-token budget and maximum wait.
-//! - [`breaker`], [`retry`], [`service`]: circuit breaker, backoff with
+//! - [`breaker`], [`mod@retry`], [`service`]: circuit breaker, backoff with
 //!   jitter inside the deadline, fallback to another service.
 //! - [`stats`]: histograms the metrics endpoint can export.
 //!

@@ -59,9 +59,15 @@ impl<T> WeightedQueues<T> {
     /// The next item by weighted-fair order; ties go to the more urgent
     /// priority.
     pub fn pop(&mut self) -> Option<(Priority, T)> {
+        self.pop_where(|_| true)
+    }
+
+    /// [`WeightedQueues::pop`] among the priorities `allowed` accepts (the
+    /// others keep their place and their pass).
+    pub fn pop_where(&mut self, allowed: impl Fn(Priority) -> bool) -> Option<(Priority, T)> {
         let priority = Priority::ALL
             .into_iter()
-            .filter(|priority| !self.queues[priority.index()].is_empty())
+            .filter(|priority| allowed(*priority) && !self.queues[priority.index()].is_empty())
             .min_by_key(|priority| self.pass[priority.index()])?;
         let index = priority.index();
         self.virtual_time = self.pass[index];
@@ -179,6 +185,22 @@ mod tests {
         }
         assert_eq!(served[Priority::High.index()], 80);
         assert_eq!(served[Priority::Low.index()], 10);
+    }
+
+    #[test]
+    fn pop_where_skips_disallowed_classes() {
+        let mut queues = queues(10);
+        queues.try_push(Priority::Low, 1).unwrap();
+        assert_eq!(
+            queues.pop_where(|priority| priority == Priority::High),
+            None
+        );
+        queues.try_push(Priority::High, 2).unwrap();
+        assert_eq!(
+            queues.pop_where(|priority| priority == Priority::High),
+            Some((Priority::High, 2))
+        );
+        assert_eq!(queues.pop(), Some((Priority::Low, 1)));
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! dispatch to a worker under a concurrency limit, deadlines (with pause and
 //! resume), cancellation, shutdown, and exactly one [`Outcome`] per request.
 //!
-//! One task owns all of it. Handles send it a closed set of [`Command`]s,
+//! One task owns all of it. Handles send it a closed set of `Command`s,
 //! each carrying a `oneshot` for its reply; worker futures run in a
 //! `JoinSet` the same task owns, so results, deadlines and commands are
 //! handled in one place and a request is answered by removing its reply
-//! sender — it cannot be answered twice.
+//! sender — it cannot be answered twice. The one thing handles touch
+//! without the task is a queue's free places: a semaphore per priority
+//! whose permits travel with queued requests, so `submit` answers "busy"
+//! at once, without a round trip (the task still counts every refusal).
 //!
 //! The scheduler knows nothing of Lua, HTTP or embeddings: the worker is a
 //! [`Worker`] the kernel provides, and payloads and results are type
@@ -39,7 +42,8 @@ use crate::request::{
 };
 
 /// Scheduler settings. `Default` gives 1,024 queued requests per priority,
-/// weights 8:4:1, 64 in flight, timeouts of 5 s / 15 s / 60 s, and 5 s of
+/// weights 8:4:1, 64 in flight of which 16 are reserved for high priority,
+/// timeouts of 5 s / 15 s / 60 s, and 5 s of
 /// grace for in-flight work at shutdown.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -49,6 +53,10 @@ pub struct SchedulerConfig {
     pub weights: PerPriority<u32>,
     /// Requests handed to the worker at once; at least 1.
     pub max_in_flight: usize,
+    /// Of `max_in_flight`, slots only high priority may take, so a high
+    /// request does not wait for a low one to finish under a flood. Low and
+    /// medium use at most `max_in_flight - reserved_for_high`.
+    pub reserved_for_high: usize,
     /// Default timeout per priority, from admission.
     pub timeouts: PerPriority<Duration>,
     /// Per-pipeline overrides; `None` keeps the default for that priority.
@@ -72,6 +80,7 @@ impl Default for SchedulerConfig {
                 low: 1,
             },
             max_in_flight: 64,
+            reserved_for_high: 16,
             timeouts: PerPriority {
                 high: Duration::from_secs(5),
                 medium: Duration::from_secs(15),
@@ -691,8 +700,14 @@ where
 
     /// Hands queued requests to the worker while there is room.
     fn dispatch(&mut self) {
-        while self.tasks.len() < self.config.max_in_flight.max(1) {
-            let Some((_, id)) = self.queue.pop() else {
+        let limit = self.config.max_in_flight.max(1);
+        let shared_limit = limit.saturating_sub(self.config.reserved_for_high).max(1);
+        while self.tasks.len() < limit {
+            let in_flight = self.tasks.len();
+            let next = self
+                .queue
+                .pop_where(|priority| priority == Priority::High || in_flight < shared_limit);
+            let Some((_, id)) = next else {
                 return;
             };
             let Some(entry) = self.entries.get_mut(&id) else {

@@ -185,6 +185,7 @@ async fn shutdown_drains_the_queue_and_cancels_stragglers_after_grace() {
     let scheduler = Scheduler::start(
         SchedulerConfig {
             max_in_flight: 2,
+            reserved_for_high: 0,
             shutdown_grace: Duration::from_millis(100),
             ..SchedulerConfig::default()
         },
