@@ -304,3 +304,20 @@ impl<T> Answer<T> {
         self.started_at.unwrap_or(self.answered_at) - self.admitted_at
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_parse_and_print() {
+        for priority in Priority::ALL {
+            assert_eq!(priority.to_string().parse::<Priority>(), Ok(priority));
+        }
+        assert_eq!(
+            "urgent".parse::<Priority>(),
+            Err(Error::InvalidPriority("urgent".to_owned()))
+        );
+        assert_eq!(Priority::High.index(), 0);
+    }
+}

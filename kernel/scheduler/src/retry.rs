@@ -128,4 +128,48 @@ mod tests {
             );
         }
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_interrupts_the_backoff() {
+        let cancel = CancellationToken::new();
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let canceller = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            canceller.cancel();
+        });
+        let started = Instant::now();
+        let result: Result<((), u32), Error> = retry(&policy, deadline, &cancel, |_| async {
+            Err(Error::Backend {
+                service: "embedder".to_owned(),
+                message: "busy".to_owned(),
+                transient: true,
+            })
+        })
+        .await;
+        assert_eq!(result, Err(Error::Cancelled));
+        assert_eq!(Instant::now() - started, Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried() {
+        let mut attempts = 0;
+        let result: Result<((), u32), Error> = retry(
+            &RetryPolicy::default(),
+            Instant::now() + Duration::from_secs(60),
+            &CancellationToken::new(),
+            |_| {
+                attempts += 1;
+                async { Err(Error::InvalidPriority("x".to_owned())) }
+            },
+        )
+        .await;
+        assert!(result.is_err());
+        assert_eq!(attempts, 1);
+    }
 }

@@ -263,7 +263,7 @@ impl Scheduler {
     /// admitting when `shutdown` is cancelled (or every handle is dropped),
     /// answers queued requests `Cancelled(Shutdown)`, gives in-flight ones
     /// `shutdown_grace` to finish, cancels the rest, and then
-    /// [`SchedulerHandle::stopped`] resolves.
+    /// [`SchedulerHandle::stopped`] resolves with the final counters.
     pub fn start<P, T, W>(
         config: SchedulerConfig,
         worker: W,
@@ -276,7 +276,7 @@ impl Scheduler {
     {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
-        let stopped = CancellationToken::new();
+        let (stopped_tx, stopped) = watch::channel(None);
         let admission = Arc::new(Admission {
             next_id: AtomicU64::new(1),
             slots: Priority::ALL
@@ -296,7 +296,7 @@ impl Scheduler {
             admitting: true,
             grace_end: None,
         };
-        tokio::spawn(actor.run(commands_rx, shutdown, stopped.clone()));
+        tokio::spawn(actor.run(commands_rx, shutdown, stopped_tx));
         SchedulerHandle {
             commands: commands_tx,
             admission,
@@ -322,7 +322,8 @@ pub struct SchedulerHandle<P, T> {
     commands: mpsc::UnboundedSender<Command<P, T>>,
     admission: Arc<Admission>,
     events: broadcast::Sender<RequestEvent>,
-    stopped: CancellationToken,
+    /// The final counters, once the scheduler task has stopped.
+    stopped: watch::Receiver<Option<Counters>>,
 }
 
 impl<P, T> Clone for SchedulerHandle<P, T> {
@@ -339,7 +340,7 @@ impl<P, T> Clone for SchedulerHandle<P, T> {
 impl<P, T> fmt::Debug for SchedulerHandle<P, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SchedulerHandle")
-            .field("stopped", &self.stopped.is_cancelled())
+            .field("stopped", &self.stopped.borrow().is_some())
             .finish()
     }
 }
@@ -449,9 +450,16 @@ impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
         self.events.subscribe()
     }
 
-    /// Resolves once the scheduler has answered everything and stopped.
-    pub async fn stopped(&self) {
-        self.stopped.cancelled().await;
+    /// Resolves once the scheduler has answered everything and stopped,
+    /// with its final counters (`submitted == answered()`; refusals after
+    /// the task stopped are not counted).
+    pub async fn stopped(&self) -> Counters {
+        let mut stopped = self.stopped.clone();
+        match stopped.wait_for(Option::is_some).await {
+            Ok(counters) => counters.unwrap_or_default(),
+            // The task died without a final word; nothing to report.
+            Err(_) => Counters::default(),
+        }
     }
 
     async fn ask<R>(&self, command: impl FnOnce(oneshot::Sender<R>) -> Command<P, T>) -> Option<R> {
@@ -546,7 +554,7 @@ where
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command<P, T>>,
         shutdown: CancellationToken,
-        stopped: CancellationToken,
+        stopped: watch::Sender<Option<Counters>>,
     ) {
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(far_future));
@@ -597,7 +605,7 @@ where
         // Refuse whatever arrives from now on: dropping the receiver makes
         // `submit` answer `ShuttingDown`.
         drop(commands);
-        stopped.cancel();
+        stopped.send_replace(Some(self.counters));
     }
 
     fn next_wakeup(&self) -> Option<Instant> {

@@ -274,3 +274,37 @@ async fn backend_failures_and_panics_answer_every_item_of_the_batch() {
     assert_eq!(ok, Ok(vec![9.0]));
     assert_eq!(batcher.stats().await.unwrap().failed_batches, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_flushes_queued_items_and_then_refuses() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let batcher = Batcher::start(
+        BatcherConfig {
+            max_wait: Duration::from_secs(1),
+            ..config(1000)
+        },
+        FakeBackend {
+            seen: seen_tx,
+            gate: Arc::new(Semaphore::new(100)),
+        },
+        shutdown.clone(),
+    );
+    let start = Instant::now();
+    let queued = spawn_embed(
+        &batcher,
+        "item-5".to_owned(),
+        4,
+        far(),
+        CancellationToken::new(),
+    );
+    tokio::task::yield_now().await;
+    shutdown.cancel();
+    // Sent at once, not after the 1 s maximum wait.
+    assert_eq!(queued.await.unwrap(), Ok(vec![5.0]));
+    assert_eq!(seen.recv().await.unwrap().at, start);
+    let refused = batcher
+        .embed("item-6".to_owned(), 4, far(), &CancellationToken::new())
+        .await;
+    assert_eq!(refused, Err(Error::ShuttingDown));
+}

@@ -176,7 +176,9 @@ async fn five_thousand_requests_under_faults_each_answered_once() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     shutdown.cancel();
-    scheduler.stopped().await;
+    let final_counters = scheduler.stopped().await;
+    assert_eq!(final_counters.answered(), final_counters.submitted);
+    assert_eq!(final_counters.submitted, 5_000);
 }
 
 #[tokio::test(start_paused = true)]
@@ -223,4 +225,72 @@ async fn futures_join(tickets: Vec<spindle_scheduler::Ticket<u64>>) -> Vec<Outco
         outcomes.push(ticket.await.outcome);
     }
     outcomes
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_under_load_still_answers_everything_once() {
+    quiet_injected_panics();
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        config(),
+        |job: spindle_scheduler::Job<u32>| faulty_worker(job.request.payload),
+        shutdown.clone(),
+    );
+    let mut tickets = Vec::new();
+    let mut refused = 0u64;
+    for k in 0..2_000u32 {
+        let priority = Priority::ALL[(k % 3) as usize];
+        match scheduler.submit(NewRequest::new("ingest", priority, Source::Http, k)) {
+            Ok(ticket) => tickets.push(ticket),
+            Err(_) => refused += 1,
+        }
+        if k == 1_000 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            shutdown.cancel();
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut ids = HashSet::new();
+    let mut drained = 0;
+    for ticket in tickets {
+        let answer = ticket.await;
+        assert!(ids.insert(answer.id));
+        if answer.outcome == Outcome::Cancelled(CancelReason::Shutdown) {
+            drained += 1;
+        }
+    }
+    let counters = scheduler.stopped().await;
+    assert!(drained > 0);
+    assert_eq!(counters.submitted, 2_000);
+    assert_eq!(counters.answered(), 2_000, "{counters:?}");
+    assert_eq!(counters.rejected, refused);
+    assert_eq!(ids.len() as u64 + refused, 2_000);
+    // Stopped: stats answer the default.
+    assert!(!scheduler.stats().await.admitting);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_panics_before_returning_its_future_is_caught() {
+    quiet_injected_panics();
+    let scheduler = Scheduler::start(
+        SchedulerConfig::default(),
+        |job: spindle_scheduler::Job<u32>| -> std::future::Ready<Result<u32, StageFailure>> {
+            if job.request.payload == 1 {
+                panic!("injected panic before the future");
+            }
+            std::future::ready(Ok(job.request.payload))
+        },
+        CancellationToken::new(),
+    );
+    let bad = scheduler
+        .submit(NewRequest::new("ingest", Priority::Low, Source::Http, 1))
+        .unwrap();
+    let good = scheduler
+        .submit(NewRequest::new("ingest", Priority::Low, Source::Http, 2))
+        .unwrap();
+    assert!(
+        matches!(bad.await.outcome, Outcome::Error { message, .. } if message.contains("before the future"))
+    );
+    assert_eq!(good.await.outcome, Outcome::Ok(2));
+    assert_eq!(scheduler.stats().await.counters.panics, 1);
 }
