@@ -570,8 +570,9 @@ where
                 timer.as_mut().reset(next.unwrap_or(far_future));
                 timer_target = next;
             }
+            // Unbiased: under load neither finished work, deadlines nor
+            // commands may starve the others.
             tokio::select! {
-                biased;
                 _ = shutdown.cancelled(), if self.admitting => self.begin_shutdown(),
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     match joined {
@@ -602,9 +603,13 @@ where
                 },
             }
         }
-        // Refuse whatever arrives from now on: dropping the receiver makes
-        // `submit` answer `ShuttingDown`.
-        drop(commands);
+        // Refuse whatever arrives from now on (`submit` then answers
+        // `ShuttingDown` itself), and answer and count what is already on
+        // its way: submissions that won a queue place just before shutdown.
+        commands.close();
+        while let Ok(command) = commands.try_recv() {
+            self.handle(command);
+        }
         stopped.send_replace(Some(self.counters));
     }
 
