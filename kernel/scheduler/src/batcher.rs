@@ -49,8 +49,8 @@ pub trait EmbedBackend: Send + Sync + 'static {
 }
 
 /// Batching settings. `Default`: 8,192 padded tokens, 64 items, 2 ms
-/// maximum wait, one batch in flight, 4,096 queued items, a padding ratio
-/// of at least 0.75.
+/// maximum wait, one batch in flight running at most 30 s, 4,096 queued
+/// items, a padding ratio of at least 0.75.
 #[derive(Debug, Clone)]
 pub struct BatcherConfig {
     /// The service's name, in errors, metrics and breaker events.
@@ -62,6 +62,13 @@ pub struct BatcherConfig {
     pub max_wait: Duration,
     /// Batches computed at once.
     pub max_in_flight: usize,
+    /// How long a batch may run. A batch also ends at the latest deadline
+    /// of its items, when nobody waits for it any more. A batch that runs
+    /// out of time is dropped (the backend should stop its work when its
+    /// future is dropped) and counts as a transient failure, so a hung
+    /// backend trips the breaker instead of costing every caller its full
+    /// deadline.
+    pub batch_timeout: Duration,
     /// Queued items beyond which `embed` answers `Overloaded`.
     pub queue_capacity: usize,
     /// An item joins a batch only if the batch's real/padded token ratio
@@ -79,6 +86,7 @@ impl Default for BatcherConfig {
             max_batch_size: 64,
             max_wait: Duration::from_millis(2),
             max_in_flight: 1,
+            batch_timeout: Duration::from_secs(30),
             queue_capacity: 4096,
             min_padding_ratio: 0.75,
             breaker: BreakerConfig::default(),
@@ -423,6 +431,8 @@ impl<B: EmbedBackend> BatchActor<B> {
         self.stats
             .padding_ratio
             .observe(real as f64 / padded.max(1) as f64);
+        let latest_deadline = items.iter().map(|item| item.deadline).max().unwrap_or(now);
+        let until = latest_deadline.min(now + self.config.batch_timeout);
         let mut texts = Vec::with_capacity(items.len());
         let mut replies = Vec::with_capacity(items.len());
         for item in items {
@@ -437,7 +447,14 @@ impl<B: EmbedBackend> BatchActor<B> {
         self.replies.insert(batch, replies);
         let backend = Arc::clone(&self.backend);
         self.batches.spawn(async move {
-            let result = catch_panic(async move { backend.embed(texts).await }).await;
+            let work = catch_panic(async move { backend.embed(texts).await });
+            let result = match tokio::time::timeout_at(until, work).await {
+                Ok(result) => result,
+                Err(_elapsed) => Ok(Err(BackendError {
+                    message: "no answer before the batch's deadline".to_owned(),
+                    transient: true,
+                })),
+            };
             (batch, result)
         });
     }

@@ -21,6 +21,8 @@ struct Switchable {
     transient: bool,
     /// Calls that fail before health is consulted (for retry tests).
     fail_first: Arc<AtomicU32>,
+    /// Calls never answer.
+    hang: Arc<AtomicBool>,
     calls: Arc<AtomicU32>,
     value: f32,
 }
@@ -31,6 +33,7 @@ impl Switchable {
             healthy: Arc::new(AtomicBool::new(healthy)),
             transient: false,
             fail_first: Arc::new(AtomicU32::new(0)),
+            hang: Arc::new(AtomicBool::new(false)),
             calls: Arc::new(AtomicU32::new(0)),
             value,
         }
@@ -44,6 +47,9 @@ impl Switchable {
 impl EmbedBackend for Switchable {
     async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, BackendError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         let failing_first = self
             .fail_first
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
@@ -287,4 +293,30 @@ async fn timeouts_and_cancellation_do_not_fall_back() {
         .unwrap_err();
     assert_eq!(error, Error::Cancelled);
     assert_eq!(backup.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_backend_trips_the_breaker() {
+    let backend = Switchable::new(true, 1.0);
+    backend.hang.store(true, Ordering::SeqCst);
+    let batcher = start("embedder", backend.clone());
+    let cancel = CancellationToken::new();
+    for _ in 0..3 {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let error = batcher
+            .embed("text".to_owned(), 4, deadline, &cancel)
+            .await
+            .unwrap_err();
+        assert_eq!(error, Error::Timeout);
+    }
+    // Each hung batch ended at its item's deadline and counted as a
+    // failure: the breaker is open and the next caller fails fast.
+    tokio::task::yield_now().await;
+    assert_eq!(*batcher.breaker_state().borrow(), BreakerState::Open);
+    let before = Instant::now();
+    let error = embed_once(&batcher).await.unwrap_err();
+    assert!(matches!(error, Error::BreakerOpen { .. }), "{error}");
+    assert_eq!(Instant::now(), before);
+    assert_eq!(backend.calls(), 3);
+    assert_eq!(batcher.stats().await.unwrap().failed_batches, 3);
 }
