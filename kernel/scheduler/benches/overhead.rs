@@ -8,7 +8,8 @@
 //! 2. Priority: high-priority p99 latency with a 10× low-priority flood
 //!    against the same high-priority load alone. The worker awaits a 1 ms
 //!    timer (an embedding it waits for); 8 in flight, 2 of them
-//!    reserved for high priority (the default's proportion).
+//!    reserved for high priority (the default's proportion), and once more
+//!    with none reserved to show what the reservation buys.
 //!
 //! Prints a table and writes `target/bench/scheduler.json`. Threads are
 //! not pinned; the runtime is tokio's multi-threaded one with a worker per
@@ -70,8 +71,9 @@ fn main() {
         micros(&scheduler, 0.99),
     );
 
-    let alone = runtime.block_on(priority_run(false));
-    let flooded = runtime.block_on(priority_run(true));
+    let alone = runtime.block_on(priority_run(false, 2));
+    let flooded = runtime.block_on(priority_run(true, 2));
+    let unreserved = runtime.block_on(priority_run(true, 0));
     println!();
     println!(
         "priority isolation: high every 1 ms for 2 s, worker awaits 1 ms, 8 in flight (2 reserved for high)"
@@ -80,7 +82,11 @@ fn main() {
         "{:<34} {:>9} {:>9} {:>10} {:>10}",
         "run", "p50 µs", "p99 µs", "low ok", "low busy"
     );
-    for (name, run) in [("high alone", &alone), ("high + 10× low flood", &flooded)] {
+    for (name, run) in [
+        ("high alone", &alone),
+        ("high + 10× low flood", &flooded),
+        ("same, no reserved slots", &unreserved),
+    ] {
         println!(
             "{:<34} {:>9.0} {:>9.0} {:>10} {:>10}",
             name,
@@ -91,16 +97,20 @@ fn main() {
         );
     }
     let flood_ratio = micros(&flooded.high, 0.99) / micros(&alone.high, 0.99);
-    println!("high p99 with flood / without: {flood_ratio:.2}× (target ≤ 2×)");
+    let unreserved_ratio = micros(&unreserved.high, 0.99) / micros(&alone.high, 0.99);
+    println!(
+        "high p99 with flood / without: {flood_ratio:.2}× (target ≤ 2×); without reserved slots {unreserved_ratio:.2}×"
+    );
     let _ = writeln!(
         json,
-        "  \"priority\": {{\"high_alone_p50_us\": {:.1}, \"high_alone_p99_us\": {:.1}, \"high_flood_p50_us\": {:.1}, \"high_flood_p99_us\": {:.1}, \"p99_ratio\": {flood_ratio:.3}, \"low_ok\": {}, \"low_rejected\": {}}}",
+        "  \"priority\": {{\"high_alone_p50_us\": {:.1}, \"high_alone_p99_us\": {:.1}, \"high_flood_p50_us\": {:.1}, \"high_flood_p99_us\": {:.1}, \"p99_ratio\": {flood_ratio:.3}, \"low_ok\": {}, \"low_rejected\": {}, \"unreserved_high_flood_p99_us\": {:.1}, \"unreserved_p99_ratio\": {unreserved_ratio:.3}}}",
         micros(&alone.high, 0.50),
         micros(&alone.high, 0.99),
         micros(&flooded.high, 0.50),
         micros(&flooded.high, 0.99),
         flooded.low_ok,
         flooded.low_rejected,
+        micros(&unreserved.high, 0.99),
     );
     json.push_str("}\n");
     let path = bench_dir().join("scheduler.json");
@@ -207,7 +217,7 @@ struct PriorityRun {
     low_rejected: u64,
 }
 
-async fn priority_run(flood: bool) -> PriorityRun {
+async fn priority_run(flood: bool, reserved_for_high: usize) -> PriorityRun {
     let scheduler = Scheduler::start(
         SchedulerConfig {
             capacity: PerPriority {
@@ -216,7 +226,7 @@ async fn priority_run(flood: bool) -> PriorityRun {
                 low: 1_024,
             },
             max_in_flight: 8,
-            reserved_for_high: 2,
+            reserved_for_high,
             ..SchedulerConfig::default()
         },
         |_job: Job<()>| async move {
