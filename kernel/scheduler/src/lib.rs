@@ -14,6 +14,7 @@
 //! - [`queue`]: bounded per-priority queues with weighted-fair dequeue.
 //! - [`scheduler`]: admission, dispatch under a concurrency limit,
 //!   deadlines (pausable), cancellation, shutdown; exactly one answer each.
+//! - [`handle`]: the kernel's side of it: submit, cancel, pause, stats.
 //! - [`batcher`]: dynamic batching by padded-token budget and maximum wait.
 //! - [`breaker`], [`mod@retry`], [`service`]: circuit breaker, backoff with
 //!   jitter inside the deadline, fallback to another service.
@@ -28,6 +29,7 @@ pub mod breaker;
 mod catch;
 pub mod deadline;
 pub mod error;
+pub mod handle;
 pub mod queue;
 pub mod request;
 pub mod retry;
@@ -41,15 +43,15 @@ pub use batcher::{
 pub use breaker::{BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker};
 pub use deadline::{DeadlineState, DeadlineWatch};
 pub use error::Error;
+pub use handle::{
+    Counters, Rejected, RequestEvent, RequestEventKind, SchedulerHandle, Stats, Ticket,
+};
 pub use queue::WeightedQueues;
 pub use request::{
     Answer, CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason,
     Request, RequestId, Source, StageFailure,
 };
 pub use retry::{RetryPolicy, retry};
-pub use scheduler::{
-    Counters, Job, Rejected, RequestEvent, RequestEventKind, Scheduler, SchedulerConfig,
-    SchedulerHandle, Stats, Ticket, Worker,
-};
+pub use scheduler::{Job, Scheduler, SchedulerConfig, Worker};
 pub use service::{EmbedClient, Embedded, ServedBy};
 pub use stats::Histogram;

@@ -1,0 +1,348 @@
+//! The kernel's side of a running scheduler: [`SchedulerHandle`] (submit,
+//! cancel, pause, resume, stats, events, shutdown confirmation), the
+//! [`Ticket`] a submission resolves through, and what they report.
+//!
+//! Handles hold no scheduler state: they send `Command`s to the scheduler
+//! task, each with a `oneshot` for the reply. The exception is a queue's
+//! free places (see `Admission`), so that "busy" needs no round trip.
+//! Like the scheduler, this knows nothing of Lua, HTTP or embeddings.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::sync::{
+    OwnedSemaphorePermit, Semaphore, TryAcquireError, broadcast, mpsc, oneshot, watch,
+};
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::request::{
+    Answer, CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason,
+    RequestId, Source,
+};
+
+/// A request refused at admission; it counts as its terminal answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    pub id: RequestId,
+    pub priority: Priority,
+    pub reason: RejectReason,
+}
+
+impl From<Rejected> for Error {
+    fn from(rejected: Rejected) -> Self {
+        match rejected.reason {
+            RejectReason::QueueFull => Error::Busy {
+                priority: rejected.priority,
+            },
+            RejectReason::ShuttingDown => Error::ShuttingDown,
+        }
+    }
+}
+
+/// Terminal answers by kind, plus what is needed to check exactly-once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub submitted: u64,
+    pub ok: u64,
+    pub error: u64,
+    pub timeout: u64,
+    pub rejected: u64,
+    pub cancelled: u64,
+    /// Worker panics (each also counted as an error).
+    pub panics: u64,
+    /// Worker results that arrived after their request had been answered
+    /// (timeout, cancel) and were discarded.
+    pub late_results: u64,
+}
+
+impl Counters {
+    /// Every terminal answer given so far.
+    pub fn answered(&self) -> u64 {
+        self.ok + self.error + self.timeout + self.rejected + self.cancelled
+    }
+
+    pub(crate) fn count(&mut self, kind: OutcomeKind) {
+        match kind {
+            OutcomeKind::Ok => self.ok += 1,
+            OutcomeKind::Error => self.error += 1,
+            OutcomeKind::Timeout => self.timeout += 1,
+            OutcomeKind::Rejected => self.rejected += 1,
+            OutcomeKind::Cancelled => self.cancelled += 1,
+        }
+    }
+}
+
+/// A snapshot of the scheduler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub queued: PerPriority<usize>,
+    /// Worker futures running, including ones already answered (timed out,
+    /// cancelled) that are still winding down.
+    pub in_flight: usize,
+    /// Requests whose deadline clock is stopped.
+    pub paused: usize,
+    pub counters: Counters,
+    pub admitting: bool,
+}
+
+/// A request lifecycle event, for the event log and the debugger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestEvent {
+    pub id: RequestId,
+    pub at: Instant,
+    pub kind: RequestEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestEventKind {
+    Admitted {
+        correlation_id: String,
+        pipeline: String,
+        priority: Priority,
+        source: Source,
+    },
+    Rejected(RejectReason),
+    Started,
+    Paused,
+    Resumed,
+    Answered(OutcomeKind),
+}
+
+/// Resolves to the request's one [`Answer`].
+#[derive(Debug)]
+pub struct Ticket<T> {
+    pub id: RequestId,
+    receiver: oneshot::Receiver<Answer<T>>,
+    fallback: Option<Answer<T>>,
+}
+
+impl<T> Ticket<T> {
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+}
+
+// No field is structurally pinned: the receiver is `Unpin` and the
+// fallback answer is only moved out by value.
+impl<T> Unpin for Ticket<T> {}
+
+impl<T> Future for Ticket<T> {
+    type Output = Answer<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.receiver).poll(cx) {
+            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
+            // Only if the scheduler task itself died: answer as shut down.
+            Poll::Ready(Err(_)) => Poll::Ready(
+                self.fallback
+                    .take()
+                    .expect("ticket polled after completion"),
+            ),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Admission state shared by handles: the id counter and one semaphore per
+/// priority whose permits are the free places in that queue. A permit
+/// travels with its request and is returned when the request leaves the
+/// queue; the scheduler task closes the semaphores at shutdown. This makes
+/// `submit` answer "busy" without a round trip to the scheduler task.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    pub(crate) next_id: AtomicU64,
+    pub(crate) slots: [Arc<Semaphore>; 3],
+}
+
+/// The kernel's side of a running scheduler; cheap to clone.
+pub struct SchedulerHandle<P, T> {
+    pub(crate) commands: mpsc::UnboundedSender<Command<P, T>>,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) events: broadcast::Sender<RequestEvent>,
+    /// The final counters, once the scheduler task has stopped.
+    pub(crate) stopped: watch::Receiver<Option<Counters>>,
+}
+
+impl<P, T> Clone for SchedulerHandle<P, T> {
+    fn clone(&self) -> Self {
+        SchedulerHandle {
+            commands: self.commands.clone(),
+            admission: Arc::clone(&self.admission),
+            events: self.events.clone(),
+            stopped: self.stopped.clone(),
+        }
+    }
+}
+
+impl<P, T> fmt::Debug for SchedulerHandle<P, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedulerHandle")
+            .field("stopped", &self.stopped.borrow().is_some())
+            .finish()
+    }
+}
+
+impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
+    /// Admits `request` or refuses it at once (its priority's queue is
+    /// full: busy; shutting down). Never waits: admission takes a free
+    /// place in the queue without asking the scheduler task.
+    pub fn submit(&self, mut request: NewRequest<P>) -> Result<Ticket<T>, Rejected> {
+        let id = RequestId(self.admission.next_id.fetch_add(1, Ordering::Relaxed));
+        let priority = request.priority;
+        let slots = &self.admission.slots[priority.index()];
+        let permit = match Arc::clone(slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(error) => {
+                let reason = match error {
+                    TryAcquireError::NoPermits => RejectReason::QueueFull,
+                    TryAcquireError::Closed => RejectReason::ShuttingDown,
+                };
+                // Counted by the scheduler task, which owns the counters.
+                let _ = self.commands.send(Command::Rejected { id, reason });
+                return Err(Rejected {
+                    id,
+                    priority,
+                    reason,
+                });
+            }
+        };
+        let admitted_at = Instant::now();
+        let correlation_id = request
+            .correlation_id
+            .take()
+            .unwrap_or_else(|| id.to_string());
+        let (reply, receiver) = oneshot::channel();
+        let fallback = Answer {
+            id,
+            correlation_id: correlation_id.clone(),
+            pipeline: request.pipeline.clone(),
+            priority,
+            source: request.source,
+            outcome: Outcome::Cancelled(CancelReason::Shutdown),
+            admitted_at,
+            started_at: None,
+            answered_at: admitted_at,
+        };
+        let submission = Submission {
+            id,
+            correlation_id,
+            request,
+            admitted_at,
+            reply,
+            permit,
+        };
+        if self
+            .commands
+            .send(Command::Submit(Box::new(submission)))
+            .is_err()
+        {
+            return Err(Rejected {
+                id,
+                priority,
+                reason: RejectReason::ShuttingDown,
+            });
+        }
+        Ok(Ticket {
+            id,
+            receiver,
+            fallback: Some(fallback),
+        })
+    }
+
+    /// Answers a queued or in-flight request `Cancelled(Caller)` and
+    /// cancels its work. `false` if it was already answered or unknown.
+    pub async fn cancel(&self, id: RequestId) -> bool {
+        self.ask(|reply| Command::Cancel { id, reply })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Stops the request's deadline clock (a debugger paused it). `false`
+    /// if unknown, answered or already paused.
+    pub async fn pause(&self, id: RequestId) -> bool {
+        self.ask(|reply| Command::Pause { id, reply })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Restarts the deadline clock with the time that was left. `false` if
+    /// it was not paused.
+    pub async fn resume(&self, id: RequestId) -> bool {
+        self.ask(|reply| Command::Resume { id, reply })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// A snapshot of queues, in-flight work and counters; the default
+    /// (empty, not admitting) once the scheduler has stopped.
+    pub async fn stats(&self) -> Stats {
+        self.ask(|reply| Command::Stats { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Lifecycle events from now on. A receiver that falls 1,024 events
+    /// behind loses the oldest (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<RequestEvent> {
+        self.events.subscribe()
+    }
+
+    /// Resolves once the scheduler has answered everything and stopped,
+    /// with its final counters (`submitted == answered()`; refusals after
+    /// the task stopped are not counted).
+    pub async fn stopped(&self) -> Counters {
+        let mut stopped = self.stopped.clone();
+        match stopped.wait_for(Option::is_some).await {
+            Ok(counters) => counters.unwrap_or_default(),
+            // The task died without a final word; nothing to report.
+            Err(_) => Counters::default(),
+        }
+    }
+
+    async fn ask<R>(&self, command: impl FnOnce(oneshot::Sender<R>) -> Command<P, T>) -> Option<R> {
+        let (reply, receiver) = oneshot::channel();
+        self.commands.send(command(reply)).ok()?;
+        receiver.await.ok()
+    }
+}
+
+/// What handles ask of the scheduler task.
+pub(crate) enum Command<P, T> {
+    Submit(Box<Submission<P, T>>),
+    /// A refusal `submit` already answered; for the counters and events.
+    Rejected {
+        id: RequestId,
+        reason: RejectReason,
+    },
+    Cancel {
+        id: RequestId,
+        reply: oneshot::Sender<bool>,
+    },
+    Pause {
+        id: RequestId,
+        reply: oneshot::Sender<bool>,
+    },
+    Resume {
+        id: RequestId,
+        reply: oneshot::Sender<bool>,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
+}
+
+/// An admitted request on its way to the scheduler task.
+pub(crate) struct Submission<P, T> {
+    pub(crate) id: RequestId,
+    pub(crate) correlation_id: String,
+    pub(crate) request: NewRequest<P>,
+    pub(crate) admitted_at: Instant,
+    pub(crate) reply: oneshot::Sender<Answer<T>>,
+    /// Its place in the queue, held until it leaves the queue.
+    pub(crate) permit: OwnedSemaphorePermit,
+}
