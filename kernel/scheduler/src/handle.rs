@@ -136,7 +136,12 @@ impl<T> Future for Ticket<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match Pin::new(&mut self.receiver).poll(cx) {
-            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
+            Poll::Ready(Ok(answer)) => {
+                // Answered once: a poll after completion must not produce
+                // the stand-in answer as a second one.
+                self.fallback = None;
+                Poll::Ready(answer)
+            }
             // Only if the scheduler task itself died: answer as shut down.
             Poll::Ready(Err(_)) => Poll::Ready(
                 self.fallback
