@@ -19,6 +19,7 @@ use tokio::sync::{
 };
 use tokio::time::Instant;
 
+use crate::deadline::DeadlineState;
 use crate::error::Error;
 use crate::request::{
     Answer, CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason,
@@ -88,6 +89,27 @@ pub struct Stats {
     pub paused: usize,
     pub counters: Counters,
     pub admitting: bool,
+}
+
+/// Where a live request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    Queued,
+    Running,
+}
+
+/// A live (not yet answered) request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestSummary {
+    pub id: RequestId,
+    pub correlation_id: String,
+    pub pipeline: String,
+    pub priority: Priority,
+    pub source: Source,
+    pub state: RequestState,
+    /// The deadline clock: running, or stopped by a debugger pause.
+    pub deadline: DeadlineState,
+    pub admitted_at: Instant,
 }
 
 /// A request lifecycle event, for the event log and the debugger.
@@ -291,6 +313,14 @@ impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
             .unwrap_or_default()
     }
 
+    /// Every request not yet answered, queued or in flight, by id: what
+    /// the debugger lists as threads and the status API as live requests.
+    pub async fn requests(&self) -> Vec<RequestSummary> {
+        self.ask(|reply| Command::List { reply })
+            .await
+            .unwrap_or_default()
+    }
+
     /// Lifecycle events from now on. A receiver that falls 1,024 events
     /// behind loses the oldest (`RecvError::Lagged`).
     pub fn subscribe(&self) -> broadcast::Receiver<RequestEvent> {
@@ -338,6 +368,9 @@ pub(crate) enum Command<P, T> {
     },
     Stats {
         reply: oneshot::Sender<Stats>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<RequestSummary>>,
     },
 }
 

@@ -44,7 +44,8 @@ pub use breaker::{BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker
 pub use deadline::{DeadlineState, DeadlineWatch};
 pub use error::Error;
 pub use handle::{
-    Counters, Rejected, RequestEvent, RequestEventKind, SchedulerHandle, Stats, Ticket,
+    Counters, Rejected, RequestEvent, RequestEventKind, RequestState, RequestSummary,
+    SchedulerHandle, Stats, Ticket,
 };
 pub use queue::WeightedQueues;
 pub use request::{

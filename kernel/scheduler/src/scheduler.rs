@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::catch::catch_panic;
 use crate::deadline::{DeadlineState, DeadlineWatch};
 use crate::handle::{
-    Admission, Command, Counters, RequestEvent, RequestEventKind, SchedulerHandle, Stats,
-    Submission,
+    Admission, Command, Counters, RequestEvent, RequestEventKind, RequestState, RequestSummary,
+    SchedulerHandle, Stats, Submission,
 };
 use crate::queue::WeightedQueues;
 use crate::request::{
@@ -316,6 +316,9 @@ where
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
+            }
+            Command::List { reply } => {
+                let _ = reply.send(self.requests());
             }
         }
     }
@@ -608,6 +611,30 @@ where
             counters: self.counters,
             admitting: self.admitting,
         }
+    }
+
+    fn requests(&self) -> Vec<RequestSummary> {
+        let mut requests: Vec<RequestSummary> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.reply.is_some())
+            .map(|(id, entry)| RequestSummary {
+                id: *id,
+                correlation_id: entry.correlation_id.clone(),
+                pipeline: entry.pipeline.clone(),
+                priority: entry.priority,
+                source: entry.source,
+                state: if entry.request.is_some() {
+                    RequestState::Queued
+                } else {
+                    RequestState::Running
+                },
+                deadline: *entry.deadline_tx.borrow(),
+                admitted_at: entry.admitted_at,
+            })
+            .collect();
+        requests.sort_by_key(|request| request.id);
+        requests
     }
 
     fn emit(&self, id: RequestId, kind: RequestEventKind) {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use spindle_scheduler::{
     CancelReason, DeadlineState, Job, NewRequest, Outcome, OutcomeKind, PerPriority, Priority,
-    RequestEventKind, Scheduler, SchedulerConfig, SchedulerHandle, Source, StageFailure,
+    RequestEventKind, RequestState, Scheduler, SchedulerConfig, SchedulerHandle, Source,
+    StageFailure,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -143,6 +144,19 @@ async fn cancel_reaches_queued_and_in_flight_work() {
         .unwrap();
     tokio::task::yield_now().await;
     assert_eq!(scheduler.stats().await.queued.high, 1);
+    let live: Vec<_> = scheduler
+        .requests()
+        .await
+        .into_iter()
+        .map(|request| (request.id, request.state))
+        .collect();
+    assert_eq!(
+        live,
+        [
+            (running.id, RequestState::Running),
+            (queued.id, RequestState::Queued)
+        ]
+    );
 
     assert!(scheduler.cancel(queued.id).await);
     let answer = queued.await;
@@ -200,6 +214,13 @@ async fn a_paused_request_keeps_its_deadline_suspended() {
         })
     );
     assert_eq!(scheduler.stats().await.paused, 1);
+    let live = scheduler.requests().await;
+    assert_eq!(
+        live[0].deadline,
+        DeadlineState::Paused {
+            remaining: Duration::from_millis(40)
+        }
+    );
 
     // A person looks at it for ten seconds: no timeout meanwhile.
     tokio::time::sleep(Duration::from_secs(10)).await;
