@@ -262,6 +262,7 @@ impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
             admitted_at,
             reply,
             permit,
+            span: tracing::Span::current(),
         };
         if self
             .commands
@@ -383,4 +384,7 @@ pub(crate) struct Submission<P, T> {
     pub(crate) reply: oneshot::Sender<Answer<T>>,
     /// Its place in the queue, held until it leaves the queue.
     pub(crate) permit: OwnedSemaphorePermit,
+    /// The submitter's span: the request's span is its child, so one
+    /// request's log lines stay with the ingress that caused them.
+    pub(crate) span: tracing::Span,
 }

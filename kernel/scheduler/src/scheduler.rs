@@ -26,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot, wat
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::catch::catch_panic;
 use crate::deadline::{DeadlineState, DeadlineWatch};
@@ -196,6 +197,8 @@ struct Entry<P, T> {
     request: Option<Request<P>>,
     /// The request's place in its queue; `Some` while queued.
     permit: Option<OwnedSemaphorePermit>,
+    /// The worker runs inside it.
+    span: tracing::Span,
     /// `None` once answered; the entry then only waits for its task.
     reply: Option<oneshot::Sender<Answer<T>>>,
     deadline: Instant,
@@ -331,6 +334,7 @@ where
             admitted_at,
             reply,
             permit,
+            span: caller_span,
         } = submission;
         self.counters.submitted += 1;
         let priority = new.priority;
@@ -361,6 +365,13 @@ where
             timestamps: vec![("admitted".to_owned(), admitted_at)],
         };
         let (deadline_tx, _) = watch::channel(DeadlineState::Running(deadline));
+        let span = tracing::info_span!(
+            parent: &caller_span,
+            "request",
+            id = id.0,
+            pipeline = %new.pipeline,
+            priority = %priority,
+        );
         let mut entry = Entry {
             correlation_id,
             pipeline: new.pipeline,
@@ -370,6 +381,7 @@ where
             started_at: None,
             request: Some(request),
             permit: Some(permit),
+            span,
             reply: Some(reply),
             deadline,
             paused_at: None,
@@ -420,17 +432,21 @@ where
                 deadline: DeadlineWatch::new(entry.deadline_tx.subscribe()),
             };
             let worker = Arc::clone(&self.worker);
-            let handle = self.tasks.spawn(async move {
-                // The call itself sits inside `catch_panic` too: a worker
-                // that panics before returning its future is caught as well.
-                let work = catch_panic(async move { worker.run(job).await });
-                let result = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => None,
-                    result = work => Some(result),
-                };
-                (id, result)
-            });
+            let span = entry.span.clone();
+            let handle = self.tasks.spawn(Instrument::instrument(
+                async move {
+                    // The call itself sits inside `catch_panic` too: a worker
+                    // that panics before returning its future is caught as well.
+                    let work = catch_panic(async move { worker.run(job).await });
+                    let result = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => None,
+                        result = work => Some(result),
+                    };
+                    (id, result)
+                },
+                span,
+            ));
             self.task_ids.insert(handle.id(), id);
             self.emit(id, RequestEventKind::Started);
         }
