@@ -197,7 +197,7 @@ impl RequestPath {
             payload: submission.text,
         };
         let correlation_id = request.correlation_id.clone();
-        let answer = match self.scheduler.submit(request).await {
+        let answer = match self.scheduler.submit(request) {
             Ok(ticket) => {
                 if let Some(correlation_id) = &correlation_id {
                     self.correlations

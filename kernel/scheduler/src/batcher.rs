@@ -361,22 +361,21 @@ impl<B: EmbedBackend> BatchActor<B> {
             .map(|oldest| oldest.enqueued_at + self.config.max_wait)
     }
 
-    /// Drops cancelled, abandoned and expired items from the queue.
+    /// Drops cancelled, abandoned and expired items from the queue,
+    /// answering each with why: a dropped reply would read as a shutdown to
+    /// a caller whose wait is still being polled.
     fn purge(&mut self, now: Instant) {
-        let stats = &mut self.stats;
-        self.pending.retain(|item| {
+        for item in std::mem::take(&mut self.pending) {
             if item.cancel.is_cancelled() || item.reply.is_closed() {
-                stats.cancelled_in_queue += 1;
-                false
+                self.stats.cancelled_in_queue += 1;
+                let _ = item.reply.send(Err(Error::Cancelled));
             } else if item.deadline <= now {
-                stats.expired_in_queue += 1;
-                false
+                self.stats.expired_in_queue += 1;
+                let _ = item.reply.send(Err(Error::Timeout));
             } else {
-                true
+                self.pending.push(item);
             }
-        });
-        // Expired items' callers answer themselves at their deadline; the
-        // dropped reply senders just end their wait early.
+        }
     }
 
     fn dispatch(&mut self, now: Instant) {
