@@ -8,8 +8,9 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, mpsc};
 
 /// Signal numbers the supervisor uses by name.
 pub const SIGKILL: i32 = libc::SIGKILL;
@@ -87,6 +88,76 @@ pub(crate) fn spawn_group_leader(request: &SpawnRequest<'_>) -> io::Result<tokio
         });
     }
     command.spawn()
+}
+
+/// A [`SpawnRequest`] that owns its parts, to hand to a [`Spawner`] thread.
+pub(crate) struct OwnedSpawnRequest {
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Arc<Vec<(String, String)>>,
+    pub capture_output: bool,
+}
+
+type SpawnReply = tokio::sync::oneshot::Sender<io::Result<tokio::process::Child>>;
+
+/// Threads that fork service processes.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, so
+/// services are forked by threads that live exactly as long as the
+/// supervisor run (tokio's blocking pool retires idle threads, which would
+/// kill their children). Several threads let forks overlap: a fork with
+/// `pre_exec` blocks its caller until the child has exec'd.
+pub(crate) struct Spawner {
+    jobs: mpsc::Sender<(OwnedSpawnRequest, SpawnReply)>,
+}
+
+impl Spawner {
+    /// Starts `threads` spawner threads attached to the current tokio
+    /// runtime. They end when the `Spawner` is dropped.
+    pub(crate) fn new(threads: usize) -> Spawner {
+        let runtime = tokio::runtime::Handle::current();
+        let (jobs, queue) = mpsc::channel::<(OwnedSpawnRequest, SpawnReply)>();
+        let queue = Arc::new(Mutex::new(queue));
+        for thread_idx in 0..threads.max(1) {
+            let queue = queue.clone();
+            let runtime = runtime.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("spindle-spawn-{thread_idx}"))
+                .spawn(move || {
+                    let _runtime = runtime.enter();
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((request, reply)) = job else { return };
+                        let result = spawn_group_leader(&SpawnRequest {
+                            command: &request.command,
+                            cwd: &request.cwd,
+                            env: &request.env,
+                            capture_output: request.capture_output,
+                        });
+                        let _ = reply.send(result);
+                    }
+                });
+            if spawned.is_err() && thread_idx == 0 {
+                tracing::error!("cannot start a spawner thread; services will fail to start");
+            }
+        }
+        Spawner { jobs }
+    }
+
+    /// Queues a spawn; the receiver gets the child or the error.
+    pub(crate) fn spawn(
+        &self,
+        request: OwnedSpawnRequest,
+    ) -> tokio::sync::oneshot::Receiver<io::Result<tokio::process::Child>> {
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        if let Err(mpsc::SendError((_, reply))) = self.jobs.send((request, reply)) {
+            let _ = reply.send(Err(io::Error::other("the spawner threads are gone")));
+        }
+        receiver
+    }
 }
 
 /// Sends `signal` to every process of group `pgid`. A group that no longer

@@ -82,19 +82,44 @@ pub(crate) struct ProcessHandle {
     pub stop: oneshot::Sender<StopRequest>,
 }
 
-/// Spawns the process and the task that owns it. The task sends exactly one
-/// [`Message::Exited`] when the process has exited and its group is gone.
+/// Spawns the process (on a [`os::Spawner`] thread) and then the task that
+/// owns it. Sends [`Message::Spawned`] with the handle or the error; after a
+/// successful spawn, exactly one [`Message::Exited`] follows when the
+/// process has exited and its group is gone.
 pub(crate) fn start(
+    spawner: &os::Spawner,
     process: &ProcessSpec,
-    env: &[(String, String)],
+    env: Arc<Vec<(String, String)>>,
     context: InstanceContext,
-) -> std::io::Result<ProcessHandle> {
-    let mut child = os::spawn_group_leader(&os::SpawnRequest {
-        command: &process.command,
-        cwd: &process.cwd,
+) {
+    let pending = spawner.spawn(os::OwnedSpawnRequest {
+        command: process.command.clone(),
+        cwd: process.cwd.clone(),
         env,
         capture_output: true,
-    })?;
+    });
+    let command = process.command.clone();
+    tokio::spawn(async move {
+        let spawned = pending
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the spawner threads are gone")));
+        let result = match spawned {
+            Ok(child) => Ok(supervise(child, &command, &context)),
+            Err(error) => Err(format!("could not start {:?}: {error}", command[0])),
+        };
+        let _ = context.messages.send(Message::Spawned {
+            service: context.service,
+            generation: context.generation,
+            result,
+        });
+    });
+}
+
+fn supervise(
+    mut child: tokio::process::Child,
+    command: &[String],
+    context: &InstanceContext,
+) -> ProcessHandle {
     let pid = child.id().unwrap_or_default();
     let pgid = pid as i32;
     if let Some(guard) = &context.guard {
@@ -104,22 +129,20 @@ pub(crate) fn start(
         let mut file = File::options().create(true).append(true).open(path).ok()?;
         let _ = writeln!(
             file,
-            "--- spindle: started pid {pid} at {:.3} (unix seconds): {:?}",
+            "--- spindle: started pid {pid} at {:.3} (unix seconds): {command:?}",
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs_f64(),
-            process.command
         );
-        Some(file)
+        Some(Arc::new(file))
     });
     if let Some(stdout) = child.stdout.take() {
-        let file = log_file.as_ref().and_then(|file| file.try_clone().ok());
         tokio::spawn(copy_lines(
             stdout,
             LogStream::Stdout,
             context.log.clone(),
-            file,
+            log_file.clone(),
         ));
     }
     if let Some(stderr) = child.stderr.take() {
@@ -131,6 +154,9 @@ pub(crate) fn start(
         ));
     }
     let (stop_sender, mut stop_receiver) = oneshot::channel::<StopRequest>();
+    let guard = context.guard.clone();
+    let messages = context.messages.clone();
+    let (service, generation) = (context.service, context.generation);
     tokio::spawn(async move {
         let waited = tokio::select! {
             status = child.wait() => status,
@@ -147,30 +173,30 @@ pub(crate) fn start(
         };
         // Whatever the leader left behind in its group goes with it.
         os::signal_group(pgid, os::SIGKILL);
-        if let Some(guard) = &context.guard {
+        if let Some(guard) = &guard {
             guard.unregister(pgid);
         }
         let exit = match waited {
             Ok(status) => Exit::from_status(status),
             Err(error) => Exit::Other(format!("lost track of the process: {error}")),
         };
-        let _ = context.messages.send(Message::Exited {
-            service: context.service,
-            generation: context.generation,
+        let _ = messages.send(Message::Exited {
+            service,
+            generation,
             exit,
         });
     });
-    Ok(ProcessHandle {
+    ProcessHandle {
         pid,
         stop: stop_sender,
-    })
+    }
 }
 
 async fn copy_lines(
     stream: impl AsyncRead + Unpin,
     which: LogStream,
     target: LogTarget,
-    mut file: Option<File>,
+    file: Option<Arc<File>>,
 ) {
     let mut reader = BufReader::new(stream);
     let mut buffer = Vec::with_capacity(256);
@@ -180,9 +206,9 @@ async fn copy_lines(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        if let Some(file) = &mut file {
+        if let Some(file) = &file {
             // One write per line: O_APPEND keeps lines of both streams whole.
-            let _ = file.write_all(&buffer);
+            let _ = (&**file).write_all(&buffer);
         }
         if let Some(sink) = &target.sink {
             let text = String::from_utf8_lossy(&buffer);

@@ -18,12 +18,18 @@ use tokio_util::sync::CancellationToken;
 use super::event::{Event, ServiceState};
 use super::guard::sweep_run;
 use super::probe::{self, ProbeContext, ProbeKind};
-use super::process::{self, Exit, InstanceContext, LogTarget, StopRequest};
+use super::process::{self, Exit, InstanceContext, LogTarget, ProcessHandle, StopRequest};
 use super::seams::InProcessService;
 use super::{RunOutcome, SupervisorConfig, os};
 
 /// What tasks tell the loop.
 pub(crate) enum Message {
+    /// A process was spawned (or could not be).
+    Spawned {
+        service: usize,
+        generation: u64,
+        result: Result<ProcessHandle, String>,
+    },
     /// An instance ended (by itself or because it was stopped).
     Exited {
         service: usize,
@@ -58,6 +64,8 @@ enum StopIntent {
 }
 
 enum Instance {
+    /// Queued on a spawner thread.
+    Spawning,
     Process {
         stop: Option<tokio::sync::oneshot::Sender<StopRequest>>,
     },
@@ -99,7 +107,11 @@ pub(crate) struct Runner {
     shutting_down: bool,
     timers: CancellationToken,
     critical_failures: Vec<(String, String)>,
+    spawner: os::Spawner,
 }
+
+/// Threads forking services at once; see [`os::Spawner`].
+const SPAWNER_THREADS: usize = 4;
 
 impl Runner {
     pub(crate) fn new(graph: GraphSpec, config: SupervisorConfig) -> Runner {
@@ -158,6 +170,7 @@ impl Runner {
             shutting_down: false,
             timers: CancellationToken::new(),
             critical_failures: Vec::new(),
+            spawner: os::Spawner::new(SPAWNER_THREADS),
         }
     }
 
@@ -206,6 +219,11 @@ impl Runner {
 
     fn handle(&mut self, message: Message) {
         match message {
+            Message::Spawned {
+                service,
+                generation,
+                result,
+            } => self.on_spawned(service, generation, result),
             Message::Exited {
                 service,
                 generation,
@@ -337,27 +355,8 @@ impl Runner {
                         sink: self.config.logs.clone(),
                     },
                 };
-                match process::start(process_spec, &service.env, context) {
-                    Ok(handle) => {
-                        let service = &mut self.services[service_idx];
-                        service.pid = Some(handle.pid);
-                        service.instance = Some(Instance::Process {
-                            stop: Some(handle.stop),
-                        });
-                        self.transition(
-                            service_idx,
-                            ServiceState::Running,
-                            format!("pid {}", handle.pid),
-                        );
-                        self.on_running(service_idx);
-                    }
-                    Err(error) => {
-                        let reason =
-                            format!("could not start {:?}: {error}", process_spec.command[0]);
-                        self.transition(service_idx, ServiceState::Failed, reason.clone());
-                        self.after_failure(service_idx, reason);
-                    }
-                }
+                process::start(&self.spawner, process_spec, service.env.clone(), context);
+                self.services[service_idx].instance = Some(Instance::Spawning);
             }
             kind => {
                 let kind_name = kind.name();
@@ -431,6 +430,53 @@ impl Runner {
                 ServiceState::Ready,
                 "running; no readiness probe".to_owned(),
             );
+        }
+    }
+
+    fn on_spawned(
+        &mut self,
+        service_idx: usize,
+        generation: u64,
+        result: Result<ProcessHandle, String>,
+    ) {
+        let service = &mut self.services[service_idx];
+        if generation != service.generation || !matches!(service.instance, Some(Instance::Spawning))
+        {
+            if let Ok(handle) = result {
+                let _ = handle.stop.send(StopRequest {
+                    signal: os::SIGKILL,
+                    grace: Duration::ZERO,
+                });
+            }
+            return;
+        }
+        match result {
+            Ok(handle) => {
+                service.pid = Some(handle.pid);
+                service.instance = Some(Instance::Process {
+                    stop: Some(handle.stop),
+                });
+                if service.stop_intent.is_some() {
+                    // Asked to stop while it was being spawned.
+                    self.stop_instance(service_idx);
+                    return;
+                }
+                self.transition(
+                    service_idx,
+                    ServiceState::Running,
+                    format!("pid {}", handle.pid),
+                );
+                self.on_running(service_idx);
+            }
+            Err(reason) => {
+                if service.stop_intent.is_some() {
+                    self.on_exit(service_idx, generation, Exit::Other(reason));
+                    return;
+                }
+                service.instance = None;
+                self.transition(service_idx, ServiceState::Failed, reason.clone());
+                self.after_failure(service_idx, reason);
+            }
         }
     }
 
@@ -762,8 +808,9 @@ impl Runner {
                     });
                 }
             }
-            // Stopped as soon as it has started (see on_in_process_started).
-            Some(Instance::InProcessStarting) | None => {}
+            // Stopped as soon as it has started (see on_spawned and
+            // on_in_process_started).
+            Some(Instance::Spawning | Instance::InProcessStarting) | None => {}
         }
     }
 
