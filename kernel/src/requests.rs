@@ -422,7 +422,10 @@ impl Effects for KernelEffects {
                     CancellationToken::new(),
                 )
             });
-        let tokens = estimate_tokens(&call.text);
+        let tokens = match self.wiring.directory.get(&call.service) {
+            Some(engine) => engine.count_tokens(&call.text),
+            None => estimate_tokens(&call.text),
+        };
         state.runtime.spawn(async move {
             let result = client.embed(&call.text, tokens, deadline, &cancel).await;
             reply(match result {

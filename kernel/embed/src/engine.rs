@@ -141,6 +141,8 @@ pub struct Engine {
     info: Arc<EngineInfo>,
     stats: Arc<Stats>,
     thread: Option<JoinHandle<()>>,
+    /// A copy of the session's tokenizer, for [`Engine::count_tokens`].
+    counter: TextTokenizer,
 }
 
 impl std::fmt::Debug for Engine {
@@ -170,9 +172,10 @@ impl Engine {
                 EmbedError::Inference(format!("cannot spawn the engine thread: {error}"))
             })?;
         match ready.recv() {
-            Ok(Ok(info)) => Ok(Engine {
+            Ok(Ok((info, counter))) => Ok(Engine {
                 commands: Some(commands),
                 info: Arc::new(info),
+                counter,
                 stats,
                 thread: Some(thread),
             }),
@@ -185,6 +188,15 @@ impl Engine {
                 Err(EmbedError::EngineStopped)
             }
         }
+    }
+
+    /// Tokens the model would see for `text` (special tokens included,
+    /// truncated at the model's maximum), counted on the caller's thread so
+    /// that a batcher can group texts by length before they reach the
+    /// session. Text the tokenizer rejects counts as one token; the batch
+    /// itself reports the error.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.counter.count(text).unwrap_or(1)
     }
 
     /// The execution provider the session runs on.
@@ -292,7 +304,7 @@ struct Loaded {
 
 fn engine_thread(
     config: EngineConfig,
-    ready: mpsc::SyncSender<Result<EngineInfo, EmbedError>>,
+    ready: mpsc::SyncSender<Result<(EngineInfo, TextTokenizer), EmbedError>>,
     commands: mpsc::Receiver<Command>,
     stats: Arc<Stats>,
 ) {
@@ -314,7 +326,7 @@ fn engine_thread(
         model = %info.model, provider = %info.provider, threads = info.intra_threads,
         "embedding session ready on {}", info.provider
     );
-    if ready.send(Ok(info)).is_err() {
+    if ready.send(Ok((info, loaded.tokenizer.clone()))).is_err() {
         return;
     }
     while let Ok(Command::Embed { texts, reply, span }) = commands.recv() {
@@ -497,7 +509,13 @@ fn build_session(
 ) -> ort::Result<Session> {
     let execution_provider = match provider {
         Provider::Cuda => ort::ep::CUDA::default().build().error_on_failure(),
-        Provider::Cpu => ort::ep::CPU::default().build().error_on_failure(),
+        // `ort`'s CPU provider defaults to no memory arena, unlike ONNX
+        // Runtime itself; without it large batches pay for fresh allocations
+        // (measured: batch 128 at 0.80× Python onnxruntime, 32 at 0.92×).
+        Provider::Cpu => ort::ep::CPU::default()
+            .with_arena_allocator(true)
+            .build()
+            .error_on_failure(),
     };
     let session = Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::All)?

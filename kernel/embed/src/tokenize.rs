@@ -13,6 +13,7 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 use crate::error::EmbedError;
 
 /// A tokenizer set up for one model.
+#[derive(Clone)]
 pub struct TextTokenizer {
     tokenizer: Tokenizer,
     pad_id: i64,
@@ -74,6 +75,15 @@ impl TextTokenizer {
     }
 
     /// Tokenizes `texts` and pads them to the longest one.
+    /// How many tokens `text` becomes (special tokens included, after
+    /// truncation), without padding.
+    pub fn count(&self, text: &str) -> Result<usize, EmbedError> {
+        self.tokenizer
+            .encode_fast(text, true)
+            .map(|encoding| encoding.get_ids().len())
+            .map_err(|error| EmbedError::Tokenize(error.to_string()))
+    }
+
     pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<TokenBatch, EmbedError> {
         let mut encodings = Vec::with_capacity(texts.len());
         for text in texts {

@@ -1,0 +1,426 @@
+//! The request path's benchmark, each part beside its anchor in the same run:
+//!
+//! 1. **Overhead**: sequential requests through a pipeline with one no-op
+//!    Lua stage (admission, the scheduler, a coroutine on the script host,
+//!    the answer), against the bare cost of one round trip to another thread
+//!    and back (a std channel there, a tokio oneshot back). Target: p50 under
+//!    20 µs per request.
+//! 2. **Throughput**: the fixed mixed-length corpus (`benches/common/corpus.rs`)
+//!    through an HTTP pipeline with an embed stage, 64 requests in flight from
+//!    a hyper client in the same process, dynamic batching by token budget
+//!    with length grouping; against a naive fixed-batch loop in Python
+//!    onnxruntime (`benches/embed_anchor.py`, batches of 32 in corpus order,
+//!    padded to the longest of each batch) on the same model files and corpus.
+//!    Target: Spindle at least 1.2× the Python loop's sentences per second.
+//!
+//! Two intra-op threads on both sides; nothing is pinned (the client, the
+//! server and ONNX Runtime share the machine's cores, as they would in use).
+//! Prints a table and writes `target/bench/pipeline.json`.
+//!
+//!     cargo bench -p spindle-kernel --bench pipeline
+//!     SPINDLE_BENCH_SENTENCES=500 cargo bench -p spindle-kernel --bench pipeline   # a quick trial
+
+#[path = "../../benches/common/corpus.rs"]
+mod corpus;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use spindle_kernel::embedding::{EmbeddingRuntime, EngineDirectory};
+use spindle_kernel::http::{HttpConfig, serve};
+use spindle_kernel::requests::{EffectsWiring, RequestPath, RequestPathConfig, Submission};
+use spindle_kernel::status::StatusBoard;
+use spindle_kernel::supervisor::InProcessRuntime;
+use spindle_scheduler::{Priority, Source};
+use spindle_scripting::ScriptHost;
+use tokio_util::sync::CancellationToken;
+
+const MODEL: &str = "all-MiniLM-L6-v2";
+const THREADS: usize = 2;
+const IN_FLIGHT: usize = 64;
+const ANCHOR_BATCH: usize = 32;
+const OVERHEAD_REQUESTS: usize = 20_000;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir).expect("target/bench");
+    let sentences: usize = std::env::var("SPINDLE_BENCH_SENTENCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let corpus = corpus::corpus(sentences);
+    let corpus_path = out_dir.join("pipeline_corpus.txt");
+    std::fs::write(&corpus_path, corpus.join("\n") + "\n").expect("write corpus");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let anchor_hop = thread_hop_anchor(OVERHEAD_REQUESTS);
+    let (overhead, throughput) = runtime.block_on(async {
+        let kernel = Kernel::start(&out_dir).await;
+        let overhead = kernel.overhead(OVERHEAD_REQUESTS).await;
+        let throughput = kernel.throughput(&corpus).await;
+        (overhead, throughput)
+    });
+    let python = root.join(".cache/venv/bin/python");
+    let anchor = run_python_anchor(&python, &root, &corpus_path);
+
+    println!();
+    println!(
+        "request path overhead ({OVERHEAD_REQUESTS} sequential requests, one no-op Lua stage):"
+    );
+    println!("  {:<44} {:>10} {:>10}", "", "p50 µs", "p99 µs");
+    println!(
+        "  {:<44} {:>10.1} {:>10.1}",
+        "anchor: thread hop (std channel + oneshot)", anchor_hop.p50_us, anchor_hop.p99_us
+    );
+    println!(
+        "  {:<44} {:>10.1} {:>10.1}",
+        "spindle: submit → Lua no-op → answer", overhead.p50_us, overhead.p99_us
+    );
+    println!(
+        "  ratio {:.2}× the anchor at p50; target p50 < 20 µs: {}",
+        overhead.p50_us / anchor_hop.p50_us,
+        if overhead.p50_us < 20.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!();
+    println!(
+        "throughput ({} sentences of 5–60 words, {MODEL}, {THREADS} intra-op threads):",
+        corpus.len()
+    );
+    println!("  {:<52} {:>12} {:>10}", "", "sentences/s", "padding");
+    if let Some(anchor) = &anchor {
+        println!(
+            "  {:<52} {:>12.1} {:>10.3}",
+            format!("anchor: Python onnxruntime, fixed batches of {ANCHOR_BATCH}"),
+            anchor.sentences_per_s,
+            anchor.padding_ratio
+        );
+    }
+    println!(
+        "  {:<52} {:>12.1} {:>10.3}",
+        format!("spindle: HTTP pipeline, {IN_FLIGHT} in flight, dynamic batches"),
+        throughput.sentences_per_s,
+        throughput.padding_ratio
+    );
+    println!(
+        "  spindle mean batch {:.1} texts; {} errors",
+        throughput.mean_batch, throughput.errors
+    );
+    let ratio = anchor
+        .as_ref()
+        .map(|anchor| throughput.sentences_per_s / anchor.sentences_per_s);
+    if let Some(ratio) = ratio {
+        println!(
+            "  ratio {ratio:.2}× the Python loop; target ≥ 1.2×: {}",
+            if ratio >= 1.2 { "met" } else { "NOT met" }
+        );
+    }
+    let json = serde_json::json!({
+        "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "pinning": "none" },
+        "overhead": {
+            "requests": OVERHEAD_REQUESTS,
+            "anchor_thread_hop": { "p50_us": anchor_hop.p50_us, "p99_us": anchor_hop.p99_us },
+            "spindle_noop_lua_stage": { "p50_us": overhead.p50_us, "p99_us": overhead.p99_us },
+            "ratio_p50": overhead.p50_us / anchor_hop.p50_us,
+            "target_p50_us": 20.0,
+        },
+        "throughput": {
+            "model": MODEL,
+            "sentences": corpus.len(),
+            "intra_threads": THREADS,
+            "anchor": anchor.as_ref().map(|a| serde_json::json!({
+                "implementation": "python onnxruntime, fixed batches in corpus order",
+                "batch": ANCHOR_BATCH,
+                "sentences_per_s": a.sentences_per_s,
+                "padding_ratio": a.padding_ratio,
+            })),
+            "spindle": {
+                "in_flight": IN_FLIGHT,
+                "sentences_per_s": throughput.sentences_per_s,
+                "padding_ratio": throughput.padding_ratio,
+                "mean_batch": throughput.mean_batch,
+                "errors": throughput.errors,
+            },
+            "ratio": ratio,
+            "target_ratio": 1.2,
+        },
+    });
+    let json_path = out_dir.join("pipeline.json");
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&json).expect("json"),
+    )
+    .expect("write json");
+    println!("\nwrote {}", json_path.display());
+}
+
+const SCRIPT: &str = r#"local s = require("spindle")
+s.service "embedder" { embedding = { model = "all-MiniLM-L6-v2", threads = 2, max_batch_tokens = 4096 } }
+s.pipeline "noop" { s.stage("noop", function(req) return req end) }
+s.pipeline "ingest" { s.stage("embed", s.embed "embedder") }
+"#;
+
+struct Kernel {
+    path: Arc<RequestPath>,
+    base: String,
+    _shutdown: tokio_util::sync::DropGuard,
+    _engine: Box<dyn spindle_kernel::supervisor::InProcessService>,
+}
+
+impl Kernel {
+    async fn start(dir: &Path) -> Kernel {
+        let file = dir.join("pipeline_bench.lua");
+        std::fs::write(&file, SCRIPT).expect("write script");
+        let directory = EngineDirectory::default();
+        let wiring = EffectsWiring::new(directory.clone());
+        let (host, evaluation) = ScriptHost::start_with(&file, wiring.effects()).expect("host");
+        let graph = evaluation.graph.expect("valid script");
+        let engine = EmbeddingRuntime {
+            directory,
+            cache: None,
+        }
+        .start(graph.service("embedder").expect("declared"))
+        .await
+        .expect("the engine starts (run `make setup`)");
+        let shutdown = CancellationToken::new();
+        let mut config = RequestPathConfig::default();
+        config.scheduler.capacity.medium = 4096;
+        let path = Arc::new(RequestPath::start(
+            &graph,
+            host,
+            wiring,
+            config,
+            shutdown.clone(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(serve(
+            listener,
+            path.clone(),
+            StatusBoard::default(),
+            HttpConfig::default(),
+            shutdown.clone(),
+        ));
+        Kernel {
+            path,
+            base,
+            _shutdown: shutdown.drop_guard(),
+            _engine: engine,
+        }
+    }
+
+    async fn overhead(&self, count: usize) -> Latencies {
+        let submit = |text: String| Submission {
+            pipeline: "noop".to_owned(),
+            text,
+            priority: Priority::Medium,
+            deadline: None,
+            correlation_id: None,
+            source: Source::Scenario,
+        };
+        for _ in 0..1000 {
+            self.path.submit(submit("warm".to_owned())).await;
+        }
+        let mut samples = Vec::with_capacity(count);
+        for idx in 0..count {
+            let started = Instant::now();
+            let answer = self.path.submit(submit(format!("request {idx}"))).await;
+            samples.push(started.elapsed());
+            assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
+        }
+        Latencies::of(samples)
+    }
+
+    async fn throughput(&self, corpus: &[String]) -> Throughput {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(IN_FLIGHT)
+            .build_http::<Full<Bytes>>();
+        let url = format!("{}/v1/pipelines/ingest", self.base);
+        // Warm the connections and the engine.
+        self.run_corpus(&client, &url, &corpus[..corpus.len().min(128)])
+            .await;
+        let before = self.path.batcher_stats().await;
+        let started = Instant::now();
+        let errors = self.run_corpus(&client, &url, corpus).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let after = self.path.batcher_stats().await;
+        let (_, before) = &before[0];
+        let (_, after) = &after[0];
+        let batches = after.batches - before.batches;
+        let items = after.items - before.items;
+        let real = after.real_tokens - before.real_tokens;
+        let padded = after.padded_tokens - before.padded_tokens;
+        Throughput {
+            sentences_per_s: corpus.len() as f64 / seconds,
+            padding_ratio: real as f64 / padded.max(1) as f64,
+            mean_batch: items as f64 / batches.max(1) as f64,
+            errors,
+        }
+    }
+
+    async fn run_corpus(
+        &self,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+        url: &str,
+        corpus: &[String],
+    ) -> usize {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let corpus: Arc<Vec<String>> = Arc::new(corpus.to_vec());
+        let mut workers = Vec::new();
+        for _ in 0..IN_FLIGHT {
+            let client = client.clone();
+            let url = url.to_owned();
+            let next = next.clone();
+            let corpus = corpus.clone();
+            workers.push(tokio::spawn(async move {
+                let mut errors = 0;
+                loop {
+                    let idx = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(text) = corpus.get(idx) else {
+                        return errors;
+                    };
+                    let body =
+                        serde_json::json!({ "text": text, "deadline_ms": 120_000 }).to_string();
+                    let request = Request::builder()
+                        .method(Method::POST)
+                        .uri(&url)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .expect("request");
+                    match client.request(request).await {
+                        Ok(response) => {
+                            let ok = response.status().is_success();
+                            let _ = response.into_body().collect().await;
+                            errors += usize::from(!ok);
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+            }));
+        }
+        let mut errors = 0;
+        for worker in workers {
+            errors += worker.await.expect("worker");
+        }
+        errors
+    }
+}
+
+struct Latencies {
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Latencies {
+    fn of(mut samples: Vec<Duration>) -> Latencies {
+        samples.sort();
+        let pick = |q: f64| {
+            samples[((q * samples.len() as f64) as usize).min(samples.len() - 1)].as_secs_f64()
+                * 1e6
+        };
+        Latencies {
+            p50_us: pick(0.50),
+            p99_us: pick(0.99),
+        }
+    }
+}
+
+/// The irreducible part of the request path's hop: a message to a
+/// dedicated thread (as to the script host) and a tokio oneshot back.
+fn thread_hop_anchor(count: usize) -> Latencies {
+    let (sender, receiver) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>();
+    let thread = std::thread::spawn(move || {
+        for reply in receiver {
+            let _ = reply.send(());
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let samples = runtime.block_on(async {
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            let started = Instant::now();
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            sender.send(reply).expect("thread");
+            answer.await.expect("reply");
+            samples.push(started.elapsed());
+        }
+        samples
+    });
+    drop(sender);
+    thread.join().expect("thread");
+    Latencies::of(samples)
+}
+
+struct Throughput {
+    sentences_per_s: f64,
+    padding_ratio: f64,
+    mean_batch: f64,
+    errors: usize,
+}
+
+struct AnchorResult {
+    sentences_per_s: f64,
+    padding_ratio: f64,
+}
+
+fn run_python_anchor(python: &Path, root: &Path, corpus: &Path) -> Option<AnchorResult> {
+    if !python.exists() {
+        println!(
+            "(no anchor: {} is missing; run `python3 scripts/fetch_models.py --all --venv`)",
+            python.display()
+        );
+        return None;
+    }
+    let output = Command::new(python)
+        .current_dir(root)
+        .arg("benches/embed_anchor.py")
+        .args([
+            "--model",
+            MODEL,
+            "--batch",
+            &ANCHOR_BATCH.to_string(),
+            "--threads",
+            &THREADS.to_string(),
+            "--corpus",
+        ])
+        .arg(PathBuf::from(corpus))
+        .env("TOKENIZERS_PARALLELISM", "false")
+        .output()
+        .expect("run the Python anchor");
+    if !output.status.success() {
+        println!(
+            "(the Python anchor failed: {})",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return None;
+    }
+    let result: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("anchor prints JSON");
+    let real = result["real_tokens"].as_f64().unwrap_or(0.0);
+    let padded = result["padded_tokens"].as_f64().unwrap_or(1.0);
+    Some(AnchorResult {
+        sentences_per_s: result["sentences_per_s"].as_f64().unwrap_or(0.0),
+        padding_ratio: real / padded.max(1.0),
+    })
+}
