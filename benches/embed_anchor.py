@@ -10,6 +10,12 @@ mean-pool over the mask, L2-normalise. Batches are taken in corpus order
 
     .cache/venv/bin/python benches/embed_anchor.py --model all-MiniLM-L6-v2 \
         --corpus target/bench/embed_corpus.txt --batch 8 --threads 2
+
+With --serve it keeps its session and answers requests on stdin, one JSON
+object per line, `{"batch": 8, "start": 0, "end": 250}`, with
+`{"latencies": [...], "real_tokens": ..., "padded_tokens": ..., "seconds": ...}`:
+the Rust benchmark interleaves segments of the two implementations so that
+other load on a shared machine hits both alike.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--corpus", required=True, type=Path)
-    parser.add_argument("--batch", required=True, type=int)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--serve", action="store_true", help="answer segment requests on stdin")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3, help="batches run before timing")
     args = parser.parse_args()
@@ -61,6 +68,24 @@ def main() -> None:
 
     for batch in batches[: args.warmup]:
         run(batch)
+    if args.serve:
+        print(json.dumps({"ready": True, "implementation": f"python onnxruntime {ort.__version__}"}), flush=True)
+        for line in sys.stdin:
+            request = json.loads(line)
+            part = sentences[request["start"] : request["end"]]
+            size = request["batch"]
+            latencies, real, padded = [], 0, 0
+            started = time.perf_counter()
+            for i in range(0, len(part), size):
+                t0 = time.perf_counter()
+                r, p = run(part[i : i + size])
+                latencies.append(time.perf_counter() - t0)
+                real += r
+                padded += p
+            seconds = time.perf_counter() - started
+            print(json.dumps({"latencies": latencies, "real_tokens": real, "padded_tokens": padded, "seconds": seconds}),
+                  flush=True)
+        return
     latencies = []
     real = padded = 0
     started = time.perf_counter()

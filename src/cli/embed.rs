@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -200,8 +200,8 @@ struct Totals {
 
 fn embed_file(
     engine: &Engine,
-    input: &PathBuf,
-    output: &PathBuf,
+    input: &Path,
+    output: &Path,
     batch_size: usize,
 ) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
@@ -310,13 +310,7 @@ fn record_batch(
     }
 }
 
-fn report(
-    engine: &Engine,
-    totals: &Totals,
-    elapsed: Duration,
-    batch_size: usize,
-    output: &PathBuf,
-) {
+fn report(engine: &Engine, totals: &Totals, elapsed: Duration, batch_size: usize, output: &Path) {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     eprintln!(
         "{} line(s): {} vector(s), {} truncated, {} error(s) -> {}",
