@@ -90,8 +90,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     eprintln!("spindle: run {run_id}, logs in {}", log_dir.display());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread is plenty for the supervisor (it waits on I/O and timers)
+    // and costs less CPU than work-stealing workers waking each other; forks
+    // happen on the supervisor's spawner threads and printing on its own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -134,7 +136,7 @@ impl LuaProbes for ScriptProbes {
 async fn run_graph(
     graph: GraphSpec,
     mut config: SupervisorConfig,
-    mut output: Output,
+    output: Output,
 ) -> anyhow::Result<RunOutcome> {
     let (event_sender, mut events) = mpsc::unbounded_channel();
     let (log_sender, mut logs) = mpsc::unbounded_channel();
@@ -142,36 +144,25 @@ async fn run_graph(
     config.logs = Some(log_sender);
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
+    let printer = Printer::start(output)?;
     let mut run = tokio::spawn(supervisor::run(graph, config, shutdown));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let outcome = loop {
         tokio::select! {
-            Some(event) = events.recv() => {
-                output.event(&event);
-                while let Ok(event) = events.try_recv() {
-                    output.event(&event);
-                }
-                output.flush();
-            }
-            Some(line) = logs.recv() => {
-                output.log(&line);
-                while let Ok(line) = logs.try_recv() {
-                    output.log(&line);
-                }
-                output.flush();
-            }
-            _ = tick.tick() => output.flush(),
+            Some(event) = events.recv() => printer.send(Printed::Event(event)),
+            Some(line) = logs.recv() => printer.send(Printed::Log(line)),
             outcome = &mut run => break outcome.context("the supervisor task failed")??,
         }
     };
     while let Ok(line) = logs.try_recv() {
-        output.log(&line);
+        printer.send(Printed::Log(line));
     }
     while let Ok(event) = events.try_recv() {
-        output.event(&event);
+        printer.send(Printed::Event(event));
     }
-    output.flush();
-    output.finish();
+    // Waits until everything is printed; the services are already stopped.
+    tokio::task::spawn_blocking(move || printer.finish())
+        .await
+        .context("the printer thread failed")?;
     for (service, reason) in &outcome.critical_failures {
         eprintln!("spindle: critical service {service} gave up: {reason}");
     }
@@ -182,6 +173,56 @@ async fn run_graph(
         );
     }
     Ok(outcome)
+}
+
+/// What the printer thread prints.
+enum Printed {
+    Event(Event),
+    Log(LogLine),
+}
+
+/// Prints on a thread of its own: a reader that stops reading spindle's
+/// stdout blocks only this thread, never the supervisor.
+struct Printer {
+    items: std::sync::mpsc::Sender<Printed>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Printer {
+    fn start(mut output: Output) -> anyhow::Result<Printer> {
+        let (items, queue) = std::sync::mpsc::channel::<Printed>();
+        let thread = std::thread::Builder::new()
+            .name("spindle-printer".to_owned())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                loop {
+                    match queue.recv_timeout(Duration::from_secs(1)) {
+                        Ok(item) => {
+                            output.print(&item);
+                            while let Ok(item) = queue.try_recv() {
+                                output.print(&item);
+                            }
+                            output.flush();
+                        }
+                        // The table's uptime column ticks.
+                        Err(RecvTimeoutError::Timeout) => output.flush(),
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                output.finish();
+            })
+            .context("cannot start the printer thread")?;
+        Ok(Printer { items, thread })
+    }
+
+    fn send(&self, item: Printed) {
+        let _ = self.items.send(item);
+    }
+
+    fn finish(self) {
+        drop(self.items);
+        let _ = self.thread.join();
+    }
 }
 
 /// Ctrl-C and SIGTERM ask for an orderly shutdown.
@@ -237,25 +278,47 @@ enum Output {
 }
 
 impl Output {
+    fn print(&mut self, item: &Printed) {
+        match item {
+            Printed::Event(event) => self.event(event),
+            Printed::Log(line) => self.log(line),
+        }
+    }
+
     fn event(&mut self, event: &Event) {
         match self {
-            Output::Jsonl => println!("{}", event_json(event)),
-            Output::Plain => println!(
+            // Write errors (a closed pipe) are ignored: the supervisor goes on
+            // and stops its services whether or not anyone reads.
+            Output::Jsonl => {
+                let _ = writeln!(std::io::stdout(), "{}", event_json(event));
+            }
+            Output::Plain => drop(writeln!(
+                std::io::stdout(),
                 "{} {}: {} -> {}: {}",
                 format_unix(event.at),
                 event.service,
                 event.from,
                 event.to,
                 event.reason
-            ),
+            )),
             Output::Table(table) => table.apply(event),
         }
     }
 
     fn log(&mut self, line: &LogLine) {
         match self {
-            Output::Jsonl => eprintln!("{} | {}", line.service, line.line),
-            Output::Plain => println!("{} | {}", line.service, line.line),
+            Output::Jsonl => drop(writeln!(
+                std::io::stderr(),
+                "{} | {}",
+                line.service,
+                line.line
+            )),
+            Output::Plain => drop(writeln!(
+                std::io::stdout(),
+                "{} | {}",
+                line.service,
+                line.line
+            )),
             Output::Table(table) => table.log(line),
         }
     }
