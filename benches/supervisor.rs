@@ -266,10 +266,10 @@ fn run_spindle(
             .recv_timeout(Duration::from_secs(120))
             .expect("spindle stopped reporting");
         first_event.get_or_insert_with(Instant::now);
-        if run_id.is_none() {
-            if let Some(pid) = event["pid"].as_i64() {
-                run_id = environment_value(pid as i32, "SPINDLE_RUN_ID");
-            }
+        if run_id.is_none()
+            && let Some(pid) = event["pid"].as_i64()
+        {
+            run_id = environment_value(pid as i32, "SPINDLE_RUN_ID");
         }
         if event["to"] == "ready" {
             ready.insert(event["service"].as_str().unwrap_or_default().to_owned());
@@ -311,10 +311,10 @@ fn read_events(child: &mut Child) -> mpsc::Receiver<serde_json::Value> {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Ok(value) = serde_json::from_str(&line) {
-                if sender.send(value).is_err() {
-                    break;
-                }
+            if let Ok(value) = serde_json::from_str(&line)
+                && sender.send(value).is_err()
+            {
+                break;
             }
         }
     });

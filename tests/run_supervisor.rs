@@ -57,7 +57,6 @@ struct Run {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
     events: Vec<Event>,
-    dir: PathBuf,
 }
 
 impl Run {
@@ -79,7 +78,6 @@ impl Run {
             child,
             lines,
             events: Vec::new(),
-            dir: dir.to_path_buf(),
         }
     }
 
@@ -223,7 +221,8 @@ s.service "web" {
 fn sigterm_stops_in_reverse_order_exits_0_and_leaves_no_process() {
     let dir = scratch_dir("sigterm");
     let mut run = Run::start(&dir, TREE);
-    run.wait_state("web", "ready");
+    let ready = run.wait_state("web", "ready");
+    assert_eq!(ready.from, "running");
     let run_id = run.run_id();
     // db's sleep, worker's shell and its background sleep, web's leader and
     // the sleep that left web's process group.
