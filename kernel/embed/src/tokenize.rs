@@ -74,7 +74,6 @@ impl TextTokenizer {
         self.max_seq_length
     }
 
-    /// Tokenizes `texts` and pads them to the longest one.
     /// How many tokens `text` becomes (special tokens included, after
     /// truncation), without padding.
     pub fn count(&self, text: &str) -> Result<usize, EmbedError> {
@@ -84,6 +83,7 @@ impl TextTokenizer {
             .map_err(|error| EmbedError::Tokenize(error.to_string()))
     }
 
+    /// Tokenizes `texts` and pads them to the longest one.
     pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<TokenBatch, EmbedError> {
         let mut encodings = Vec::with_capacity(texts.len());
         for text in texts {
