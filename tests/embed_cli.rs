@@ -271,3 +271,50 @@ fn help_has_examples() {
         assert!(stdout.contains("Example"), "{args:?}:\n{stdout}");
     }
 }
+
+/// `spindle` and `scripts/fetch_models.py` find the same cache under each
+/// of the three rules ($SPINDLE_CACHE, $XDG_CACHE_HOME/spindle, ~/.cache/spindle).
+#[test]
+fn binary_and_fetch_script_resolve_the_same_cache() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cases: [&[(&str, &str)]; 3] = [
+        &[
+            ("SPINDLE_CACHE", "/tmp/spindle-a"),
+            ("XDG_CACHE_HOME", "/tmp/xdg"),
+            ("HOME", "/tmp/home"),
+        ],
+        &[("XDG_CACHE_HOME", "/tmp/xdg"), ("HOME", "/tmp/home")],
+        &[("HOME", "/tmp/home")],
+    ];
+    for vars in cases {
+        let configure = |command: &mut Command| {
+            command
+                .env_remove("SPINDLE_CACHE")
+                .env_remove("XDG_CACHE_HOME");
+            for (name, value) in vars {
+                command.env(name, value);
+            }
+        };
+        let mut binary = Command::new(env!("CARGO_BIN_EXE_spindle"));
+        binary.args(["models", "list"]);
+        configure(&mut binary);
+        let listed = text(&binary.output().unwrap().stdout);
+        let mut script = Command::new("python3");
+        script
+            .current_dir(repo)
+            .args(["scripts/fetch_models.py", "--print-cache"]);
+        configure(&mut script);
+        let printed = text(&script.output().unwrap().stdout);
+        let expected = match vars.len() {
+            3 => "/tmp/spindle-a",
+            2 => "/tmp/xdg/spindle",
+            _ => "/tmp/home/.cache/spindle",
+        };
+        assert_eq!(
+            listed.lines().next().unwrap(),
+            format!("cache: {expected}"),
+            "{vars:?}"
+        );
+        assert_eq!(printed.trim(), expected, "{vars:?}");
+    }
+}
