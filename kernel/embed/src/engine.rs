@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{Session, SessionInputValue};
+use ort::session::{RunOptions, Session, SessionInputValue};
 use ort::value::Tensor;
 
 use crate::cache::{Cache, fetch_model_command, fetch_runtime_command};
@@ -223,21 +223,28 @@ impl Engine {
     }
 
     /// Queues `texts` as one batch; `reply` runs on the engine thread with the
-    /// answer. Never blocks on the model.
-    pub fn submit(&self, texts: Vec<String>, reply: Reply) {
+    /// answer. Never blocks on the model. The returned handle cancels the
+    /// batch: still queued, it is answered [`EmbedError::Cancelled`] without
+    /// running; running, ONNX Runtime is told to terminate it
+    /// (`RunOptions::terminate`) and the answer is `Cancelled` as well.
+    pub fn submit(&self, texts: Vec<String>, reply: Reply) -> CancelHandle {
+        let cancel = CancelHandle::new();
         let command = Command::Embed {
             texts,
             reply,
+            cancel: cancel.clone(),
             span: tracing::Span::current(),
         };
         let Some(commands) = self.commands.as_ref() else {
-            return command.refuse();
+            command.refuse();
+            return cancel;
         };
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::SendError(command)) = commands.send(command) {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             command.refuse();
         }
+        cancel
     }
 
     /// Whether the thread runs, and counters.
@@ -268,10 +275,55 @@ impl Drop for Engine {
     }
 }
 
+/// Cancels one submitted batch (see [`Engine::submit`]); cheap to clone.
+#[derive(Clone)]
+pub struct CancelHandle {
+    state: Arc<CancelState>,
+}
+
+struct CancelState {
+    cancelled: AtomicBool,
+    /// `None` only if ONNX Runtime could not allocate run options; the batch
+    /// can then still be cancelled while queued.
+    run_options: Option<RunOptions>,
+}
+
+impl std::fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl CancelHandle {
+    fn new() -> CancelHandle {
+        CancelHandle {
+            state: Arc::new(CancelState {
+                cancelled: AtomicBool::new(false),
+                run_options: RunOptions::new().ok(),
+            }),
+        }
+    }
+
+    /// Asks for the batch to be dropped; the reply still comes, once.
+    pub fn cancel(&self) {
+        self.state.cancelled.store(true, Ordering::SeqCst);
+        if let Some(run_options) = &self.state.run_options {
+            let _ = run_options.terminate();
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.state.cancelled.load(Ordering::SeqCst)
+    }
+}
+
 enum Command {
     Embed {
         texts: Vec<String>,
         reply: Reply,
+        cancel: CancelHandle,
         span: tracing::Span,
     },
 }
@@ -329,24 +381,43 @@ fn engine_thread(
     if ready.send(Ok((info, loaded.tokenizer.clone()))).is_err() {
         return;
     }
-    while let Ok(Command::Embed { texts, reply, span }) = commands.recv() {
+    while let Ok(Command::Embed {
+        texts,
+        reply,
+        cancel,
+        span,
+    }) = commands.recv()
+    {
         let _entered = span.enter();
         stats.queued.fetch_sub(1, Ordering::Relaxed);
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loaded.run_batch(&texts)))
-                .unwrap_or_else(|panic| {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|text| text.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".to_string());
-                    Err(EmbedError::Inference(format!(
-                        "the batch panicked: {message}"
-                    )))
-                });
+        if cancel.is_cancelled() {
+            reply(Err(EmbedError::Cancelled));
+            continue;
+        }
+        let run_options = cancel.state.run_options.as_ref();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            loaded.run_batch_with(&texts, run_options)
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(EmbedError::Inference(format!(
+                "the batch panicked: {message}"
+            )))
+        });
+        let result = match result {
+            Err(_) if cancel.is_cancelled() => Err(EmbedError::Cancelled),
+            other => other,
+        };
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
-        if let Err(error) = &result {
+        // A cancelled batch is the caller's choice, not a failure.
+        if let Err(error) = &result
+            && !matches!(error, EmbedError::Cancelled)
+        {
             stats.failures.fetch_add(1, Ordering::Relaxed);
             *stats
                 .last_error
@@ -556,6 +627,14 @@ fn check_signature(session: &Session, spec: &ModelSpec) -> Result<(), String> {
 
 impl Loaded {
     fn run_batch<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<EmbedBatch, EmbedError> {
+        self.run_batch_with(texts, None)
+    }
+
+    fn run_batch_with<S: AsRef<str>>(
+        &mut self,
+        texts: &[S],
+        run_options: Option<&RunOptions>,
+    ) -> Result<EmbedBatch, EmbedError> {
         let started = Instant::now();
         let mut tokens = self.tokenizer.encode_batch(texts)?;
         let mut batch = EmbedBatch {
@@ -574,7 +653,11 @@ impl Loaded {
         let mask = tokens.attention_mask.clone();
         let inputs = self.inputs(&mut tokens)?;
         let inference = |error: ort::Error| EmbedError::Inference(error.to_string());
-        let outputs = self.session.run(inputs).map_err(inference)?;
+        let outputs = match run_options {
+            Some(run_options) => self.session.run_with_options(inputs, run_options),
+            None => self.session.run(inputs),
+        }
+        .map_err(inference)?;
         let output = outputs
             .get(&self.spec.output)
             .ok_or_else(|| EmbedError::Inference(format!("no output `{}`", self.spec.output)))?;

@@ -97,6 +97,10 @@ pub enum EmbedError {
     #[error("inference failed: {0}")]
     Inference(String),
 
+    /// The batch was cancelled through its [`CancelHandle`](crate::engine::CancelHandle).
+    #[error("the batch was cancelled")]
+    Cancelled,
+
     /// The engine's thread has stopped; no more batches can be run.
     #[error("the embedding engine has stopped")]
     EngineStopped,

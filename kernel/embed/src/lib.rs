@@ -26,7 +26,9 @@ pub mod runtime;
 pub mod tokenize;
 
 pub use cache::{Cache, cache_dir};
-pub use engine::{EmbedBatch, Embedding, Engine, EngineConfig, EngineInfo, Health, Reply};
+pub use engine::{
+    CancelHandle, EmbedBatch, Embedding, Engine, EngineConfig, EngineInfo, Health, Reply,
+};
 pub use error::EmbedError;
 pub use registry::{ModelSpec, Registry};
 pub use runtime::{Provider, RuntimeFlavour};

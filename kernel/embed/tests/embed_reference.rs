@@ -148,3 +148,50 @@ fn empty_batch_is_an_empty_answer() {
     assert!(batch.embeddings.is_empty());
     assert_eq!(batch.padded_tokens, 0);
 }
+
+/// A cancelled batch is answered `Cancelled` exactly once, whether it was
+/// still queued or already running (ONNX Runtime's `RunOptions::terminate`),
+/// and the engine goes on serving.
+#[test]
+fn cancel_answers_queued_and_running_batches() {
+    let engine = common::engine("all-MiniLM-L6-v2");
+    let long: Vec<String> = (0..64)
+        .map(|index| format!("{index} {}", "several words ".repeat(150)))
+        .collect();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let running_sender = sender.clone();
+    let running = engine.submit(
+        long,
+        Box::new(move |result| {
+            running_sender
+                .send(("running", result.map(|batch| batch.embeddings.len())))
+                .unwrap()
+        }),
+    );
+    let queued = engine.submit(
+        vec!["queued behind a long batch".to_string()],
+        Box::new(move |result| {
+            sender
+                .send(("queued", result.map(|batch| batch.embeddings.len())))
+                .unwrap()
+        }),
+    );
+    queued.cancel();
+    // The first batch leaves the queue when the engine thread takes it.
+    while engine.health().queued > 1 {
+        std::thread::yield_now();
+    }
+    running.cancel();
+    let mut answers: Vec<_> = receiver.iter().collect();
+    answers.sort_by_key(|(name, _)| *name);
+    assert_eq!(answers.len(), 2);
+    for (name, result) in answers {
+        assert!(
+            matches!(result, Err(spindle_embed::EmbedError::Cancelled)),
+            "{name}: {result:?}"
+        );
+    }
+    assert!(engine.embed(&["still serving"]).is_ok());
+    let health = engine.health();
+    assert_eq!((health.failures, health.queued), (0, 0));
+}
