@@ -122,7 +122,7 @@ fn providers_line(registry: &Registry, cache: &Cache) -> String {
     };
     match runtime(&library, "python3 scripts/fetch_models.py --runtime") {
         Ok(_) if cuda_compiled_in() => {
-            "cpu (available), cuda (in this build; needs a GPU with CUDA 12 and cuDNN 9 to register)".to_string()
+            "cpu (available), cuda (in this build; needs a GPU and the CUDA 13 libraries (cudart, cuBLAS, cuRAND) and cuDNN 9 to register)".to_string()
         }
         Ok(_) => "cpu (available), cuda (not in this build: `spindle models fetch all --gpu` fetches onnxruntime-gpu; \
                   no GPU on this machine either)"
