@@ -370,3 +370,25 @@ fn help_shows_an_example() {
     );
     assert!(help.contains("--events <FORMAT>"), "{help}");
 }
+
+#[test]
+fn a_second_sigterm_skips_the_grace_period() {
+    let dir = scratch_dir("second-signal");
+    let script = r#"
+local s = require("spindle")
+s.service "stubborn" {
+  command = "trap '' TERM; sleep 300 & wait",
+  stop = { signal = "SIGTERM", grace = "300s" },
+}
+"#;
+    let mut run = Run::start(&dir, script);
+    run.wait_state("stubborn", "ready");
+    let run_id = run.run_id();
+    run.signal(libc::SIGTERM);
+    run.wait_state("stubborn", "stopping");
+    run.signal(libc::SIGTERM);
+    let (code, events) = run.finish();
+    assert_eq!(code, Some(0), "{events:#?}");
+    assert_eq!(events.last().unwrap().reason, "stopped (killed by SIGKILL)");
+    assert_eq!(live_processes_of_run(&run_id), Vec::new());
+}

@@ -3,6 +3,7 @@
 //! through `/proc`. No sleep synchronises anything here: every wait is on an
 //! event (with a generous deadline that only turns a hang into a failure).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -901,4 +902,45 @@ async fn a_command_that_cannot_start_fails_with_the_os_error() {
         "{}",
         failed.reason
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_now_skips_the_rest_of_the_grace_period() {
+    let dir = scratch_dir("kill-now");
+    let mut stubborn = service("stubborn", "trap '' TERM; sleep 300 & wait", &dir);
+    stubborn.shutdown.grace = Duration::from_secs(300);
+    let kill_now = CancellationToken::new();
+    let mut harness = Harness::start(
+        graph(vec![stubborn]),
+        SupervisorConfig {
+            kill_now: kill_now.clone(),
+            ..SupervisorConfig::default()
+        },
+    );
+    harness.wait_state("stubborn", ServiceState::Ready).await;
+    harness.shutdown.cancel();
+    harness.wait_state("stubborn", ServiceState::Stopping).await;
+    kill_now.cancel();
+    let run_id = harness.run_id.clone();
+    let (outcome, events) = harness.finish().await;
+    assert!(outcome.is_success());
+    assert_eq!(events.last().unwrap().reason, "stopped (killed by SIGKILL)");
+    assert_eq!(live_processes(&run_id), Vec::<i32>::new());
+}
+
+#[test]
+fn the_guard_kills_registered_groups_when_its_input_ends() {
+    // A process group of its own, as the supervisor would register it.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "sleep 300 & exec sleep 300"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = child.id();
+    let input = format!("run guard-test-{pgid}\n+{pgid}\n+999999\n-999999\n");
+    let killed = supervisor::run_guard(std::io::Cursor::new(input));
+    assert_eq!(killed, 1);
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9));
 }

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 /// otherwise each state change is printed as a line. Every service's output
 /// is also kept in DATA_DIR/logs/SERVICE.log.
 ///
+/// A second Ctrl-C (or SIGTERM) skips the remaining grace periods.
+///
 /// Exit status: 0 after a clean shutdown, 1 when the script has errors, 3
 /// when a critical service gave up.
 #[derive(clap::Args)]
@@ -115,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The hidden `__guard` process: see `spindle_kernel::supervisor::run_guard`.
 pub fn guard() -> anyhow::Result<ExitCode> {
+    supervisor::ignore_terminal_signals();
     supervisor::run_guard(std::io::stdin().lock());
     Ok(ExitCode::SUCCESS)
 }
@@ -143,7 +146,7 @@ async fn run_graph(
     config.subscribers.push(event_sender);
     config.logs = Some(log_sender);
     let shutdown = CancellationToken::new();
-    watch_signals(shutdown.clone())?;
+    watch_signals(shutdown.clone(), config.kill_now.clone())?;
     let printer = Printer::start(output)?;
     let mut run = tokio::spawn(supervisor::run(graph, config, shutdown));
     let outcome = loop {
@@ -225,8 +228,9 @@ impl Printer {
     }
 }
 
-/// Ctrl-C and SIGTERM ask for an orderly shutdown.
-fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Ctrl-C and SIGTERM ask for an orderly shutdown; a second one skips the
+/// remaining grace periods (SIGKILL to every service's process group).
+fn watch_signals(shutdown: CancellationToken, kill_now: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -236,6 +240,12 @@ fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
             _ = terminate.recv() => eprintln!("spindle: SIGTERM, stopping services"),
         }
         shutdown.cancel();
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("spindle: second signal, killing services now");
+        kill_now.cancel();
     });
     Ok(())
 }

@@ -79,10 +79,6 @@ impl GuardLink {
 /// end-of-file, then kills what is registered and sweeps the run. Returns
 /// the number of processes it had to kill.
 pub fn run_guard(input: impl BufRead) -> usize {
-    // The guard outlives the terminal session if need be.
-    os::ignore_signal(libc::SIGINT);
-    os::ignore_signal(libc::SIGHUP);
-    os::ignore_signal(libc::SIGPIPE);
     let mut run_id: Option<String> = None;
     let mut groups: HashSet<i32> = HashSet::new();
     for line in input.lines() {
@@ -110,6 +106,15 @@ pub fn run_guard(input: impl BufRead) -> usize {
         killed += sweep_run(&run_id, Duration::from_secs(2));
     }
     killed
+}
+
+/// Makes this process (the guard) ignore SIGINT, SIGHUP and SIGPIPE, so it
+/// outlives the terminal session and its Ctrl-C long enough to clean up.
+/// Process-wide: call it in the guard process only.
+pub fn ignore_terminal_signals() {
+    os::ignore_signal(libc::SIGINT);
+    os::ignore_signal(libc::SIGHUP);
+    os::ignore_signal(libc::SIGPIPE);
 }
 
 /// SIGKILLs every process of the run (found through its environment) until

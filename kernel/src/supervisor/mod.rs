@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use event::{Event, LogLine, LogStream, ServiceState};
-pub use guard::{GuardLink, run_guard, sweep_run};
+pub use guard::{GuardLink, ignore_terminal_signals, run_guard, sweep_run};
 pub use os::{
     become_child_subreaper, own_cpu_seconds, own_rss_kib, process_state, processes_of_run,
 };
@@ -50,6 +50,10 @@ pub struct SupervisorConfig {
     pub in_process: Option<Arc<dyn InProcessRuntime>>,
     /// The guard process to tell about process groups, if one was spawned.
     pub guard: Option<Arc<GuardLink>>,
+    /// Cancel to skip what is left of the grace periods: every running
+    /// service's process group gets SIGKILL at once (and shutdown begins if
+    /// it had not). `spindle run` cancels it on a second Ctrl-C.
+    pub kill_now: CancellationToken,
 }
 
 /// How a run ended.

@@ -175,6 +175,8 @@ impl Runner {
     }
 
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> RunOutcome {
+        let kill_now = self.config.kill_now.clone();
+        let mut killed_now = false;
         self.advance();
         loop {
             if self
@@ -190,6 +192,10 @@ impl Runner {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled(), if !self.shutting_down => self.begin_shutdown("shutdown requested"),
+                () = kill_now.cancelled(), if !killed_now => {
+                    killed_now = true;
+                    self.kill_now();
+                }
                 Some(message) = self.inbox.recv() => self.handle(message),
             }
         }
@@ -822,6 +828,28 @@ impl Runner {
             self.critical_failures.push((name.clone(), reason));
             if !self.shutting_down {
                 self.begin_shutdown(&format!("critical service {name} gave up"));
+            }
+        }
+    }
+
+    /// SIGKILLs every live process group at once; their exits arrive as
+    /// usual and end in `stopped` (or `failed`).
+    fn kill_now(&mut self) {
+        if !self.shutting_down {
+            self.begin_shutdown("kill requested");
+        }
+        for service_idx in 0..self.services.len() {
+            let service = &self.services[service_idx];
+            if let (Some(pid), Some(Instance::Process { .. })) = (service.pid, &service.instance) {
+                if service.stop_intent.is_none() {
+                    self.services[service_idx].stop_intent = Some(StopIntent::Shutdown);
+                    self.transition(
+                        service_idx,
+                        ServiceState::Stopping,
+                        "killed: SIGKILL to the process group".to_owned(),
+                    );
+                }
+                os::signal_group(pid as i32, os::SIGKILL);
             }
         }
     }
