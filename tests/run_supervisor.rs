@@ -184,6 +184,19 @@ fn wait_until_gone(run_id: &str) -> Vec<(i32, String)> {
     }
 }
 
+/// Polls `/proc` until the run shows `count` live processes or the deadline
+/// passes (a child between fork and exec briefly hides its environment).
+fn wait_for_processes(run_id: &str, count: usize) -> Vec<(i32, String)> {
+    let started = Instant::now();
+    loop {
+        let alive = live_processes_of_run(run_id);
+        if alive.len() >= count || started.elapsed() > DEADLINE {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn position(events: &[Event], service: &str, state: &str) -> usize {
     events
         .iter()
@@ -226,7 +239,7 @@ fn sigterm_stops_in_reverse_order_exits_0_and_leaves_no_process() {
     let run_id = run.run_id();
     // db's sleep, worker's shell and its background sleep, web's leader and
     // the sleep that left web's process group.
-    let alive = live_processes_of_run(&run_id);
+    let alive = wait_for_processes(&run_id, 5);
     assert!(alive.len() >= 5, "{alive:?}");
     run.signal(libc::SIGTERM);
     let (code, events) = run.finish();
@@ -254,7 +267,7 @@ fn sigkill_of_spindle_leaves_no_process_behind() {
     let run_id = run.run_id();
     // db's sleep, worker's shell and its background sleep, web's leader and
     // the sleep that left web's process group.
-    let alive = live_processes_of_run(&run_id);
+    let alive = wait_for_processes(&run_id, 5);
     assert!(alive.len() >= 5, "{alive:?}");
     run.signal(libc::SIGKILL);
     let (code, _) = run.finish();
@@ -377,7 +390,8 @@ fn a_second_sigterm_skips_the_grace_period() {
     let script = r#"
 local s = require("spindle")
 s.service "stubborn" {
-  command = "trap '' TERM; sleep 300 & wait",
+  command = "trap '' TERM; touch trapped; sleep 300 & wait",
+  ready = s.exec_probe { command = { "test", "-f", "trapped" }, period = "10ms" },
   stop = { signal = "SIGTERM", grace = "300s" },
 }
 "#;

@@ -571,8 +571,9 @@ async fn shutdown_leaves_no_process_behind_not_even_escaped_grandchildren() {
     let dir = scratch_dir("orphans");
     // A grandchild in the group, one that left the group with setsid, and
     // a leader that ignores SIGTERM so the grace period ends in SIGKILL.
-    let script = "trap '' TERM; sleep 300 & setsid sleep 300 & echo spawned; wait";
+    let script = "trap '' TERM; touch trapped; sleep 300 & setsid sleep 300 & echo spawned; wait";
     let mut tree = service("tree", script, &dir);
+    tree.readiness = Some(probe(exec("test -f trapped"), 10));
     tree.shutdown.grace = Duration::from_millis(300);
     let mut harness = Harness::start(graph(vec![tree]), SupervisorConfig::default());
     harness.wait_state("tree", ServiceState::Ready).await;
@@ -583,6 +584,12 @@ async fn shutdown_leaves_no_process_behind_not_even_escaped_grandchildren() {
         .unwrap();
     assert_eq!(line.line, "spawned");
     let run_id = harness.run_id.clone();
+    // A child between fork and exec may briefly hide its environment: poll
+    // /proc (nothing to wait on) until all three show, within the deadline.
+    let polling_since = Instant::now();
+    while live_processes(&run_id).len() < 3 && polling_since.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(
         live_processes(&run_id).len() >= 3,
         "{:?}",
@@ -907,7 +914,13 @@ async fn a_command_that_cannot_start_fails_with_the_os_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_now_skips_the_rest_of_the_grace_period() {
     let dir = scratch_dir("kill-now");
-    let mut stubborn = service("stubborn", "trap '' TERM; sleep 300 & wait", &dir);
+    // Ready once the trap is set, so SIGTERM cannot arrive before it.
+    let mut stubborn = service(
+        "stubborn",
+        "trap '' TERM; touch trapped; sleep 300 & wait",
+        &dir,
+    );
+    stubborn.readiness = Some(probe(exec("test -f trapped"), 10));
     stubborn.shutdown.grace = Duration::from_secs(300);
     let kill_now = CancellationToken::new();
     let mut harness = Harness::start(
