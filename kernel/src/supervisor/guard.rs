@@ -103,7 +103,7 @@ pub fn run_guard(input: impl BufRead) -> usize {
         killed += 1;
     }
     if let Some(run_id) = run_id {
-        killed += sweep_run(&run_id, Duration::from_secs(2));
+        killed += sweep_run(&run_id, Duration::from_secs(2)).len();
     }
     killed
 }
@@ -118,10 +118,10 @@ pub fn ignore_terminal_signals() {
 }
 
 /// SIGKILLs every process of the run (found through its environment) until
-/// none is left or `deadline` passes. Returns how many were signalled.
-pub fn sweep_run(run_id: &str, within: Duration) -> usize {
+/// none is left or `within` has passed. Returns the pids it signalled.
+pub fn sweep_run(run_id: &str, within: Duration) -> Vec<i32> {
     let deadline = Instant::now() + within;
-    let mut signalled = 0;
+    let mut signalled: Vec<i32> = Vec::new();
     loop {
         let pids = os::processes_of_run(run_id);
         if pids.is_empty() || Instant::now() >= deadline {
@@ -129,7 +129,9 @@ pub fn sweep_run(run_id: &str, within: Duration) -> usize {
         }
         for pid in pids {
             os::signal_process(pid, os::SIGKILL);
-            signalled += 1;
+            if !signalled.contains(&pid) {
+                signalled.push(pid);
+            }
         }
         // Polling /proc until the processes are gone; nothing to wait on.
         std::thread::sleep(Duration::from_millis(5));

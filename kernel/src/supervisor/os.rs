@@ -5,7 +5,6 @@
 //! here, so the logic above it reads as plain state changes. Nothing here
 //! knows about services, states or events.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -250,29 +249,28 @@ pub fn process_state(pid: i32) -> Option<char> {
     after_name.trim_start().chars().next()
 }
 
-/// Reaps zombie children of this process that nobody else waits for: those
-/// not in `owned` (pids a tokio `Child` still owns). Orphaned grandchildren
-/// land here because this process is a subreaper.
-pub(crate) fn reap_orphans(owned: &HashSet<i32>) {
+/// Reaps those of `pids` that are zombie children of this process: the
+/// run's processes the final sweep killed after they had reparented here
+/// (this process is a subreaper). Only pids known to belong to the run are
+/// touched, so children other parts of the process wait for are left alone.
+pub(crate) fn reap_zombie_children(pids: &[i32]) {
     let own_pid = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if owned.contains(&pid) || parent_of(pid) != Some(own_pid) || !is_zombie(pid) {
-            continue;
-        }
-        let mut status = 0;
-        // SAFETY: waitpid on one specific zombie child; WNOHANG never blocks.
-        unsafe {
-            libc::waitpid(pid, &mut status, libc::WNOHANG);
+    // The sweep's SIGKILLs may still be landing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    for pid in pids {
+        while parent_of(*pid) == Some(own_pid) {
+            if is_zombie(*pid) {
+                let mut status = 0;
+                // SAFETY: waitpid on one specific zombie child; WNOHANG never blocks.
+                unsafe {
+                    libc::waitpid(*pid, &mut status, libc::WNOHANG);
+                }
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::yield_now();
         }
     }
 }

@@ -6,7 +6,7 @@
 //! instance generation they belong to, so news from an instance that has
 //! been replaced is ignored.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -202,13 +202,12 @@ impl Runner {
         self.timers.cancel();
         let run_id = self.config.run_id.clone();
         let swept = tokio::task::spawn_blocking(move || {
-            let swept = if run_id.is_empty() {
-                0
-            } else {
-                sweep_run(&run_id, Duration::from_secs(2))
-            };
-            os::reap_orphans(&HashSet::new());
-            swept
+            if run_id.is_empty() {
+                return 0;
+            }
+            let swept = sweep_run(&run_id, Duration::from_secs(2));
+            os::reap_zombie_children(&swept);
+            swept.len()
         })
         .await
         .unwrap_or(0);
