@@ -86,7 +86,7 @@ type Inflight = Arc<Mutex<HashMap<u64, (Instant, CancellationToken)>>>;
 impl RequestPath {
     /// Starts the scheduler, one batcher per embedding service, and wires the
     /// script host's pipelines to them. Must run inside a tokio runtime.
-    /// `host` must have been started with [`RequestPath::effects`]' result.
+    /// `host` must have been started with [`EffectsWiring::effects`]' result.
     pub fn start(
         graph: &GraphSpec,
         host: ScriptHost,
@@ -197,14 +197,18 @@ impl RequestPath {
             payload: submission.text,
         };
         let correlation_id = request.correlation_id.clone();
-        let answer = match self.scheduler.submit(request) {
+        // Admit while holding the correlation map, so that a cancel by
+        // correlation id that follows any sign of admission finds the entry.
+        let submitted = {
+            let mut correlations = self.correlations.lock().unwrap_or_else(|p| p.into_inner());
+            let submitted = self.scheduler.submit(request);
+            if let (Some(correlation_id), Ok(ticket)) = (&correlation_id, &submitted) {
+                correlations.insert(correlation_id.clone(), ticket.id());
+            }
+            submitted
+        };
+        let answer = match submitted {
             Ok(ticket) => {
-                if let Some(correlation_id) = &correlation_id {
-                    self.correlations
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(correlation_id.clone(), ticket.id());
-                }
                 let answer = ticket.await;
                 if let Some(correlation_id) = &correlation_id {
                     let mut correlations =

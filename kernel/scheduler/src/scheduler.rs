@@ -465,8 +465,13 @@ where
             }
             return;
         }
+        // A failure that arrives once the deadline has passed (the work
+        // gave up because the deadline did, before this task's timer fired)
+        // is the deadline's doing: answer it as a timeout.
+        let past_deadline = entry.paused_at.is_none() && Instant::now() >= entry.deadline;
         let outcome = match result {
             Some(Ok(Ok(value))) => Outcome::Ok(value),
+            Some(Ok(Err(_))) if past_deadline => Outcome::Timeout,
             Some(Ok(Err(failure))) => Outcome::Error {
                 message: failure.message,
                 transient: failure.transient,
