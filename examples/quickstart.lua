@@ -44,3 +44,18 @@ s.service "worker" {
   },
   restart = { policy = "always", backoff = "500ms..5s" },
 }
+
+-- An in-process embedding engine (ONNX Runtime) and a pipeline that uses it.
+-- With `spindle run examples/quickstart.lua --http 127.0.0.1:7700`:
+--   curl -d '{"text": "a  cat sat on the mat"}' http://127.0.0.1:7700/v1/pipelines/ingest
+s.service "embedder" {
+  embedding = { model = "all-MiniLM-L6-v2", providers = { "cuda", "cpu" } },
+}
+
+s.pipeline "ingest" {
+  from = { s.http_route "/v1/ingest" },
+  timeout = { high = "2s", medium = "10s", low = "60s" },
+  s.stage("clean", function(req) req.text = req.text:gsub("%s+", " ") return req end),
+  s.stage("embed", s.embed "embedder"),
+  s.stage("tag", function(req) req.dims = #req.vector return req end),
+}

@@ -11,6 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use spindle_kernel::embedding::{EmbeddingRuntime, EngineDirectory};
+use spindle_kernel::http::{HttpConfig, serve};
+use spindle_kernel::requests::{EffectsWiring, RequestPath, RequestPathConfig};
+use spindle_kernel::status::StatusBoard;
 use spindle_kernel::supervisor::{
     self, Event, GuardLink, LogLine, LogStream, LuaProbes, RunOutcome, ServiceState,
     SupervisorConfig,
@@ -36,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 Example:
   spindle run examples/quickstart.lua
   spindle run graph.lua --events jsonl > events.jsonl
+  spindle run graph.lua --http 127.0.0.1:8080   # then: curl -d '{\"text\":\"hi\"}' 127.0.0.1:8080/v1/pipelines/NAME
 
 With --events jsonl, stdout carries one JSON object per state change:
   {\"ts\":1763779200.123456,\"service\":\"db\",\"from\":\"running\",\"to\":\"ready\",
@@ -53,6 +58,10 @@ pub struct Args {
     /// to ~/.local/state).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve the script's pipelines, the status API and /metrics over HTTP
+    /// on this address, e.g. 127.0.0.1:8080 (see docs/http.md).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -62,7 +71,9 @@ enum EventFormat {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (host, evaluation) = ScriptHost::start(&args.file)
+    let directory = EngineDirectory::default();
+    let wiring = EffectsWiring::new(directory.clone());
+    let (host, evaluation) = ScriptHost::start_with(&args.file, wiring.effects())
         .with_context(|| format!("cannot evaluate {}", args.file.display()))?;
     eprint!("{}", super::diagnostics_text(&evaluation.diagnostics));
     let graph = match evaluation.graph {
@@ -107,11 +118,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = SupervisorConfig {
         run_id,
         log_dir: Some(log_dir),
-        lua_probes: Some(Arc::new(ScriptProbes(host))),
+        lua_probes: Some(Arc::new(ScriptProbes(host.clone()))),
+        in_process: Some(Arc::new(EmbeddingRuntime {
+            directory,
+            cache: None,
+        })),
         guard,
         ..SupervisorConfig::default()
     };
-    let outcome = runtime.block_on(run_graph(graph, config, output))?;
+    let http = args.http.map(|address| HttpSetup {
+        address,
+        host,
+        wiring,
+    });
+    let outcome = runtime.block_on(run_graph(graph, config, output, http))?;
     Ok(exit_code(&outcome))
 }
 
@@ -136,10 +156,49 @@ impl LuaProbes for ScriptProbes {
     }
 }
 
+/// What `--http` needs: where to listen, and the script host wired to the
+/// request path.
+struct HttpSetup {
+    address: std::net::SocketAddr,
+    host: ScriptHost,
+    wiring: EffectsWiring,
+}
+
+/// Binds the address and serves the request path until `shutdown`.
+async fn start_http(
+    setup: HttpSetup,
+    graph: &GraphSpec,
+    status: StatusBoard,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(setup.address)
+        .await
+        .with_context(|| format!("cannot listen on {}", setup.address))?;
+    let path = Arc::new(RequestPath::start(
+        graph,
+        setup.host,
+        setup.wiring,
+        RequestPathConfig::default(),
+        shutdown.clone(),
+    ));
+    eprintln!(
+        "spindle: serving {} pipeline(s) on http://{}",
+        graph.pipelines.len(),
+        listener.local_addr().unwrap_or(setup.address)
+    );
+    tokio::spawn(async move {
+        if let Err(error) = serve(listener, path, status, HttpConfig::default(), shutdown).await {
+            eprintln!("spindle: http: {error}");
+        }
+    });
+    Ok(())
+}
+
 async fn run_graph(
     graph: GraphSpec,
     mut config: SupervisorConfig,
     output: Output,
+    http: Option<HttpSetup>,
 ) -> anyhow::Result<RunOutcome> {
     let (event_sender, mut events) = mpsc::unbounded_channel();
     let (log_sender, mut logs) = mpsc::unbounded_channel();
@@ -147,6 +206,11 @@ async fn run_graph(
     config.logs = Some(log_sender);
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone(), config.kill_now.clone())?;
+    if let Some(http) = http {
+        let status = StatusBoard::default();
+        config.subscribers.push(status.subscriber());
+        start_http(http, &graph, status, shutdown.clone()).await?;
+    }
     let printer = Printer::start(output)?;
     let mut run = tokio::spawn(supervisor::run(graph, config, shutdown));
     let outcome = loop {

@@ -1,0 +1,103 @@
+//! `spindle run --http`: the binary serves a script's pipeline through the
+//! embedding service the supervisor started, to a client nobody here wrote
+//! (Python's urllib), and shuts down cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const SCRIPT: &str = r#"local s = require("spindle")
+s.service "embedder" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 } }
+s.pipeline "ingest" {
+  s.stage("clean", function(req) req.text = req.text:upper() return req end),
+  s.stage("embed", s.embed "embedder"),
+}
+"#;
+
+/// Posts `body` to `url` with urllib; prints the status and the body.
+const CLIENT: &str = r#"
+import sys, urllib.request, urllib.error
+request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=60) as response:
+        print(response.status); print(response.read().decode())
+except urllib.error.HTTPError as error:
+    print(error.code); print(error.read().decode())
+"#;
+
+fn post(url: &str, body: &str) -> (u16, serde_json::Value) {
+    let output = Command::new("python3")
+        .args(["-c", CLIENT, url, body])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let (status, body) = text.split_once('\n').expect("status line");
+    (
+        status.trim().parse().expect("status"),
+        serde_json::from_str(body.trim()).expect("json body"),
+    )
+}
+
+#[test]
+fn pipelines_are_served_over_http_through_the_supervised_engine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("graph.lua");
+    std::fs::write(&script, SCRIPT).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spindle"))
+        .arg("run")
+        .arg(&script)
+        .args(["--events", "jsonl", "--http", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spindle starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = stderr
+            .next()
+            .expect("spindle says where it serves")
+            .expect("line");
+        if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    let mut events = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    loop {
+        let line = events.next().expect("events until ready").expect("line");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("jsonl");
+        assert_ne!(event["to"], "failed", "{line}");
+        if event["service"] == "embedder" && event["to"] == "ready" {
+            break;
+        }
+    }
+
+    let (status, answer) = post(
+        &format!("{base}/v1/pipelines/ingest"),
+        r#"{"text": "hello world", "priority": "high"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "ok");
+    assert_eq!(answer["text"], "HELLO WORLD");
+    assert_eq!(answer["vector"].as_array().expect("vector").len(), 384);
+    let (status, answer) = post(&format!("{base}/v1/pipelines/nope"), r#"{"text": "x"}"#);
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer["hint"].as_str().expect("hint").contains("ingest"));
+
+    // SAFETY: kill(2) on the child's own pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("spindle exits");
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = events.map_while(Result::ok).collect();
+    assert!(
+        rest.iter()
+            .any(|line| line.contains("\"service\":\"embedder\"")
+                && line.contains("\"to\":\"stopped\"")),
+        "{rest:?}"
+    );
+}
