@@ -40,6 +40,9 @@ impl TableMap {
 #[derive(Debug)]
 pub struct SourceMap {
     tokens: Vec<Token>,
+    /// Index of the first token of each line (1-based line `n` at `n - 1`),
+    /// so that a call's line is found without scanning every token.
+    line_starts: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +61,21 @@ struct Token {
 
 impl SourceMap {
     pub fn new(source: &str) -> SourceMap {
+        let tokens = tokenize(source);
+        let last_line = tokens
+            .last()
+            .map_or(0, |token| token.position.line as usize);
+        let mut line_starts = Vec::with_capacity(last_line + 1);
+        let mut next = 0;
+        for line in 1..=last_line + 1 {
+            while next < tokens.len() && (tokens[next].position.line as usize) < line {
+                next += 1;
+            }
+            line_starts.push(next);
+        }
         SourceMap {
-            tokens: tokenize(source),
+            tokens,
+            line_starts,
         }
     }
 
@@ -92,9 +108,12 @@ impl SourceMap {
     }
 
     fn call_token(&self, line: u32, callee: &str) -> Option<usize> {
-        self.tokens.iter().position(|token| {
-            token.position.line == line && token.kind == TokenKind::Name(callee.to_owned())
-        })
+        let start = *self.line_starts.get((line as usize).checked_sub(1)?)?;
+        self.tokens[start..]
+            .iter()
+            .take_while(|token| token.position.line == line)
+            .position(|token| matches!(&token.kind, TokenKind::Name(name) if name == callee))
+            .map(|offset| start + offset)
     }
 
     /// Reads the constructor opening at `open` and returns the index just
