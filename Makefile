@@ -13,7 +13,7 @@ demo: setup
 
 ## Set up, then every check CI runs: format, clippy, layering, rustdoc, tests.
 test: setup lint layering doc
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace
 	$(CARGO) test --workspace --doc
 
 ## Benchmarks with their anchors in the same run; JSON under target/bench/.

@@ -20,6 +20,9 @@
 //!
 //! Prints a table and writes `target/bench/embed.json`.
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -57,7 +60,7 @@ fn main() {
         .model(&model)
         .map(|spec| spec.mflop_per_token)
         .unwrap_or(0.0);
-    let corpus = corpus(sentences);
+    let corpus = corpus::corpus(sentences);
     let corpus_path = out_dir.join("embed_corpus.txt");
     std::fs::write(&corpus_path, corpus.join("\n") + "\n").expect("write corpus");
     let words: Vec<usize> = corpus.iter().map(|s| s.split(' ').count()).collect();
@@ -349,184 +352,6 @@ impl Drop for Anchor {
     }
 }
 
-/// A fixed corpus: sentences of 5–60 words drawn by a seeded xorshift from
-/// a small vocabulary, so every run (and the anchor) sees the same text.
-fn corpus(count: usize) -> Vec<String> {
-    const WORDS: &[&str] = &[
-        "the",
-        "a",
-        "service",
-        "graph",
-        "starts",
-        "in",
-        "waves",
-        "and",
-        "each",
-        "request",
-        "gets",
-        "one",
-        "answer",
-        "embedding",
-        "pipeline",
-        "model",
-        "vector",
-        "batch",
-        "token",
-        "queue",
-        "priority",
-        "deadline",
-        "kernel",
-        "module",
-        "asks",
-        "userspace",
-        "for",
-        "embeddings",
-        "while",
-        "developers",
-        "look",
-        "inside",
-        "running",
-        "system",
-        "with",
-        "breakpoints",
-        "that",
-        "pause",
-        "only",
-        "request",
-        "others",
-        "flow",
-        "on",
-        "quickly",
-        "database",
-        "stores",
-        "documents",
-        "search",
-        "finds",
-        "similar",
-        "sentences",
-        "across",
-        "languages",
-        "weather",
-        "today",
-        "is",
-        "sunny",
-        "cold",
-        "rain",
-        "tomorrow",
-        "city",
-        "river",
-        "mountain",
-        "people",
-        "walk",
-        "their",
-        "dogs",
-        "park",
-        "morning",
-        "coffee",
-        "tastes",
-        "better",
-        "after",
-        "long",
-        "night",
-        "reading",
-        "books",
-        "about",
-        "history",
-        "science",
-        "music",
-        "plays",
-        "loud",
-        "concert",
-        "crowd",
-        "cheers",
-        "team",
-        "wins",
-        "match",
-        "final",
-        "minute",
-        "goal",
-        "scored",
-        "by",
-        "young",
-        "player",
-        "market",
-        "prices",
-        "rose",
-        "fell",
-        "sharply",
-        "investors",
-        "worry",
-        "inflation",
-        "bank",
-        "rates",
-        "children",
-        "learn",
-        "new",
-        "words",
-        "every",
-        "day",
-        "school",
-        "teacher",
-        "explains",
-        "lesson",
-        "computer",
-        "program",
-        "crashed",
-        "because",
-        "memory",
-        "ran",
-        "out",
-        "engineer",
-        "fixed",
-        "bug",
-        "quantisation",
-        "throughput",
-        "latency",
-        "percentile",
-        "scheduler",
-        "backpressure",
-        "cancellation",
-        "tokenizer",
-        "wordpiece",
-        "normalisation",
-        "attention",
-        "transformer",
-        "layers",
-        "hidden",
-        "size",
-        "unbelievably",
-        "extraordinary",
-        "characteristics",
-        "internationalisation",
-        "misunderstanding",
-    ];
-    let mut state: u64 = 0x5EED_5EED_1234_5678;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    (0..count)
-        .map(|_| {
-            let length = 5 + (next() % 56) as usize;
-            let mut sentence: Vec<&str> = (0..length)
-                .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
-                .collect();
-            let capitalised = {
-                let first = sentence[0];
-                let mut chars = first.chars();
-                chars
-                    .next()
-                    .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
-                    .unwrap_or_default()
-            };
-            sentence[0] = "";
-            format!("{capitalised}{}.", sentence.join(" "))
-        })
-        .collect()
-}
-
 /// The 1-minute load average (other work on the machine skews every figure).
 fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -606,7 +431,6 @@ fn fma_loop(isa: &str, iterations: u64) -> f64 {
 // The AVX-512 intrinsics are stable since Rust 1.89, one release past the
 // workspace's rust-version; this function only runs after run-time detection
 // and only in this benchmark, which the MSRV promise does not cover.
-#[clippy::msrv = "1.89"]
 fn fma512(iterations: u64) -> f64 {
     use std::arch::x86_64::*;
     let a = _mm512_set1_ps(0.999_999);
