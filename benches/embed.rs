@@ -428,9 +428,8 @@ fn fma_loop(isa: &str, iterations: u64) -> f64 {
 /// 12 independent accumulators hide the FMA latency (4 cycles × 2 ports + slack).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-// The AVX-512 intrinsics are stable since Rust 1.89, one release past the
-// workspace's rust-version; this function only runs after run-time detection
-// and only in this benchmark, which the MSRV promise does not cover.
+// The AVX-512 intrinsics are stable since Rust 1.89 (the workspace's
+// rust-version); this function only runs after run-time detection.
 fn fma512(iterations: u64) -> f64 {
     use std::arch::x86_64::*;
     let a = _mm512_set1_ps(0.999_999);
