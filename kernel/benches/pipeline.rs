@@ -22,6 +22,8 @@
 
 #[path = "../../benches/common/corpus.rs"]
 mod corpus;
+#[path = "../tests/common/mod.rs"]
+mod in_process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,14 +35,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use spindle_kernel::embedding::{EmbeddingRuntime, EngineDirectory};
-use spindle_kernel::http::{HttpConfig, serve};
-use spindle_kernel::requests::{EffectsWiring, RequestPath, RequestPathConfig, Submission};
-use spindle_kernel::status::StatusBoard;
-use spindle_kernel::supervisor::InProcessRuntime;
+use in_process::{InProcess, start_in_process};
+use spindle_kernel::http::HttpConfig;
+use spindle_kernel::requests::{RequestPath, RequestPathConfig, Submission};
 use spindle_scheduler::{Priority, Source};
-use spindle_scripting::ScriptHost;
-use tokio_util::sync::CancellationToken;
 
 const MODEL: &str = "all-MiniLM-L6-v2";
 const THREADS: usize = 2;
@@ -67,7 +65,7 @@ fn main() {
         .expect("runtime");
     let anchor_hop = thread_hop_anchor(OVERHEAD_REQUESTS);
     let (overhead, throughput) = runtime.block_on(async {
-        let kernel = Kernel::start(&out_dir).await;
+        let kernel = Kernel::start().await;
         let overhead = kernel.overhead(OVERHEAD_REQUESTS).await;
         let throughput = kernel.throughput(&corpus).await;
         (overhead, throughput)
@@ -178,51 +176,19 @@ s.pipeline "ingest" { s.stage("embed", s.embed "embedder") }
 struct Kernel {
     path: Arc<RequestPath>,
     base: String,
-    _shutdown: tokio_util::sync::DropGuard,
-    _engine: Box<dyn spindle_kernel::supervisor::InProcessService>,
+    _kernel: InProcess,
 }
 
 impl Kernel {
-    async fn start(dir: &Path) -> Kernel {
-        let file = dir.join("pipeline_bench.lua");
-        std::fs::write(&file, SCRIPT).expect("write script");
-        let directory = EngineDirectory::default();
-        let wiring = EffectsWiring::new(directory.clone());
-        let (host, evaluation) = ScriptHost::start_with(&file, wiring.effects()).expect("host");
-        let graph = evaluation.graph.expect("valid script");
-        let engine = EmbeddingRuntime {
-            directory,
-            cache: None,
-        }
-        .start(graph.service("embedder").expect("declared"))
-        .await
-        .expect("the engine starts (run `make setup`)");
-        let shutdown = CancellationToken::new();
+    async fn start() -> Kernel {
         let mut config = RequestPathConfig::default();
         config.scheduler.capacity.medium = 4096;
-        let path = Arc::new(RequestPath::start(
-            &graph,
-            host,
-            wiring,
-            config,
-            shutdown.clone(),
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(serve(
-            listener,
-            path.clone(),
-            StatusBoard::default(),
-            HttpConfig::default(),
-            shutdown.clone(),
-        ));
+        let kernel = start_in_process(SCRIPT, config).await;
+        let base = kernel.serve_http(HttpConfig::default()).await;
         Kernel {
-            path,
+            path: kernel.path.clone(),
             base,
-            _shutdown: shutdown.drop_guard(),
-            _engine: engine,
+            _kernel: kernel,
         }
     }
 

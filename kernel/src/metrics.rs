@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use spindle_scheduler::{Answer, Histogram, OutcomeKind, Priority};
+use spindle_scheduler::{Answer, Histogram};
 
 /// Labels of one latency series.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,8 +26,8 @@ impl Metrics {
     pub fn record<T>(&self, answer: &Answer<T>) {
         let key = LatencyKey {
             pipeline: answer.pipeline.clone(),
-            priority: priority_name(answer.priority),
-            outcome: outcome_name(answer.outcome.kind()),
+            priority: answer.priority.as_str(),
+            outcome: answer.outcome.kind().as_str(),
         };
         let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
         latency
@@ -48,12 +48,4 @@ impl Metrics {
 /// 50 µs to about 26 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::exponential(0.000_05, 2.0, 20)
-}
-
-fn priority_name(priority: Priority) -> &'static str {
-    priority.as_str()
-}
-
-fn outcome_name(outcome: OutcomeKind) -> &'static str {
-    outcome.as_str()
 }

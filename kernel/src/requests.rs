@@ -317,23 +317,33 @@ async fn run_job(
             let _ = sender.send(outcome);
         }),
     );
-    // Forget the request however this future ends (answered, or dropped by
-    // the scheduler at a timeout or cancel).
-    struct Forget(Inflight, u64, ScriptHost, bool);
-    impl Drop for Forget {
+    // Forget the request however this future ends; when the scheduler drops
+    // it (timeout, cancel) before the host answered, stop the Lua run too.
+    struct RunGuard {
+        inflight: Inflight,
+        id: u64,
+        host: ScriptHost,
+        answered: bool,
+    }
+    impl Drop for RunGuard {
         fn drop(&mut self) {
-            self.0
+            self.inflight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&self.1);
-            if !self.3 {
-                self.2.cancel(self.1);
+                .remove(&self.id);
+            if !self.answered {
+                self.host.cancel(self.id);
             }
         }
     }
-    let mut forget = Forget(inflight, id, host, false);
+    let mut guard = RunGuard {
+        inflight,
+        id,
+        host,
+        answered: false,
+    };
     let outcome = receiver.await;
-    forget.3 = true;
+    guard.answered = true;
     match outcome {
         Ok(RunOutcome::Answered(answer)) => Ok(answer),
         Ok(RunOutcome::Failed(failure)) => Err(StageFailure {

@@ -3,20 +3,18 @@
 //! JSON, and every kind of bad request answered with a 4xx, never a hang.
 //! The client is hyper's.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::{InProcess, start_in_process};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use spindle_kernel::embedding::{EmbeddingRuntime, EngineDirectory};
-use spindle_kernel::http::{HttpConfig, serve};
-use spindle_kernel::requests::{EffectsWiring, RequestPath, RequestPathConfig};
-use spindle_kernel::status::StatusBoard;
-use spindle_kernel::supervisor::{InProcessRuntime, InProcessService};
-use spindle_scripting::ScriptHost;
-use tokio_util::sync::CancellationToken;
+use spindle_kernel::http::HttpConfig;
+use spindle_kernel::requests::RequestPathConfig;
 
 const SCRIPT: &str = r#"local s = require("spindle")
 s.service "embedder" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 } }
@@ -40,58 +38,22 @@ s.pipeline "stuck" { s.stage("embed", s.embed "missing") }
 struct Kernel {
     base: String,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    shutdown: CancellationToken,
-    path: Arc<RequestPath>,
-    _engine: std::sync::Mutex<Box<dyn InProcessService>>,
-    _dir: tempfile::TempDir,
+    kernel: InProcess,
 }
 
 async fn start(config: RequestPathConfig) -> Kernel {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("kernel.lua");
-    std::fs::write(&file, SCRIPT).expect("write script");
-    let directory = EngineDirectory::default();
-    let wiring = EffectsWiring::new(directory.clone());
-    let (host, evaluation) = ScriptHost::start_with(&file, wiring.effects()).expect("host");
-    let graph = evaluation.graph.expect("valid script");
     // Only `embedder` runs; `missing` stays down to exercise failures.
-    let runtime = EmbeddingRuntime {
-        directory: directory.clone(),
-        cache: None,
-    };
-    let engine = runtime
-        .start(graph.service("embedder").expect("declared"))
-        .await
-        .expect("the engine starts (run `make setup` to fetch the model)");
-    let shutdown = CancellationToken::new();
-    let path = Arc::new(RequestPath::start(
-        &graph,
-        host,
-        wiring,
-        config,
-        shutdown.clone(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(serve(
-        listener,
-        path.clone(),
-        StatusBoard::default(),
-        HttpConfig {
+    let kernel = start_in_process(SCRIPT, config).await;
+    let base = kernel
+        .serve_http(HttpConfig {
             max_body_bytes: 4096,
             ..HttpConfig::default()
-        },
-        shutdown.clone(),
-    ));
+        })
+        .await;
     Kernel {
         base,
         client: Client::builder(TokioExecutor::new()).build_http(),
-        shutdown,
-        path,
-        _engine: std::sync::Mutex::new(engine),
-        _dir: dir,
+        kernel,
     }
 }
 
@@ -123,12 +85,6 @@ impl Kernel {
         let (status, text) = self.call(method, path, body).await;
         let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
         (status, value)
-    }
-}
-
-impl Drop for Kernel {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
@@ -316,7 +272,7 @@ async fn stage_errors_fallbacks_and_bad_requests_get_clear_answers() {
 #[tokio::test]
 async fn a_request_in_flight_can_be_cancelled_and_times_out_otherwise() {
     let kernel = Arc::new(start(RequestPathConfig::default()).await);
-    let mut events = kernel.path.subscribe();
+    let mut events = kernel.kernel.path.subscribe();
     // `missing` never comes up: its embed stage retries inside the
     // deadline, so the request stays in flight until it is cancelled.
     let waiting = {

@@ -3,16 +3,14 @@
 //! cancellations and full queues, thousands of requests at once; and the
 //! request lifecycle of a small scenario, snapshot-tested.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use spindle_kernel::embedding::{EmbeddingRuntime, EngineDirectory};
-use spindle_kernel::requests::{EffectsWiring, RequestPath, RequestPathConfig, Submission};
-use spindle_kernel::supervisor::{InProcessRuntime, InProcessService};
+use common::{InProcess, start_in_process};
+use spindle_kernel::requests::{RequestPathConfig, Submission};
 use spindle_scheduler::{OutcomeKind, PerPriority, Priority, RequestEventKind, Source};
-use spindle_scripting::ScriptHost;
-use tokio_util::sync::CancellationToken;
 
 const SCRIPT: &str = r#"local s = require("spindle")
 s.service "embedder" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 } }
@@ -27,42 +25,8 @@ s.pipeline "mixed" {
 s.pipeline "down" { s.stage("embed", s.embed "down") }
 "#;
 
-struct Fixture {
-    path: Arc<RequestPath>,
-    _shutdown: tokio_util::sync::DropGuard,
-    _engine: std::sync::Mutex<Box<dyn InProcessService>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(config: RequestPathConfig) -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("faults.lua");
-    std::fs::write(&file, SCRIPT).expect("write");
-    let directory = EngineDirectory::default();
-    let wiring = EffectsWiring::new(directory.clone());
-    let (host, evaluation) = ScriptHost::start_with(&file, wiring.effects()).expect("host");
-    let graph = evaluation.graph.expect("valid");
-    let engine = EmbeddingRuntime {
-        directory,
-        cache: None,
-    }
-    .start(graph.service("embedder").expect("declared"))
-    .await
-    .expect("engine (run `make setup` to fetch the model)");
-    let shutdown = CancellationToken::new();
-    let path = Arc::new(RequestPath::start(
-        &graph,
-        host,
-        wiring,
-        config,
-        shutdown.clone(),
-    ));
-    Fixture {
-        path,
-        _shutdown: shutdown.drop_guard(),
-        _engine: std::sync::Mutex::new(engine),
-        _dir: dir,
-    }
+async fn start(config: RequestPathConfig) -> InProcess {
+    start_in_process(SCRIPT, config).await
 }
 
 fn submission(pipeline: &str, text: String, priority: Priority, deadline_ms: u64) -> Submission {
