@@ -112,34 +112,46 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
     module.set("pipeline", lua.create_function(pipeline)?)?;
     module.set(
         "stage",
-        lua.create_function(|lua, (name, body): (Value, Value)| {
-            let site = caller_site(lua, "stage");
-            lua.create_userdata(StageDecl { name, body, site })
+        declaring(lua, "stage", |(name, body): (Value, Value), site| {
+            StageDecl { name, body, site }
         })?,
     )?;
     module.set(
         "embed",
-        lua.create_function(|lua, spec: Value| {
-            let site = caller_site(lua, "embed");
-            lua.create_userdata(EmbedDecl { spec, site })
-        })?,
+        declaring(lua, "embed", |spec: Value, site| EmbedDecl { spec, site })?,
     )?;
     module.set(
         "http_route",
-        lua.create_function(|lua, route: Value| {
-            let site = caller_site(lua, "http_route");
-            lua.create_userdata(SourceDecl::Http { route, site })
+        declaring(lua, "http_route", |route: Value, site| SourceDecl::Http {
+            route,
+            site,
         })?,
     )?;
     module.set(
         "netlink",
-        lua.create_function(|lua, fields: Value| {
-            let site = caller_site(lua, "netlink");
-            lua.create_userdata(SourceDecl::Netlink { fields, site })
+        declaring(lua, "netlink", |fields: Value, site| SourceDecl::Netlink {
+            fields,
+            site,
         })?,
     )?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(module)
+}
+
+/// A module function that records its arguments and its call site in a
+/// userdata value, checked later when the declaration holding it converts.
+fn declaring<A, T>(
+    lua: &Lua,
+    callee: &'static str,
+    make: impl Fn(A, CallSite) -> T + 'static,
+) -> mlua::Result<mlua::Function>
+where
+    A: mlua::FromLuaMulti,
+    T: UserData + 'static,
+{
+    lua.create_function(move |lua, args: A| {
+        lua.create_userdata(make(args, caller_site(lua, callee)))
+    })
 }
 
 /// The caller's file and line, as Lua reports them.

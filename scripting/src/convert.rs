@@ -116,6 +116,14 @@ impl Converter<'_> {
         });
     }
 
+    /// `description`, free text for people and tools, must be a string.
+    pub(crate) fn check_description(&mut self, site: &CallSite, table: &Table) {
+        match table.raw_get::<Value>("description").unwrap_or(Value::Nil) {
+            Value::Nil | Value::String(_) => {}
+            other => self.wrong_type(site, "description", "a string", &other),
+        }
+    }
+
     pub(crate) fn check_fields(
         &mut self,
         site: &CallSite,

@@ -88,14 +88,7 @@ impl Converter<'_> {
                 None
             }
         };
-        match decl
-            .table
-            .raw_get::<Value>("description")
-            .unwrap_or(Value::Nil)
-        {
-            Value::Nil | Value::String(_) => {}
-            other => self.wrong_type(site, "description", "a string", &other),
-        }
+        self.check_description(site, &decl.table);
         let position = self.locator.position(site, None, Part::Key);
         // Keep the stages that converted, so later checks see them; a failed
         // stage has already made the evaluation fail.

@@ -95,14 +95,7 @@ impl Converter<'_> {
                 false
             }
         };
-        match decl
-            .table
-            .raw_get::<Value>("description")
-            .unwrap_or(Value::Nil)
-        {
-            Value::Nil | Value::String(_) => {}
-            other => self.wrong_type(site, "description", "a string", &other),
-        }
+        self.check_description(site, &decl.table);
         let position = self.locator.position(site, None, Part::Key);
         Some(ServiceSpec {
             name: decl.name.clone(),
