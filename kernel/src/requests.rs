@@ -309,6 +309,7 @@ async fn run_job(
         pipeline: job.request.pipeline.clone(),
         priority: job.request.priority.as_str().to_owned(),
         text: std::mem::take(&mut job.request.payload),
+        scope: Default::default(),
     };
     let (sender, receiver) = oneshot::channel();
     host.run_pipeline(
@@ -347,8 +348,12 @@ async fn run_job(
     match outcome {
         Ok(RunOutcome::Answered(answer)) => Ok(answer),
         Ok(RunOutcome::Failed(failure)) => Err(StageFailure {
+            transient: failure
+                .cause
+                .as_ref()
+                .and_then(|cause| cause.get::<spindle_scheduler::Error>())
+                .is_some_and(spindle_scheduler::Error::is_transient),
             message: failure.to_string(),
-            transient: failure.transient,
         }),
         Ok(RunOutcome::Cancelled) => Err(StageFailure::permanent("the pipeline was cancelled")),
         Ok(RunOutcome::Panicked(message)) => Err(StageFailure::permanent(format!(
@@ -402,17 +407,17 @@ impl Effects for KernelEffects {
     fn embed(&self, call: EmbedCall, reply: EmbedReply) {
         let state = self.wiring.state.lock().unwrap_or_else(|p| p.into_inner());
         let Some(state) = state.as_ref() else {
-            reply(Err(EmbedFailure {
-                message: "the request path is not running".to_owned(),
-                transient: true,
-            }));
+            reply(Err(EmbedFailure::new(
+                spindle_scheduler::Error::ShuttingDown,
+            )));
             return;
         };
         let Some(primary) = state.clients.get(&call.service) else {
-            reply(Err(EmbedFailure {
-                message: format!("no embedding service named `{}`", call.service),
+            reply(Err(EmbedFailure::new(spindle_scheduler::Error::Backend {
+                service: call.service.clone(),
+                message: "no such embedding service".to_owned(),
                 transient: false,
-            }));
+            })));
             return;
         };
         let mut client = EmbedClient::new(primary.primary.clone(), primary.retry.clone());
@@ -447,10 +452,7 @@ impl Effects for KernelEffects {
                     from_fallback: embedded.is_fallback(),
                     vector: embedded.vector,
                 }),
-                Err(error) => Err(EmbedFailure {
-                    transient: error.is_transient(),
-                    message: error.to_string(),
-                }),
+                Err(error) => Err(EmbedFailure::new(error)),
             });
         });
     }

@@ -135,7 +135,7 @@ impl ScriptHost {
                 file: String::new(),
                 line: 0,
                 message: "the script host has stopped".to_owned(),
-                transient: false,
+                cause: None,
             }));
         }
     }

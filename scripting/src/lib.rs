@@ -27,8 +27,8 @@ pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
 pub use host::{CheckReply, CheckResult, RunOutcome, RunReply, ScriptHost};
 pub use pipeline_run::{
-    Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, PipelineAnswer, PipelineRequest,
-    StageFailure,
+    Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError, PipelineAnswer,
+    PipelineRequest, RequestScope, StageFailure,
 };
 pub use spec::*;
 

@@ -6,7 +6,9 @@
 //! [`Effects`] and resumes when the answer arrives, from whatever thread.
 //! Nothing here knows a runtime, a socket or a wire format.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,46 @@ pub struct PipelineRequest {
     /// `"high"`, `"medium"` or `"low"`.
     pub priority: String,
     pub text: String,
+    /// The kernel's own state of the request (its deadline, its cancel
+    /// token); handed back unchanged with every effect the request asks for.
+    pub scope: RequestScope,
+}
+
+/// Whatever the kernel attaches to a request, opaque to scripting. It
+/// travels with the request into every [`Effects`] call, so that the
+/// kernel never looks a request's state up by id.
+#[derive(Clone, Default)]
+pub struct RequestScope(Option<Arc<dyn Any + Send + Sync>>);
+
+impl RequestScope {
+    pub fn new<T: Any + Send + Sync>(state: T) -> RequestScope {
+        RequestScope(Some(Arc::new(state)))
+    }
+
+    /// The kernel's state, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.as_deref().and_then(|state| state.downcast_ref())
+    }
+}
+
+impl fmt::Debug for RequestScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "RequestScope(..)"
+        } else {
+            "RequestScope(none)"
+        })
+    }
+}
+
+impl PartialEq for RequestScope {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What a pipeline produced for a request.
@@ -52,14 +94,18 @@ pub struct StageFailure {
     pub file: String,
     pub line: u32,
     pub message: String,
-    /// Worth retrying (an embedding service was busy or restarting).
-    pub transient: bool,
+    /// The kernel's error behind an embed stage's failure; the kernel
+    /// decides from it whether the failure is transient. `None` for
+    /// failures of the script itself, which are permanent.
+    pub cause: Option<EmbedFailure>,
 }
 
 /// One embedding asked of the kernel by an embed stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbedCall {
     pub request_id: u64,
+    /// The request's [`PipelineRequest::scope`].
+    pub scope: RequestScope,
     pub service: String,
     pub fallback: Option<String>,
     pub text: String,
@@ -72,12 +118,38 @@ pub struct EmbedAnswer {
     pub from_fallback: bool,
 }
 
-/// Why an embedding failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmbedFailure {
-    pub message: String,
-    pub transient: bool,
+/// Why an embedding failed: the kernel's own error, kept whole so that
+/// the kernel can classify it when the request is answered.
+#[derive(Debug, Clone)]
+pub struct EmbedFailure(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl EmbedFailure {
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> EmbedFailure {
+        EmbedFailure(Arc::new(error))
+    }
+
+    /// The kernel's error, if it is an `E`.
+    pub fn get<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
 }
+
+impl fmt::Display for EmbedFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for EmbedFailure {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.to_string() == other.to_string()
+    }
+}
+
+/// An embedding failure of the script host itself (no kernel attached).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HostEmbedError(pub String);
 
 /// Receives an embedding answer; may run on any thread.
 pub type EmbedReply = Box<dyn FnOnce(Result<EmbedAnswer, EmbedFailure>) + Send>;
@@ -92,10 +164,10 @@ pub(crate) struct NoEffects;
 
 impl Effects for NoEffects {
     fn embed(&self, call: EmbedCall, reply: EmbedReply) {
-        reply(Err(EmbedFailure {
-            message: format!("no embedding engine is attached for `{}`", call.service),
-            transient: false,
-        }));
+        reply(Err(EmbedFailure::new(HostEmbedError(format!(
+            "no embedding engine is attached for `{}`",
+            call.service
+        )))));
     }
 }
 
@@ -128,7 +200,7 @@ pub(crate) async fn run(
         file: String::new(),
         line: 0,
         message,
-        transient: false,
+        cause: None,
     };
     let Some(pipeline) = context
         .graph
@@ -194,13 +266,13 @@ async fn run_stage(
     req: &Table,
     request: &PipelineRequest,
 ) -> Result<StageOutput, StageFailure> {
-    let failure = |message: String, transient: bool| StageFailure {
+    let failure = |message: String, cause: Option<EmbedFailure>| StageFailure {
         pipeline: pipeline.name.clone(),
         stage: stage.name.clone(),
         file: stage.location.file.display().to_string(),
         line: stage.location.line,
         message,
-        transient,
+        cause,
     };
     match &stage.kind {
         StageKind::Lua { function } => {
@@ -213,7 +285,7 @@ async fn run_stage(
                         "the stage returned {}; a stage returns req (or nothing)",
                         other.type_name()
                     ),
-                    false,
+                    None,
                 )),
                 Err(error) => Err(lua_failure(pipeline, stage, &error)),
             }
@@ -227,15 +299,16 @@ async fn run_stage(
                             "req.text must be a string to embed, found {}",
                             other.type_name()
                         ),
-                        false,
+                        None,
                     ));
                 }
-                Err(error) => return Err(failure(error.to_string(), false)),
+                Err(error) => return Err(failure(error.to_string(), None)),
             };
             let (sender, receiver) = futures::channel::oneshot::channel();
             context.effects.embed(
                 EmbedCall {
                     request_id: request.id,
+                    scope: request.scope.clone(),
                     service: service.clone(),
                     fallback: fallback.clone(),
                     text,
@@ -246,14 +319,19 @@ async fn run_stage(
             );
             let answer = receiver
                 .await
-                .map_err(|_| failure("the embedding service went away".to_owned(), true))?
-                .map_err(|embed_failure| failure(embed_failure.message, embed_failure.transient))?;
+                .map_err(|_| {
+                    let gone = EmbedFailure::new(HostEmbedError(
+                        "the embedding service went away".to_owned(),
+                    ));
+                    failure(gone.to_string(), Some(gone))
+                })?
+                .map_err(|embed_failure| failure(embed_failure.to_string(), Some(embed_failure)))?;
             let vector = context
                 .lua
                 .create_sequence_from(answer.vector)
-                .map_err(|error| failure(error.to_string(), false))?;
+                .map_err(|error| failure(error.to_string(), None))?;
             req.raw_set("vector", vector)
-                .map_err(|error| failure(error.to_string(), false))?;
+                .map_err(|error| failure(error.to_string(), None))?;
             Ok(StageOutput::Embedded {
                 from_fallback: answer.from_fallback,
             })
@@ -308,7 +386,7 @@ fn lua_failure(pipeline: &PipelineSpec, stage: &StageSpec, error: &mlua::Error) 
         file: diagnostic.file.display().to_string(),
         line: diagnostic.line,
         message: diagnostic.message,
-        transient: false,
+        cause: None,
     }
 }
 

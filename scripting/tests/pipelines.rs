@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use spindle_scripting::{
-    Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, PipelineRequest, RunOutcome,
-    ScriptHost,
+    Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError, PipelineRequest,
+    RunOutcome, ScriptHost,
 };
 
 const SCRIPT: &str = r#"local s = require("spindle")
@@ -43,10 +43,9 @@ impl HeldEffects {
     fn release(&self) {
         for (call, reply) in self.waiting.lock().expect("lock").drain(..) {
             if call.text == "transient" {
-                reply(Err(EmbedFailure {
-                    message: "engine restarting".to_owned(),
-                    transient: true,
-                }));
+                reply(Err(EmbedFailure::new(HostEmbedError(
+                    "engine restarting".to_owned(),
+                ))));
                 continue;
             }
             reply(Ok(EmbedAnswer {
@@ -105,6 +104,7 @@ fn request(id: u64, pipeline: &str, text: &str) -> PipelineRequest {
         pipeline: pipeline.to_owned(),
         priority: "medium".to_owned(),
         text: text.to_owned(),
+        scope: Default::default(),
     }
 }
 
@@ -187,7 +187,7 @@ fn a_lua_error_names_pipeline_stage_file_and_line() {
 }
 
 #[test]
-fn transient_embedding_failures_are_marked() {
+fn embedding_failures_keep_the_kernels_error() {
     let fixture = start();
     let receiver = submit(&fixture.host, request(1, "ingest", "transient"));
     fixture.arrivals.recv().expect("arrives");
@@ -196,7 +196,11 @@ fn transient_embedding_failures_are_marked() {
         panic!("expected a failure");
     };
     assert_eq!(failure.stage, "embed");
-    assert!(failure.transient);
+    let cause = failure.cause.expect("the embed error is kept");
+    assert_eq!(
+        cause.get::<HostEmbedError>().map(|error| error.0.as_str()),
+        Some("engine restarting")
+    );
     assert_eq!(failure.message, "engine restarting");
 }
 
