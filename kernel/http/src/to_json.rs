@@ -1,13 +1,16 @@
-//! Kernel values as the JSON the HTTP API speaks.
+//! Kernel values as the JSON the HTTP API speaks (see `docs/http.md`).
 
 use serde_json::{Map, Value, json};
-use spindle_scheduler::Outcome;
-
-use crate::requests::{RequestAnswer, RequestPath};
-use crate::status::StatusBoard;
+use spindle_kernel::{Kernel, PipelineStatus, RequestAnswer, ServiceStatus};
+use spindle_scheduler::{CancelReason, Failure, Gate, Outcome, RejectReason};
 
 fn millis(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn unix_seconds(at: std::time::SystemTime) -> f64 {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (since.as_micros() as f64) / 1e6
 }
 
 /// `{"id", "correlation_id", "pipeline", "status", ...}` of one answer.
@@ -39,52 +42,108 @@ pub(crate) fn answer(answer: &RequestAnswer) -> Value {
                 .collect();
             timings.insert("stages".into(), Value::Object(stages));
         }
-        Outcome::Error { message, transient } => {
-            object.insert("error".into(), json!(message));
-            object.insert("transient".into(), json!(transient));
-        }
+        Outcome::Error(failure) => failure_fields(&mut object, failure),
         Outcome::Timeout => {
             object.insert("error".into(), json!("the request ran past its deadline"));
+            object.insert("transient".into(), json!(true));
         }
         Outcome::Rejected(reason) => {
             let text = match reason {
-                spindle_scheduler::RejectReason::QueueFull => {
-                    "busy: the queue for this priority is full"
-                }
-                spindle_scheduler::RejectReason::ShuttingDown => "the kernel is shutting down",
+                RejectReason::QueueFull => "busy: the queue for this priority is full",
+                RejectReason::ShuttingDown => "the kernel is shutting down",
             };
             object.insert("error".into(), json!(text));
+            object.insert("transient".into(), json!(true));
         }
         Outcome::Cancelled(reason) => {
             let text = match reason {
-                spindle_scheduler::CancelReason::Caller => "cancelled by a caller",
-                spindle_scheduler::CancelReason::Shutdown => "cancelled: the kernel shut down",
+                CancelReason::Caller => "cancelled by a caller",
+                CancelReason::Shutdown => "cancelled: the kernel shut down",
             };
             object.insert("error".into(), json!(text));
+            object.insert("transient".into(), json!(false));
         }
     }
     object.insert("timings".into(), Value::Object(timings));
     Value::Object(object)
 }
 
-/// The status API: services, engines, scheduler and batchers.
-pub(crate) async fn status(path: &RequestPath, board: &StatusBoard) -> Value {
-    let services: Vec<Value> = board
-        .snapshot()
+/// A failure's fields: the message, its class, whether a retry may help,
+/// and the stage and script line it happened at.
+fn failure_fields(object: &mut Map<String, Value>, failure: &Failure) {
+    // The whole sentence (with the stage and script line) for people; the
+    // parts as fields for programs.
+    object.insert("error".into(), json!(failure.to_string()));
+    object.insert("message".into(), json!(failure.message));
+    object.insert("error_class".into(), json!(failure.class.as_str()));
+    object.insert("transient".into(), json!(failure.is_transient()));
+    if let Some(after) = failure.retry_after() {
+        object.insert("retry_after_ms".into(), json!(after.as_millis() as u64));
+    }
+    if let Some(site) = &failure.site {
+        object.insert("stage".into(), json!(site.stage));
+        if !site.file.is_empty() {
+            object.insert("file".into(), json!(site.file));
+            object.insert("line".into(), json!(site.line));
+        }
+    }
+}
+
+fn gate(gate: &Gate) -> Value {
+    match gate {
+        Gate::Open => json!({ "state": "ready" }),
+        Gate::Closed { reason } => json!({ "state": "waiting", "reason": reason }),
+        Gate::Failed { reason } => json!({ "state": "failed", "reason": reason }),
+    }
+}
+
+fn service(status: &ServiceStatus) -> Value {
+    json!({
+        "name": status.name,
+        "kind": status.kind,
+        "state": status.state.name(),
+        "reason": status.reason,
+        "pid": status.pid,
+        "restarts": status.restarts,
+        "since": unix_seconds(status.since),
+        "availability": gate(&status.availability),
+    })
+}
+
+fn pipeline(status: &PipelineStatus) -> Value {
+    json!({
+        "name": status.name,
+        "needs": status.needs,
+        "readiness": gate(&status.gate),
+    })
+}
+
+/// `GET /v1/health/ready`: whether every pipeline can be served, and what
+/// each one that cannot waits for.
+pub(crate) fn readiness(kernel: &Kernel) -> (bool, Value) {
+    if kernel.is_shutting_down() {
+        return (
+            false,
+            json!({ "ready": false, "reason": "the kernel is shutting down" }),
+        );
+    }
+    let readiness = kernel.readiness();
+    let not_ready: Vec<Value> = readiness
+        .not_ready
         .iter()
-        .map(|event| {
-            json!({
-                "name": event.service,
-                "state": event.to.name(),
-                "reason": event.reason,
-                "pid": event.pid,
-                "restarts": event.restarts,
-            })
-        })
+        .map(|(pipeline, reason)| json!({ "pipeline": pipeline, "reason": reason }))
         .collect();
-    let engines: Vec<Value> = path
-        .engines()
-        .statuses()
+    (
+        readiness.ready,
+        json!({ "ready": readiness.ready, "not_ready": not_ready }),
+    )
+}
+
+/// The status API: services, pipelines, engines, scheduler and batchers.
+pub(crate) async fn status(kernel: &Kernel) -> Value {
+    let metrics = kernel.metrics().await;
+    let engines: Vec<Value> = metrics
+        .engines
         .iter()
         .map(|engine| {
             json!({
@@ -97,11 +156,10 @@ pub(crate) async fn status(path: &RequestPath, board: &StatusBoard) -> Value {
             })
         })
         .collect();
-    let stats = path.scheduler_stats().await;
+    let stats = metrics.scheduler;
     let counters = stats.counters;
-    let batchers: Vec<Value> = path
-        .batcher_stats()
-        .await
+    let batchers: Vec<Value> = metrics
+        .batchers
         .iter()
         .map(|(service, batcher)| {
             json!({
@@ -112,13 +170,16 @@ pub(crate) async fn status(path: &RequestPath, board: &StatusBoard) -> Value {
                 "mean_batch_size": batcher.batch_size.mean(),
                 "padding_ratio": batcher.overall_padding_ratio(),
                 "queued": batcher.queued,
+                "failed_batches": batcher.failed_batches,
+                "unavailable_batches": batcher.unavailable_batches,
             })
         })
         .collect();
     json!({
-        "services": services,
+        "run_id": kernel.run_id(),
+        "services": metrics.services.iter().map(service).collect::<Vec<_>>(),
+        "pipelines": kernel.pipelines().iter().map(pipeline).collect::<Vec<_>>(),
         "engines": engines,
-        "pipelines": path.pipeline_names(),
         "scheduler": {
             "queued": {
                 "high": stats.queued.high,
@@ -126,6 +187,7 @@ pub(crate) async fn status(path: &RequestPath, board: &StatusBoard) -> Value {
                 "low": stats.queued.low,
             },
             "in_flight": stats.in_flight,
+            "paused": stats.paused,
             "submitted": counters.submitted,
             "ok": counters.ok,
             "error": counters.error,
