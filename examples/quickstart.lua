@@ -54,7 +54,7 @@ s.service "embedder" {
 
 s.pipeline "ingest" {
   from = { s.http_route "/v1/ingest" },
-  timeout = { high = "2s", medium = "10s", low = "60s" },
+  timeout = { high = "5s", medium = "15s", low = "60s" },
   s.stage("clean", function(req) req.text = req.text:gsub("%s+", " ") return req end),
   s.stage("embed", s.embed "embedder"),
   s.stage("tag", function(req) req.dims = #req.vector return req end),
