@@ -17,6 +17,7 @@ use spindle_scheduler::{EmbedBackend, Failure};
 use spindle_scripting::{EmbeddingSpec, ServiceKind, ServiceSpec};
 
 use crate::failure;
+use crate::faults::{BatchFault, Faults};
 use crate::supervisor::{BoxFuture, InProcessRuntime, InProcessService};
 
 /// What a running engine runs, for the status API and metrics.
@@ -200,9 +201,10 @@ impl InProcessService for EmbeddingService {
 }
 
 /// Computes a batcher's batches on the service's current engine.
-pub struct EngineBackend {
-    pub service: String,
-    pub directory: EngineDirectory,
+pub(crate) struct EngineBackend {
+    pub(crate) service: String,
+    pub(crate) directory: EngineDirectory,
+    pub(crate) faults: Faults,
 }
 
 impl EmbedBackend for EngineBackend {
@@ -212,10 +214,14 @@ impl EmbedBackend for EngineBackend {
     ) -> impl std::future::Future<Output = Result<Vec<Vec<f32>>, Failure>> + Send {
         let engine = self.directory.get(&self.service);
         let service = self.service.clone();
+        let fault = self.faults.next_batch(&self.service);
         async move {
             let Some(engine) = engine else {
                 return Err(failure::engine_not_running(&service));
             };
+            if fault == Some(BatchFault::Fail) {
+                return Err(failure::injected(&service));
+            }
             let (sender, receiver) = tokio::sync::oneshot::channel();
             // Held for the life of the batch: when the batcher drops this
             // future (the batch ran out of time), the engine stops the run.
@@ -227,6 +233,9 @@ impl EmbedBackend for EngineBackend {
             )));
             let result = receiver.await;
             cancel.disarm();
+            if let Some(BatchFault::Delay(delay)) = fault {
+                tokio::time::sleep(delay).await;
+            }
             match result {
                 Ok(Ok(batch)) => Ok(batch
                     .embeddings

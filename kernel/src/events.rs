@@ -50,8 +50,6 @@ pub(crate) struct Numbered {
     pub(crate) event: KernelEvent,
 }
 
-/// How far a subscriber may fall behind before it is resynchronised.
-const EVENT_BUFFER: usize = 4096;
 /// Log lines kept for slow readers.
 const LOG_BUFFER: usize = 8192;
 
@@ -148,8 +146,10 @@ pub(crate) struct EventHub {
 }
 
 impl EventHub {
-    pub(crate) fn new(board: Arc<ServiceBoard>) -> (EventHub, Subscriptions) {
-        let (events, events_tail) = broadcast::channel(EVENT_BUFFER);
+    /// `buffer`: how many events a subscriber may fall behind before it is
+    /// resynchronised from a snapshot.
+    pub(crate) fn new(board: Arc<ServiceBoard>, buffer: usize) -> (EventHub, Subscriptions) {
+        let (events, events_tail) = broadcast::channel(buffer.max(1));
         let (logs, logs_tail) = broadcast::channel(LOG_BUFFER);
         let subscriptions = Subscriptions {
             board: board.clone(),

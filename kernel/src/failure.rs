@@ -54,3 +54,11 @@ pub fn engine_not_running(service: &str) -> Failure {
         None,
     )
 }
+
+/// An injected engine fault (`Kernel::inject`): what an ONNX Runtime error
+/// on a batch would be.
+pub fn injected(service: &str) -> Failure {
+    Failure::transient(format!(
+        "embedding service `{service}`: the batch failed (injected fault)"
+    ))
+}

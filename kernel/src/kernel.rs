@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::embedding::{EmbeddingRuntime, EngineDirectory, EngineStatus};
 use crate::error::KernelError;
 use crate::events::{EventHub, KernelSubscription, Subscriptions};
+use crate::faults::{Fault, Faults};
 use crate::metrics::LatencySeries;
 use crate::requests::{EffectsWiring, RequestAnswer, RequestPath, RequestPathConfig, Submission};
 use crate::services::{KernelSnapshot, PipelineStatus, Readiness, ServiceBoard, ServiceStatus};
@@ -58,6 +59,9 @@ pub struct KernelConfig {
     /// Spawn a guard process (`program args...`) that kills every service's
     /// process group if this process dies without stopping them.
     pub guard: Option<GuardCommand>,
+    /// How many events a subscriber may fall behind before it gets
+    /// `KernelEvent::Lagged` and a snapshot; 0 means the default, 4,096.
+    pub event_buffer: usize,
 }
 
 /// The command line of the guard process (`spindle __guard`).
@@ -118,6 +122,7 @@ struct Inner {
     board: Arc<ServiceBoard>,
     subscriptions: Subscriptions,
     directory: EngineDirectory,
+    faults: Faults,
     shutdown: CancellationToken,
     kill_now: CancellationToken,
     outcome: watch::Receiver<Option<Result<KernelOutcome, KernelError>>>,
@@ -185,16 +190,22 @@ impl Kernel {
         };
 
         let board = Arc::new(ServiceBoard::new(&graph));
-        let (hub, subscriptions) = EventHub::new(board.clone());
+        let buffer = match config.event_buffer {
+            0 => 4096,
+            buffer => buffer,
+        };
+        let (hub, subscriptions) = EventHub::new(board.clone(), buffer);
         let shutdown = CancellationToken::new();
         let kill_now = CancellationToken::new();
         let requests_shutdown = CancellationToken::new();
         let _entered = runtime.enter();
+        let faults = Faults::default();
         let requests = RequestPath::start(
             &graph,
             host.clone(),
             &wiring,
             &board,
+            &faults,
             config.requests.clone(),
             requests_shutdown.clone(),
         );
@@ -249,6 +260,7 @@ impl Kernel {
                 board,
                 subscriptions,
                 directory,
+                faults,
                 shutdown,
                 kill_now,
                 outcome,
@@ -353,6 +365,12 @@ impl Kernel {
             engines: self.inner.directory.statuses(),
             services: self.services(),
         }
+    }
+
+    /// Injects a fault (an engine that fails or answers late) to see how
+    /// the graph copes; see [`Fault`].
+    pub fn inject(&self, fault: Fault) {
+        self.inner.faults.inject(fault);
     }
 
     /// Asks for an orderly shutdown: requests drained, then services

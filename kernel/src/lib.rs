@@ -15,6 +15,7 @@ pub mod embedding;
 mod error;
 mod events;
 pub mod failure;
+mod faults;
 mod kernel;
 pub mod metrics;
 pub mod requests;
@@ -23,6 +24,7 @@ pub mod supervisor;
 
 pub use error::KernelError;
 pub use events::{KernelEvent, KernelSubscription};
+pub use faults::Fault;
 pub use kernel::{
     GuardCommand, Kernel, KernelConfig, KernelOutcome, KernelSource, MetricsSnapshot, new_run_id,
 };

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::embedding::{EngineBackend, EngineDirectory};
 use crate::failure;
+use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::services::ServiceBoard;
 
@@ -36,6 +37,9 @@ pub struct RequestPathConfig {
     pub scheduler: SchedulerConfig,
     /// How long a batch may wait to fill.
     pub max_batch_wait: Duration,
+    /// How long a batch may run before it counts as a failure of its
+    /// service (a hung engine) and is stopped.
+    pub batch_timeout: Duration,
     pub breaker: BreakerConfig,
     pub retry: RetryPolicy,
 }
@@ -45,6 +49,7 @@ impl Default for RequestPathConfig {
         RequestPathConfig {
             scheduler: SchedulerConfig::default(),
             max_batch_wait: Duration::from_millis(2),
+            batch_timeout: BatcherConfig::default().batch_timeout,
             breaker: BreakerConfig::default(),
             retry: RetryPolicy::default(),
         }
@@ -91,6 +96,7 @@ impl RequestPath {
         host: Option<ScriptHost>,
         wiring: &EffectsWiring,
         board: &ServiceBoard,
+        faults: &Faults,
         config: RequestPathConfig,
         shutdown: CancellationToken,
     ) -> RequestPath {
@@ -122,6 +128,7 @@ impl RequestPath {
                     service: service.name.clone(),
                     max_batch_tokens: embedding.max_batch_tokens as usize,
                     max_wait: config.max_batch_wait,
+                    batch_timeout: config.batch_timeout,
                     breaker: config.breaker.clone(),
                     availability: board.availability(&service.name),
                     ..BatcherConfig::default()
@@ -129,6 +136,7 @@ impl RequestPath {
                 EngineBackend {
                     service: service.name.clone(),
                     directory: wiring.directory.clone(),
+                    faults: faults.clone(),
                 },
                 shutdown.clone(),
             );

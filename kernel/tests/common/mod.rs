@@ -33,7 +33,12 @@ pub fn start_kernel(script: &str, requests: RequestPathConfig) -> TestKernel {
             ..KernelConfig::default()
         },
     )
-    .unwrap_or_else(|error| panic!("the kernel starts: {error}"));
+    .unwrap_or_else(|error| match error {
+        spindle_kernel::KernelError::Script { diagnostics, .. } => {
+            panic!("the test's script has errors: {diagnostics:#?}")
+        }
+        other => panic!("the kernel starts: {other}"),
+    });
     TestKernel { kernel, dir }
 }
 
@@ -45,6 +50,17 @@ impl TestKernel {
             pipelines
                 .iter()
                 .all(|(_, gate)| !matches!(gate, Gate::Closed { .. }))
+        })
+        .await;
+    }
+
+    /// [`TestKernel::settled`] for every pipeline but `except`, which is
+    /// known to wait for good.
+    pub async fn settled_except(&self, except: &str) {
+        self.wait_for(|pipelines| {
+            pipelines
+                .iter()
+                .all(|(name, gate)| name == except || !matches!(gate, Gate::Closed { .. }))
         })
         .await;
     }
