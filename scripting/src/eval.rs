@@ -106,6 +106,7 @@ pub(crate) fn load(path: &Path) -> Loaded {
             continue;
         }
         pipeline_sites.insert(decl.name.clone(), decl.site.clone());
+        converter.warn_unserved_netlink(decl);
         if let Some(pipeline) = converter.pipeline(decl) {
             check_embed_stages(&pipeline, &converted, &mut converter);
             pipelines.push(pipeline);
