@@ -125,11 +125,18 @@ fn converter_fields() -> BTreeMap<&'static str, BTreeSet<String>> {
     found
 }
 
+/// A `---@class` with its parents and its `---@field`s as (name,
+/// description).
+#[derive(Debug, Default)]
+struct Class {
+    parents: Vec<String>,
+    fields: Vec<(String, String)>,
+}
+
 /// What the annotation file declares.
 #[derive(Debug, Default)]
 struct Annotations {
-    /// Class name to its parents and its fields (name, description).
-    classes: BTreeMap<String, (Vec<String>, Vec<(String, String)>)>,
+    classes: BTreeMap<String, Class>,
     /// Names of `spindle.*` types used in tags.
     types_used: BTreeSet<String>,
     /// Aliases declared.
@@ -152,9 +159,13 @@ impl Annotations {
                     ),
                     None => (rest.trim(), Vec::new()),
                 };
-                annotations
-                    .classes
-                    .insert(name.to_owned(), (parents, Vec::new()));
+                annotations.classes.insert(
+                    name.to_owned(),
+                    Class {
+                        parents,
+                        fields: Vec::new(),
+                    },
+                );
                 class = Some(name.to_owned());
             } else if let Some(rest) = line.strip_prefix("---@field ") {
                 let class = class.as_ref().expect("a field belongs to a class");
@@ -169,7 +180,7 @@ impl Annotations {
                     .classes
                     .get_mut(class)
                     .expect("class declared")
-                    .1
+                    .fields
                     .push((
                         name.trim_end_matches('?').to_owned(),
                         description.to_owned(),
@@ -198,13 +209,16 @@ impl Annotations {
 
     /// A class's fields, those of its parents included.
     fn fields(&self, class: &str) -> Vec<(String, String)> {
-        let (parents, own) = self
+        let declared = self
             .classes
             .get(class)
             .unwrap_or_else(|| panic!("editor/spindle.lua declares no class {class}"));
-        let mut fields: Vec<(String, String)> =
-            parents.iter().flat_map(|p| self.fields(p)).collect();
-        fields.extend(own.iter().cloned());
+        let mut fields: Vec<(String, String)> = declared
+            .parents
+            .iter()
+            .flat_map(|parent| self.fields(parent))
+            .collect();
+        fields.extend(declared.fields.iter().cloned());
         fields
     }
 }
@@ -321,11 +335,12 @@ fn every_field_the_converters_accept_is_annotated_with_documentation() {
     let undocumented: Vec<String> = annotations
         .classes
         .iter()
-        .flat_map(|(class, (_, fields))| {
-            fields
+        .flat_map(|(name, class)| {
+            class
+                .fields
                 .iter()
                 .filter(|(_, description)| description.is_empty())
-                .map(move |(name, _)| format!("{class}.{name}"))
+                .map(move |(field, _)| format!("{name}.{field}"))
         })
         .collect();
     assert!(
