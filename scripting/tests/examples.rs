@@ -1,7 +1,8 @@
 //! Every script in `examples/` evaluates to a valid graph: an example with
 //! an error diagnostic fails the build. Warnings are allowed (they keep the
-//! graph valid) and printed. Folders under `examples/` hold modules that
-//! the examples `require`; only the top-level `.lua` files are scripts.
+//! graph valid) and printed. Only the top-level `.lua` files are scripts:
+//! other files are helpers the examples run (`quiet_http_server.py`), and
+//! folders would hold modules they `require`.
 
 use std::path::Path;
 
