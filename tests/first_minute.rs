@@ -8,11 +8,12 @@
 //! fast this machine loads the model against the pipeline's deadlines, so
 //! it is a benchmark figure (`make bench`, target 99%), not asserted here.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+
+use support::LineReader;
 
 /// Sends N requests with W workers as soon as the port accepts; prints a
 /// JSON object of counts by status, and the first error body if any.
@@ -46,20 +47,6 @@ with concurrent.futures.ThreadPoolExecutor(workers) as pool:
 print(json.dumps({"counts": counts, "first_error": first_error}))
 "#;
 
-/// Lines of a child's stream on a channel, so that a wedged child fails the
-/// test at a generous limit instead of hanging it.
-fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
 #[test]
 fn requests_sent_while_the_engine_loads_wait_for_it_and_succeed() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -73,22 +60,17 @@ fn requests_sent_while_the_engine_loads_wait_for_it_and_succeed() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spindle starts");
-    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    let mut stderr = LineReader::new(child.stderr.take().expect("stderr"), "spindle's stderr");
     let base = loop {
-        let line = stderr
-            .recv_timeout(Duration::from_secs(120))
-            .expect("spindle says where it serves");
+        let line = stderr.next_line().expect("spindle says where it serves");
         if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
             break rest.trim().to_owned();
         }
     };
-    let client = Command::new("python3")
-        .args(["-c", CLIENT, &base, "600", "32"])
-        .output()
-        .expect("python3 runs");
+    let client = support::output(Command::new("python3").args(["-c", CLIENT, &base, "600", "32"]));
     // SAFETY: kill(2) on the child's own pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().expect("spindle exits");
+    let status = support::wait(child, support::GUARD);
     assert!(
         client.status.success(),
         "{}",
