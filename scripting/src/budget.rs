@@ -1,0 +1,241 @@
+//! Stopping Lua that runs too long, without a hook while it runs normally.
+//!
+//! The Lua thread writes what it is running into one small slot (the
+//! coroutine and the instant its budget runs out) before it resumes a
+//! coroutine, and clears it after. A watchdog thread sleeps until the
+//! earliest instant that matters; if the same coroutine is still running
+//! then, it installs a stop hook on it from outside (`lua_raw`), and only
+//! then does that coroutine pay for a hook. An [`Interrupter`] does the same
+//! on demand, from any thread.
+//!
+//! In steady traffic the Lua thread takes an uncontended lock twice per
+//! resume and never wakes the watchdog: the watchdog wakes at most once per
+//! budget period, and is woken only when a shorter deadline appears or the
+//! host leaves idleness.
+//!
+//! This module knows no pipelines or requests; it must not depend on the
+//! registry or the host.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mlua::Thread;
+
+use crate::lua_raw::{self, RawThread, StopHook};
+
+/// The budget of a Lua stage that declares none, per request: long enough
+/// that no per-request transform comes near it (they take microseconds to
+/// milliseconds), short enough that a runaway holds the shared Lua thread,
+/// and with it every other request, for less than the kernel's shortest
+/// default deadline (5 s for high priority).
+pub const DEFAULT_STAGE_BUDGET: Duration = Duration::from_secs(1);
+
+/// Why the host stopped Lua code that was running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The stage ran past its budget of Lua time (time spent waiting on
+    /// effects or paused by the debugger does not count).
+    Budget(Duration),
+    /// [`Interrupter::interrupt`] was called while it ran.
+    Interrupted,
+}
+
+/// Raises the interrupt from outside the Lua thread: the Lua code running
+/// right now stops with an "interrupted" error; the Lua state and its
+/// globals stay. Cheap to clone; `Send` and `Sync`.
+#[derive(Clone)]
+pub struct Interrupter {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Interrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupter")
+    }
+}
+
+impl Interrupter {
+    /// Stops the Lua code running now. Returns `false` when no Lua code was
+    /// running (the host was idle, or every request waits or is paused):
+    /// nothing is remembered for later.
+    pub fn interrupt(&self) -> bool {
+        let mut slot = self.shared.lock();
+        let Some(running) = &mut slot.running else {
+            return false;
+        };
+        if running.verdict.is_none() {
+            running.verdict = Some(Verdict::Interrupted);
+            // SAFETY: the slot names this coroutine only while the Lua
+            // thread runs it, and the Lua thread takes this lock to clear
+            // the slot before it may drop the coroutine; we hold the lock.
+            unsafe { lua_raw::install_stop_hook(running.thread, StopHook::Interrupt) };
+        }
+        true
+    }
+}
+
+/// What stopped a coroutine, as the slot records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Budget,
+    Interrupted,
+}
+
+/// The watchdog of one Lua thread. Dropping it stops its thread.
+pub(crate) struct Watchdog {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Held while a coroutine runs; [`RunningGuard::leave`] says whether it
+/// was stopped.
+pub(crate) struct RunningGuard<'a> {
+    watchdog: &'a Watchdog,
+    left: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    slot: Mutex<Slot>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    running: Option<Running>,
+    /// When the watchdog will look next; `None` while it waits for news.
+    watchdog_wakes_at: Option<Instant>,
+    stopping: bool,
+}
+
+struct Running {
+    thread: RawThread,
+    deadline: Option<Instant>,
+    verdict: Option<Verdict>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        // A panic while the lock was held cannot leave the slot half
+        // written: every write is a single assignment.
+        self.slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Watchdog {
+    pub(crate) fn start() -> std::io::Result<Watchdog> {
+        let shared = Arc::new(Shared::default());
+        let watched = shared.clone();
+        let thread = thread::Builder::new()
+            .name("spindle-lua-watchdog".to_owned())
+            .spawn(move || watch(&watched))?;
+        Ok(Watchdog {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn interrupter(&self) -> Interrupter {
+        Interrupter {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Records that `thread` runs from now until the guard leaves; with a
+    /// `deadline`, the watchdog stops it at that instant.
+    pub(crate) fn enter(&self, thread: &Thread, deadline: Option<Instant>) -> RunningGuard<'_> {
+        let mut slot = self.shared.lock();
+        slot.running = Some(Running {
+            thread: RawThread::of(thread),
+            deadline,
+            verdict: None,
+        });
+        let wake = match (deadline, slot.watchdog_wakes_at) {
+            (Some(deadline), Some(wakes_at)) => deadline < wakes_at,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if wake {
+            slot.watchdog_wakes_at = deadline;
+        }
+        drop(slot);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        RunningGuard {
+            watchdog: self,
+            left: false,
+        }
+    }
+}
+
+impl RunningGuard<'_> {
+    /// The coroutine stopped running (it yielded, returned or failed).
+    pub(crate) fn leave(mut self) -> Option<Verdict> {
+        self.left = true;
+        let mut slot = self.watchdog.shared.lock();
+        slot.running.take().and_then(|running| running.verdict)
+    }
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        if !self.left {
+            // Unwinding out of a resume: the coroutine is no longer running.
+            self.watchdog.shared.lock().running = None;
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.lock().stopping = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The watchdog thread: sleeps until the running coroutine's deadline and
+/// stops it if it is still running then.
+fn watch(shared: &Shared) {
+    let mut slot = shared.lock();
+    loop {
+        if slot.stopping {
+            return;
+        }
+        let now = Instant::now();
+        let mut next = None;
+        if let Some(running) = &mut slot.running
+            && running.verdict.is_none()
+            && let Some(deadline) = running.deadline
+        {
+            if deadline <= now {
+                running.verdict = Some(Verdict::Budget);
+                // SAFETY: as in `Interrupter::interrupt`: we hold the lock
+                // that the Lua thread takes before the coroutine may go.
+                unsafe { lua_raw::install_stop_hook(running.thread, StopHook::Budget) };
+            } else {
+                next = Some(deadline);
+            }
+        }
+        slot.watchdog_wakes_at = next;
+        slot = match next {
+            Some(deadline) => {
+                shared
+                    .wake
+                    .wait_timeout(slot, deadline.saturating_duration_since(now))
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0
+            }
+            None => shared
+                .wake
+                .wait(slot)
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
+    }
+}
