@@ -11,6 +11,9 @@
 
 ---@class spindle.Probe A probe made by one of the *_probe functions.
 
+---@class spindle.StageOptions Options of s.stage("name", { ... }, function(req) ... end).
+---@field budget? spindle.Duration Lua time one run of the stage may take (default: the pipeline's `budget`, else "1s").
+
 ---@class spindle.ProbeFields
 ---@field period? spindle.Duration Time between checks (default "1s").
 ---@field timeout? spindle.Duration A check that takes longer fails (default "1s").
