@@ -13,6 +13,13 @@
 //! budget period, and is woken only when a shorter deadline appears or the
 //! host leaves idleness.
 //!
+//! A coroutine that the script itself resumes inside a stage (with
+//! `coroutine.resume` or `coroutine.wrap`) runs on a state of its own; the
+//! host wraps those two functions so that such coroutines are recorded in
+//! the slot while they run, and a stop reaches them too. (A script that
+//! saved the original functions in a local before the host started keeps
+//! the untracked ones.)
+//!
 //! This module knows no pipelines or requests; it must not depend on the
 //! registry or the host.
 
@@ -20,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use mlua::Thread;
+use mlua::{Lua, Thread, Value};
 
 use crate::lua_raw::{self, RawThread, StopHook};
 
@@ -65,11 +72,10 @@ impl Interrupter {
             return false;
         };
         if running.verdict.is_none() {
-            running.verdict = Some(Verdict::Interrupted);
-            // SAFETY: the slot names this coroutine only while the Lua
-            // thread runs it, and the Lua thread takes this lock to clear
-            // the slot before it may drop the coroutine; we hold the lock.
-            unsafe { lua_raw::install_stop_hook(running.thread, StopHook::Interrupt) };
+            // SAFETY: the slot names these coroutines only while the Lua
+            // thread runs them, and the Lua thread takes this lock to clear
+            // the slot before it may drop one; we hold the lock.
+            unsafe { running.stop(Verdict::Interrupted) };
         }
         true
     }
@@ -111,8 +117,32 @@ struct Slot {
 
 struct Running {
     thread: RawThread,
+    /// Coroutines the script resumed from `thread`, innermost last.
+    nested: Vec<RawThread>,
     deadline: Option<Instant>,
     verdict: Option<Verdict>,
+}
+
+impl Running {
+    /// Sets the verdict and installs the stop hook on every state that
+    /// runs for this resume.
+    ///
+    /// # Safety
+    ///
+    /// The slot's lock must be held: the Lua thread takes it to remove a
+    /// state from the slot before that state may be dropped.
+    unsafe fn stop(&mut self, verdict: Verdict) {
+        self.verdict = Some(verdict);
+        let hook = match verdict {
+            Verdict::Budget => StopHook::Budget,
+            Verdict::Interrupted => StopHook::Interrupt,
+        };
+        for thread in std::iter::once(self.thread).chain(self.nested.iter().copied()) {
+            // SAFETY: every state in the slot is alive while the lock is
+            // held (see above).
+            unsafe { lua_raw::install_stop_hook(thread, hook) };
+        }
+    }
 }
 
 impl Shared {
@@ -150,6 +180,7 @@ impl Watchdog {
         let mut slot = self.shared.lock();
         slot.running = Some(Running {
             thread: RawThread::of(thread),
+            nested: Vec::new(),
             deadline,
             verdict: None,
         });
@@ -170,6 +201,62 @@ impl Watchdog {
             left: false,
         }
     }
+}
+
+/// Wraps `coroutine.resume` and `coroutine.wrap` of `lua` so that the
+/// coroutines a script resumes itself are in the watchdog's slot while they
+/// run. Lua semantics are kept: `wrap` still closes a failed coroutine and
+/// raises its error at the caller's line.
+pub(crate) fn track_nested_coroutines(lua: &Lua, watchdog: &Watchdog) -> mlua::Result<()> {
+    let shared = watchdog.shared.clone();
+    let enter = lua.create_function(move |_, coroutine: Value| {
+        if let Value::Thread(thread) = coroutine {
+            let mut slot = shared.lock();
+            if let Some(running) = &mut slot.running {
+                running.nested.push(RawThread::of(&thread));
+                if let Some(verdict) = running.verdict {
+                    // SAFETY: we hold the lock; the coroutine just pushed
+                    // is alive (it is an argument on the running stack).
+                    unsafe { running.stop(verdict) };
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let shared = watchdog.shared.clone();
+    let leave = lua.create_function(move |_, ()| {
+        if let Some(running) = &mut shared.lock().running {
+            running.nested.pop();
+        }
+        Ok(())
+    })?;
+    lua.load(
+        r#"
+local enter, leave = ...
+local create, resume, status, close = coroutine.create, coroutine.resume, coroutine.status, coroutine.close
+local pack, unpack = table.pack, table.unpack
+local function finish(...) leave() return ... end
+coroutine.resume = function(co, ...)
+  enter(co)
+  return finish(resume(co, ...))
+end
+coroutine.wrap = function(f)
+  local co = create(f)
+  return function(...)
+    enter(co)
+    local results = pack(resume(co, ...))
+    leave()
+    if results[1] then return unpack(results, 2, results.n) end
+    if status(co) == "dead" then close(co) end
+    local err = results[2]
+    if type(err) == "string" then error(err, 2) end
+    error(err, 0)
+  end
+end
+"#,
+    )
+    .set_name("=spindle coroutine tracking")
+    .call::<()>((enter, leave))
 }
 
 impl RunningGuard<'_> {
@@ -215,10 +302,9 @@ fn watch(shared: &Shared) {
             && let Some(deadline) = running.deadline
         {
             if deadline <= now {
-                running.verdict = Some(Verdict::Budget);
                 // SAFETY: as in `Interrupter::interrupt`: we hold the lock
-                // that the Lua thread takes before the coroutine may go.
-                unsafe { lua_raw::install_stop_hook(running.thread, StopHook::Budget) };
+                // that the Lua thread takes before a coroutine may go.
+                unsafe { running.stop(Verdict::Budget) };
             } else {
                 next = Some(deadline);
             }

@@ -24,7 +24,7 @@ use futures::task::LocalSpawnExt;
 use futures::{FutureExt, StreamExt};
 use mlua::{Function, Value};
 
-use crate::budget::{DEFAULT_STAGE_BUDGET, Interrupter, Verdict, Watchdog};
+use crate::budget::{self, DEFAULT_STAGE_BUDGET, Interrupter, Verdict, Watchdog};
 use crate::debug::{RunStack, Variable, VariablesRef, inspect};
 use crate::pipeline_run::{
     self, Effects, NoEffects, PipelineAnswer, PipelineRequest, RunContext, StageFailure,
@@ -155,6 +155,9 @@ impl ScriptHost {
             .spawn(move || {
                 let loaded = eval::load(&path);
                 let _ = evaluated.send(loaded.evaluation.clone());
+                // Without tracking (only a memory error stops it), a
+                // runaway inside a script's own coroutine is not stopped.
+                let _ = budget::track_nested_coroutines(&loaded.lua, &watchdog);
                 let debug = match lua_raw::debug_library(&loaded.lua) {
                     Ok(debug) => debug,
                     // Only a memory error can get here; without the

@@ -38,13 +38,23 @@ impl LuaVector {
             if idx > 0 {
                 text.push_str(", ");
             }
-            text.push_str(&format!("{number}"));
+            text.push_str(&number_text(*number));
         }
         if values.len() > shown {
             text.push_str(", …");
         }
         text.push(']');
         Some(text)
+    }
+}
+
+/// An element as the debugger shows it: the shortest text that reads back
+/// as the same `f32`, with `.0` on whole numbers as Lua prints floats.
+pub(crate) fn number_text(number: f32) -> String {
+    if number.fract() == 0.0 && number.abs() < 1e15 {
+        format!("{number:.1}")
+    } else {
+        format!("{number}")
     }
 }
 

@@ -34,6 +34,28 @@ s.pipeline "forever" {
     while true do end
   end),
 }
+s.pipeline "nested" {
+  s.stage("wrapped", { budget = "30ms" }, function(req)
+    local spin = coroutine.wrap(function() while true do end end)
+    spin()
+  end),
+}
+s.pipeline "resumed" {
+  s.stage("inner", { budget = "30ms" }, function(req)
+    local co = coroutine.create(function() coroutine.yield(1) while true do end end)
+    local _, first = coroutine.resume(co)
+    req.first = first
+    coroutine.resume(co)
+  end),
+}
+s.pipeline "generator" {
+  s.stage("gen", function(req)
+    local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end)
+    req.sum = gen() + gen() + gen()
+    local ok, err = pcall(coroutine.wrap(function() error("inner failure") end))
+    req.err = err
+  end),
+}
 s.pipeline "calls" { s.stage("read", function(req) req.calls = calls return req end) }
 s.pipeline "patient" {
   s.stage("embed", s.embed "embedder"),
@@ -94,6 +116,30 @@ fn a_stage_that_catches_the_stop_with_pcall_is_stopped_all_the_same() {
     );
     assert_eq!(failure.line, 13);
     assert_eq!(calls(&fixture, 2), "0");
+}
+
+#[test]
+fn a_runaway_inside_the_stages_own_coroutine_is_stopped_too() {
+    let fixture = start(SCRIPT);
+    for (id, pipeline, stage) in [(1, "nested", "wrapped"), (2, "resumed", "inner")] {
+        let failure = failure(outcome(&submit(&fixture.host, request(id, pipeline, "x"))));
+        assert_eq!(failure.stage, stage);
+        assert_eq!(
+            failure.stopped,
+            Some(Stopped::Budget(Duration::from_millis(30)))
+        );
+    }
+    // Coroutines keep their Lua semantics under the host's tracking.
+    let RunOutcome::Answered(answer) =
+        outcome(&submit(&fixture.host, request(3, "generator", "x")))
+    else {
+        panic!("generator failed");
+    };
+    assert_eq!(answer.fields["sum"], "6");
+    let err = &answer.fields["err"];
+    assert!(err.ends_with(": inner failure"), "{err}");
+    assert!(err.contains("seam.lua:"), "{err}");
+    assert_eq!(calls(&fixture, 4), "0");
 }
 
 #[test]

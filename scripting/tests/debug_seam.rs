@@ -23,6 +23,18 @@ s.pipeline "greet" {
     return req
   end),
 }
+s.pipeline "peek" {
+  s.stage("embed", s.embed "embedder"),
+  s.stage("look", function(req)
+    req.debug_visible = debug ~= nil or package.loaded.debug ~= nil
+    local sum, count = 0, 0
+    for i, x in ipairs(req.vector) do sum = sum + x; count = i end
+    req.sum, req.count = sum, count
+    req.joined = table.concat(req.vector, ",")
+    req.vector[4] = 4
+    return req
+  end),
+}
 "#;
 
 fn find<'a>(variables: &'a [Variable], name: &str) -> &'a Variable {
@@ -100,7 +112,7 @@ fn a_paused_request_stays_paused_while_200_others_are_answered_then_resumes_corr
     assert_eq!(find(&stack.request, "priority").value, "\"medium\"");
     let vector = find(&stack.request, "vector");
     assert_eq!(vector.type_name, "vector");
-    assert_eq!(vector.value, "vector(3) [1, 2, 3]");
+    assert_eq!(vector.value, "vector(3) [1.0, 2.0, 3.0]");
 
     // Tables and vectors expand while the request stays paused.
     let fields = ask(|reply| {
@@ -116,7 +128,7 @@ fn a_paused_request_stays_paused_while_200_others_are_answered_then_resumes_corr
         .iter()
         .map(|number| (number.name.as_str(), number.value.as_str()))
         .collect();
-    assert_eq!(shown, [("[1]", "1"), ("[2]", "2"), ("[3]", "3")]);
+    assert_eq!(shown, [("[1]", "1.0"), ("[2]", "2.0"), ("[3]", "3.0")]);
 
     ask(|reply| host.resume(1, reply)).expect("resumed");
     let RunOutcome::Answered(answer) = outcome(&paused) else {
@@ -136,6 +148,25 @@ fn a_paused_request_stays_paused_while_200_others_are_answered_then_resumes_corr
         (1, RunEventKind::Resumed)
     );
     assert!(runs(host).is_empty());
+}
+
+#[test]
+fn scripts_cannot_reach_the_debug_library_and_read_the_vector_like_a_list() {
+    let fixture = start(SCRIPT);
+    let RunOutcome::Answered(answer) = outcome(&submit(&fixture.host, request(1, "peek", "x")))
+    else {
+        panic!("peek failed");
+    };
+    assert_eq!(answer.fields["debug_visible"], "false");
+    assert_eq!(
+        (
+            answer.fields["sum"].as_str(),
+            answer.fields["count"].as_str()
+        ),
+        ("6", "3")
+    );
+    assert_eq!(answer.fields["joined"], "1.0,2.0,3.0");
+    assert_eq!(answer.vector, Some(vec![1.0, 2.0, 3.0, 4.0]));
 }
 
 #[test]

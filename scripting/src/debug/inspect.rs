@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use mlua::{Function, Table, Thread, Value};
 
 use super::{RunStack, StackFrame, Variable, VariablesRef};
-use crate::lua_vector::LuaVector;
+use crate::lua_vector::{LuaVector, number_text};
 
 /// Entries shown in a table's one-line preview.
 const PREVIEW_ENTRIES: usize = 6;
@@ -164,7 +164,7 @@ impl Reader<'_> {
                     .map(|(idx, number)| Variable {
                         name: format!("[{}]", idx + 1),
                         type_name: "number".to_owned(),
-                        value: format!("{}", f64::from(number)),
+                        value: number_text(number),
                         children: None,
                     })
                     .collect())
