@@ -23,6 +23,8 @@
 //! This module knows no pipelines or requests; it must not depend on the
 //! registry or the host.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -130,7 +132,9 @@ impl Running {
     /// # Safety
     ///
     /// The slot's lock must be held: the Lua thread takes it to remove a
-    /// state from the slot before that state may be dropped.
+    /// state from the slot before that state may be dropped (the outer
+    /// coroutine is owned by the run until `RunningGuard::leave`; nested
+    /// ones by `track_nested_coroutines`'s handles).
     unsafe fn stop(&mut self, verdict: Verdict) {
         self.verdict = Some(verdict);
         let hook = match verdict {
@@ -208,25 +212,41 @@ impl Watchdog {
 /// run. Lua semantics are kept: `wrap` still closes a failed coroutine and
 /// raises its error at the caller's line.
 pub(crate) fn track_nested_coroutines(lua: &Lua, watchdog: &Watchdog) -> mlua::Result<()> {
+    // Handles that keep every coroutine named in the slot's `nested` list
+    // alive: an error between `enter` and `leave` (a stop, a memory error)
+    // leaves a stale entry until the outer resume ends, and a stale entry
+    // must still point at a live state. `keep_alive[..nested.len()]` holds
+    // the handles of `nested`, in order.
+    let keep_alive: Rc<RefCell<Vec<Thread>>> = Rc::default();
     let shared = watchdog.shared.clone();
+    let kept = keep_alive.clone();
     let enter = lua.create_function(move |_, coroutine: Value| {
-        if let Value::Thread(thread) = coroutine {
-            let mut slot = shared.lock();
-            if let Some(running) = &mut slot.running {
-                running.nested.push(RawThread::of(&thread));
-                if let Some(verdict) = running.verdict {
-                    // SAFETY: we hold the lock; the coroutine just pushed
-                    // is alive (it is an argument on the running stack).
-                    unsafe { running.stop(verdict) };
-                }
-            }
+        let Value::Thread(thread) = coroutine else {
+            return Ok(());
+        };
+        let mut slot = shared.lock();
+        let Some(running) = &mut slot.running else {
+            return Ok(());
+        };
+        let mut kept = kept.borrow_mut();
+        kept.truncate(running.nested.len());
+        running.nested.push(RawThread::of(&thread));
+        kept.push(thread);
+        if let Some(verdict) = running.verdict {
+            // SAFETY: we hold the lock, and `keep_alive` holds a handle to
+            // every state in `nested`, stale entries included.
+            unsafe { running.stop(verdict) };
         }
         Ok(())
     })?;
     let shared = watchdog.shared.clone();
     let leave = lua.create_function(move |_, ()| {
-        if let Some(running) = &mut shared.lock().running {
-            running.nested.pop();
+        if let Some(running) = &mut shared.lock().running
+            && running.nested.pop().is_some()
+        {
+            let mut kept = keep_alive.borrow_mut();
+            kept.truncate(running.nested.len() + 1);
+            kept.pop();
         }
         Ok(())
     })?;

@@ -329,20 +329,33 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                         break;
                     }
                 }
+                // Each answer is computed before its reply runs, so that a
+                // reply never runs while the registry is borrowed.
                 Job::Cancel { request_id } => context.registry.borrow_mut().abort(request_id),
-                Job::Runs { reply } => reply(context.registry.borrow().list()),
+                Job::Runs { reply } => {
+                    let runs = context.registry.borrow().list();
+                    reply(runs);
+                }
                 Job::Pause { request_id, reply } => {
-                    reply(context.registry.borrow_mut().request_pause(request_id));
+                    let armed = context.registry.borrow_mut().request_pause(request_id);
+                    reply(armed);
                 }
                 Job::Resume { request_id, reply } => {
-                    reply(context.registry.borrow_mut().resume(request_id));
+                    let resumed = context.registry.borrow_mut().resume(request_id);
+                    reply(resumed);
                 }
-                Job::Stack { request_id, reply } => reply(read_stack(&context, request_id)),
+                Job::Stack { request_id, reply } => {
+                    let stack = read_stack(&context, request_id);
+                    reply(stack);
+                }
                 Job::Variables {
                     request_id,
                     reference,
                     reply,
-                } => reply(read_variables(&context, request_id, reference)),
+                } => {
+                    let variables = read_variables(&context, request_id, reference);
+                    reply(variables);
+                }
             }
         }
     });
