@@ -270,9 +270,13 @@ fn key_order(a: &Value, b: &Value) -> Ordering {
     }
 }
 
-/// The file of a chunk named `@<path>`; other chunk names as they are.
+/// The file of a chunk named `@<path>`; empty for the host's own chunks
+/// (named `=...`), other chunk names as they are.
 fn chunk_file(source: Option<&str>) -> String {
     let source = source.unwrap_or("");
+    if source.starts_with('=') {
+        return String::new();
+    }
     source.strip_prefix('@').unwrap_or(source).to_owned()
 }
 

@@ -1,6 +1,6 @@
 //! The debugger core's data: what a paused request's stack looks like to
 //! a front end (frames, scopes, variables), in plain Rust types. Reading
-//! them from a paused coroutine is [`inspect`]'s job; pausing and resuming
+//! them from a paused coroutine is `inspect`'s job; pausing and resuming
 //! is the registry's. Breakpoints and stepping will live here too.
 //!
 //! No protocol: the DAP and Jupyter front ends turn these into their own
@@ -25,7 +25,7 @@ pub struct StackFrame {
     /// `function <file:line>`.
     pub function: String,
     /// The script's absolute path; empty for a function written in C or
-    /// Rust.
+    /// Rust, or one of the host's own.
     pub file: String,
     /// The line running now (0 for C or Rust).
     pub line: u32,
