@@ -1,10 +1,18 @@
 //! What the script host's debug seam and budgets cost, measured in one run.
 //!
-//! 1. Budget watchdog: a Lua-heavy stage (about a million VM instructions)
-//!    on a host whose stages have the default 1 s budget (watchdog armed on
-//!    every resume) against the same stage on a host with budgets disabled
-//!    (`HostConfig::default_stage_budget = None`). The two hosts take turns
-//!    request by request, so noise from other processes hits both alike.
+//! Armed and disabled budgets are compared on one host (one Lua thread, one
+//! Lua state) whose default budget is off (`HostConfig::default_stage_budget
+//! = None`): the same Lua function is the stage of a pipeline declaring
+//! `budget = "1s"` (the watchdog armed on every resume) and of pipelines
+//! declaring none (disabled). Comparing two hosts instead would compare two
+//! threads, which an unpinned, shared machine places on cores unlike each
+//! other.
+//!
+//! 1. Budget watchdog: a Lua-heavy stage (about a million VM instructions),
+//!    armed against disabled, and disabled against a second disabled
+//!    pipeline (an A/A comparison: the run's noise floor). Requests take
+//!    turns, so noise from other processes hits all alike; the ratio is the
+//!    median of per-round ratios.
 //! 2. Per-request cost of a no-op pipeline through the host, one request at
 //!    a time (submit → reply on the caller's thread), budget armed and
 //!    disabled, against an anchor: the same job channel and reply callback
@@ -31,15 +39,18 @@ use spindle_scripting::{
 
 const SCRIPT: &str = r#"local s = require("spindle")
 s.service "embedder" { embedding = { model = "all-MiniLM-L6-v2" } }
-s.pipeline "heavy" {
-  s.stage("work", function(req)
-    local acc = 0
-    for i = 1, 250000 do acc = (acc + i * 3) % 1000003 end
-    req.acc = acc
-    return req
-  end),
-}
-s.pipeline "noop" { s.stage("noop", function(req) return req end) }
+local function work(req)
+  local acc = 0
+  for i = 1, 250000 do acc = (acc + i * 3) % 1000003 end
+  req.acc = acc
+  return req
+end
+local function noop(req) return req end
+s.pipeline "heavy_armed" { budget = "1s", s.stage("work", work) }
+s.pipeline "heavy_disabled" { s.stage("work", work) }
+s.pipeline "heavy_control" { s.stage("work", work) }
+s.pipeline "noop_armed" { budget = "1s", s.stage("noop", noop) }
+s.pipeline "noop_disabled" { s.stage("noop", noop) }
 s.pipeline "embed_unread" {
   s.stage("embed", s.embed "embedder"),
   s.stage("tag", function(req) req.tagged = true return req end),
@@ -55,9 +66,8 @@ s.pipeline "embed_summed" {
 }
 "#;
 
-const HEAVY_ROUNDS: usize = 300;
+const HEAVY_ROUNDS: usize = 400;
 const NOOP_ROUNDS: usize = 20_000;
-const NOOP_CHUNK: usize = 500;
 const PIPELINED: usize = 10_000;
 const VECTOR_ROUNDS: usize = 10_000;
 const DIMENSIONS: usize = 384;
@@ -89,8 +99,7 @@ fn main() {
         assert!(!evaluation.has_errors(), "{:?}", evaluation.diagnostics);
         host
     };
-    let armed = start(HostConfig::default());
-    let disabled = start(HostConfig {
+    let host = start(HostConfig {
         default_stage_budget: None,
     });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -98,20 +107,23 @@ fn main() {
     let _ = writeln!(json, "  \"cores\": {cores},\n  \"pinned\": false,");
 
     // 1. The watchdog on a Lua-heavy stage.
-    eprintln!("phase 1/3: Lua-heavy stage, {HEAVY_ROUNDS} rounds, hosts taking turns");
+    eprintln!("phase 1/3: Lua-heavy stage, {HEAVY_ROUNDS} rounds, three pipelines taking turns");
     for _ in 0..20 {
-        run(&armed, "heavy");
-        run(&disabled, "heavy");
+        for pipeline in ["heavy_armed", "heavy_disabled", "heavy_control"] {
+            run(&host, pipeline);
+        }
     }
-    let (mut heavy_armed, mut heavy_disabled) = (Vec::new(), Vec::new());
+    let (mut heavy_armed, mut heavy_disabled, mut heavy_control) =
+        (Vec::new(), Vec::new(), Vec::new());
     for round in 0..HEAVY_ROUNDS {
-        let order = if round % 2 == 0 {
-            [(&armed, &mut heavy_armed), (&disabled, &mut heavy_disabled)]
-        } else {
-            [(&disabled, &mut heavy_disabled), (&armed, &mut heavy_armed)]
-        };
-        for (host, samples) in order {
-            samples.push(timed(host, "heavy"));
+        let mut turn = [
+            ("heavy_armed", &mut heavy_armed),
+            ("heavy_disabled", &mut heavy_disabled),
+            ("heavy_control", &mut heavy_control),
+        ];
+        turn.rotate_left(round % 3);
+        for (pipeline, samples) in turn {
+            samples.push(timed(&host, pipeline));
         }
     }
 
@@ -119,37 +131,39 @@ fn main() {
     eprintln!("phase 2/3: no-op pipeline, {NOOP_ROUNDS} sequential requests per path");
     let anchor = AnchorHost::start();
     for _ in 0..2_000 {
-        run(&armed, "noop");
-        run(&disabled, "noop");
+        run(&host, "noop_armed");
+        run(&host, "noop_disabled");
         anchor.round_trip();
     }
     let (mut noop_armed, mut noop_disabled, mut noop_anchor) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..NOOP_ROUNDS / NOOP_CHUNK {
-        for _ in 0..NOOP_CHUNK {
-            noop_armed.push(timed(&armed, "noop"));
-        }
-        for _ in 0..NOOP_CHUNK {
-            noop_disabled.push(timed(&disabled, "noop"));
-        }
-        for _ in 0..NOOP_CHUNK {
-            let started = Instant::now();
-            anchor.round_trip();
-            noop_anchor.push(started.elapsed());
+    for round in 0..NOOP_ROUNDS {
+        let mut turn = [Path::Armed, Path::Disabled, Path::Anchor];
+        turn.rotate_left(round % 3);
+        for path in turn {
+            match path {
+                Path::Armed => noop_armed.push(timed(&host, "noop_armed")),
+                Path::Disabled => noop_disabled.push(timed(&host, "noop_disabled")),
+                Path::Anchor => {
+                    let started = Instant::now();
+                    anchor.round_trip();
+                    noop_anchor.push(started.elapsed());
+                }
+            }
         }
     }
-    let pipelined_armed = pipelined(&armed, "noop");
-    let pipelined_disabled = pipelined(&disabled, "noop");
+    let pipelined_armed = pipelined(&host, "noop_armed");
+    let pipelined_disabled = pipelined(&host, "noop_disabled");
 
     // 3. req.vector.
     eprintln!("phase 3/3: req.vector, {VECTOR_ROUNDS} requests per pipeline");
     let (mut unread, mut summed) = (Vec::new(), Vec::new());
     for round in 0..VECTOR_ROUNDS {
         if round % 2 == 0 {
-            unread.push(timed(&armed, "embed_unread"));
-            summed.push(timed(&armed, "embed_summed"));
+            unread.push(timed(&host, "embed_unread"));
+            summed.push(timed(&host, "embed_summed"));
         } else {
-            summed.push(timed(&armed, "embed_summed"));
-            unread.push(timed(&armed, "embed_unread"));
+            summed.push(timed(&host, "embed_summed"));
+            unread.push(timed(&host, "embed_unread"));
         }
     }
     let table_copy = table_copy_cost();
@@ -159,11 +173,15 @@ fn main() {
         "script host, {cores} cores, unpinned; load average before {load_before}, after {load_after}"
     );
     println!("{:<58} {:>9} {:>9}", "path", "p50 µs", "p99 µs");
-    let rows: [(&str, &Vec<Duration>); 7] = [
-        ("heavy stage, budget armed (1 s default)", &heavy_armed),
-        ("heavy stage, budgets disabled", &heavy_disabled),
+    let rows: [(&str, &Vec<Duration>); 8] = [
+        ("heavy stage, budget armed (budget = \"1s\")", &heavy_armed),
+        ("heavy stage, no budget", &heavy_disabled),
+        (
+            "heavy stage, no budget (second pipeline, A/A)",
+            &heavy_control,
+        ),
         ("no-op pipeline, budget armed", &noop_armed),
-        ("no-op pipeline, budgets disabled", &noop_disabled),
+        ("no-op pipeline, no budget", &noop_disabled),
         ("anchor: job channel + reply callback, no Lua", &noop_anchor),
         ("embed + stage not reading req.vector (384)", &unread),
         ("embed + stage summing req.vector (384)", &summed),
@@ -176,13 +194,18 @@ fn main() {
             micros(samples, 0.99)
         );
     }
-    let heavy_ratio = micros(&heavy_armed, 0.50) / micros(&heavy_disabled, 0.50);
+    let heavy_ratio = paired_ratio(&heavy_armed, &heavy_disabled);
+    let control_ratio = paired_ratio(&heavy_control, &heavy_disabled);
     let heavy_mean_ratio = mean(&heavy_armed) / mean(&heavy_disabled);
-    let noop_ratio = micros(&noop_armed, 0.50) / micros(&noop_disabled, 0.50);
+    let noop_ratio = paired_ratio(&noop_armed, &noop_disabled);
     println!(
-        "ratio heavy stage armed / disabled: p50 {heavy_ratio:.3}×, mean {heavy_mean_ratio:.3}× (target: no measurable difference)"
+        "ratio heavy stage armed / disabled: median of paired rounds {heavy_ratio:.3}×, of means {heavy_mean_ratio:.3}×; \
+         noise floor (disabled / disabled, A/A) {control_ratio:.3}× (target: no difference beyond the A/A)"
     );
-    println!("ratio no-op pipeline armed / disabled: p50 {noop_ratio:.3}×");
+    println!(
+        "ratio no-op pipeline armed / disabled: median of paired rounds {noop_ratio:.3}×; host cost over the anchor: {:.2} µs (p50)",
+        micros(&noop_disabled, 0.50) - micros(&noop_anchor, 0.50)
+    );
     println!(
         "pipelined, {PIPELINED} no-op requests submitted at once: {:.2} µs/request armed, {:.2} µs/request disabled",
         pipelined_armed, pipelined_disabled
@@ -197,15 +220,16 @@ fn main() {
     );
     let _ = writeln!(
         json,
-        "  \"heavy_stage\": {{\"armed_p50_us\": {:.2}, \"armed_p99_us\": {:.2}, \"disabled_p50_us\": {:.2}, \"disabled_p99_us\": {:.2}, \"ratio_p50\": {heavy_ratio:.4}, \"ratio_mean\": {heavy_mean_ratio:.4}, \"rounds\": {HEAVY_ROUNDS}}},",
+        "  \"heavy_stage\": {{\"armed_p50_us\": {:.2}, \"armed_p99_us\": {:.2}, \"disabled_p50_us\": {:.2}, \"disabled_p99_us\": {:.2}, \"control_p50_us\": {:.2}, \"paired_ratio_median\": {heavy_ratio:.4}, \"ratio_mean\": {heavy_mean_ratio:.4}, \"control_paired_ratio_median\": {control_ratio:.4}, \"rounds\": {HEAVY_ROUNDS}}},",
         micros(&heavy_armed, 0.50),
         micros(&heavy_armed, 0.99),
         micros(&heavy_disabled, 0.50),
         micros(&heavy_disabled, 0.99),
+        micros(&heavy_control, 0.50),
     );
     let _ = writeln!(
         json,
-        "  \"noop_pipeline\": {{\"armed_p50_us\": {:.3}, \"armed_p99_us\": {:.3}, \"disabled_p50_us\": {:.3}, \"disabled_p99_us\": {:.3}, \"anchor_p50_us\": {:.3}, \"anchor_p99_us\": {:.3}, \"ratio_p50\": {noop_ratio:.4}, \"pipelined_armed_us_per_request\": {pipelined_armed:.3}, \"pipelined_disabled_us_per_request\": {pipelined_disabled:.3}}},",
+        "  \"noop_pipeline\": {{\"armed_p50_us\": {:.3}, \"armed_p99_us\": {:.3}, \"disabled_p50_us\": {:.3}, \"disabled_p99_us\": {:.3}, \"anchor_p50_us\": {:.3}, \"anchor_p99_us\": {:.3}, \"paired_ratio_median\": {noop_ratio:.4}, \"pipelined_armed_us_per_request\": {pipelined_armed:.3}, \"pipelined_disabled_us_per_request\": {pipelined_disabled:.3}}},",
         micros(&noop_armed, 0.50),
         micros(&noop_armed, 0.99),
         micros(&noop_disabled, 0.50),
@@ -224,6 +248,14 @@ fn main() {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("create target/bench");
     std::fs::write(&path, json).expect("write json");
     println!("\nwrote {}", path.display());
+}
+
+/// The three ways one no-op round trip is made.
+#[derive(Clone, Copy)]
+enum Path {
+    Armed,
+    Disabled,
+    Anchor,
 }
 
 fn request(pipeline: &str) -> PipelineRequest {
@@ -349,6 +381,18 @@ fn micros(samples: &[Duration], q: f64) -> f64 {
     sorted.sort_unstable();
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[index].as_secs_f64() * 1e6
+}
+
+/// The median over rounds of `a[i] / b[i]`: each round's two samples ran
+/// back to back, so slow drifts of the machine's load cancel out.
+fn paired_ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
 
 fn mean(samples: &[Duration]) -> f64 {

@@ -9,9 +9,9 @@
 //! on demand, from any thread.
 //!
 //! In steady traffic the Lua thread takes an uncontended lock twice per
-//! resume and never wakes the watchdog: the watchdog wakes at most once per
-//! budget period, and is woken only when a shorter deadline appears or the
-//! host leaves idleness.
+//! resume and never wakes the watchdog: the watchdog wakes about once per
+//! budget period on its own, and is woken only when a shorter deadline
+//! appears or the first resume after a quiet budget period arrives.
 //!
 //! A coroutine that the script itself resumes inside a stage (with
 //! `coroutine.resume` or `coroutine.wrap`) runs on a state of its own; the
@@ -114,6 +114,12 @@ struct Slot {
     running: Option<Running>,
     /// When the watchdog will look next; `None` while it waits for news.
     watchdog_wakes_at: Option<Instant>,
+    /// Resumes so far, and the deadline of the latest one that had one:
+    /// while resumes keep coming, the watchdog looks again at the latest
+    /// deadline instead of waiting for news, so that no resume has to wake
+    /// it (waking costs the Lua thread a system call).
+    enters: u64,
+    latest_deadline: Option<Instant>,
     stopping: bool,
 }
 
@@ -182,6 +188,10 @@ impl Watchdog {
     /// `deadline`, the watchdog stops it at that instant.
     pub(crate) fn enter(&self, thread: &Thread, deadline: Option<Instant>) -> RunningGuard<'_> {
         let mut slot = self.shared.lock();
+        slot.enters = slot.enters.wrapping_add(1);
+        if deadline.is_some() {
+            slot.latest_deadline = deadline;
+        }
         slot.running = Some(Running {
             thread: RawThread::of(thread),
             nested: Vec::new(),
@@ -311,6 +321,7 @@ impl Drop for Watchdog {
 /// stops it if it is still running then.
 fn watch(shared: &Shared) {
     let mut slot = shared.lock();
+    let mut enters_seen = 0;
     loop {
         if slot.stopping {
             return;
@@ -329,6 +340,12 @@ fn watch(shared: &Shared) {
                 next = Some(deadline);
             }
         }
+        if next.is_none() && slot.enters != enters_seen {
+            // Resumes came since the last look: look again when the latest
+            // deadline passes. Without news by then, wait for news.
+            next = slot.latest_deadline.filter(|deadline| *deadline > now);
+        }
+        enters_seen = slot.enters;
         slot.watchdog_wakes_at = next;
         slot = match next {
             Some(deadline) => {

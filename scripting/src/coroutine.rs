@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use futures::future::poll_fn;
 use mlua::thread::ThreadStatus;
-use mlua::{Function, IntoLuaMulti, MultiValue, Table, Thread, Value};
+use mlua::{Function, IntoLuaMulti, Table, Thread, Value};
 
 use crate::budget::{Stopped, Verdict};
 use crate::pipeline_run::RunContext;
@@ -79,7 +79,7 @@ async fn drive(
 ) -> Result<Value, CallError> {
     let mut stream = thread
         .clone()
-        .into_async::<MultiValue>(args)
+        .into_async::<Value>(args)
         .map_err(CallError::Lua)?;
     let mut remaining = call.budget;
     loop {
@@ -111,13 +111,14 @@ async fn drive(
                 error: item.and_then(Result::err),
             });
         }
-        let values = match item {
-            Some(Ok(values)) => values,
+        // The first value of a yield or return (`Nil` for none).
+        let value = match item {
+            Some(Ok(value)) => value,
             Some(Err(error)) => return Err(CallError::Lua(error)),
             None => return Err(CallError::Lua(mlua::Error::CoroutineUnresumable)),
         };
         if thread.status() != ThreadStatus::Resumable {
-            return Ok(values.into_iter().next().unwrap_or(Value::Nil));
+            return Ok(value);
         }
         let pause = context.registry.borrow_mut().take_pause(call.request_id);
         if let Some((point, resumed)) = pause {
@@ -142,8 +143,8 @@ fn report(context: &RunContext, call: &CoroutineCall<'_>, kind: RunEventKind) {
         };
         RunEvent {
             request_id: call.request_id,
-            scope: entry.scope.clone(),
-            pipeline: entry.info.pipeline.clone(),
+            scope: entry.request.scope.clone(),
+            pipeline: entry.request.pipeline.clone(),
             stage: call.stage.to_owned(),
             kind,
         }

@@ -308,8 +308,9 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                 }
                 Job::Run { request, reply } => {
                     let request_id = request.id;
+                    let request = Rc::new(request);
                     let (abort, registration) = AbortHandle::new_pair();
-                    let generation = context.registry.borrow_mut().insert(&request, abort);
+                    let generation = context.registry.borrow_mut().insert(request.clone(), abort);
                     let run = AssertUnwindSafe(pipeline_run::run(context.clone(), request))
                         .catch_unwind();
                     let run = Abortable::new(run, registration);
@@ -370,7 +371,7 @@ fn read_stack(context: &RunContext, request_id: u64) -> Result<RunStack, ScriptE
         return Err(ScriptError::NotPaused { request_id });
     };
     let req = entry.req.clone();
-    let stage = entry.info.stage.clone();
+    let stage = entry.stage.clone();
     inspect::read_stack(
         &context.debug,
         &thread,

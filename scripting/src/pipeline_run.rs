@@ -217,7 +217,7 @@ const OWN_FIELDS: &[&str] = &[
 
 pub(crate) async fn run(
     context: Rc<RunContext>,
-    request: PipelineRequest,
+    request: Rc<PipelineRequest>,
 ) -> Result<PipelineAnswer, StageFailure> {
     let failure = |stage: &str, message: String| StageFailure {
         pipeline: request.pipeline.clone(),

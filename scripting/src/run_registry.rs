@@ -9,6 +9,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use futures::channel::oneshot;
@@ -86,16 +87,42 @@ pub enum RunEventKind {
 /// The host's registry of runs.
 #[derive(Default)]
 pub(crate) struct Registry {
-    runs: HashMap<u64, RunEntry>,
+    runs: HashMap<u64, RunEntry, BuildHasherDefault<IdHasher>>,
     next_generation: u64,
+}
+
+/// Hashes request ids with one multiplication: they are the kernel's own
+/// unique numbers, not attacker-chosen keys, and the registry is looked up
+/// several times per request (SipHash cost more than the rest of the
+/// bookkeeping together).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// One request's entry. `generation` tells a run apart from a later one
 /// that reused its id.
 pub(crate) struct RunEntry {
     generation: u64,
-    pub info: LiveRun,
-    pub scope: RequestScope,
+    /// The request, shared with its run (nothing is copied per request).
+    pub request: Rc<PipelineRequest>,
+    /// The stage it is in; empty before the first.
+    pub stage: String,
+    pub state: RunState,
     abort: AbortHandle,
     /// The coroutine of the stage running now, while there is one.
     pub thread: Option<Thread>,
@@ -104,8 +131,8 @@ pub(crate) struct RunEntry {
     pause_requested: bool,
     hooked: bool,
     /// Written by the pause hook on the Lua thread, read by the run after
-    /// the coroutine yields.
-    pause_hit: Rc<Cell<Option<(String, u32)>>>,
+    /// the coroutine yields; made with the first pause.
+    pause_hit: Option<Rc<Cell<Option<(String, u32)>>>>,
     resume: Option<oneshot::Sender<()>>,
     /// Values of expandable variables shown while paused; a variables
     /// reference is an index into it plus one. Cleared on resume.
@@ -115,30 +142,25 @@ pub(crate) struct RunEntry {
 impl Registry {
     /// Registers a run; returns its generation, which the run passes back
     /// to [`Registry::remove`].
-    pub(crate) fn insert(&mut self, request: &PipelineRequest, abort: AbortHandle) -> u64 {
+    pub(crate) fn insert(&mut self, request: Rc<PipelineRequest>, abort: AbortHandle) -> u64 {
         self.next_generation += 1;
         let generation = self.next_generation;
+        let request_id = request.id;
         let entry = RunEntry {
             generation,
-            info: LiveRun {
-                request_id: request.id,
-                correlation_id: request.correlation_id.clone(),
-                pipeline: request.pipeline.clone(),
-                priority: request.priority.clone(),
-                stage: String::new(),
-                state: RunState::Running,
-            },
-            scope: request.scope.clone(),
+            request,
+            stage: String::new(),
+            state: RunState::Running,
             abort,
             thread: None,
             req: None,
             pause_requested: false,
             hooked: false,
-            pause_hit: Rc::default(),
+            pause_hit: None,
             resume: None,
             inspected: Vec::new(),
         };
-        self.runs.insert(request.id, entry);
+        self.runs.insert(request_id, entry);
         generation
     }
 
@@ -161,7 +183,18 @@ impl Registry {
     }
 
     pub(crate) fn list(&self) -> Vec<LiveRun> {
-        let mut runs: Vec<LiveRun> = self.runs.values().map(|entry| entry.info.clone()).collect();
+        let mut runs: Vec<LiveRun> = self
+            .runs
+            .values()
+            .map(|entry| LiveRun {
+                request_id: entry.request.id,
+                correlation_id: entry.request.correlation_id.clone(),
+                pipeline: entry.request.pipeline.clone(),
+                priority: entry.request.priority.clone(),
+                stage: entry.stage.clone(),
+                state: entry.state.clone(),
+            })
+            .collect();
         runs.sort_by_key(|run| run.request_id);
         runs
     }
@@ -181,10 +214,12 @@ impl Registry {
     /// The run is now in `stage`, in `state`.
     pub(crate) fn set_stage(&mut self, request_id: u64, stage: &str, state: RunState) {
         if let Some(entry) = self.runs.get_mut(&request_id) {
-            if entry.info.stage != stage {
-                entry.info.stage = stage.to_owned();
+            if entry.stage != stage {
+                // Reuses the string's buffer from stage to stage.
+                entry.stage.clear();
+                entry.stage.push_str(stage);
             }
-            entry.info.state = state;
+            entry.state = state;
         }
     }
 
@@ -194,7 +229,9 @@ impl Registry {
         if let Some(entry) = self.runs.get_mut(&request_id) {
             entry.thread = Some(thread.clone());
             entry.req = req.cloned();
-            entry.pause_hit.set(None);
+            if let Some(hit) = &entry.pause_hit {
+                hit.set(None);
+            }
             if entry.pause_requested {
                 entry.install_pause_hook();
             }
@@ -209,6 +246,7 @@ impl Registry {
             {
                 thread.remove_hook();
             }
+            entry.req = None;
             entry.hooked = false;
         }
     }
@@ -217,7 +255,7 @@ impl Registry {
     /// exists, else as soon as the next one starts.
     pub(crate) fn request_pause(&mut self, request_id: u64) -> Result<(), ScriptError> {
         let entry = self.get_mut(request_id)?;
-        if matches!(entry.info.state, RunState::Paused(_)) || entry.pause_requested {
+        if matches!(entry.state, RunState::Paused(_)) || entry.pause_requested {
             return Ok(());
         }
         entry.pause_requested = true;
@@ -234,7 +272,7 @@ impl Registry {
         request_id: u64,
     ) -> Option<(PausePoint, oneshot::Receiver<()>)> {
         let entry = self.runs.get_mut(&request_id)?;
-        let (file, line) = entry.pause_hit.take()?;
+        let (file, line) = entry.pause_hit.as_ref()?.take()?;
         let point = PausePoint {
             reason: PauseReason::Requested,
             file,
@@ -243,7 +281,7 @@ impl Registry {
         let (sender, receiver) = oneshot::channel();
         entry.pause_requested = false;
         entry.resume = Some(sender);
-        entry.info.state = RunState::Paused(point.clone());
+        entry.state = RunState::Paused(point.clone());
         Some((point, receiver))
     }
 
@@ -271,7 +309,7 @@ impl Registry {
         }
         entry.hooked = false;
         entry.inspected.clear();
-        entry.info.state = RunState::Running;
+        entry.state = RunState::Running;
         let _ = resume.send(());
         Ok(())
     }
@@ -282,7 +320,7 @@ impl RunEntry {
     /// yields; the host removes it when the run resumes.
     fn install_pause_hook(&mut self) {
         let Some(thread) = &self.thread else { return };
-        let hit = self.pause_hit.clone();
+        let hit = self.pause_hit.get_or_insert_with(Rc::default).clone();
         let installed = thread.set_hook(HookTriggers::EVERY_LINE, move |_lua, debug| {
             let source = debug.source();
             let file = source
@@ -300,6 +338,6 @@ impl RunEntry {
     }
 
     pub(crate) fn is_paused(&self) -> bool {
-        matches!(self.info.state, RunState::Paused(_))
+        matches!(self.state, RunState::Paused(_))
     }
 }
