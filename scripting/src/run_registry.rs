@@ -84,6 +84,10 @@ pub enum RunEventKind {
     Resumed,
 }
 
+/// Where the pause hook stopped a coroutine (file, line), shared between
+/// the hook and the run.
+type PauseHit = Rc<Cell<Option<(String, u32)>>>;
+
 /// The host's registry of runs.
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -132,7 +136,7 @@ pub(crate) struct RunEntry {
     hooked: bool,
     /// Written by the pause hook on the Lua thread, read by the run after
     /// the coroutine yields; made with the first pause.
-    pause_hit: Option<Rc<Cell<Option<(String, u32)>>>>,
+    pause_hit: Option<PauseHit>,
     resume: Option<oneshot::Sender<()>>,
     /// Values of expandable variables shown while paused; a variables
     /// reference is an index into it plus one. Cleared on resume.
