@@ -170,6 +170,13 @@ fn an_interrupt_from_another_thread_stops_a_runaway_and_the_globals_survive() {
 }
 
 #[test]
+fn the_interrupter_and_the_host_handle_cross_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<spindle_scripting::Interrupter>();
+    shareable::<spindle_scripting::ScriptHost>();
+}
+
+#[test]
 fn time_paused_by_the_debugger_does_not_count_against_the_budget() {
     let fixture = start(SCRIPT);
     let host = &fixture.host;
