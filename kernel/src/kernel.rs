@@ -16,11 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use spindle_scheduler::{BatcherStats, Counters, RequestSummary, Stats};
-use spindle_scripting::{Diagnostic, GraphSpec, ScriptHost};
+use spindle_scheduler::{BatcherStats, Counters, RequestId, Stats};
+use spindle_scripting::{
+    Diagnostic, GraphSpec, HostConfig, Interrupter, RunStack, ScriptHost, Variable, VariablesRef,
+};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::debug::{self, LiveRequest};
 use crate::embedding::{EmbeddingRuntime, EngineDirectory, EngineStatus};
 use crate::error::KernelError;
 use crate::events::{EventHub, KernelSubscription, Subscriptions};
@@ -59,6 +62,9 @@ pub struct KernelConfig {
     /// Spawn a guard process (`program args...`) that kills every service's
     /// process group if this process dies without stopping them.
     pub guard: Option<GuardCommand>,
+    /// The time budget of a Lua stage that declares none (nor its
+    /// pipeline); `None` keeps the script host's default (1 s).
+    pub stage_budget: Option<std::time::Duration>,
     /// How many events a subscriber may fall behind before it gets
     /// `KernelEvent::Lagged` and a snapshot; 0 means the default, 4,096.
     pub event_buffer: usize,
@@ -118,6 +124,7 @@ struct Inner {
     graph: GraphSpec,
     diagnostics: Vec<Diagnostic>,
     notices: Vec<String>,
+    host: Option<ScriptHost>,
     requests: RequestPath,
     board: Arc<ServiceBoard>,
     subscriptions: Subscriptions,
@@ -143,7 +150,12 @@ impl Kernel {
         let wiring = EffectsWiring::new(directory.clone());
         let (host, graph, diagnostics) = match source {
             KernelSource::Script(path) => {
-                let (host, evaluation) = ScriptHost::start_with(&path, wiring.effects())?;
+                let mut host_config = HostConfig::default();
+                if config.stage_budget.is_some() {
+                    host_config.default_stage_budget = config.stage_budget;
+                }
+                let (host, evaluation) =
+                    ScriptHost::start_with_config(&path, wiring.effects(), host_config)?;
                 let has_errors = evaluation.has_errors();
                 match evaluation.graph {
                     Some(graph) if !has_errors => (Some(host), graph, evaluation.diagnostics),
@@ -256,6 +268,7 @@ impl Kernel {
                 graph,
                 diagnostics,
                 notices,
+                host,
                 requests,
                 board,
                 subscriptions,
@@ -337,9 +350,50 @@ impl Kernel {
         self.inner.requests.cancel(id_or_correlation).await
     }
 
-    /// Live requests (queued, waiting for their services, running).
-    pub async fn requests(&self) -> Vec<RequestSummary> {
-        self.inner.requests.scheduler.requests().await
+    /// Live requests (queued, waiting for their services, running), with
+    /// the Lua stage each running one is in and whether it is paused.
+    pub async fn requests(&self) -> Vec<LiveRequest> {
+        let summaries = self.inner.requests.scheduler.requests().await;
+        debug::live_requests(summaries, self.inner.host.as_ref()).await
+    }
+
+    /// Pauses request `id` at the next Lua line it runs (at once if it runs
+    /// Lua now; when its next stage starts if it waits on an embedding).
+    /// Every other request goes on; this one's deadline clock stops while
+    /// it is paused. Returns once the pause is armed: the request's
+    /// `Paused` state shows in [`Kernel::requests`] and its scheduler
+    /// events.
+    pub async fn pause(&self, id: RequestId) -> Result<(), KernelError> {
+        debug::pause(self.inner.host.as_ref(), id).await
+    }
+
+    /// Lets a paused request go on; its deadline clock runs again with the
+    /// time it had left.
+    pub async fn resume(&self, id: RequestId) -> Result<(), KernelError> {
+        debug::resume(self.inner.host.as_ref(), id).await
+    }
+
+    /// The stack of paused request `id`: frames (innermost first) with
+    /// their script path, line, locals and upvalues, and the request's
+    /// fields.
+    pub async fn stack(&self, id: RequestId) -> Result<RunStack, KernelError> {
+        debug::stack(self.inner.host.as_ref(), id).await
+    }
+
+    /// The children of an expandable value of paused request `id`.
+    pub async fn variables(
+        &self,
+        id: RequestId,
+        reference: VariablesRef,
+    ) -> Result<Vec<Variable>, KernelError> {
+        debug::variables(self.inner.host.as_ref(), id, reference).await
+    }
+
+    /// Stops the Lua code running right now (a runaway stage or cell) from
+    /// any thread; the Lua state and its globals stay. `None` without a
+    /// script.
+    pub fn interrupter(&self) -> Option<Interrupter> {
+        self.inner.host.as_ref().map(ScriptHost::interrupter)
     }
 
     /// Service and pipeline events from now on; with `with_requests`, the

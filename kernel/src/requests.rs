@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use spindle_scheduler::{
     Answer, Batcher, BatcherConfig, BatcherHandle, BatcherStats, BreakerConfig, DeadlineWatch,
-    EmbedClient, Failure, Gate, Job, NewRequest, Outcome, Priority, RetryPolicy, Scheduler,
-    SchedulerConfig, SchedulerHandle, Source, Stats,
+    EmbedClient, Failure, Gate, Job, NewRequest, Outcome, Priority, RequestId, RetryPolicy,
+    Scheduler, SchedulerConfig, SchedulerHandle, Source, Stats,
 };
 use spindle_scripting::{
     Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec, PipelineAnswer,
-    PipelineRequest, RequestScope, RunOutcome, ScriptHost, ServiceKind, SourceSpec,
+    PipelineRequest, RequestScope, RunEvent, RunEventKind, RunOutcome, ScriptHost, ServiceKind,
+    SourceSpec,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -82,6 +83,7 @@ pub(crate) struct RequestPath {
 /// What a request's stages get from the scheduler, carried in its
 /// [`RequestScope`].
 struct JobScope {
+    id: RequestId,
     deadline: DeadlineWatch,
     cancel: CancellationToken,
 }
@@ -153,6 +155,7 @@ impl RequestPath {
             move |job: Job<String>| run_job(host.clone(), job),
             shutdown,
         );
+        let _ = wiring.scheduler.set(scheduler.clone());
         let mut routes = HashMap::new();
         for pipeline in &graph.pipelines {
             routes.insert(
@@ -268,6 +271,7 @@ async fn run_job(
         priority: job.request.priority.as_str().to_owned(),
         text: std::mem::take(&mut job.request.payload),
         scope: RequestScope::new(JobScope {
+            id: job.request.id,
             deadline: job.deadline.clone(),
             cancel: job.cancel.clone(),
         }),
@@ -324,6 +328,8 @@ struct Wired {
 #[derive(Clone, Default)]
 pub(crate) struct EffectsWiring {
     wired: Arc<OnceLock<Wired>>,
+    /// For the debugger's pauses: a paused request's deadline clock stops.
+    scheduler: Arc<OnceLock<SchedulerHandle<String, PipelineAnswer>>>,
     pub(crate) directory: EngineDirectory,
 }
 
@@ -394,6 +400,35 @@ impl Effects for KernelEffects {
                 }),
                 Err(error) => Err(EmbedFailure::new(error)),
             });
+        });
+    }
+
+    fn run_event(&self, event: RunEvent) {
+        self.deadline_follows(&event);
+    }
+}
+
+impl KernelEffects {
+    /// A request paused at a line (a debugger holds it) stops its deadline
+    /// clock; resumed, the clock goes on with the time that was left.
+    /// Called on the Lua thread: it only hands the change to the scheduler.
+    fn deadline_follows(&self, event: &RunEvent) {
+        let (Some(wired), Some(scheduler), Some(scope)) = (
+            self.wiring.wired.get(),
+            self.wiring.scheduler.get(),
+            event.scope.get::<JobScope>(),
+        ) else {
+            return;
+        };
+        let scheduler = scheduler.clone();
+        let id = scope.id;
+        let paused = matches!(event.kind, RunEventKind::Paused(_));
+        wired.runtime.spawn(async move {
+            if paused {
+                scheduler.pause(id).await;
+            } else {
+                scheduler.resume(id).await;
+            }
         });
     }
 }
