@@ -9,6 +9,7 @@
 //! This crate knows no async runtime, no sockets and no wire format; it
 //! depends on no other workspace crate.
 
+pub mod analysis;
 mod api;
 mod convert;
 mod convert_pipeline;
@@ -17,14 +18,18 @@ mod convert_service;
 mod diagnostic;
 mod duration;
 mod eval;
+mod eval_budget;
 mod host;
 mod pipeline_run;
 mod source_map;
+pub mod sources;
 pub mod spec;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
+pub use eval_budget::INSTRUCTION_BUDGET;
+pub use sources::Overlay;
 pub use host::{CheckReply, CheckResult, RunOutcome, RunReply, ScriptHost};
 pub use pipeline_run::{
     Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError, PipelineAnswer,
@@ -66,4 +71,11 @@ pub enum ScriptError {
 /// will run.
 pub fn evaluate_file(path: &Path) -> Evaluation {
     eval::load(path).evaluation
+}
+
+/// [`evaluate_file`], reading the script and the modules it `require`s
+/// through `overlay` first (texts an editor holds that are not saved yet).
+/// With an empty overlay it is exactly [`evaluate_file`].
+pub fn evaluate_with(path: &Path, overlay: &Overlay) -> Evaluation {
+    eval::load_with(path, overlay).evaluation
 }
