@@ -61,7 +61,8 @@ pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
             );
         }
     };
-    if let Err(error) = prepare(&lua, &file).and_then(|()| sources::install_searcher(&lua, overlay)) {
+    if let Err(error) = prepare(&lua, &file).and_then(|()| sources::install_searcher(&lua, overlay))
+    {
         return fail(lua, lua_error_diagnostic_with(&error, &file, overlay));
     }
     lua.set_app_data(Declarations::default());

@@ -29,12 +29,12 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
 pub use eval_budget::INSTRUCTION_BUDGET;
-pub use sources::Overlay;
 pub use host::{CheckReply, CheckResult, RunOutcome, RunReply, ScriptHost};
 pub use pipeline_run::{
     Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError, PipelineAnswer,
     PipelineRequest, RequestScope, StageFailure,
 };
+pub use sources::Overlay;
 pub use spec::*;
 
 use std::path::Path;

@@ -100,6 +100,8 @@ fn contexts_at_the_cursor() {
         r#"local s = require("spindle") s.ser$0"#,
         r#"s.service "a" { $0 }"#,
         r#"s.service "a" { command = "x", rest$0 }"#,
+        r#"s.service "a" { rest$0
+  command = "x" }"#,
         r#"s.service "a" { restart = { $0 } }"#,
         r#"s.service "a" { restart = { policy = "$0" } }"#,
         r#"s.service "a" { restart = "on$0" }"#,
@@ -166,7 +168,10 @@ fn words(values: &[api_docs::ValueDoc]) -> Vec<String> {
 fn documented_fields_are_the_fields_the_converters_accept() {
     let s = "local s = require(\"spindle\")\n";
     let cases: Vec<(TableKind, String)> = vec![
-        (TableKind::Service, format!("{s}s.service \"a\" {{ zzzzzzzzzzzz = 1 }}")),
+        (
+            TableKind::Service,
+            format!("{s}s.service \"a\" {{ zzzzzzzzzzzz = 1 }}"),
+        ),
         (
             TableKind::Restart,
             format!("{s}s.service \"a\" {{ command = \"x\", restart = {{ zzzzzzzzzzzz = 1 }} }}"),
@@ -181,19 +186,27 @@ fn documented_fields_are_the_fields_the_converters_accept() {
         ),
         (
             TableKind::Pipeline,
-            format!("{s}s.pipeline \"p\" {{ zzzzzzzzzzzz = 1, s.stage(\"a\", function(r) return r end) }}"),
+            format!(
+                "{s}s.pipeline \"p\" {{ zzzzzzzzzzzz = 1, s.stage(\"a\", function(r) return r end) }}"
+            ),
         ),
         (
             TableKind::Timeout,
-            format!("{s}s.pipeline \"p\" {{ timeout = {{ zzzzzzzzzzzz = 1 }}, s.stage(\"a\", function(r) return r end) }}"),
+            format!(
+                "{s}s.pipeline \"p\" {{ timeout = {{ zzzzzzzzzzzz = 1 }}, s.stage(\"a\", function(r) return r end) }}"
+            ),
         ),
         (
             TableKind::Embed,
-            format!("{s}s.pipeline \"p\" {{ s.stage(\"a\", s.embed {{ service = \"e\", zzzzzzzzzzzz = 1 }}) }}"),
+            format!(
+                "{s}s.pipeline \"p\" {{ s.stage(\"a\", s.embed {{ service = \"e\", zzzzzzzzzzzz = 1 }}) }}"
+            ),
         ),
         (
             TableKind::Netlink,
-            format!("{s}s.pipeline \"p\" {{ from = {{ s.netlink {{ zzzzzzzzzzzz = 1 }} }}, s.stage(\"a\", function(r) return r end) }}"),
+            format!(
+                "{s}s.pipeline \"p\" {{ from = {{ s.netlink {{ zzzzzzzzzzzz = 1 }} }}, s.stage(\"a\", function(r) return r end) }}"
+            ),
         ),
     ];
     for (kind, script) in cases {
@@ -204,10 +217,22 @@ fn documented_fields_are_the_fields_the_converters_accept() {
         );
     }
     for (kind, probe, required) in [
-        (analysis::ProbeKind::Exec, "exec_probe", "command = \"true\""),
-        (analysis::ProbeKind::Http, "http_probe", "url = \"http://x/\""),
+        (
+            analysis::ProbeKind::Exec,
+            "exec_probe",
+            "command = \"true\"",
+        ),
+        (
+            analysis::ProbeKind::Http,
+            "http_probe",
+            "url = \"http://x/\"",
+        ),
         (analysis::ProbeKind::Tcp, "tcp_probe", "address = \"x:1\""),
-        (analysis::ProbeKind::Lua, "lua_probe", "check = function() end"),
+        (
+            analysis::ProbeKind::Lua,
+            "lua_probe",
+            "check = function() end",
+        ),
     ] {
         let script = format!(
             "{s}s.service \"a\" {{ command = \"x\", ready = s.{probe} {{ {required}, zzzzzzzzzzzz = 1 }} }}"

@@ -399,10 +399,7 @@ pub fn fields(kind: TableKind) -> Vec<ApiDoc> {
         TableKind::Probe(ProbeKind::Http) => HTTP_PROBE,
         TableKind::Probe(ProbeKind::Tcp) => TCP_PROBE,
         TableKind::Probe(ProbeKind::Lua) => LUA_PROBE,
-        TableKind::Providers
-        | TableKind::DependsOn
-        | TableKind::Sources
-        | TableKind::Other => &[],
+        TableKind::Providers | TableKind::DependsOn | TableKind::Sources | TableKind::Other => &[],
     };
     let common: &[ApiDoc] = match kind {
         TableKind::Probe(_) => PROBE_COMMON,
@@ -427,7 +424,10 @@ const fn word(word: &'static str, documentation: &'static str) -> ValueDoc {
 
 /// Dependency conditions (values of `depends_on = { name = ... }`).
 pub const CONDITIONS: &[ValueDoc] = &[
-    word("started", "Wait until the dependency's process has been started."),
+    word(
+        "started",
+        "Wait until the dependency's process has been started.",
+    ),
     word(
         "healthy",
         "Wait until the dependency's readiness probe passes (or it runs, without one).",
@@ -440,7 +440,10 @@ pub const CONDITIONS: &[ValueDoc] = &[
 
 /// Restart policies.
 pub const POLICIES: &[ValueDoc] = &[
-    word("on-failure", "Restart after a non-zero exit or a failed liveness probe (the default)."),
+    word(
+        "on-failure",
+        "Restart after a non-zero exit or a failed liveness probe (the default).",
+    ),
     word("always", "Restart after every exit."),
     word("no", "Never restart."),
 ];
@@ -464,9 +467,15 @@ pub const PROVIDERS: &[ValueDoc] = &[
 
 /// Request priorities (keys of a pipeline's `timeout`).
 pub const PRIORITIES: &[ValueDoc] = &[
-    word("high", "Scheduled first; never stuck behind a flood of lower priorities."),
+    word(
+        "high",
+        "Scheduled first; never stuck behind a flood of lower priorities.",
+    ),
     word("medium", "The default priority."),
-    word("low", "Never starved: weighted-fair scheduling gives it a share."),
+    word(
+        "low",
+        "Never starved: weighted-fair scheduling gives it a share.",
+    ),
 ];
 
 /// The words a string value may be at `key` of a table of `kind`, if the

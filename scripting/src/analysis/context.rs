@@ -37,7 +37,9 @@ pub enum ProbeKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CursorContext {
     /// After `s.` (the module's name and a dot), typing a member.
-    ApiMember { typed: Span },
+    ApiMember {
+        typed: Span,
+    },
     /// Where a field's key goes in a table of `table` kind; `present` are the
     /// keys already written in that table.
     FieldKey {
@@ -54,7 +56,10 @@ pub enum CursorContext {
         content: Span,
     },
     /// Inside the string argument of `s.<callee> "..."`, e.g. `s.embed "`.
-    CallArgument { callee: String, content: Span },
+    CallArgument {
+        callee: String,
+        content: Span,
+    },
     /// On a field's key (for hover): `key` of a table of `table` kind.
     OnKey {
         table: TableKind,
@@ -115,7 +120,9 @@ pub fn cursor_context(source: &str, offset: usize) -> CursorContext {
                 }
                 return CursorContext::Nothing;
             }
-            TokenKind::Punct(".") if idx >= 1 && matches!(tokens[idx - 1].kind, TokenKind::Name(_)) => {
+            TokenKind::Punct(".")
+                if idx >= 1 && matches!(tokens[idx - 1].kind, TokenKind::Name(_)) =>
+            {
                 return CursorContext::ApiMember {
                     typed: Span {
                         start: offset,
@@ -130,16 +137,14 @@ pub fn cursor_context(source: &str, offset: usize) -> CursorContext {
     // cursor opens the table or ends a field.
     let last = before_end.checked_sub(1).map(|idx| &tokens[idx].kind);
     match last {
-        Some(TokenKind::Punct("{" | "," | ";")) if !frames.is_empty() => {
-            CursorContext::FieldKey {
-                table,
-                typed: Span {
-                    start: offset,
-                    end: offset,
-                },
-                present: present_keys(&tokens, frames.last().map(|f| f.open)),
-            }
-        }
+        Some(TokenKind::Punct("{" | "," | ";")) if !frames.is_empty() => CursorContext::FieldKey {
+            table,
+            typed: Span {
+                start: offset,
+                end: offset,
+            },
+            present: present_keys(&tokens, frames.last().map(|f| f.open)),
+        },
         _ => CursorContext::Nothing,
     }
 }
@@ -226,9 +231,7 @@ fn resolve(frames: &[Frame]) -> TableKind {
                 "depends_on" => TableKind::DependsOn,
                 _ => TableKind::Other,
             },
-            (Owner::Field(key), TableKind::Embedding) if key == "providers" => {
-                TableKind::Providers
-            }
+            (Owner::Field(key), TableKind::Embedding) if key == "providers" => TableKind::Providers,
             (Owner::Field(key), TableKind::Pipeline) => match key.as_str() {
                 "timeout" => TableKind::Timeout,
                 "from" => TableKind::Sources,
@@ -320,9 +323,9 @@ fn present_keys(tokens: &[Token], open: Option<usize>) -> Vec<String> {
                     break;
                 }
             }
-            TokenKind::Name(name)
-                if depth == 1 && punct(tokens, idx + 1, "=") && at_key_position(tokens, idx) =>
-            {
+            // A key is a name followed by `=` (not `==`) at depth one; the
+            // token before may be a half-typed key without its comma.
+            TokenKind::Name(name) if depth == 1 && punct(tokens, idx + 1, "=") => {
                 keys.push(name.clone())
             }
             _ => {}

@@ -58,6 +58,9 @@ pub struct Declaration {
     pub full_span: Span,
     /// The pipeline a stage belongs to.
     pub container: Option<String>,
+    /// The field names written at the top of the declaration's table
+    /// (`command`, `embedding`, ...), in order.
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -282,6 +285,7 @@ impl Indexer<'_> {
             next += 1;
         }
         let mut end = self.tokens[arg].span.end;
+        let mut keys = Vec::new();
         let kind = match callee {
             "service" => DeclarationKind::Service,
             "pipeline" => DeclarationKind::Pipeline,
@@ -296,10 +300,20 @@ impl Indexer<'_> {
             end = self.tokens.get(close).map_or(end, |token| token.span.end);
         } else if self.punct(next, "{") {
             let (fields, close) = self.fields(next);
-            end = self.tokens.get(close).map_or(self.source.len(), |t| t.span.end);
+            end = self
+                .tokens
+                .get(close)
+                .map_or(self.source.len(), |t| t.span.end);
             if kind == DeclarationKind::Service {
                 self.depends_on(&fields, &name);
             }
+            keys = fields
+                .iter()
+                .filter_map(|field| match &field.key {
+                    FieldKey::Named(key, _) => Some(key.clone()),
+                    _ => None,
+                })
+                .collect();
         }
         self.found.declarations.push(Declaration {
             kind,
@@ -307,6 +321,7 @@ impl Indexer<'_> {
             name_span,
             full_span: Span { start, end },
             container: None,
+            keys,
         });
     }
 
