@@ -9,21 +9,31 @@ use spindle_scripting::Diagnostic;
 use spindle_scripting::analysis::ReferenceKind;
 use tower_lsp_server::ls_types::{self as lsp, DiagnosticRelatedInformation};
 
+use crate::server::Snapshot;
 use crate::to_proto;
 use crate::workspace::Workspace;
 
 /// The LSP diagnostics of one evaluation, by file.
 pub fn by_file(
     workspace: &Workspace,
+    snapshot: &Snapshot,
     diagnostics: &[Diagnostic],
 ) -> HashMap<PathBuf, Vec<lsp::Diagnostic>> {
     let mut files: HashMap<PathBuf, Vec<lsp::Diagnostic>> = HashMap::new();
+    let mut texts: HashMap<PathBuf, std::sync::Arc<String>> = HashMap::new();
     for diagnostic in diagnostics {
         let file = std::path::absolute(&diagnostic.file).unwrap_or(diagnostic.file.clone());
-        let text = match workspace.files.get(&file) {
-            Some(entry) => entry.text.as_str().to_owned(),
-            None => std::fs::read_to_string(&file).unwrap_or_default(),
-        };
+        // The text that was evaluated, where the editor held it.
+        let text = texts
+            .entry(file.clone())
+            .or_insert_with(|| match (snapshot.get(&file), workspace.files.get(&file)) {
+                (Some((text, _)), _) => text.clone(),
+                (None, Some(entry)) => entry.text.clone(),
+                (None, None) => {
+                    std::sync::Arc::new(std::fs::read_to_string(&file).unwrap_or_default())
+                }
+            })
+            .clone();
         let related = related(workspace, &file, diagnostic);
         files
             .entry(file)

@@ -18,15 +18,12 @@ pub fn inlay_hints(workspace: &Workspace, file: &Path, range: Range) -> Vec<Inla
     let (Some(entry), Some(graph)) = (workspace.files.get(file), workspace.graph_of(file)) else {
         return Vec::new();
     };
-    let waves = graph.waves();
     let text = &entry.text;
     entry
         .index
         .services()
         .filter_map(|declaration| {
-            let wave = waves
-                .iter()
-                .position(|wave| wave.iter().any(|s| s.name == declaration.name))?;
+            let wave = graph.service(&declaration.name)?.wave;
             // Just past the closing quote.
             let position =
                 to_proto::position(text, (declaration.name_span.end + 1).min(text.len()));

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
+use crate::summary::GraphSummary;
 use spindle_scripting::analysis::{
     self, CursorContext, DeclarationKind, Span, TableKind, api_docs, cursor_context,
 };
-use spindle_scripting::{GraphSpec, ServiceKind};
 
 use crate::live_status::{LiveError, LiveService};
 use crate::workspace::Workspace;
@@ -77,7 +77,7 @@ pub fn plan(workspace: &Workspace, file: &Path, text: &str, offset: usize) -> Op
             let doc = api_docs::field(table, &key)?;
             Some(HoverPlan {
                 markdown: format!(
-                    "**{}** `{}`\n\n{}",
+                    "**{}** `{key}`: {}\n\n{}",
                     table_name(table),
                     doc.detail,
                     doc.documentation
@@ -152,7 +152,7 @@ fn service_markdown(
     workspace: &Workspace,
     file: &Path,
     name: &str,
-    graph: Option<&GraphSpec>,
+    graph: Option<&GraphSummary>,
 ) -> String {
     let Some(graph) = graph else {
         let declared = !workspace
@@ -169,16 +169,10 @@ fn service_markdown(
     let Some(service) = graph.service(name) else {
         return format!("**service** `{name}`: not declared in this graph");
     };
-    let mut lines = vec![format!("**service** `{name}` — {}", service.kind.name())];
-    match &service.kind {
-        ServiceKind::Process(process) => {
-            lines.push(format!("command: `{}`", process.command.join(" ")))
-        }
-        ServiceKind::Embedding(embedding) => lines.push(format!(
-            "model: `{}` on {}",
-            embedding.model,
-            embedding.providers.join(", ")
-        )),
+    let mut lines = vec![format!("**service** `{name}` — {}", service.kind)];
+    match service.kind {
+        "process" => lines.push(format!("command: `{}`", service.runs)),
+        "embedding" => lines.push(format!("model: {}", service.runs)),
         _ => {}
     }
     if service.depends_on.is_empty() {
@@ -187,26 +181,20 @@ fn service_markdown(
         let dependencies: Vec<String> = service
             .depends_on
             .iter()
-            .map(|d| format!("`{}` ({})", d.service, d.condition.name()))
+            .map(|(dependency, condition)| format!("`{dependency}` ({condition})"))
             .collect();
         lines.push(format!("depends on: {}", dependencies.join(", ")));
     }
-    let waves = graph.waves();
-    if let Some(wave) = waves
-        .iter()
-        .position(|wave| wave.iter().any(|s| s.name == name))
-    {
-        lines.push(format!("wave {} of {}", wave, waves.len()));
-    }
-    lines.push(format!("restart: {}", service.restart.policy.name()));
+    lines.push(format!("wave {} of {}", service.wave, graph.wave_count));
+    lines.push(format!("restart: {}", service.restart));
     lines.join("\n\n")
 }
 
-fn pipeline_markdown(name: &str, graph: Option<&GraphSpec>) -> String {
+fn pipeline_markdown(name: &str, graph: Option<&GraphSummary>) -> String {
     let Some(pipeline) = graph.and_then(|graph| graph.pipeline(name)) else {
         return format!("**pipeline** `{name}`");
     };
-    let stages: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+    let stages: Vec<&str> = pipeline.stages.iter().map(String::as_str).collect();
     format!(
         "**pipeline** `{name}`\n\nstages: {}\n\nserved at `POST /v1/pipelines/{name}`",
         stages.join(" → ")

@@ -21,9 +21,11 @@ mod diagnostics;
 mod hints;
 mod hover;
 pub mod live_status;
+mod memory;
 mod models;
 mod navigation;
 mod server;
+mod summary;
 mod to_proto;
 mod workspace;
 

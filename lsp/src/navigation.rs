@@ -225,7 +225,7 @@ pub fn document_symbols(workspace: &Workspace, file: &Path) -> Vec<DocumentSymbo
         let detail = match declaration.kind {
             DeclarationKind::Service => graph
                 .and_then(|g| g.service(&declaration.name))
-                .map(|s| s.kind.name().to_owned())
+                .map(|s| s.kind.to_owned())
                 .or_else(|| Some("service".to_owned())),
             kind => Some(kind.name().to_owned()),
         };

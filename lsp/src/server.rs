@@ -39,6 +39,10 @@ pub struct Settings {
 
 type Query = Box<dyn FnOnce(&Workspace) + Send>;
 
+/// The texts and versions of the open documents an evaluation read, so that
+/// its diagnostics are placed in, and published for, the text they are about.
+pub(crate) type Snapshot = std::collections::HashMap<PathBuf, (Arc<String>, i32)>;
+
 /// What the workspace task does: a closed set of changes, plus read-only
 /// queries that carry their own reply.
 enum Command {
@@ -60,6 +64,8 @@ enum Command {
     Evaluated {
         root: PathBuf,
         evaluation: Evaluation,
+        /// The open documents' texts and versions that were evaluated.
+        snapshot: Snapshot,
     },
     Query(Query),
 }
@@ -194,13 +200,7 @@ fn graph_answer(workspace: &Workspace, path: &Path, uri: &str) -> GraphAnswer {
         .roots_of(path)
         .iter()
         .filter_map(|root| workspace.roots.get(root)?.latest.clone())
-        .map(|evaluation| {
-            evaluation
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-                .count()
-        })
+        .map(|evaluation| evaluation.errors)
         .sum();
     let Some(graph) = workspace.graph_of(path) else {
         return GraphAnswer {
@@ -220,13 +220,13 @@ fn graph_answer(workspace: &Workspace, path: &Path, uri: &str) -> GraphAnswer {
                 wave.iter()
                     .map(|service| GraphService {
                         name: service.name.clone(),
-                        kind: service.kind.name().to_owned(),
+                        kind: service.kind.to_owned(),
                         depends_on: service
                             .depends_on
                             .iter()
-                            .map(|d| d.service.clone())
+                            .map(|(name, _)| name.clone())
                             .collect(),
-                        line: service.location.line,
+                        line: service.line,
                     })
                     .collect()
             })
@@ -236,7 +236,7 @@ fn graph_answer(workspace: &Workspace, path: &Path, uri: &str) -> GraphAnswer {
             .iter()
             .map(|pipeline| GraphPipeline {
                 name: pipeline.name.clone(),
-                stages: pipeline.stages.iter().map(|s| s.name.clone()).collect(),
+                stages: pipeline.stages.clone(),
             })
             .collect(),
     }
@@ -634,21 +634,34 @@ async fn run_workspace(
                         schedule(&mut workspace, &root, &commands, &permits);
                     } else {
                         workspace.roots.remove(&root);
-                        publish(&client, &mut workspace, &root, Default::default()).await;
+                        publish(
+                            &client,
+                            &mut workspace,
+                            &root,
+                            Default::default(),
+                            &Snapshot::new(),
+                        )
+                        .await;
                     }
                 }
             }
-            Command::Evaluated { root, evaluation } => {
-                let by_file = diagnostics::by_file(&workspace, &evaluation.diagnostics);
+            Command::Evaluated {
+                root,
+                evaluation,
+                snapshot,
+            } => {
+                let by_file = diagnostics::by_file(&workspace, &snapshot, &evaluation.diagnostics);
                 let again = {
                     let state = workspace.roots.entry(root.clone()).or_default();
                     state.in_flight = false;
-                    state.latest = Some(Arc::new(evaluation));
+                    state.latest = Some(Arc::new(crate::summary::summarize(&evaluation)));
                     std::mem::take(&mut state.pending)
                 };
-                publish(&client, &mut workspace, &root, by_file).await;
                 if again {
+                    // Newer text is waiting: its evaluation publishes.
                     schedule(&mut workspace, &root, &commands, &permits);
+                } else {
+                    publish(&client, &mut workspace, &root, by_file, &snapshot).await;
                 }
             }
             Command::Query(query) => query(&workspace),
@@ -675,6 +688,11 @@ fn schedule(
     permits: &Arc<Semaphore>,
 ) {
     let overlay = workspace.overlay_for(root);
+    let snapshot: Snapshot = workspace
+        .files
+        .iter()
+        .filter_map(|(path, entry)| Some((path.clone(), (entry.text.clone(), entry.version?))))
+        .collect();
     let state: &mut RootState = workspace.roots.entry(root.to_path_buf()).or_default();
     if state.in_flight {
         state.pending = true;
@@ -688,14 +706,22 @@ fn schedule(
         let _permit = permits.acquire_owned().await;
         let evaluated_root = root.clone();
         let evaluation = tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(|| spindle_scripting::evaluate_with(&evaluated_root, &overlay))
+            let evaluation = std::panic::catch_unwind(|| {
+                spindle_scripting::evaluate_with(&evaluated_root, &overlay)
+            });
+            crate::memory::give_back_freed_memory();
+            evaluation
         })
         .await;
         let evaluation = match evaluation {
             Ok(Ok(evaluation)) => evaluation,
             _ => internal_error(&root),
         };
-        let _ = commands.send(Command::Evaluated { root, evaluation });
+        let _ = commands.send(Command::Evaluated {
+            root,
+            evaluation,
+            snapshot,
+        });
     });
 }
 
@@ -725,6 +751,7 @@ async fn publish(
     workspace: &mut Workspace,
     root: &Path,
     mut by_file: std::collections::HashMap<PathBuf, Vec<tower_lsp_server::ls_types::Diagnostic>>,
+    snapshot: &Snapshot,
 ) {
     let mut touched: Vec<PathBuf> = workspace
         .published
@@ -761,7 +788,12 @@ async fn publish(
                 }
             }
         }
-        let version = workspace.files.get(&file).and_then(|entry| entry.version);
+        // The version that was evaluated (or, for a file the evaluation did
+        // not read as an open document, the current one).
+        let version = snapshot
+            .get(&file)
+            .map(|(_, version)| *version)
+            .or_else(|| workspace.files.get(&file).and_then(|entry| entry.version));
         if let Some(uri) = to_proto::uri(&file) {
             client.publish_diagnostics(uri, merged, version).await;
         }

@@ -8,8 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use spindle_scripting::Overlay;
 use spindle_scripting::analysis::{self, Declaration, DeclarationKind, FileIndex, Span};
-use spindle_scripting::{Evaluation, GraphSpec, Overlay};
+
+use crate::summary::{EvaluationSummary, GraphSummary};
 
 /// One text the server knows.
 #[derive(Debug, Clone)]
@@ -50,7 +52,7 @@ pub struct RootState {
     pub in_flight: bool,
     /// A change arrived while an evaluation ran: evaluate again after it.
     pub pending: bool,
-    pub latest: Option<Arc<Evaluation>>,
+    pub latest: Option<Arc<EvaluationSummary>>,
 }
 
 /// A name found somewhere: which file, where, and what it is.
@@ -132,7 +134,7 @@ impl Workspace {
 
     /// The latest graph evaluated through a root of `file`, if it evaluated
     /// without errors.
-    pub fn graph_of(&self, file: &Path) -> Option<&GraphSpec> {
+    pub fn graph_of(&self, file: &Path) -> Option<&GraphSummary> {
         self.roots_of(file).iter().find_map(|root| {
             self.roots
                 .get(root)

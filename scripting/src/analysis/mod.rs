@@ -37,20 +37,26 @@ pub fn offset_of(source: &str, line: u32, column: u32) -> usize {
 }
 
 /// The span of the token that starts at (or holds) byte `offset`, for
-/// underlining a diagnostic; an empty span when there is none.
+/// underlining a diagnostic; an empty span when there is none. Only the
+/// offset's line is read (a diagnostic points at the start of a token).
 pub fn token_span_at(source: &str, offset: usize) -> Span {
-    tokenize(source)
+    let offset = offset.min(source.len());
+    let line_start = source[..offset]
+        .rfind('\n')
+        .map_or(0, |newline| newline + 1);
+    let line_end = source[offset..]
+        .find('\n')
+        .map_or(source.len(), |newline| offset + newline);
+    tokenize(&source[line_start..line_end])
         .iter()
-        .find(|token| token.span.start <= offset && offset < token.span.end)
+        .map(|token| (token.span.start + line_start, token.span.end + line_start))
+        .find(|(start, end)| *start <= offset && offset < *end)
         .map_or(
             Span {
                 start: offset,
                 end: offset,
             },
-            |token| Span {
-                start: token.span.start,
-                end: token.span.end,
-            },
+            |(start, end)| Span { start, end },
         )
 }
 
