@@ -16,6 +16,8 @@
 
 mod api;
 mod budget;
+mod cell;
+mod cell_data;
 mod convert;
 mod convert_pipeline;
 mod convert_probe;
@@ -29,11 +31,20 @@ mod host;
 mod lua_raw;
 mod lua_vector;
 mod netlink_notice;
+mod notebook_api;
 mod pipeline_run;
 mod run_registry;
 mod source_map;
 pub mod spec;
 
+pub use cell::{
+    CellAnswer, CellError, CellErrorKind, CellEvent, CellOutput, CellReply, CellRequest,
+    CellStreams,
+    Completeness, Completion, InputReply, Inspection, NotebookJob, STREAM_FLUSH_INTERVAL,
+    StreamName, cell_completeness,
+};
+pub use cell_data::{DATA_DEPTH, DATA_ENTRIES, Data};
+pub use notebook_api::{CHART_KINDS, CellSubmission, DataReply, KernelQuery};
 pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
 pub use debug::{RunStack, StackFrame, Variable, VariablesRef};
 pub use diagnostic::{Diagnostic, Severity};
