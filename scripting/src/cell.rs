@@ -207,8 +207,8 @@ impl std::fmt::Debug for NotebookJob {
 }
 
 impl NotebookJob {
-    /// Answers the job as "the host has stopped".
-    pub(crate) fn host_gone(self) {
+    /// Answers the job as "the host has stopped" (or there is none).
+    pub fn host_gone(self) {
         match self {
             NotebookJob::Execute { reply, .. } => reply(CellAnswer {
                 outcome: Err(CellError {
@@ -277,6 +277,9 @@ pub(crate) struct NotebookState {
 pub struct CellStreams {
     output: CellOutput,
     buffers: std::sync::Mutex<StreamBuffers>,
+    /// Whether the cell's Lua runs on the host thread right now (not
+    /// waiting on a request, a query or input).
+    lua_running: std::sync::atomic::AtomicBool,
 }
 
 struct StreamBuffers {
@@ -300,7 +303,15 @@ impl CellStreams {
                 stderr: String::new(),
                 last_flush: Instant::now(),
             }),
+            lua_running: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether the cell's Lua is running right now: an interrupt then
+    /// stops it through the `Interrupter`; a cell that waits is stopped by
+    /// [`NotebookJob::CancelCell`] instead.
+    pub fn lua_running(&self) -> bool {
+        self.lua_running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Sends what the streams hold (stdout first). Any thread.
@@ -570,9 +581,12 @@ async fn drive(
     loop {
         let (item, verdict) = poll_fn(|cx| {
             set_current(lua, Some(state.clone()));
+            let running = &state.streams.lua_running;
+            running.store(true, std::sync::atomic::Ordering::SeqCst);
             let guard = context.watchdog.enter(&thread, None);
             let poll = Pin::new(&mut stream).poll_next(cx);
             let verdict = guard.leave();
+            running.store(false, std::sync::atomic::Ordering::SeqCst);
             set_current(lua, None);
             state.flush();
             match (poll, verdict) {
