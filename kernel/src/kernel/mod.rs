@@ -421,7 +421,7 @@ impl Kernel {
     /// kernel's script host, in the same Lua state as the script's stages
     /// and probes. A kernel without a script answers it "host stopped".
     pub fn notebook(&self, job: NotebookJob) {
-        match &self.inner.host {
+        match self.inner.host.get() {
             Some(host) => host.notebook(job),
             None => job.host_gone(),
         }
