@@ -117,7 +117,7 @@ fn gate_fields(gate: &Gate) -> (bool, String) {
 /// Services with their kind, state, wave and dependencies.
 pub fn services(kernel: &Kernel, statuses: &[ServiceStatus]) -> Data {
     let graph = kernel.graph();
-    let waves = waves(graph);
+    let waves = waves(&graph);
     Data::list(
         statuses
             .iter()
