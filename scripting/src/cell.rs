@@ -688,6 +688,28 @@ fn name_before(code: &str, cursor: usize) -> (usize, String) {
     (start, chars[start..].iter().collect())
 }
 
+/// `require("spindle").sub` names the module by its `require`: the
+/// dotted name that `name_before` found after a `)` gets the module's path
+/// in front when the code before it is such a call.
+fn with_required_module(code: &str, start: usize, name: String) -> String {
+    if !name.starts_with(['.', ':']) {
+        return name;
+    }
+    let before: String = code.chars().take(start).collect();
+    let before = before.trim_end();
+    let forms = [
+        "require(\"spindle\")",
+        "require('spindle')",
+        "require \"spindle\"",
+        "require 'spindle'",
+    ];
+    if forms.iter().any(|form| before.ends_with(form)) {
+        format!("package.loaded.spindle{name}")
+    } else {
+        name
+    }
+}
+
 /// Resolves `a.b.c` through the globals (tables, and a value's `__index`
 /// table), `None` where a part is not there.
 fn resolve(lua: &Lua, path: &[&str]) -> Option<Value> {
@@ -719,6 +741,7 @@ fn index_table(lua: &Lua, value: &Value) -> Option<Table> {
 
 fn complete(lua: &Lua, code: &str, cursor: usize) -> Completion {
     let (start, name) = name_before(code, cursor);
+    let name = with_required_module(code, start, name);
     let split = name.rfind(['.', ':']);
     let (base, partial, method) = match split {
         Some(idx) => (&name[..idx], &name[idx + 1..], name[idx..].starts_with(':')),
@@ -760,7 +783,7 @@ fn complete(lua: &Lua, code: &str, cursor: usize) -> Completion {
     let partial_chars = partial.chars().count();
     Completion {
         matches: candidates,
-        cursor_start: start + name.chars().count() - partial_chars,
+        cursor_start: cursor.min(code.chars().count()) - partial_chars,
         cursor_end: cursor,
     }
 }
@@ -774,9 +797,11 @@ fn inspect(lua: &Lua, code: &str, cursor: usize) -> Option<Inspection> {
         .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.' || *c == ':')
         .collect();
     let name = name.trim_end_matches(['.', ':']).to_owned();
-    if name.is_empty() {
+    if name.trim_start_matches(['.', ':']).is_empty() {
         return None;
     }
+    let written = name.clone();
+    let name = with_required_module(code, start, name);
     let parts: Vec<&str> = name.split(['.', ':']).collect();
     let value = resolve(lua, &parts)?;
     let module = spindle_module(lua);
@@ -786,7 +811,10 @@ fn inspect(lua: &Lua, code: &str, cursor: usize) -> Option<Inspection> {
         && parent.to_pointer() == module.to_pointer()
         && let Some(doc) = api_documentation(last)
     {
-        return Some(Inspection { name, text: doc });
+        return Some(Inspection {
+            name: written,
+            text: doc,
+        });
     }
     let text = match &value {
         Value::Table(table) if module.as_ref().map(Table::to_pointer) == Some(table.to_pointer()) => {
@@ -807,7 +835,10 @@ fn inspect(lua: &Lua, code: &str, cursor: usize) -> Option<Inspection> {
         }
         other => format!("{}: {}", other.type_name(), tostring(lua, other)),
     };
-    Some(Inspection { name, text })
+    Some(Inspection {
+        name: written,
+        text,
+    })
 }
 
 fn spindle_module(lua: &Lua) -> Option<Table> {
