@@ -66,17 +66,31 @@ pub(crate) async fn stdin(
     mut outgoing: mpsc::UnboundedReceiver<JupyterMessage>,
     stop: CancellationToken,
 ) {
-    use zeromq::SocketRecv;
+    use futures_util::StreamExt;
+    use zeromq::{Socket, SocketRecv};
+    // Peers that go away: a cell waiting for input from one fails at once.
+    let mut monitor = socket.socket.monitor();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            Some(event) = monitor.next() => {
+                if let zeromq::SocketEvent::Disconnected(peer) = event {
+                    let peer = bytes::Bytes::from(peer);
+                    let mut pending = lock(&shared.pending_input);
+                    if pending.as_ref().is_some_and(|waiting| waiting.asker.as_ref() == Some(&peer)) {
+                        let waiting = pending.take().expect("checked");
+                        drop(pending);
+                        (waiting.reply)(Err("the front end that was asked for input disconnected".to_owned()));
+                    }
+                }
+            }
             message = outgoing.recv() => {
                 let Some(message) = message else { return };
                 if let Err(error) = socket.send(message).await {
                     // The asker is gone: its io.read fails at once.
                     tracing::debug!("stdin: cannot send an input request: {error}");
-                    if let Some(reply) = lock(&shared.pending_input).take() {
-                        reply(Err(format!("the front end is gone ({error})")));
+                    if let Some(waiting) = lock(&shared.pending_input).take() {
+                        (waiting.reply)(Err(format!("the front end is gone ({error})")));
                     }
                 }
             }
@@ -91,7 +105,7 @@ pub(crate) async fn stdin(
                 match wire::parse(multipart, &socket.mac) {
                     Ok(reply) if reply.msg_type() == "input_reply" => {
                         if let Some(waiting) = lock(&shared.pending_input).take() {
-                            waiting(Ok(reply.str_field("value").to_owned()));
+                            (waiting.reply)(Ok(reply.str_field("value").to_owned()));
                         }
                     }
                     Ok(other) => tracing::debug!("stdin: ignored a `{}`", other.msg_type()),

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cell_path;
 use crate::effects::NotebookEffects;
 use crate::history::History;
-use crate::shared::{Shared, ShutdownAsked, lock};
+use crate::shared::{PendingInput, Shared, ShutdownAsked, lock};
 use crate::to_proto::{self, CellNames};
 use crate::wire::{self, Incoming};
 
@@ -236,7 +236,10 @@ impl Session {
                     reply(Err("this front end does not take input".to_owned()));
                     return;
                 }
-                *lock(&self.shared.pending_input) = Some(reply);
+                *lock(&self.shared.pending_input) = Some(PendingInput {
+                    asker: request.identities.first().cloned(),
+                    reply,
+                });
                 let message = wire::child(
                     request,
                     "input_request",

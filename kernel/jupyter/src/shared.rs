@@ -27,8 +27,8 @@ pub(crate) struct Shared {
     /// The cell running now (set and cleared by the shell session).
     pub executing: Mutex<Option<Arc<CellStreams>>>,
     /// The `io.read` waiting for an `input_reply` (set by the session,
-    /// taken by the stdin task or an interrupt).
-    pub pending_input: Mutex<Option<InputReply>>,
+    /// taken by the stdin task, an interrupt, or the asker's disconnect).
+    pub pending_input: Mutex<Option<PendingInput>>,
     pub shutdown: watch::Sender<Option<ShutdownAsked>>,
 }
 
@@ -52,8 +52,8 @@ impl Shared {
         let Some(streams) = streams else {
             return false;
         };
-        if let Some(reply) = lock(&self.pending_input).take() {
-            reply(Err("interrupted".to_owned()));
+        if let Some(pending) = lock(&self.pending_input).take() {
+            (pending.reply)(Err("interrupted".to_owned()));
         }
         let stopped = streams.lua_running()
             && self
@@ -65,6 +65,13 @@ impl Shared {
         }
         true
     }
+}
+
+/// An `io.read` waiting for its answer, and who was asked.
+pub(crate) struct PendingInput {
+    /// The ROUTER identity of the client that ran the cell.
+    pub asker: Option<bytes::Bytes>,
+    pub reply: InputReply,
 }
 
 /// Locks a mutex whose data stays whole under a panic (single writes).
