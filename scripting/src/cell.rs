@@ -423,7 +423,8 @@ pub(crate) fn handle(context: &Rc<RunContext>, spawner: &impl LocalSpawnExt, job
                 *notebook.running.borrow_mut() = Some(abort);
             }
             let task_context = context.clone();
-            let run = AssertUnwindSafe(run_cell(context.clone(), state.clone(), cell)).catch_unwind();
+            let run =
+                AssertUnwindSafe(run_cell(context.clone(), state.clone(), cell)).catch_unwind();
             let task = async move {
                 let answer = match Abortable::new(run, registration).await {
                     Ok(Ok(answer)) => answer,
@@ -817,7 +818,9 @@ fn inspect(lua: &Lua, code: &str, cursor: usize) -> Option<Inspection> {
         });
     }
     let text = match &value {
-        Value::Table(table) if module.as_ref().map(Table::to_pointer) == Some(table.to_pointer()) => {
+        Value::Table(table)
+            if module.as_ref().map(Table::to_pointer) == Some(table.to_pointer()) =>
+        {
             "the `spindle` module: require(\"spindle\"); see docs/guide.md".to_owned()
         }
         Value::Table(_) => {
@@ -908,7 +911,10 @@ pub(crate) fn api_documentation(name: &str) -> Option<String> {
     }
     doc.reverse();
     let signature = lines[at].trim_end_matches(" end");
-    let mut text = format!("s.{}\n\n", signature.trim_start_matches("function spindle."));
+    let mut text = format!(
+        "s.{}\n\n",
+        signature.trim_start_matches("function spindle.")
+    );
     for line in doc {
         text.push_str(line);
         text.push('\n');

@@ -24,8 +24,8 @@ use futures::task::LocalSpawnExt;
 use futures::{FutureExt, StreamExt};
 use mlua::{Function, Value};
 
-use crate::cell::{self, NotebookJob};
 use crate::budget::{self, DEFAULT_STAGE_BUDGET, Interrupter, Verdict, Watchdog};
+use crate::cell::{self, NotebookJob};
 use crate::debug::{RunStack, Variable, VariablesRef, inspect};
 use crate::pipeline_run::{
     self, Effects, NoEffects, PipelineAnswer, PipelineRequest, RunContext, StageFailure,

@@ -37,15 +37,13 @@ mod run_registry;
 mod source_map;
 pub mod spec;
 
+pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
 pub use cell::{
     CellAnswer, CellError, CellErrorKind, CellEvent, CellOutput, CellReply, CellRequest,
-    CellStreams,
-    Completeness, Completion, InputReply, Inspection, NotebookJob, STREAM_FLUSH_INTERVAL,
-    StreamName, cell_completeness,
+    CellStreams, Completeness, Completion, InputReply, Inspection, NotebookJob,
+    STREAM_FLUSH_INTERVAL, StreamName, cell_completeness,
 };
 pub use cell_data::{DATA_DEPTH, DATA_ENTRIES, Data};
-pub use notebook_api::{CHART_KINDS, CellSubmission, DataReply, KernelQuery};
-pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
 pub use debug::{RunStack, StackFrame, Variable, VariablesRef};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
@@ -53,6 +51,7 @@ pub use eval::MEMORY_LIMIT;
 pub use host::{
     CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply, RunsReply, ScriptHost,
 };
+pub use notebook_api::{CHART_KINDS, CellSubmission, DataReply, KernelQuery};
 pub use pipeline_run::{
     Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError, PipelineAnswer,
     PipelineRequest, RequestScope, StageFailure,

@@ -244,13 +244,19 @@ async fn ask(send: impl FnOnce(crate::notebook_api::DataReply)) -> Data {
         Ok(Ok(data)) => data,
         Ok(Err(message)) => Data::record(
             Some("spindle.answer"),
-            vec![("outcome", Data::text("error")), ("error", Data::text(message))],
+            vec![
+                ("outcome", Data::text("error")),
+                ("error", Data::text(message)),
+            ],
         ),
         Err(_) => Data::record(
             Some("spindle.answer"),
             vec![
                 ("outcome", Data::text("error")),
-                ("error", Data::text("the kernel went away before it answered")),
+                (
+                    "error",
+                    Data::text("the kernel went away before it answered"),
+                ),
             ],
         ),
     }
@@ -269,9 +275,9 @@ fn submission(lua: &Lua, pipeline: String, request: &Value) -> mlua::Result<Cell
     match request {
         Value::String(text) => submission.text = text.to_string_lossy(),
         Value::Table(fields) => {
-            submission.text = fields.get::<Option<String>>("text")?.ok_or_else(|| {
-                mlua::Error::runtime("s.submit: the request table needs `text`")
-            })?;
+            submission.text = fields
+                .get::<Option<String>>("text")?
+                .ok_or_else(|| mlua::Error::runtime("s.submit: the request table needs `text`"))?;
             submission.priority = fields.get("priority")?;
             if let Some(priority) = &submission.priority
                 && !["high", "medium", "low"].contains(&priority.as_str())
@@ -318,7 +324,9 @@ fn numbers(value: &Value, which: &str) -> mlua::Result<Vec<f64>> {
         Value::Table(table) => table
             .sequence_values::<f64>()
             .collect::<mlua::Result<Vec<f64>>>()
-            .map_err(|_| mlua::Error::runtime(format!("s.cosine: the {which} list holds a non-number"))),
+            .map_err(|_| {
+                mlua::Error::runtime(format!("s.cosine: the {which} list holds a non-number"))
+            }),
         other => Err(mlua::Error::runtime(format!(
             "s.cosine: the {which} argument is a vector or a list of numbers, not {}",
             other.type_name()
@@ -397,7 +405,9 @@ pub(crate) fn install_streams(lua: &Lua) -> mlua::Result<()> {
                 });
                 let line = match receiver.await {
                     Ok(Ok(line)) => line,
-                    Ok(Err(message)) => return Err(mlua::Error::runtime(format!("io.read: {message}"))),
+                    Ok(Err(message)) => {
+                        return Err(mlua::Error::runtime(format!("io.read: {message}")));
+                    }
                     Err(_) => return Err(mlua::Error::runtime("io.read: the front end went away")),
                 };
                 let format = format.trim_start_matches('*');

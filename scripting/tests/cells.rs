@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use spindle_scripting::{
-    CellAnswer, CellErrorKind, CellEvent, CellRequest, CellStreams, CellSubmission, Completeness, Completion,
-    Data, DataReply, Effects, EmbedCall, EmbedReply, Inspection, KernelQuery, NotebookJob,
-    ScriptHost, StreamName, cell_completeness,
+    CellAnswer, CellErrorKind, CellEvent, CellRequest, CellStreams, CellSubmission, Completeness,
+    Completion, Data, DataReply, Effects, EmbedCall, EmbedReply, Inspection, KernelQuery,
+    NotebookJob, ScriptHost, StreamName, cell_completeness,
 };
 
 /// Effects of a notebook: submissions wait until the test answers them.
@@ -110,7 +110,9 @@ impl Notebook {
 
     fn run(&mut self, code: &str) -> (Vec<CellEvent>, CellAnswer) {
         let (events, answer) = self.start(code);
-        let answer = answer.recv_timeout(Duration::from_secs(20)).expect("answer");
+        let answer = answer
+            .recv_timeout(Duration::from_secs(20))
+            .expect("answer");
         (events.try_iter().collect(), answer)
     }
 
@@ -170,7 +172,10 @@ fn values_of_trailing_expressions_and_globals_across_cells() {
     let Ok(values) = answer.outcome else {
         panic!("{answer:?}")
     };
-    assert_eq!(values[0].field("n"), Some(&Data::list(vec![Data::Integer(1)])));
+    assert_eq!(
+        values[0].field("n"),
+        Some(&Data::list(vec![Data::Integer(1)]))
+    );
 }
 
 #[test]
@@ -181,7 +186,10 @@ fn errors_name_the_cell_and_line() {
     assert_eq!(error.kind, CellErrorKind::Runtime);
     assert_eq!(error.file, Some(notebook.path(1)));
     assert_eq!(error.line, 3);
-    assert!(error.message.contains("arithmetic on a nil value"), "{error:?}");
+    assert!(
+        error.message.contains("arithmetic on a nil value"),
+        "{error:?}"
+    );
     let (_, answer) = notebook.run("x = = 1");
     let error = answer.outcome.expect_err("fails");
     assert_eq!(error.kind, CellErrorKind::Syntax);
@@ -193,7 +201,10 @@ fn errors_name_the_cell_and_line() {
     assert_eq!(error.file, Some(notebook.path(3)));
     assert_eq!(error.line, 2);
     assert!(
-        error.traceback.iter().any(|frame| frame.contains("cell3.lua:2")),
+        error
+            .traceback
+            .iter()
+            .any(|frame| frame.contains("cell3.lua:2")),
         "{:?}",
         error.traceback
     );
@@ -243,9 +254,17 @@ fn a_cell_waiting_on_a_request_lets_the_host_go_on_and_can_be_cancelled() {
     let (_, answer) = notebook.start(
         "local s = require('spindle')\nlocal a = s.submit('p', { text = 'hello', priority = 'high' })\nreturn a.text, #a.vector",
     );
-    assert_eq!(submitted.recv_timeout(Duration::from_secs(20)).unwrap(), "hello");
+    assert_eq!(
+        submitted.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "hello"
+    );
     // The host answers other jobs while the cell waits.
-    assert!(notebook.complete("pri").matches.contains(&"print".to_owned()));
+    assert!(
+        notebook
+            .complete("pri")
+            .matches
+            .contains(&"print".to_owned())
+    );
     notebook.effects.answer_all();
     let answer = answer.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(
@@ -254,7 +273,10 @@ fn a_cell_waiting_on_a_request_lets_the_host_go_on_and_can_be_cancelled() {
     );
     // A waiting cell is cancelled by CancelCell.
     let (_, answer) = notebook.start("require('spindle').submit('p', 'never')");
-    assert_eq!(submitted.recv_timeout(Duration::from_secs(20)).unwrap(), "never");
+    assert_eq!(
+        submitted.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "never"
+    );
     notebook.host.notebook(NotebookJob::CancelCell);
     let answer = answer.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(answer.outcome.unwrap_err().kind, CellErrorKind::Interrupted);
@@ -268,7 +290,10 @@ fn displays_queries_and_input() {
     );
     assert_eq!(answer.outcome, Ok(vec![Data::text("Status")]));
     let kinds: Vec<String> = events.iter().map(|event| format!("{event:?}")).collect();
-    assert!(kinds[0].starts_with("Stream(Stdout, \"before\\n\")"), "{kinds:?}");
+    assert!(
+        kinds[0].starts_with("Stream(Stdout, \"before\\n\")"),
+        "{kinds:?}"
+    );
     assert!(kinds[1].starts_with("Display(") && kinds[1].contains("update=false"));
     assert!(kinds[2].contains("spindle.html") && kinds[2].contains("update=true"));
     assert_eq!(kinds[3], "ClearOutput(wait=true)");
@@ -292,7 +317,12 @@ fn completion_inspection_and_completeness() {
     assert_eq!((completion.cursor_start, completion.cursor_end), (2, 5));
     assert_eq!(notebook.complete("config.th").matches, ["threshold"]);
     assert!(notebook.complete("('x'):up").matches.is_empty());
-    assert!(notebook.complete("wh").matches.contains(&"while".to_owned()));
+    assert!(
+        notebook
+            .complete("wh")
+            .matches
+            .contains(&"while".to_owned())
+    );
     let doc = notebook.inspect("s.submit(", 4).expect("found");
     assert_eq!(doc.name, "s.submit");
     assert!(doc.text.contains("request"), "{}", doc.text);
@@ -302,7 +332,10 @@ fn completion_inspection_and_completeness() {
 
     assert_eq!(cell_completeness("x = 1"), Completeness::Complete);
     assert_eq!(cell_completeness("1 + 1"), Completeness::Complete);
-    assert_eq!(cell_completeness("for i = 1, 3 do"), Completeness::Incomplete);
+    assert_eq!(
+        cell_completeness("for i = 1, 3 do"),
+        Completeness::Incomplete
+    );
     assert_eq!(cell_completeness("print('a'"), Completeness::Incomplete);
     assert_eq!(cell_completeness("x = = 1"), Completeness::Invalid);
 }

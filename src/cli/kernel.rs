@@ -65,7 +65,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let program = std::env::current_exe().context("cannot find the spindle binary")?;
             let dir = spindle_jupyter::install_kernelspec(&program, &place)?;
-            println!("spindle: installed the kernelspec `spindle` in {}", dir.display());
+            println!(
+                "spindle: installed the kernelspec `spindle` in {}",
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         KernelCommand::Start(start) => {
@@ -95,7 +98,9 @@ async fn start_kernel(args: StartArgs) -> anyhow::Result<ExitCode> {
             eprint!("{}", super::diagnostics_text(&diagnostics));
             return Ok(ExitCode::from(1));
         }
-        Err(error) => return Err(error).with_context(|| format!("cannot start {}", script.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot start {}", script.display()));
+        }
     };
     let server = spindle_jupyter::serve(kernel.clone(), JupyterConfig::new(connection)).await?;
     let interrupts = watch_interrupts(&kernel)?;

@@ -144,7 +144,10 @@ pub(crate) async fn control(
         shared.status(&request, "busy");
         if let Some(content) = control_reply(&shared, &request) {
             let reply_type = request.msg_type().replace("_request", "_reply");
-            if let Err(error) = socket.send(wire::child(&request, &reply_type, content)).await {
+            if let Err(error) = socket
+                .send(wire::child(&request, &reply_type, content))
+                .await
+            {
                 tracing::debug!("control: cannot send the {reply_type}: {error}");
             }
         }

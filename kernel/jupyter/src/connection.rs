@@ -20,8 +20,8 @@ pub fn read_connection_file(path: &Path) -> Result<ConnectionInfo, JupyterError>
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|error| fail(error.to_string()))?;
-    let info: ConnectionInfo =
-        serde_json::from_str(&text).map_err(|error| fail(format!("not a connection file: {error}")))?;
+    let info: ConnectionInfo = serde_json::from_str(&text)
+        .map_err(|error| fail(format!("not a connection file: {error}")))?;
     check(&info)?;
     Ok(info)
 }

@@ -209,10 +209,15 @@ mod tests {
         let mut second = History::open(Some(file));
         second.record(1, "x + 1", None);
         let tail = second.answer(&json!({"hist_access_type": "tail", "n": 2, "output": true}));
-        assert_eq!(tail, vec![json!([1, 2, ["x + 1", "2"]]), json!([2, 1, ["x + 1", ""]])]);
-        let range = second.answer(&json!({"hist_access_type": "range", "session": -1, "start": 1, "stop": 2}));
+        assert_eq!(
+            tail,
+            vec![json!([1, 2, ["x + 1", "2"]]), json!([2, 1, ["x + 1", ""]])]
+        );
+        let range = second
+            .answer(&json!({"hist_access_type": "range", "session": -1, "start": 1, "stop": 2}));
         assert_eq!(range, vec![json!([1, 1, "x = 1"])]);
-        let search = second.answer(&json!({"hist_access_type": "search", "pattern": "x +*", "unique": true}));
+        let search = second
+            .answer(&json!({"hist_access_type": "search", "pattern": "x +*", "unique": true}));
         assert_eq!(search, vec![json!([2, 1, "x + 1"])]);
         assert!(glob("a*c?", "abbbcd"));
         assert!(!glob("a*c", "abd"));

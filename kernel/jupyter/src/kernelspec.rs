@@ -78,7 +78,10 @@ pub fn kernelspec_json(program: &Path) -> Value {
 }
 
 /// Writes the kernelspec for `program` into `place`; returns its folder.
-pub fn install_kernelspec(program: &Path, place: &KernelspecPlace) -> Result<PathBuf, JupyterError> {
+pub fn install_kernelspec(
+    program: &Path,
+    place: &KernelspecPlace,
+) -> Result<PathBuf, JupyterError> {
     let dir = place.kernels_dir()?.join(KERNEL_NAME);
     let write = |path: PathBuf, bytes: &[u8]| {
         std::fs::write(&path, bytes).map_err(|error| JupyterError::Write {

@@ -155,7 +155,12 @@ pub async fn serve(kernel: Kernel, config: JupyterConfig) -> Result<JupyterServe
     };
     tokio::spawn(channels::iopub(bound.iopub, iopub_messages, stop.clone()));
     tokio::spawn(channels::heartbeat(bound.heartbeat, stop.clone()));
-    tokio::spawn(channels::stdin(shared.clone(), bound.stdin, stdin_messages, stop.clone()));
+    tokio::spawn(channels::stdin(
+        shared.clone(),
+        bound.stdin,
+        stdin_messages,
+        stop.clone(),
+    ));
     tokio::spawn(channels::control(shared, bound.control, stop.clone()));
     tokio::spawn(session.run(stop.clone()));
     Ok(JupyterServer {

@@ -123,8 +123,11 @@ impl Session {
         }
         let count = self.execution_count;
         if !silent {
-            self.shared
-                .publish(request, "execute_input", to_proto::execute_input(&code, count));
+            self.shared.publish(
+                request,
+                "execute_input",
+                to_proto::execute_input(&code, count),
+            );
         }
         let path = cell_path::cell_path(&self.shared.cell_dir, &code);
         cell_path::write_cell(&path, &code);
@@ -149,7 +152,8 @@ impl Session {
                 let _ = answer_sender.send(cell_answer);
             }),
         });
-        let mut flush = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
+        let mut flush =
+            tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
         let answer = loop {
             tokio::select! {
                 biased;
@@ -177,11 +181,21 @@ impl Session {
         match &answer.outcome {
             Ok(values) => {
                 let shown: Vec<_> = values.to_vec();
-                let output = (!shown.is_empty() && !shown.iter().all(|v| *v == spindle_scripting::Data::Nil))
-                    .then(|| shown.iter().map(crate::render::plain).collect::<Vec<_>>().join("\t"));
+                let output = (!shown.is_empty()
+                    && !shown.iter().all(|v| *v == spindle_scripting::Data::Nil))
+                .then(|| {
+                    shown
+                        .iter()
+                        .map(crate::render::plain)
+                        .collect::<Vec<_>>()
+                        .join("\t")
+                });
                 if !silent && output.is_some() {
-                    self.shared
-                        .publish(request, "execute_result", to_proto::execute_result(&shown, count));
+                    self.shared.publish(
+                        request,
+                        "execute_result",
+                        to_proto::execute_result(&shown, count),
+                    );
                 }
                 if store_history {
                     self.history.record(i64::from(count), &code, output);

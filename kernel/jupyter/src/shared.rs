@@ -76,5 +76,7 @@ pub(crate) struct PendingInput {
 
 /// Locks a mutex whose data stays whole under a panic (single writes).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -25,18 +25,45 @@ pub(crate) struct BoundSockets {
 
 /// Binds every socket of `info` (on its ip); ports that are 0 are picked
 /// by the system and written into the returned connection.
-pub(crate) async fn bind(info: &ConnectionInfo, session: &str) -> Result<BoundSockets, JupyterError> {
+pub(crate) async fn bind(
+    info: &ConnectionInfo,
+    session: &str,
+) -> Result<BoundSockets, JupyterError> {
     let mut info = info.clone();
-    let (shell, port) = bind_one(zeromq::RouterSocket::new(), "shell", &info.ip, info.shell_port).await?;
+    let (shell, port) = bind_one(
+        zeromq::RouterSocket::new(),
+        "shell",
+        &info.ip,
+        info.shell_port,
+    )
+    .await?;
     info.shell_port = port;
-    let (control, port) =
-        bind_one(zeromq::RouterSocket::new(), "control", &info.ip, info.control_port).await?;
+    let (control, port) = bind_one(
+        zeromq::RouterSocket::new(),
+        "control",
+        &info.ip,
+        info.control_port,
+    )
+    .await?;
     info.control_port = port;
-    let (stdin, port) = bind_one(zeromq::RouterSocket::new(), "stdin", &info.ip, info.stdin_port).await?;
+    let (stdin, port) = bind_one(
+        zeromq::RouterSocket::new(),
+        "stdin",
+        &info.ip,
+        info.stdin_port,
+    )
+    .await?;
     info.stdin_port = port;
-    let (iopub, port) = bind_one(zeromq::PubSocket::new(), "iopub", &info.ip, info.iopub_port).await?;
+    let (iopub, port) =
+        bind_one(zeromq::PubSocket::new(), "iopub", &info.ip, info.iopub_port).await?;
     info.iopub_port = port;
-    let (heartbeat, port) = bind_one(zeromq::RepSocket::new(), "heartbeat", &info.ip, info.hb_port).await?;
+    let (heartbeat, port) = bind_one(
+        zeromq::RepSocket::new(),
+        "heartbeat",
+        &info.ip,
+        info.hb_port,
+    )
+    .await?;
     info.hb_port = port;
     Ok(BoundSockets {
         shell: Connection::new(shell, &info.key, session),

@@ -140,7 +140,10 @@ pub fn services(kernel: &Kernel, statuses: &[ServiceStatus]) -> Data {
                         ("name", Data::text(status.name.clone())),
                         ("kind", Data::text(status.kind)),
                         ("state", Data::text(status.state.to_string())),
-                        ("wave", Data::Integer(waves.get(&status.name).copied().unwrap_or(0) + 1)),
+                        (
+                            "wave",
+                            Data::Integer(waves.get(&status.name).copied().unwrap_or(0) + 1),
+                        ),
                         ("restarts", Data::Integer(i64::from(status.restarts))),
                         ("reason", Data::text(status.reason.clone())),
                         ("depends_on", Data::list(depends_on)),
@@ -166,7 +169,13 @@ pub fn pipelines(statuses: &[PipelineStatus]) -> Data {
                         ("reason", Data::text(reason)),
                         (
                             "needs",
-                            Data::list(status.needs.iter().map(|name| Data::text(name.clone())).collect()),
+                            Data::list(
+                                status
+                                    .needs
+                                    .iter()
+                                    .map(|name| Data::text(name.clone()))
+                                    .collect(),
+                            ),
                         ),
                     ],
                 )
@@ -237,7 +246,10 @@ fn live_requests(requests: &[LiveRequest]) -> Data {
                     ("id", Data::Integer(request.summary.id.0 as i64)),
                     ("pipeline", Data::text(request.summary.pipeline.clone())),
                     ("priority", Data::text(request.summary.priority.as_str())),
-                    ("state", Data::text(format!("{:?}", request.summary.state).to_lowercase())),
+                    (
+                        "state",
+                        Data::text(format!("{:?}", request.summary.state).to_lowercase()),
+                    ),
                 ];
                 if let Some(run) = &request.run {
                     fields.push(("stage", Data::text(run.stage.clone())));
@@ -281,8 +293,7 @@ pub fn metrics(snapshot: &MetricsSnapshot) -> Data {
         .latency
         .iter()
         .map(|series| {
-            let quantile =
-                |q: f64| Data::Number(series.histogram.quantile_upper_bound(q) * 1000.0);
+            let quantile = |q: f64| Data::Number(series.histogram.quantile_upper_bound(q) * 1000.0);
             Data::record(
                 None,
                 vec![
@@ -307,7 +318,10 @@ pub fn metrics(snapshot: &MetricsSnapshot) -> Data {
             ("timeouts", Data::Integer(counters.timeout as i64)),
             ("rejected", Data::Integer(counters.rejected as i64)),
             ("cancelled", Data::Integer(counters.cancelled as i64)),
-            ("in_flight", Data::Integer(snapshot.scheduler.in_flight as i64)),
+            (
+                "in_flight",
+                Data::Integer(snapshot.scheduler.in_flight as i64),
+            ),
             ("latency", Data::list(latency)),
         ],
     )

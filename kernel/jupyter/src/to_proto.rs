@@ -146,7 +146,12 @@ pub fn error_fields(error: &CellError, names: &CellNames) -> Map<String, Value> 
     if let Some(location) = location {
         traceback.push(location);
     }
-    traceback.extend(error.traceback.iter().map(|frame| format!("  {}", names.frame(frame))));
+    traceback.extend(
+        error
+            .traceback
+            .iter()
+            .map(|frame| format!("  {}", names.frame(frame))),
+    );
     let mut fields = Map::new();
     fields.insert("ename".to_owned(), json!(ename));
     fields.insert("evalue".to_owned(), json!(evalue));
@@ -154,7 +159,11 @@ pub fn error_fields(error: &CellError, names: &CellNames) -> Map<String, Value> 
     fields
 }
 
-pub fn execute_reply_ok(count: u32, user_expressions: &[(String, Result<Data, CellError>)], names: &CellNames) -> Value {
+pub fn execute_reply_ok(
+    count: u32,
+    user_expressions: &[(String, Result<Data, CellError>)],
+    names: &CellNames,
+) -> Value {
     let mut expressions = Map::new();
     for (name, value) in user_expressions {
         let result = match value {

@@ -61,7 +61,9 @@ fn series(spec: &Data) -> Vec<(String, Vec<f64>)> {
         return entries
             .iter()
             .map(|(key, values)| {
-                let name = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
+                let name = key
+                    .as_str()
+                    .map_or_else(|| format!("{key:?}"), str::to_owned);
                 (name, numbers(Some(values)))
             })
             .collect();
@@ -114,11 +116,19 @@ fn xy(root: &Area<'_>, spec: &Data, lines: bool, labels: &Labels<'_>) -> Result<
                 .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
                 .map_err(|e| e.to_string())?;
             chart
-                .draw_series(points.iter().map(|point| Circle::new(*point, 3, colour.filled())))
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|point| Circle::new(*point, 3, colour.filled())),
+                )
                 .map_err(|e| e.to_string())?
         } else {
             chart
-                .draw_series(points.iter().map(|point| Circle::new(*point, 4, colour.filled())))
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|point| Circle::new(*point, 4, colour.filled())),
+                )
                 .map_err(|e| e.to_string())?
         };
         if named {
@@ -148,7 +158,11 @@ fn bars(root: &Area<'_>, spec: &Data, labels: &Labels<'_>) -> Result<(), String>
         .map(|item| super::text::plain(item).trim_matches('"').to_owned())
         .collect();
     let count = all.iter().map(|(_, ys)| ys.len()).max().unwrap_or(0).max(1);
-    let (_, y_high) = range(all.iter().flat_map(|(_, ys)| ys.iter().copied()).chain([0.0]));
+    let (_, y_high) = range(
+        all.iter()
+            .flat_map(|(_, ys)| ys.iter().copied())
+            .chain([0.0]),
+    );
     let mut chart = ChartBuilder::on(root)
         .caption(labels.title, ("sans-serif", 18))
         .margin(12)
@@ -159,7 +173,10 @@ fn bars(root: &Area<'_>, spec: &Data, labels: &Labels<'_>) -> Result<(), String>
     let label_of = |x: &f64| {
         let idx = x.floor() as usize;
         if (x - x.floor() - 0.5).abs() < 1e-9 {
-            names.get(idx).cloned().unwrap_or_else(|| (idx + 1).to_string())
+            names
+                .get(idx)
+                .cloned()
+                .unwrap_or_else(|| (idx + 1).to_string())
         } else {
             String::new()
         }
@@ -225,14 +242,21 @@ fn histogram(root: &Area<'_>, spec: &Data, labels: &Labels<'_>) -> Result<(), St
     chart
         .configure_mesh()
         .x_desc(labels.x)
-        .y_desc(if labels.y.is_empty() { "count" } else { labels.y })
+        .y_desc(if labels.y.is_empty() {
+            "count"
+        } else {
+            labels.y
+        })
         .draw()
         .map_err(|e| e.to_string())?;
     let colour = Palette99::pick(0).to_rgba();
     chart
         .draw_series(counts.iter().enumerate().map(|(idx, count)| {
             let left = low + width * idx as f64;
-            Rectangle::new([(left, 0.0), (left + width, f64::from(*count))], colour.filled())
+            Rectangle::new(
+                [(left, 0.0), (left + width, f64::from(*count))],
+                colour.filled(),
+            )
         }))
         .map_err(|e| e.to_string())?;
     Ok(())
@@ -256,7 +280,13 @@ fn heatmap(root: &Area<'_>, spec: &Data, labels: &Labels<'_>) -> Result<(), Stri
     let height = rows.len().max(1);
     let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let (low, high) = range(rows.iter().flatten().copied());
-    let label_area = names.iter().map(|name| name.chars().count()).max().unwrap_or(2) as u32 * 7 + 16;
+    let label_area = names
+        .iter()
+        .map(|name| name.chars().count())
+        .max()
+        .unwrap_or(2) as u32
+        * 7
+        + 16;
     let mut chart = ChartBuilder::on(root)
         .caption(labels.title, ("sans-serif", 18))
         .margin(12)
@@ -269,8 +299,15 @@ fn heatmap(root: &Area<'_>, spec: &Data, labels: &Labels<'_>) -> Result<(), Stri
         if (position - position.floor() - 0.5).abs() > 1e-9 {
             return String::new();
         }
-        let idx = if flip { height.saturating_sub(idx + 1) } else { idx };
-        names.get(idx).cloned().unwrap_or_else(|| (idx + 1).to_string())
+        let idx = if flip {
+            height.saturating_sub(idx + 1)
+        } else {
+            idx
+        };
+        names
+            .get(idx)
+            .cloned()
+            .unwrap_or_else(|| (idx + 1).to_string())
     };
     chart
         .configure_mesh()

@@ -89,7 +89,9 @@ pub fn svg(graph: &Data) -> String {
     }
     for service in &services {
         let name = service.field("name").and_then(Data::as_str).unwrap_or("?");
-        let Some(&place) = places.get(name) else { continue };
+        let Some(&place) = places.get(name) else {
+            continue;
+        };
         let (x, y) = position(place);
         for dependency in service
             .field("depends_on")
@@ -118,7 +120,9 @@ pub fn svg(graph: &Data) -> String {
         let name = service.field("name").and_then(Data::as_str).unwrap_or("?");
         let state = service.field("state").and_then(Data::as_str).unwrap_or("?");
         let kind = service.field("kind").and_then(Data::as_str).unwrap_or("");
-        let Some(&place) = places.get(name) else { continue };
+        let Some(&place) = places.get(name) else {
+            continue;
+        };
         let (x, y) = position(place);
         let (fill, stroke) = colours(state);
         let _ = write!(
@@ -137,7 +141,10 @@ pub fn svg(graph: &Data) -> String {
     for pipeline in &pipelines {
         let name = pipeline.field("name").and_then(Data::as_str).unwrap_or("?");
         let ready = matches!(pipeline.field("ready"), Some(Data::Boolean(true)));
-        let reason = pipeline.field("reason").and_then(Data::as_str).unwrap_or("");
+        let reason = pipeline
+            .field("reason")
+            .and_then(Data::as_str)
+            .unwrap_or("");
         let (mark, colour) = if ready {
             ("●", "#2e7d32")
         } else {
