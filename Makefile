@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc setup-editor editor-test vsix
+.PHONY: demo test bench setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -15,6 +15,24 @@ demo: setup
 test: setup lint layering doc
 	$(CARGO) test --workspace
 	$(CARGO) test --workspace --doc
+
+## The Jupyter front end against real clients: jupyter_kernel_test,
+## nbclient on every notebook in notebooks/, jupyter console --existing on
+## spindle run --jupyter, robustness (interrupt, forged signatures,
+## disconnects), and JupyterLab in headless Chromium (screenshot in
+## target/jupyter-lab/lab.png).
+JUPYTER_VENV := .cache/jupyter-venv/bin
+SPINDLE_DEBUG_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/spindle
+SPINDLE_RELEASE_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/release/spindle
+test-jupyter: setup
+	$(CARGO) build --bin spindle
+	cd kernel/jupyter/tests/clients && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) $(CURDIR)/$(JUPYTER_VENV)/python -m pytest -q
+	cd kernel/jupyter/tests/lab && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) node --test lab.test.mjs
+
+## Spindle's Jupyter kernel against ipykernel (target/bench/jupyter.json).
+bench-jupyter: setup
+	$(CARGO) build --release --bin spindle
+	$(JUPYTER_VENV)/python kernel/jupyter/benches/jupyter_latency.py $(SPINDLE_RELEASE_BIN)
 
 ## Benchmarks with their anchors in the same run; JSON under target/bench/.
 bench: setup

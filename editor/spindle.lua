@@ -160,6 +160,45 @@
 ---@class spindle.NetlinkFields
 ---@field family? string The generic netlink family (default "spindle").
 
+-- Notebook cells ------------------------------------------------------------
+
+---A request as `s.submit` takes it: the text, or a table with options.
+---@class spindle.Submission
+---@field text string The text the pipeline gets as `req.text`.
+---@field priority? spindle.Priority The request's priority (default "medium").
+---@field timeout? spindle.Duration A deadline shorter than the pipeline's timeout.
+---@field correlation_id? string The caller's id, to find or cancel the request.
+
+---The answer to a request submitted from a cell.
+---@class spindle.Answer
+---@field outcome "ok"|"error"|"timeout"|"rejected"|"cancelled" The request's one terminal answer.
+---@field id? integer The kernel's id of the request.
+---@field pipeline? string The pipeline that answered.
+---@field priority? spindle.Priority The request's priority.
+---@field text? string The answer's text (ok).
+---@field vector? number[] The embedding (ok, when the pipeline embeds).
+---@field fields? table<string, string> Fields the stages set on `req` (ok).
+---@field stages? table[] `{ name = ..., ms = ... }` for each stage (ok).
+---@field latency_ms? number Time from submission to answer.
+---@field degraded? boolean The pipeline's fallback produced the answer.
+---@field error? string Why it failed (error, timeout, rejected, cancelled).
+
+---A chart `s.display` draws as SVG.
+---@class spindle.Chart
+---@field kind "bar"|"line"|"scatter"|"heatmap"|"histogram" What to draw.
+---@field title? string A title above the chart.
+---@field x? (number|string)[] Positions or labels along x (bar, line, scatter).
+---@field y? number[] Values along y, for one series.
+---@field series? table<string, number[]> Several named series of `y` values (line, bar).
+---@field values? number[]|number[][] The numbers of a histogram, or the rows of a heatmap.
+---@field labels? string[] Row and column labels of a heatmap.
+---@field x_label? string The x axis' caption.
+---@field y_label? string The y axis' caption.
+
+---Options of `s.display`.
+---@class spindle.DisplayOptions
+---@field id? string|boolean A display id to update later with `s.update_display`; `true` makes one up.
+
 -- The module -------------------------------------------------------------
 
 ---The `spindle` module: `local s = require("spindle")`.
@@ -232,5 +271,80 @@ function spindle.http_route(route) end
 ---@param fields? spindle.NetlinkFields
 ---@return spindle.Source
 function spindle.netlink(fields) end
+
+---Notebook cells only: submits a request to a pipeline and waits for its
+---one answer. The cell waits; other requests flow on meanwhile. A request
+---for a pipeline whose services are still starting waits for them within
+---its deadline.
+---@param pipeline string
+---@param request string|spindle.Submission The text, or the text with options.
+---@return spindle.Answer
+function spindle.submit(pipeline, request) end
+
+---Notebook cells only: submits several requests to a pipeline at once and
+---waits for every answer; answers come back in the order of the requests.
+---@param pipeline string
+---@param requests (string|spindle.Submission)[]
+---@return spindle.Answer[]
+function spindle.submit_all(pipeline, requests) end
+
+---Notebook cells only: the kernel's status: `run_id`, `ready`, `reasons`,
+---`services`, `pipelines` and the live `requests`.
+---@return table
+function spindle.status() end
+
+---Notebook cells only: each service's `name`, `kind`, `state`, `wave` and
+---`depends_on`, in declaration order.
+---@return table[]
+function spindle.service_list() end
+
+---Notebook cells only: each pipeline's `name`, `ready` and `reason`.
+---@return table[]
+function spindle.pipeline_list() end
+
+---Notebook cells only: request counters (`submitted`, `ok`, `errors`, ...)
+---and `latency`, one entry per pipeline, priority and outcome with `count`,
+---`p50_ms`, `p90_ms` and `p99_ms`.
+---@return table
+function spindle.metrics() end
+
+---Notebook cells only: the service graph with its waves and states;
+---`s.display` draws it as SVG.
+---@return table
+function spindle.service_graph() end
+
+---Notebook cells only: shows a value below the cell: a table as an HTML
+---table, an answer as a summary, `s.chart` and `s.service_graph()` as SVG,
+---`s.html` as HTML. Returns the display id when `options.id` is given.
+---@param value any
+---@param options? spindle.DisplayOptions
+---@return string? id
+function spindle.display(value, options) end
+
+---Notebook cells only: replaces what the display `id` shows.
+---@param id string
+---@param value any
+function spindle.update_display(id, value) end
+
+---Notebook cells only: clears the cell's output; with `wait`, when the next
+---output arrives.
+---@param wait? boolean
+function spindle.clear_output(wait) end
+
+---A chart for `s.display`: `s.chart { kind = "line", x = {...}, y = {...} }`.
+---@param spec spindle.Chart
+---@return spindle.Chart
+function spindle.chart(spec) end
+
+---Raw HTML for `s.display`.
+---@param html string
+---@return table
+function spindle.html(html) end
+
+---The cosine similarity of two vectors (`req.vector`s or lists of numbers).
+---@param a number[]
+---@param b number[]
+---@return number
+function spindle.cosine(a, b) end
 
 return spindle

@@ -36,6 +36,9 @@ if [ "${#debian_packages[@]}" -gt 0 ]; then
 fi
 
 python3 scripts/fetch_models.py --all --venv
+# The Jupyter clients the Jupyter front end is tested against (and ipykernel,
+# the benchmark's anchor), Chromium and playwright-core.
+bash scripts/setup_jupyter.sh
 if [ "${SPINDLE_GPU:-0}" = 1 ]; then
     python3 scripts/fetch_models.py --runtime --gpu
 fi

@@ -23,6 +23,7 @@ enum Command {
     Run(cli::run::Args),
     Models(cli::models::Args),
     Embed(cli::embed::Args),
+    Kernel(cli::kernel::Args),
     Lsp(cli::lsp::Args),
     #[command(hide = true, name = "__guard")]
     Guard,
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Models(args) => cli::models::run(args),
         Command::Embed(args) => cli::embed::run(args),
+        Command::Kernel(args) => cli::kernel::run(args),
         Command::Lsp(args) => cli::lsp::run(args),
         Command::Guard => cli::run::guard(),
     };

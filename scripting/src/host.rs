@@ -25,6 +25,7 @@ use futures::{FutureExt, StreamExt};
 use mlua::{Function, Value};
 
 use crate::budget::{self, DEFAULT_STAGE_BUDGET, Interrupter, Verdict, Watchdog};
+use crate::cell::{self, NotebookJob};
 use crate::debug::{RunStack, Variable, VariablesRef, inspect};
 use crate::pipeline_run::{
     self, Effects, NoEffects, PipelineAnswer, PipelineRequest, RunContext, StageFailure,
@@ -108,6 +109,7 @@ enum Job {
         reference: VariablesRef,
         reply: DebugReply<Vec<Variable>>,
     },
+    Notebook(NotebookJob),
 }
 
 /// A handle to the thread that runs a script's Lua. Dropping every handle
@@ -266,6 +268,16 @@ impl ScriptHost {
         });
     }
 
+    /// Runs a notebook job (a cell, a completion, an inspection) on the
+    /// host thread (`cell`).
+    pub fn notebook(&self, job: NotebookJob) {
+        if let Err(error) = self.jobs.unbounded_send(Job::Notebook(job))
+            && let Job::Notebook(job) = error.into_inner()
+        {
+            job.host_gone();
+        }
+    }
+
     /// A handle that stops the Lua running right now from any thread.
     pub fn interrupter(&self) -> Interrupter {
         self.interrupter.clone()
@@ -357,6 +369,7 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     let variables = read_variables(&context, request_id, reference);
                     reply(variables);
                 }
+                Job::Notebook(job) => cell::handle(&context, &spawner, job),
             }
         }
     });

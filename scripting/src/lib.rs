@@ -17,6 +17,8 @@
 pub mod analysis;
 mod api;
 mod budget;
+mod cell;
+mod cell_data;
 mod convert;
 mod convert_pipeline;
 mod convert_probe;
@@ -31,6 +33,7 @@ mod host;
 mod lua_raw;
 mod lua_vector;
 mod netlink_notice;
+mod notebook_api;
 mod pipeline_run;
 mod run_registry;
 mod source_map;
@@ -38,6 +41,12 @@ pub mod sources;
 pub mod spec;
 
 pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
+pub use cell::{
+    CellAnswer, CellError, CellErrorKind, CellEvent, CellOutput, CellReply, CellRequest,
+    CellStreams, Completeness, Completion, InputReply, Inspection, NotebookJob,
+    STREAM_FLUSH_INTERVAL, StreamName, cell_completeness,
+};
+pub use cell_data::{DATA_DEPTH, DATA_ENTRIES, Data};
 pub use debug::{RunStack, StackFrame, Variable, VariablesRef};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
@@ -46,6 +55,7 @@ pub use eval_budget::INSTRUCTION_BUDGET;
 pub use host::{
     CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply, RunsReply, ScriptHost,
 };
+pub use notebook_api::{CHART_KINDS, CellSubmission, DataReply, KernelQuery};
 pub use pipeline_run::{
     Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError, PipelineAnswer,
     PipelineRequest, RequestScope, StageFailure,

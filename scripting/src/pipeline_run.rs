@@ -24,6 +24,7 @@ use crate::coroutine::{self, CallError, CoroutineCall};
 use crate::eval::lua_error_diagnostic;
 use crate::host::HostConfig;
 use crate::lua_vector::LuaVector;
+use crate::notebook_api::{CellSubmission, DataReply, KernelQuery};
 use crate::run_registry::{Registry, RunEvent, RunState};
 use crate::spec::{FunctionId, GraphSpec, PipelineSpec, StageKind, StageSpec};
 
@@ -174,6 +175,22 @@ pub trait Effects: Send + Sync + 'static {
     /// thread: return quickly, and never wait on the host from here.
     fn run_event(&self, event: RunEvent) {
         let _ = event;
+    }
+
+    /// A notebook cell submits a request (`s.submit`); `reply` gets the
+    /// answer as data (a table of kind `spindle.answer`). The cell's own
+    /// effects answer this; the default has no kernel to ask.
+    fn submit(&self, submission: CellSubmission, reply: DataReply) {
+        reply(Err(format!(
+            "no kernel is attached to take a request for pipeline `{}`",
+            submission.pipeline
+        )));
+    }
+
+    /// A notebook cell asks the kernel for its status, services,
+    /// pipelines, metrics or service graph.
+    fn query(&self, query: KernelQuery, reply: DataReply) {
+        reply(Err(format!("no kernel is attached to answer {query:?}")));
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod embed;
 pub mod graph;
+pub mod kernel;
 pub mod lsp;
 pub mod models;
 pub mod run;

@@ -20,7 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use spindle_scheduler::{BatcherStats, Counters, RequestId, Stats};
 use spindle_scripting::{
-    Diagnostic, GraphSpec, HostConfig, Interrupter, RunStack, ScriptHost, Variable, VariablesRef,
+    Diagnostic, GraphSpec, HostConfig, Interrupter, NotebookJob, RunStack, ScriptHost, Variable,
+    VariablesRef,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -415,6 +416,16 @@ impl Kernel {
     /// script.
     pub fn interrupter(&self) -> Option<Interrupter> {
         self.inner.host.get().as_ref().map(ScriptHost::interrupter)
+    }
+
+    /// Runs a notebook job (a cell, a completion, an inspection) on the
+    /// kernel's script host, in the same Lua state as the script's stages
+    /// and probes. A kernel without a script answers it "host stopped".
+    pub fn notebook(&self, job: NotebookJob) {
+        match self.inner.host.get() {
+            Some(host) => host.notebook(job),
+            None => job.host_gone(),
+        }
     }
 
     /// Service and pipeline events from now on; with `with_requests`, the

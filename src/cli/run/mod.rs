@@ -64,6 +64,12 @@ pub struct Args {
     /// one; the address is printed). See docs/http.md.
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
+    /// Also serve the running kernel over Jupyter: cells run on the live
+    /// graph. The connection file goes to
+    /// $XDG_RUNTIME_DIR/spindle/kernel-RUN_ID.json (printed); see
+    /// docs/jupyter.md.
+    #[arg(long)]
+    jupyter: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -133,6 +139,10 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(address) = args.http {
         start_http(&kernel, address).await?;
     }
+    let jupyter = match args.jupyter {
+        true => Some(super::kernel::serve_attached(&kernel).await?),
+        false => None,
+    };
     watch_signals(kernel.clone())?;
     let output = match args.events {
         Some(EventFormat::Jsonl) => Output::Jsonl,
@@ -144,6 +154,7 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
     let printer = Printer::start(output)?;
     forward(events, logs, &printer).await;
     let outcome = kernel.wait().await;
+    drop(jupyter);
     // Waits until everything is printed; the services are already stopped.
     tokio::task::spawn_blocking(move || printer.finish())
         .await
