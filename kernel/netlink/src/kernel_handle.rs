@@ -118,6 +118,18 @@ impl StandaloneKernel {
     /// Evaluates `script`, starts its embedding services' engines and the
     /// request path. Must run inside a tokio runtime.
     pub async fn start(script: &Path, config: RequestPathConfig) -> Result<StandaloneKernel, Error> {
+        StandaloneKernel::start_engines(script, config, |_| true).await
+    }
+
+    /// Like [`StandaloneKernel::start`], starting only the embedding
+    /// services `start_engine` names; requests for the others wait in their
+    /// queue until their deadline (tests use that to keep requests in
+    /// flight).
+    pub async fn start_engines(
+        script: &Path,
+        config: RequestPathConfig,
+        start_engine: impl Fn(&str) -> bool,
+    ) -> Result<StandaloneKernel, Error> {
         let directory = EngineDirectory::default();
         let wiring = EffectsWiring::new(directory.clone());
         let (host, evaluation) = ScriptHost::start_with(script, wiring.effects()).map_err(|error| {
@@ -139,7 +151,9 @@ impl StandaloneKernel {
         };
         let mut engines = Vec::new();
         for service in &graph.services {
-            if let ServiceKind::Embedding(_) = service.kind {
+            if let ServiceKind::Embedding(_) = service.kind
+                && start_engine(&service.name)
+            {
                 let engine = runtime.start(service).await.map_err(|message| Error::Kernel {
                     message: format!("embedding service `{}`: {message}", service.name),
                     hint: "run `make setup` to fetch ONNX Runtime and the models".to_owned(),

@@ -1,7 +1,7 @@
 //! spindle-netlink: the netlink bridge, a front end of the kernel.
 //!
-//! - [`protocol`], [`message`], [`codec`]: the wire protocol (numbers,
-//!   typed messages, the one strict codec); `docs/netlink-protocol.md`.
+//! - [`protocol`], [`message`], [`codec`]: the wire protocol, re-exported
+//!   from `spindle-netlink-protocol`; `docs/netlink-protocol.md`.
 //! - [`sys`] (the only `unsafe`), [`socket`], [`genl_ctrl`], [`transport`]:
 //!   netlink sockets on tokio, generic netlink to the kernel module and
 //!   NETLINK_USERSOCK to a userspace peer.
@@ -16,17 +16,16 @@
 //! front end.
 
 pub mod bridge;
-pub mod codec;
 pub mod error;
 pub mod genl_ctrl;
 pub mod kernel_handle;
-pub mod message;
 pub mod peer;
 pub mod pingpong;
-pub mod protocol;
 pub mod socket;
 pub mod sys;
 pub mod transport;
+
+pub use spindle_netlink_protocol::{codec, message, protocol};
 
 pub use bridge::{BridgeConfig, BridgeCounters, serve};
 pub use error::Error;

@@ -364,7 +364,8 @@ impl Peer {
     }
 
     /// Heartbeats and UNREGISTER get the module's answers; true when the
-    /// message was one of those.
+    /// message needs nothing more (a heartbeat; UNREGISTER is still
+    /// returned to the caller after its ack).
     async fn answer_housekeeping(&mut self, header: Header, message: &Message, port: u32) -> bool {
         match message {
             Message::Heartbeat(heartbeat) if header.flags & NLM_F_REQUEST != 0 => {
@@ -380,7 +381,7 @@ impl Peer {
                 let mut ack = Vec::new();
                 codec::encode_ack(&mut ack, header, port, 0, "");
                 let _ = self.socket.send(&ack, port).await;
-                true
+                false
             }
             _ => false,
         }

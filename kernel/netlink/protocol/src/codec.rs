@@ -888,7 +888,7 @@ fn checked_attrs(mut rest: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8], u1
 
 /// Lenient walk for reading what a peer sent us when strictness does not
 /// matter (ack TLVs, the controller's answers): stops at the first bad one.
-pub(crate) fn raw_attrs(rest: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub fn raw_attrs(rest: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     checked_attrs(rest).map_while(Result::ok).map(|(kind, value, _)| (kind, value))
 }
 
@@ -926,7 +926,7 @@ pub fn attr_name(kind: u16) -> &'static str {
     }
 }
 
-pub(crate) fn align4(len: usize) -> usize {
+pub fn align4(len: usize) -> usize {
     (len + 3) & !3
 }
 
@@ -939,7 +939,7 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Starts a netlink message; returns where it starts.
-pub(crate) fn begin_message(buffer: &mut Vec<u8>, header: Header) -> usize {
+pub fn begin_message(buffer: &mut Vec<u8>, header: Header) -> usize {
     let padding = align4(buffer.len()) - buffer.len();
     buffer.extend(std::iter::repeat_n(0, padding));
     let start = buffer.len();
@@ -952,18 +952,18 @@ pub(crate) fn begin_message(buffer: &mut Vec<u8>, header: Header) -> usize {
 }
 
 /// Fills in the length of the message that starts at `start`.
-pub(crate) fn finish_message(buffer: &mut [u8], start: usize) {
+pub fn finish_message(buffer: &mut [u8], start: usize) {
     let len = (buffer.len() - start) as u32;
     buffer[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }
 
 /// Appends attributes, each padded to four bytes.
-pub(crate) struct AttrWriter<'a> {
-    pub(crate) buffer: &'a mut Vec<u8>,
+pub struct AttrWriter<'a> {
+    pub buffer: &'a mut Vec<u8>,
 }
 
 impl AttrWriter<'_> {
-    pub(crate) fn raw(&mut self, kind: u16, value: &[u8]) {
+    pub fn raw(&mut self, kind: u16, value: &[u8]) {
         let len = (NLA_HDRLEN + value.len()) as u16;
         self.buffer.extend_from_slice(&len.to_ne_bytes());
         self.buffer.extend_from_slice(&kind.to_ne_bytes());
@@ -972,23 +972,23 @@ impl AttrWriter<'_> {
         self.buffer.extend(std::iter::repeat_n(0, padding));
     }
 
-    pub(crate) fn u8(&mut self, kind: u16, value: u8) {
+    pub fn u8(&mut self, kind: u16, value: u8) {
         self.raw(kind, &[value]);
     }
 
-    pub(crate) fn u32(&mut self, kind: u16, value: u32) {
+    pub fn u32(&mut self, kind: u16, value: u32) {
         self.raw(kind, &value.to_ne_bytes());
     }
 
-    pub(crate) fn u64(&mut self, kind: u16, value: u64) {
+    pub fn u64(&mut self, kind: u16, value: u64) {
         self.raw(kind, &value.to_ne_bytes());
     }
 
-    pub(crate) fn bytes(&mut self, kind: u16, value: &[u8]) {
+    pub fn bytes(&mut self, kind: u16, value: &[u8]) {
         self.raw(kind, value);
     }
 
-    pub(crate) fn string(&mut self, kind: u16, value: &str) {
+    pub fn string(&mut self, kind: u16, value: &str) {
         let len = (NLA_HDRLEN + value.len() + 1) as u16;
         self.buffer.extend_from_slice(&len.to_ne_bytes());
         self.buffer.extend_from_slice(&kind.to_ne_bytes());
@@ -1008,14 +1008,14 @@ impl AttrWriter<'_> {
         }
     }
 
-    pub(crate) fn begin_nest(&mut self, kind: u16) -> usize {
+    pub fn begin_nest(&mut self, kind: u16) -> usize {
         let start = self.buffer.len();
         self.buffer.extend_from_slice(&0u16.to_ne_bytes());
         self.buffer.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         start
     }
 
-    pub(crate) fn end_nest(&mut self, start: usize) {
+    pub fn end_nest(&mut self, start: usize) {
         let len = (self.buffer.len() - start) as u16;
         self.buffer[start..start + 2].copy_from_slice(&len.to_ne_bytes());
     }
