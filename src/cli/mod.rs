@@ -4,6 +4,7 @@ pub mod check;
 pub mod embed;
 pub mod graph;
 pub mod models;
+pub mod netlink_peer;
 pub mod run;
 
 use spindle_scripting::Diagnostic;

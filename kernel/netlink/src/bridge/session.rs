@@ -322,8 +322,13 @@ pub(super) async fn drain(link: &Link, shared: &Arc<Shared>, tasks: &mut JoinSet
     let message = Message::Unregister(Unregister {
         instance_id: shared.instance_id,
     });
-    if let Err(error) = link.send(&message, codec::NLM_F_ACK, shared.next_seq()).await {
-        tracing::warn!("netlink: could not unregister: {error}");
+    match link.send(&message, codec::NLM_F_ACK, shared.next_seq()).await {
+        Ok(()) => {}
+        // The kernel side is gone already: nothing to unregister from.
+        Err(error) if error.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            tracing::debug!("netlink: the kernel side is gone; nothing to unregister")
+        }
+        Err(error) => tracing::warn!("netlink: could not unregister: {error}"),
     }
     let mut buffer = vec![0u8; limit::MESSAGE];
     while !tasks.is_empty() {
