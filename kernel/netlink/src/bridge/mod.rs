@@ -147,7 +147,7 @@ pub async fn serve(kernel: KernelHandle, config: BridgeConfig, shutdown: Cancell
             Err(error) => return Err(error),
         };
         match register::register(&link, &shared).await {
-            Ok(registered) => {
+            Ok((registered, early)) => {
                 announced_missing = false;
                 shared.counters.registrations.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
@@ -156,7 +156,7 @@ pub async fn serve(kernel: KernelHandle, config: BridgeConfig, shutdown: Cancell
                     window = registered.max_inflight,
                     "netlink: registered"
                 );
-                match session::run(&link, &shared, registered, &mut tasks, &shutdown).await {
+                match session::run(&link, &shared, registered, early, &mut tasks, &shutdown).await {
                     SessionEnd::Shutdown => {
                         session::drain(&link, &shared, &mut tasks).await;
                         return Ok(());
@@ -167,6 +167,12 @@ pub async fn serve(kernel: KernelHandle, config: BridgeConfig, shutdown: Cancell
                 }
             }
             Err(Error::FamilyMissing { .. }) | Err(Error::NoAnswer { .. }) => {}
+            // Registering again after a lost session: the kernel may not
+            // have released the old registration of this instance id yet
+            // (its socket is still open while old replies go out, or the
+            // module's heartbeat watchdog has not removed it). Retry.
+            Err(Error::Refused { errno, .. })
+                if errno == libc::EBUSY && shared.counters.registrations.load(Ordering::Relaxed) > 0 => {}
             Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ECONNREFUSED) => {
                 if !announced_missing {
                     tracing::warn!("netlink: nobody listens at the peer's port yet; retrying");

@@ -15,7 +15,9 @@ use super::session::Shared;
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(super) async fn register(link: &Link, shared: &Shared) -> Result<Registered, Error> {
+/// Registers; returns what was agreed and any messages that arrived with
+/// the answer (requests may follow the agreement before its ack).
+pub(super) async fn register(link: &Link, shared: &Shared) -> Result<(Registered, Vec<Frame>), Error> {
     let seq = shared.next_seq();
     let config = &shared.config;
     let message = Message::Register(Register {
@@ -30,6 +32,7 @@ pub(super) async fn register(link: &Link, shared: &Shared) -> Result<Registered,
         .map_err(|source| Error::io("sending REGISTER", source))?;
     let mut buffer = vec![0u8; 64 * 1024];
     let mut registered = None;
+    let mut early = Vec::new();
     let answer = async {
         loop {
             let received = link
@@ -43,6 +46,7 @@ pub(super) async fn register(link: &Link, shared: &Shared) -> Result<Registered,
                         header,
                         message: Message::Registered(answer),
                     }) if header.seq == seq => registered = Some(answer),
+                    Ok(frame @ Frame::Genl { .. }) if registered.is_some() => early.push(frame),
                     Ok(Frame::Ack {
                         acked_seq, error, text, ..
                     }) if acked_seq == seq => {
@@ -77,7 +81,7 @@ pub(super) async fn register(link: &Link, shared: &Shared) -> Result<Registered,
             text: "the kernel dropped a required feature".to_owned(),
         });
     }
-    Ok(registered)
+    Ok((registered, early))
 }
 
 fn refusal(errno: i32, text: String, shared: &Shared) -> Error {

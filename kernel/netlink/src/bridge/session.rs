@@ -64,20 +64,58 @@ pub(super) async fn run(
     link: &Link,
     shared: &Arc<Shared>,
     registered: Registered,
+    early: Vec<Frame>,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     let window = registered.max_inflight.min(shared.config.max_inflight);
     let interval = shared.config.heartbeat_interval;
-    let silence_budget = interval * shared.config.heartbeat_misses.max(1);
     let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
     let mut heartbeat_seqs: Vec<u32> = Vec::new();
     let mut buffer = vec![0u8; limit::MESSAGE];
+    for frame in early {
+        if let Err(why) = on_frame(link, shared, frame, window, tasks, &mut heartbeat_seqs).await {
+            return SessionEnd::Lost(why);
+        }
+    }
+    // Heartbeat periods with nothing heard from the kernel. Counted per
+    // period rather than by clock, so a stall of this process (a stopped
+    // daemon, a busy machine) is not mistaken for the kernel's silence.
+    let mut silent_periods = 0u32;
+    let mut heard = false;
+    let budget = shared.config.heartbeat_misses.max(1);
     loop {
         tokio::select! {
+            // Fixed order: each branch above `recv` is ready rarely, so none
+            // starves; `recv` runs whenever the others are idle.
+            biased;
             _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+            _ = heartbeat.tick() => {
+                if heard {
+                    silent_periods = 0;
+                } else {
+                    silent_periods += 1;
+                }
+                heard = false;
+                if silent_periods > budget {
+                    return SessionEnd::Lost(format!("no word from the kernel for {silent_periods} heartbeat periods"));
+                }
+                let seq = shared.next_seq();
+                let message = Message::Heartbeat(Heartbeat {
+                    seq: u64::from(seq),
+                    inflight: Some(shared.inflight.load(Ordering::Relaxed)),
+                });
+                if let Err(error) = link.send(&message, 0, seq).await {
+                    return SessionEnd::Lost(format!("heartbeat could not be sent: {error}"));
+                }
+                shared.counters.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                heartbeat_seqs.push(seq);
+                if heartbeat_seqs.len() > 16 {
+                    heartbeat_seqs.remove(0);
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             received = link.socket.recv(&mut buffer) => {
                 let received = match received {
                     Ok(received) => received,
@@ -95,7 +133,7 @@ pub(super) async fn run(
                     shared.counters.malformed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                last_heard = Instant::now();
+                heard = true;
                 if received.full_len > received.len {
                     shared.counters.malformed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("netlink: dropped a {}-byte message larger than the protocol allows", received.full_len);
@@ -114,25 +152,6 @@ pub(super) async fn run(
                     }
                 }
             }
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > silence_budget {
-                    return SessionEnd::Lost(format!("no word from the kernel for {} ms", silence_budget.as_millis()));
-                }
-                let seq = shared.next_seq();
-                let message = Message::Heartbeat(Heartbeat {
-                    seq: u64::from(seq),
-                    inflight: Some(shared.inflight.load(Ordering::Relaxed)),
-                });
-                if let Err(error) = link.send(&message, 0, seq).await {
-                    return SessionEnd::Lost(format!("heartbeat could not be sent: {error}"));
-                }
-                shared.counters.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
-                heartbeat_seqs.push(seq);
-                if heartbeat_seqs.len() > 16 {
-                    heartbeat_seqs.remove(0);
-                }
-            }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
 }
