@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc
+.PHONY: demo test bench setup lint layering doc fuzz kmod-e2e
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 demo: setup
@@ -20,6 +20,15 @@ test: setup lint layering doc
 bench: setup
 	$(CARGO) bench --bench supervisor
 	$(CARGO) bench --bench embed
+	$(CARGO) bench -p spindle-netlink --bench bridge
+
+## The netlink codec's fuzz targets, FUZZ_SECONDS (default 60) each.
+fuzz:
+	bash kernel/netlink/fuzz/run.sh
+
+## The kernel module and the daemon in a real Linux kernel under qemu.
+kmod-e2e: setup
+	bash kmod/e2e/run.sh
 
 setup:
 	bash scripts/setup.sh

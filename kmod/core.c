@@ -101,6 +101,12 @@ u64 sp_inflight_locked(void)
 	return inflight;
 }
 
+/* The cooldown is read when used, so a changed parameter applies at once. */
+static bool sp_cooled_down(const struct sp_instance *instance)
+{
+	return !time_before(jiffies, instance->opened_at + msecs_to_jiffies(sp_breaker_cooldown_ms));
+}
+
 /* Whether the breaker lets a request through now (open turns half open
  * once its cooldown passed; half open lets one probe through). */
 static bool sp_breaker_admits(struct sp_instance *instance)
@@ -109,7 +115,7 @@ static bool sp_breaker_admits(struct sp_instance *instance)
 	case SP_CLOSED:
 		return true;
 	case SP_OPEN:
-		if (time_before(jiffies, instance->open_until))
+		if (!sp_cooled_down(instance))
 			return false;
 		instance->breaker = SP_HALF_OPEN;
 		instance->probe_out = false;
@@ -475,7 +481,7 @@ static void sp_sweep(struct work_struct *work)
 			if (request->probe || (instance->breaker == SP_CLOSED &&
 					       instance->consecutive_timeouts >= sp_breaker_threshold)) {
 				instance->breaker = SP_OPEN;
-				instance->open_until = now + msecs_to_jiffies(sp_breaker_cooldown_ms);
+				instance->opened_at = now;
 				sp_event(SPINDLE_NL_EVENT_BREAKER_OPEN, instance);
 				pr_info("spindle_netlink: breaker of instance %016llx opened after %u timeouts\n",
 					instance->instance_id, instance->consecutive_timeouts);
@@ -492,8 +498,9 @@ static void sp_sweep(struct work_struct *work)
 	/* Queued requests may wait for a breaker's cooldown. */
 	if (sp_queued)
 		list_for_each_entry(instance, &sp_instances, node)
-			if (instance->breaker == SP_OPEN && time_before(instance->open_until, next))
-				next = instance->open_until;
+			if (instance->breaker == SP_OPEN &&
+			    time_before(instance->opened_at + msecs_to_jiffies(sp_breaker_cooldown_ms), next))
+				next = instance->opened_at + msecs_to_jiffies(sp_breaker_cooldown_ms);
 	sp_reap_drained(&batch);
 	sp_dispatch_locked(&batch);
 	if (!xa_empty(&sp_requests))
@@ -615,7 +622,7 @@ int spindle_nl_submit(const struct spindle_nl_submission *submission, u64 *id)
 		if (instance->draining || !sp_serves(instance, request->pipeline))
 			continue;
 		serving = true;
-		if (instance->breaker != SP_OPEN || !time_before(jiffies, instance->open_until))
+		if (instance->breaker != SP_OPEN || sp_cooled_down(instance))
 			admitting = true;
 	}
 	if (list_empty(&sp_instances)) {

@@ -37,7 +37,7 @@ struct sp_instance {
 	bool draining;
 	enum sp_breaker breaker;
 	u32 consecutive_timeouts;
-	unsigned long open_until;
+	unsigned long opened_at;
 	bool probe_out;
 	u32 missed_heartbeats;
 	u64 heartbeat_seq;

@@ -26,6 +26,9 @@ forbid spindle-scheduler 'mlua|ort|hyper|serde_json' "the scheduler knows no Lua
 forbid spindle-kernel 'spindle-lsp|spindle-dap|spindle' "the kernel depends on scripting, embed and scheduler only"
 forbid spindle-lsp 'spindle-kernel|spindle-embed|spindle-scheduler|spindle-dap|spindle' "the language server depends on scripting only"
 forbid spindle-dap 'spindle-lsp|spindle' "the debug adapter depends on kernel and scripting only"
+forbid spindle-kernel 'spindle-netlink.*' "the kernel knows no front end"
+forbid spindle-netlink-protocol 'spindle-.*|tokio|mio' "the netlink codec knows no workspace crate, runtime or socket"
+forbid spindle-netlink 'spindle-lsp|spindle-dap|spindle' "the netlink bridge is a front end on the kernel only"
 
 if [ "$failed" -ne 0 ]; then
     exit 1

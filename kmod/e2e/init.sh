@@ -7,6 +7,9 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs tmpfs /tmp
+mkdir -p /etc
+echo "root:x:0:0::/:/bin/sh" > /etc/passwd
+echo "root:x:0:" > /etc/group
 echo "kmod-e2e: guest up after $(cut -d' ' -f1 /proc/uptime) s"
 sh /e2e/scenarios.sh
 echo "kmod-e2e: exit $?"

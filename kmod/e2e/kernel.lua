@@ -7,11 +7,14 @@ s.service "embedder" {
 }
 
 s.pipeline "ingest" {
+  -- Emulated CPUs are slow: the requests' own deadlines decide.
+  timeout = "120s",
   from = { s.netlink { family = "spindle" } },
   s.stage("embed", s.embed "embedder"),
 }
 
 s.pipeline "slow" {
+  timeout = "120s",
   from = { s.netlink { family = "spindle" } },
   s.stage("wait", function(req)
     local start = os.clock()

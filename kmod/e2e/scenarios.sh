@@ -17,7 +17,7 @@ check() { # NAME CONDITION... : pass when the condition holds
     if "$@"; then pass "$name"; else fail "$name" "$(cat /tmp/why 2>/dev/null)"; fi
     rm -f /tmp/why
 }
-why() { echo "$*" > /tmp/why; false; }
+why() { echo "$*" > /tmp/why; }
 
 # call PIPELINE PRIORITY DEADLINE_MS TEXT: the answer lands in /tmp/call.
 call() {
@@ -31,7 +31,7 @@ stat() { awk -v k="$1" '$1 == k { print $2 }' $D/stats; }
 flood() { echo 1 > $D/flood_reset; echo "$*" > $D/flood; }
 flood_wait() { cat $D/flood_wait > /tmp/flood; }
 fl() { field "$1" /tmp/flood; }
-wait_instances() { echo "$1" > $D/wait_instances 2>/dev/null || why "not $1 instances within 60 s: $(cat $D/instances)"; }
+wait_instances() { echo "$1" > $D/wait_instances 2>/dev/null || { why "not $1 instances within 60 s: $(cat $D/instances)"; return 1; }; }
 sent_of() { awk -v id="$1" '$2 == id { for (i = 1; i < NF; i++) if ($i == "sent") print $(i + 1) }' $D/instances; }
 breaker_of() { awk -v id="$1" '$2 == id { for (i = 1; i < NF; i++) if ($i == "breaker") print $(i + 1) }' $D/instances; }
 
@@ -47,8 +47,8 @@ insmod /e2e/spindle_netlink.ko || { echo "FAIL insmod"; echo "kmod-e2e: 0 passed
 # 1. No daemon: a request fails at once.
 call ingest high 5000 nobody listens
 no_daemon() {
-    [ "$(field error)" = "-107" ] || why "error $(field error), expected -107 (ENOTCONN)"
-    [ "$(field elapsed_us)" -lt 200000 ] || why "took $(field elapsed_us) us"
+    [ "$(field error)" = "-107" ] || { why "error $(field error), expected -107 (ENOTCONN)"; return 1; }
+    [ "$(field elapsed_us)" -lt 200000 ] || { why "took $(field elapsed_us) us"; return 1; }
 }
 check "no daemon: the request fails at once with ENOTCONN" no_daemon
 
@@ -77,7 +77,7 @@ same_vectors() {
            d = 0; for (i = 1; i <= n; i++) { x = k[i + 1] - e[i]; if (x < 0) x = -x; if (x > d) d = x }
            if (d > 0.0001) { print "text " FNR ": max difference " d; bad = 1 }
            else print "text " FNR ": max difference " d }
-         END { exit bad }' /tmp/k.vec /tmp/e.json > /tmp/compare || why "$(cat /tmp/compare) $(cat /tmp/e.log | tail -2)"
+         END { exit bad }' /tmp/k.vec /tmp/e.json > /tmp/compare || { why "$(cat /tmp/compare) $(cat /tmp/e.log | tail -2)"; return 1; }
     cat /tmp/compare
 }
 check "vectors equal spindle embed's (max difference 1e-4)" same_vectors
@@ -92,10 +92,10 @@ b_before=$(sent_of 00000000000000b1)
 flood 6 slow medium 60000 shared load
 flood_wait
 shared() {
-    [ "$(fl ok)" = 6 ] || why "$(tr '\n' ' ' < /tmp/flood)"
+    [ "$(fl ok)" = 6 ] || { why "$(tr '\n' ' ' < /tmp/flood)"; return 1; }
     a=$(( $(sent_of 00000000000000a1) - a_before ))
     b=$(( $(sent_of 00000000000000b1) - b_before ))
-    [ "$a" -ge 1 -a "$b" -ge 1 ] || why "a got $a, b got $b"
+    [ "$a" -ge 1 -a "$b" -ge 1 ] || { why "a got $a, b got $b"; return 1; }
     echo "a got $a, b got $b"
 }
 check "two instances share the load" shared
@@ -105,9 +105,9 @@ flood 6 slow medium 60000 killed mid request
 kill -9 $pid_a
 flood_wait
 killed() {
-    [ "$(fl released)" -ge 1 ] || why "no request failed with ECONNRESET: $(tr '\n' ' ' < /tmp/flood)"
-    [ "$(fl timeout)" = 0 ] || why "requests waited for their deadline: $(tr '\n' ' ' < /tmp/flood)"
-    [ $(( $(fl ok) + $(fl released) )) = 6 ] || why "$(tr '\n' ' ' < /tmp/flood)"
+    [ "$(fl released)" -ge 1 ] || { why "no request failed with ECONNRESET: $(tr '\n' ' ' < /tmp/flood)"; return 1; }
+    [ "$(fl timeout)" = 0 ] || { why "requests waited for their deadline: $(tr '\n' ' ' < /tmp/flood)"; return 1; }
+    [ $(( $(fl ok) + $(fl released) )) = 6 ] || { why "$(tr '\n' ' ' < /tmp/flood)"; return 1; }
     echo "released $(fl released), ok $(fl ok)"
 }
 check "a killed instance's requests fail at once (ECONNRESET), not at their deadline" killed
@@ -123,17 +123,17 @@ timed_out() { [ "$(field error)" = "-110" ] || why "error $(field error), expect
 check "requests to a hung instance time out" timed_out
 call ingest high 300 "hung instance, request 4"
 fast_fail() {
-    [ "$(field error)" = "-112" ] || why "error $(field error), expected -112 (EHOSTDOWN)"
-    [ "$(field elapsed_us)" -lt 200000 ] || why "took $(field elapsed_us) us"
-    [ "$(breaker_of 00000000000000b1)" = open ] || why "breaker $(breaker_of 00000000000000b1)"
+    [ "$(field error)" = "-112" ] || { why "error $(field error), expected -112 (EHOSTDOWN)"; return 1; }
+    [ "$(field elapsed_us)" -lt 200000 ] || { why "took $(field elapsed_us) us"; return 1; }
+    [ "$(breaker_of 00000000000000b1)" = open ] || { why "breaker $(breaker_of 00000000000000b1)"; return 1; }
 }
 check "the hung instance's breaker opens: failing fast with EHOSTDOWN" fast_fail
 kill -CONT $pid_b
 echo 0 > $P/breaker_cooldown_ms
 call ingest high 120000 "the probe after the breaker"
 closed() {
-    [ "$(field status)" = ok ] || why "$(head -6 /tmp/call)"
-    [ "$(breaker_of 00000000000000b1)" = closed ] || why "breaker $(breaker_of 00000000000000b1)"
+    [ "$(field status)" = ok ] || { why "$(head -6 /tmp/call)"; return 1; }
+    [ "$(breaker_of 00000000000000b1)" = closed ] || { why "breaker $(breaker_of 00000000000000b1)"; return 1; }
 }
 check "a successful probe closes the breaker" closed
 echo 1000 > $P/breaker_cooldown_ms
@@ -148,8 +148,8 @@ flood_wait
 wait $pid_b
 b_status=$?
 upgrade() {
-    [ "$(fl ok)" = 12 ] || why "$(tr '\n' ' ' < /tmp/flood)"
-    [ "$b_status" = 0 ] || why "the old instance exited with $b_status: $(tail -3 /tmp/b.log)"
+    [ "$(fl ok)" = 12 ] || { why "$(tr '\n' ' ' < /tmp/flood)"; return 1; }
+    [ "$b_status" = 0 ] || { why "the old instance exited with $b_status: $(tail -3 /tmp/b.log)"; return 1; }
 }
 check "upgrade: the old instance drains, all 12 requests answered ok" upgrade
 check "the old instance left" wait_instances 1
@@ -158,18 +158,19 @@ check "the old instance left" wait_instances 1
 $SPINDLE netlink-peer --bridge /e2e/noop.lua --transport genl --protocol-version 2 > /tmp/v.log 2>&1
 v_status=$?
 mismatch() {
-    [ "$v_status" != 0 ] || why "a version-2 daemon was accepted"
-    grep -q "refused protocol version 2" /tmp/v.log || why "$(tail -3 /tmp/v.log)"
+    [ "$v_status" != 0 ] || { why "a version-2 daemon was accepted"; return 1; }
+    grep -q "refused protocol version 2" /tmp/v.log || { why "$(tail -3 /tmp/v.log)"; return 1; }
 }
 check "version mismatch: registration refused (EPROTO)" mismatch
 
 # 8. Unprivileged registration refused.
-setpriv --reuid 1000 --regid 1000 --clear-groups --inh-caps=-all --bounding-set=-all \
-    $SPINDLE netlink-peer --bridge /e2e/noop.lua --transport genl > /tmp/u.log 2>&1
+echo "daemon:x:1000:1000::/tmp:/bin/sh" >> /etc/passwd
+echo "daemon:x:1000:" >> /etc/group
+su -s /bin/sh daemon -c "XDG_CACHE_HOME=/tmp $SPINDLE netlink-peer --bridge /e2e/noop.lua --transport genl" > /tmp/u.log 2>&1
 u_status=$?
 unprivileged() {
-    [ "$u_status" != 0 ] || why "an unprivileged daemon registered"
-    grep -q "CAP_NET_ADMIN" /tmp/u.log || why "$(tail -3 /tmp/u.log)"
+    [ "$u_status" != 0 ] || { why "an unprivileged daemon registered"; return 1; }
+    grep -q "CAP_NET_ADMIN" /tmp/u.log || { why "$(tail -3 /tmp/u.log)"; return 1; }
 }
 check "unprivileged registration refused (CAP_NET_ADMIN)" unprivileged
 check "still one instance" [ "$(stat instances)" = 1 ]
@@ -180,10 +181,10 @@ echo 2 > $P/high_reserve
 flood 100 slow low 60000 flood beyond the cap
 flood_wait
 flooded() {
-    [ "$(fl pending)" = 0 ] || why "pending $(fl pending)"
-    [ "$(fl refused_busy)" -gt 0 ] || why "no busy answers: $(tr '\n' ' ' < /tmp/flood)"
-    [ "$(fl ok)" = "$(fl accepted)" ] || why "accepted $(fl accepted), ok $(fl ok)"
-    [ $(( $(fl accepted) + $(fl refused_busy) )) = 100 ] || why "$(tr '\n' ' ' < /tmp/flood)"
+    [ "$(fl pending)" = 0 ] || { why "pending $(fl pending)"; return 1; }
+    [ "$(fl refused_busy)" -gt 0 ] || { why "no busy answers: $(tr '\n' ' ' < /tmp/flood)"; return 1; }
+    [ "$(fl ok)" = "$(fl accepted)" ] || { why "accepted $(fl accepted), ok $(fl ok)"; return 1; }
+    [ $(( $(fl accepted) + $(fl refused_busy) )) = 100 ] || { why "$(tr '\n' ' ' < /tmp/flood)"; return 1; }
     echo "accepted $(fl accepted), busy $(fl refused_busy)"
 }
 check "a flood beyond the cap gets busy answers and loses nothing" flooded
