@@ -7,9 +7,9 @@ CARGO ?= cargo
 .PHONY: demo test bench setup lint layering doc fuzz kmod-e2e
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
+## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
 demo: setup
-	$(CARGO) build --release --bin spindle
-	./target/release/spindle run examples/quickstart.lua --http 127.0.0.1:7700
+	$(CARGO) run --release --bin spindle -- run examples/quickstart.lua --http 127.0.0.1:7700
 
 ## Set up, then every check CI runs: format, clippy, layering, rustdoc, tests.
 test: setup lint layering doc

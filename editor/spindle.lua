@@ -1,25 +1,105 @@
 ---@meta spindle
--- LuaCATS annotations of the `spindle` module for LuaLS and EmmyLua.
+-- LuaCATS annotations of the `spindle` module for LuaLS and EmmyLua: add this
+-- folder to the workspace library ("Lua.workspace.library": ["editor"]).
 -- They describe what scripts may write; Spindle itself checks the same rules
--- (`spindle check`). Keep in step with docs/guide.md.
+-- (`spindle check`). docs/guide.md is the prose version.
+--
+-- scripting/tests/annotations.rs fails when the module gains a function or a
+-- converter gains a field that this file does not declare (or the reverse):
+-- keep the two in step.
 
----@alias spindle.Duration string|number A duration: "250ms", "2s", "1m30s", or seconds.
----@alias spindle.Condition "started"|"healthy"|"completed"|"completed_successfully"
----@alias spindle.Policy "no"|"on-failure"|"always"
----@alias spindle.Signal "SIGTERM"|"SIGINT"|"SIGQUIT"|"SIGHUP"|"SIGUSR1"|"SIGUSR2"|"SIGKILL"
----@alias spindle.Provider "cuda"|"cpu"
+---A duration: a string with a unit ("250ms", "2s", "1.5s", "5m", "1h",
+---"1m30s"), or a number of seconds.
+---@alias spindle.Duration string|number
 
----@class spindle.Probe A probe made by one of the *_probe functions.
+---@alias spindle.Condition
+---| "started" # The dependency has been started (its process exists).
+---| "healthy" # The dependency is ready: its readiness probe passes (or it runs, without one).
+---| "completed" # The dependency exited with status 0 (one-shot jobs such as migrations).
+---| "completed_successfully" # Another spelling of "completed".
 
+---@alias spindle.Policy
+---| "no" # Never restart.
+---| "on-failure" # Restart after a non-zero exit, a signal, or a liveness failure.
+---| "always" # Also restart after a clean exit.
+
+---The signal sent first on stop; the `SIG` prefix is optional.
+---@alias spindle.Signal
+---| "SIGTERM"
+---| "SIGINT"
+---| "SIGQUIT"
+---| "SIGHUP"
+---| "SIGUSR1"
+---| "SIGUSR2"
+---| "SIGKILL"
+---| "TERM"
+---| "INT"
+---| "QUIT"
+---| "HUP"
+---| "USR1"
+---| "USR2"
+---| "KILL"
+
+---@alias spindle.Provider
+---| "cuda" # NVIDIA GPUs through ONNX Runtime's CUDA provider, when present.
+---| "cpu" # Always available.
+
+---@alias spindle.Priority "high"|"medium"|"low"
+
+-- Services ---------------------------------------------------------------
+
+---The fields of `s.service "name" { ... }`. A service is either a process
+---(`command`) or an in-process embedding engine (`embedding`).
+---@class spindle.Service
+---@field command? string[]|string The program and its arguments; a string runs under `sh -c`.
+---@field embedding? spindle.Embedding An in-process embedding engine instead of a process.
+---@field cwd? string Working directory, relative to the script's folder (default: the script's folder).
+---@field env? table<string, string|number> Extra environment variables.
+---@field env_file? string|string[] Files of `NAME=value` lines, read when the script is checked; `env` overrides them.
+---@field depends_on? table<string, spindle.Condition>|string[]|string Services this one waits for: `{ db = "healthy" }`; a list or a single name means "started".
+---@field ready? spindle.Probe Readiness: the service is ready (healthy) once it passes; without one, as soon as it runs.
+---@field live? spindle.Probe Liveness: when it fails, the service is restarted by its restart policy.
+---@field restart? spindle.Restart|spindle.Policy Recovery (default `{ policy = "on-failure" }`); a string sets only the policy.
+---@field stop? spindle.Stop How the service is stopped (default `{ signal = "SIGTERM", grace = "5s" }`).
+---@field critical? boolean When a critical service gives up, the whole run stops and exits non-zero (default false).
+---@field description? string Free text for people and tools.
+
+---The `embedding` table of a service: an ONNX Runtime engine in the kernel.
+---@class spindle.Embedding
+---@field model string A model from `spindle models list`, e.g. "all-MiniLM-L6-v2".
+---@field providers? spindle.Provider[] In order of preference (default `{ "cpu" }`); the engine says which one it runs on.
+---@field max_batch_tokens? integer Token budget of one batch (default 8192).
+---@field threads? integer Intra-op threads (default one per core).
+
+---The `restart` table of a service.
+---@class spindle.Restart
+---@field policy? spindle.Policy When to restart (default "on-failure").
+---@field backoff? string|spindle.Duration First delay..cap, e.g. "200ms..10s"; doubles after each restart, resets after a whole window ready. A single duration sets the first delay.
+---@field jitter? number Random fraction of each delay added to it, 0 to 1 (default 0.1).
+---@field max? integer Crash-loop limit: more restarts than this within `window` and the service gives up (default 5).
+---@field window? spindle.Duration The crash-loop window (default "60s").
+
+---The `stop` table of a service.
+---@class spindle.Stop
+---@field signal? spindle.Signal Sent to the service's whole process group first (default "SIGTERM").
+---@field grace? spindle.Duration Then whatever is left of the group is killed with SIGKILL (default "5s").
+
+-- Probes -----------------------------------------------------------------
+
+---A probe, made by `s.exec_probe`, `s.http_probe`, `s.tcp_probe` or
+---`s.lua_probe`; used as a service's `ready` or `live`.
+---@class spindle.Probe
+
+---The timing fields every probe takes.
 ---@class spindle.ProbeFields
 ---@field period? spindle.Duration Time between checks (default "1s").
----@field timeout? spindle.Duration A check that takes longer fails (default "1s").
----@field failures? integer Consecutive failures before the probe fails (default 3).
----@field successes? integer Consecutive successes before it passes again (default 1).
----@field initial_delay? spindle.Duration Wait before the first check (default "0s").
+---@field timeout? spindle.Duration A check that takes longer fails; a Lua check is stopped at it (default "1s").
+---@field failures? integer Consecutive failures before the probe counts as failing (default 3).
+---@field successes? integer Consecutive successes before a failing probe passes again (default 1).
+---@field initial_delay? spindle.Duration Wait after the start before the first check (default "0s").
 
 ---@class spindle.ExecProbeFields: spindle.ProbeFields
----@field command string[]|string Exit status 0 passes; a string runs under sh -c.
+---@field command string[]|string Exit status 0 passes; a string runs under `sh -c`.
 
 ---@class spindle.HttpProbeFields: spindle.ProbeFields
 ---@field url string An http:// URL; a status of 200..399 passes.
@@ -28,63 +108,122 @@
 ---@field address string "host:port"; an accepted connection passes.
 
 ---@class spindle.LuaProbeFields: spindle.ProbeFields
----@field check fun(): any A truthy result passes; an error fails with its line.
+---@field check fun(): any Runs on the script's Lua state; a truthy result passes, an error fails with its line.
 
----@class spindle.Restart
----@field policy? spindle.Policy Default "on-failure".
----@field backoff? string First delay..cap, e.g. "200ms..10s"; doubles in between.
----@field jitter? number Random fraction added to each delay, 0..1 (default 0.1).
----@field max? integer More restarts than this within `window` and the service gives up (default 5).
----@field window? spindle.Duration Crash-loop window (default "60s").
+-- Pipelines --------------------------------------------------------------
 
----@class spindle.Stop
----@field signal? spindle.Signal Sent to the whole process group first (default "SIGTERM").
----@field grace? spindle.Duration Then SIGKILL after this long (default "5s").
+---The request table `req` that flows through a pipeline's stages.
+---@class spindle.Request
+---@field id integer The kernel's id of this request.
+---@field correlation_id string The caller's correlation id (or one made up for it).
+---@field pipeline string The pipeline's name.
+---@field priority spindle.Priority The request's priority.
+---@field text string The text to embed; stages may rewrite it.
+---@field vector? number[] The embedding, once an embed stage has run.
+---@field [string] string|number|boolean Fields a stage adds come back in the answer's `fields`.
 
----@class spindle.Embedding
----@field model string A model from `spindle models list`.
----@field providers? spindle.Provider[] In order of preference (default { "cpu" }).
----@field max_batch_tokens? integer Token budget of one batch (default 8192).
----@field threads? integer Intra-op threads (default one per core).
+---A stage, made by `s.stage`.
+---@class spindle.Stage
 
----@class spindle.Service
----@field command? string[]|string The program and its arguments; a string runs under sh -c.
----@field embedding? spindle.Embedding An in-process embedding engine instead of a process.
----@field cwd? string Working directory, relative to the script's folder.
----@field env? table<string, string|number> Extra environment.
----@field env_file? string|string[] Files of NAME=value lines.
----@field depends_on? table<string, spindle.Condition>|string[]|string
----@field ready? spindle.Probe Readiness probe.
----@field live? spindle.Probe Liveness probe.
----@field restart? spindle.Restart|spindle.Policy
----@field stop? spindle.Stop
----@field critical? boolean A critical service that gives up ends the run.
----@field description? string
+---An embed stage's body, made by `s.embed`.
+---@class spindle.Embed
 
+---A source of requests, made by `s.http_route` or `s.netlink`.
+---@class spindle.Source
+
+---The fields and stages of `s.pipeline "name" { ... }`: the stages in order,
+---plus named fields.
+---@class spindle.Pipeline
+---@field [integer] spindle.Stage The stages, run in order.
+---@field from? spindle.Source[]|spindle.Source Extra sources; every pipeline also has POST /v1/pipelines/NAME.
+---@field timeout? spindle.Duration|spindle.Timeouts One duration for every priority, or one per priority (defaults 5s, 15s, 60s).
+---@field fallback? fun(req: spindle.Request, err: string): spindle.Request? Called when a stage fails; what it returns is the answer, marked degraded.
+---@field description? string Free text for people and tools.
+
+---A pipeline's `timeout` per priority; a caller's own shorter deadline applies.
+---@class spindle.Timeouts
+---@field high? spindle.Duration Timeout of high-priority requests (default "5s").
+---@field medium? spindle.Duration Timeout of medium-priority requests (default "15s").
+---@field low? spindle.Duration Timeout of low-priority requests (default "60s").
+
+---The table form of `s.embed { ... }`.
+---@class spindle.EmbedFields
+---@field service string The embedding service that embeds `req.text` into `req.vector`.
+---@field fallback? string An embedding service used when `service` fails or its circuit breaker is open; such answers are marked `embed_fallback`.
+
+---The fields of `s.netlink { ... }`.
+---@class spindle.NetlinkFields
+---@field family? string The generic netlink family (default "spindle").
+
+-- The module -------------------------------------------------------------
+
+---The `spindle` module: `local s = require("spindle")`.
 ---@class spindlelib
----@field version string
+---@field version string Spindle's version, e.g. "0.1.0".
 local spindle = {}
 
----Declares a service: `s.service "name" { ... }`.
+---Declares a service: `s.service "name" { fields }` or
+---`s.service("name", { fields })`. The name must be unique in the graph.
 ---@param name string
 ---@param fields? spindle.Service
----@return fun(fields: spindle.Service)|nil
+---@return (fun(fields: spindle.Service))? declare Without `fields`: the function that takes them.
 function spindle.service(name, fields) end
 
+---A readiness or liveness probe that runs a command: exit status 0 passes.
 ---@param fields spindle.ExecProbeFields
 ---@return spindle.Probe
 function spindle.exec_probe(fields) end
 
+---A probe that GETs a URL: a status of 200..399 passes.
 ---@param fields spindle.HttpProbeFields
 ---@return spindle.Probe
 function spindle.http_probe(fields) end
 
+---A probe that connects to an address: an accepted connection passes.
 ---@param fields spindle.TcpProbeFields
 ---@return spindle.Probe
 function spindle.tcp_probe(fields) end
 
+---A probe that calls a Lua function on the script's state: a truthy result
+---passes.
 ---@param fields spindle.LuaProbeFields
 ---@return spindle.Probe
 function spindle.lua_probe(fields) end
+
+---Declares a pipeline, the path a request takes: `s.pipeline "name" { stages }`
+---or `s.pipeline("name", { stages })`. The name must be unique.
+---@param name string
+---@param fields? spindle.Pipeline
+---@return (fun(fields: spindle.Pipeline))? declare Without `fields`: the function that takes them.
+function spindle.pipeline(name, fields) end
+
+---A stage of a pipeline: a Lua function that gets `req` and returns it (or
+---nothing, to keep it), or `s.embed "service"`. An error fails the request
+---with the pipeline, stage, file and line. Stage names are unique within
+---their pipeline.
+---@param name string
+---@param body (fun(req: spindle.Request): spindle.Request?)|spindle.Embed
+---@return spindle.Stage
+function spindle.stage(name, body) end
+
+---The embedding stage's body: embeds `req.text` with an embedding service
+---into `req.vector`. `s.embed "embedder"`, or
+---`s.embed { service = "embedder", fallback = "small" }`.
+---@param spec string|spindle.EmbedFields
+---@return spindle.Embed
+function spindle.embed(spec) end
+
+---A source: a POST route that reaches the pipeline besides
+---/v1/pipelines/NAME, e.g. `s.http_route "/v1/ingest"`.
+---@param route string A path starting with `/`.
+---@return spindle.Source
+function spindle.http_route(route) end
+
+---A source: requests from the Linux kernel module through the generic netlink
+---family. Accepted but not served yet: every check warns at the call, and the
+---pipeline is reached over HTTP only.
+---@param fields? spindle.NetlinkFields
+---@return spindle.Source
+function spindle.netlink(fields) end
 
 return spindle

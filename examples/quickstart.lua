@@ -7,12 +7,16 @@
 -- The services are stand-ins built from what every machine has (python3, sh),
 -- so the graph runs anywhere: a "vector database" answering HTTP, a one-shot
 -- migration, an API that needs both, and a worker watched by a Lua probe.
+-- They are quiet on purpose, so the terminal shows state changes: the HTTP
+-- stand-ins run quiet_http_server.py (next to this script; a service's
+-- working directory is the script's folder), which does not log each probe.
 
 local s = require("spindle")
 
 s.service "vectordb" {
-  command = { "python3", "-m", "http.server", "6333", "--bind", "127.0.0.1" },
-  ready = s.http_probe { url = "http://127.0.0.1:6333/", period = "200ms" },
+  command = { "python3", "quiet_http_server.py", "6333" },
+  -- Dependents wait for this probe: migrate and api start once it passes.
+  ready = s.http_probe { url = "http://127.0.0.1:6333/", period = "500ms" },
   restart = { policy = "on-failure", backoff = "200ms..10s", max = 5, window = "60s" },
   critical = true,
 }
@@ -24,19 +28,19 @@ s.service "migrate" {
 }
 
 s.service "api" {
-  command = { "python3", "-m", "http.server", "8080", "--bind", "127.0.0.1" },
+  command = { "python3", "quiet_http_server.py", "8080" },
   depends_on = { vectordb = "healthy", migrate = "completed" },
-  ready = s.tcp_probe { address = "127.0.0.1:8080", period = "200ms" },
-  live = s.http_probe { url = "http://127.0.0.1:8080/", period = "2s", failures = 3 },
+  ready = s.tcp_probe { address = "127.0.0.1:8080", period = "500ms" },
+  live = s.http_probe { url = "http://127.0.0.1:8080/", period = "5s", failures = 3 },
   stop = { signal = "SIGTERM", grace = "2s" },
 }
 
 local heartbeats = 0
 s.service "worker" {
-  command = { "sh", "-c", "while true; do echo working; sleep 2; done" },
+  command = { "sh", "-c", "echo 'waiting for jobs'; while true; do sleep 60; done" },
   depends_on = { api = "healthy" },
   live = s.lua_probe {
-    period = "2s",
+    period = "5s",
     check = function()
       heartbeats = heartbeats + 1
       return true
@@ -54,7 +58,7 @@ s.service "embedder" {
 
 s.pipeline "ingest" {
   from = { s.http_route "/v1/ingest" },
-  timeout = { high = "2s", medium = "10s", low = "60s" },
+  timeout = { high = "5s", medium = "15s", low = "60s" },
   s.stage("clean", function(req) req.text = req.text:gsub("%s+", " ") return req end),
   s.stage("embed", s.embed "embedder"),
   s.stage("tag", function(req) req.dims = #req.vector return req end),

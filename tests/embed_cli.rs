@@ -2,18 +2,21 @@
 //! ONNX Runtime library and models in the cache (filled by
 //! `python3 scripts/fetch_models.py --all --venv`; the binary and these tests
 //! resolve the cache the same way: $SPINDLE_CACHE, $XDG_CACHE_HOME/spindle,
-//! ~/.cache/spindle).
+//! ~/.cache/spindle). Children's output is read with a bound
+//! (`support::output`), so a wedged child fails its test instead of hanging.
+
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn spindle(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spindle"))
-        .args(args)
-        .env("SPINDLE_LOG", "warn,spindle_embed=info,ort=off")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run spindle")
+    support::output(
+        Command::new(env!("CARGO_BIN_EXE_spindle"))
+            .args(args)
+            .env("SPINDLE_LOG", "warn,spindle_embed=info,ort=off")
+            .env("NO_COLOR", "1"),
+    )
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -201,11 +204,11 @@ fn unknown_model_is_a_clear_error() {
 #[test]
 fn empty_cache_names_the_fetch_command() {
     let dir = temp_dir("empty-cache");
-    let output = Command::new(env!("CARGO_BIN_EXE_spindle"))
-        .args(["embed", "x"])
-        .env("SPINDLE_CACHE", &dir)
-        .output()
-        .unwrap();
+    let output = support::output(
+        Command::new(env!("CARGO_BIN_EXE_spindle"))
+            .args(["embed", "x"])
+            .env("SPINDLE_CACHE", &dir),
+    );
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr).replace(&dir.display().to_string(), "[CACHE]");
     insta::assert_snapshot!(stderr, @r"
@@ -239,11 +242,11 @@ fn models_list_shows_models_and_providers() {
 #[test]
 fn models_list_on_an_empty_cache_says_not_fetched() {
     let dir = temp_dir("list-empty");
-    let output = Command::new(env!("CARGO_BIN_EXE_spindle"))
-        .args(["models", "list"])
-        .env("SPINDLE_CACHE", &dir)
-        .output()
-        .unwrap();
+    let output = support::output(
+        Command::new(env!("CARGO_BIN_EXE_spindle"))
+            .args(["models", "list"])
+            .env("SPINDLE_CACHE", &dir),
+    );
     assert!(output.status.success());
     let stdout = text(&output.stdout);
     assert!(
@@ -298,13 +301,13 @@ fn binary_and_fetch_script_resolve_the_same_cache() {
         let mut binary = Command::new(env!("CARGO_BIN_EXE_spindle"));
         binary.args(["models", "list"]);
         configure(&mut binary);
-        let listed = text(&binary.output().unwrap().stdout);
+        let listed = text(&support::output(&mut binary).stdout);
         let mut script = Command::new("python3");
         script
             .current_dir(repo)
             .args(["scripts/fetch_models.py", "--print-cache"]);
         configure(&mut script);
-        let printed = text(&script.output().unwrap().stdout);
+        let printed = text(&support::output(&mut script).stdout);
         let expected = match vars.len() {
             3 => "/tmp/spindle-a",
             2 => "/tmp/xdg/spindle",

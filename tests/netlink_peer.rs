@@ -44,17 +44,30 @@ fn start_peer(args: &[&str]) -> (Child, u32, BufReader<std::process::ChildStdout
     (peer, port, stdout)
 }
 
-fn run_against_bridge(peer_args: &[&str]) -> String {
+/// How the daemon side runs: the peer command's `--bridge`, or a normal
+/// `spindle run --netlink`.
+#[derive(Clone, Copy)]
+enum Daemon {
+    PeerBridge,
+    Run,
+}
+
+fn run_against_bridge(daemon: Daemon, peer_args: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let script = dir.path().join("kernel.lua");
     std::fs::write(&script, SCRIPT).expect("script");
     let (mut peer, port, mut stdout) = start_peer(peer_args);
-    let mut bridge = spindle()
-        .args(["netlink-peer", "--bridge"])
-        .arg(&script)
-        .args(["--transport", &format!("usersock:{port}")])
-        .spawn()
-        .expect("spawn the bridge");
+    let transport = format!("usersock:{port}");
+    let mut command = spindle();
+    match daemon {
+        Daemon::PeerBridge => command.args(["netlink-peer", "--bridge"]).arg(&script).args(["--transport", &transport]),
+        Daemon::Run => command
+            .arg("run")
+            .arg(&script)
+            .args(["--netlink", &transport, "--data-dir"])
+            .arg(dir.path().join("run")),
+    };
+    let mut bridge = command.stdout(Stdio::null()).spawn().expect("spawn the bridge");
     let status = peer.wait().expect("peer");
     let mut report = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut report).expect("report");
@@ -68,7 +81,7 @@ fn run_against_bridge(peer_args: &[&str]) -> String {
 
 #[test]
 fn a_noop_pipeline_answers_every_request() {
-    let report = run_against_bridge(&[
+    let report = run_against_bridge(Daemon::PeerBridge, &[
         "--pipeline", "noop", "--requests", "3000", "--window", "32", "--expect-dims", "0",
     ]);
     assert!(report.contains("answered 3000  missing 0"), "{report}");
@@ -76,8 +89,8 @@ fn a_noop_pipeline_answers_every_request() {
 }
 
 #[test]
-fn an_embedding_pipeline_answers_with_unit_vectors() {
-    let report = run_against_bridge(&[
+fn spindle_run_serves_an_embedding_pipeline_with_unit_vectors() {
+    let report = run_against_bridge(Daemon::Run, &[
         "--pipeline",
         "ingest",
         "--requests",

@@ -1,8 +1,11 @@
 //! `spindle run --http`: the binary serves a script's pipeline through the
 //! embedding service the supervisor started, to a client nobody here wrote
-//! (Python's urllib), and shuts down cleanly on SIGTERM.
+//! (Python's urllib), and shuts down cleanly on SIGTERM. Children's pipes
+//! are read with a bound (`support`), so a wedged child fails the test
+//! instead of hanging it.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Command, Stdio};
 
 const SCRIPT: &str = r#"local s = require("spindle")
@@ -26,10 +29,7 @@ except urllib.error.HTTPError as error:
 "#;
 
 fn post(url: &str, body: &str) -> (u16, serde_json::Value) {
-    let output = Command::new("python3")
-        .args(["-c", CLIENT, url, body])
-        .output()
-        .expect("python3 runs");
+    let output = support::output(Command::new("python3").args(["-c", CLIENT, url, body]));
     assert!(
         output.status.success(),
         "{}",
@@ -57,19 +57,16 @@ fn pipelines_are_served_over_http_through_the_supervised_engine() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spindle starts");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut stderr = support::LineReader::new(child.stderr.take().expect("stderr"), "stderr");
     let base = loop {
-        let line = stderr
-            .next()
-            .expect("spindle says where it serves")
-            .expect("line");
+        let line = stderr.next_line().expect("spindle says where it serves");
         if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
             break rest.trim().to_owned();
         }
     };
-    let mut events = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut events = support::LineReader::new(child.stdout.take().expect("stdout"), "events");
     loop {
-        let line = events.next().expect("events until ready").expect("line");
+        let line = events.next_line().expect("events until ready");
         let event: serde_json::Value = serde_json::from_str(&line).expect("jsonl");
         assert_ne!(event["to"], "failed", "{line}");
         if event["service"] == "embedder" && event["to"] == "ready" {
@@ -91,9 +88,9 @@ fn pipelines_are_served_over_http_through_the_supervised_engine() {
 
     // SAFETY: kill(2) on the child's own pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().expect("spindle exits");
+    let status = support::wait(child, support::GUARD);
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = events.map_while(Result::ok).collect();
+    let rest: Vec<String> = events.collect();
     assert!(
         rest.iter()
             .any(|line| line.contains("\"service\":\"embedder\"")

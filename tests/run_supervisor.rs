@@ -1,10 +1,13 @@
 //! End-to-end tests of `spindle run`: the real binary, real Lua scripts,
 //! real process trees, observed through `--events jsonl` and `/proc`.
 //! Signals are sent to the binary the way a user or an init system would.
+//! Children's pipes are read with a bound (`support`), so a wedged run fails
+//! its test instead of hanging CI.
 
-use std::io::{BufRead, BufReader, Lines};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -54,9 +57,22 @@ fn parse_event(line: &str) -> Event {
 
 /// `spindle run SCRIPT --events jsonl` and its event stream.
 struct Run {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
+    /// `None` once [`Run::finish`] has waited for it.
+    child: Option<Child>,
+    pid: i32,
+    lines: support::LineReader,
     events: Vec<Event>,
+}
+
+impl Drop for Run {
+    /// A test that failed half-way leaves no `spindle` behind (its guard
+    /// process then stops the services).
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Run {
@@ -73,22 +89,22 @@ impl Run {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let lines = support::LineReader::new(child.stdout.take().unwrap(), "spindle's events");
         Run {
-            child,
+            pid: child.id() as i32,
+            child: Some(child),
             lines,
             events: Vec::new(),
         }
     }
 
-    /// Reads events until one matches. The read blocks on the pipe; a hung
-    /// run is caught by the test harness's own timeout, so the deadline
-    /// here only bounds a run that keeps talking.
+    /// Reads events until one matches. A run that falls silent fails at the
+    /// reader's guard; the deadline here bounds a run that keeps talking.
     fn wait_for(&mut self, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
         let started = Instant::now();
         while started.elapsed() < DEADLINE {
-            match self.lines.next() {
-                Some(Ok(line)) => {
+            match self.lines.next_line() {
+                Some(line) => {
                     let event = parse_event(&line);
                     self.events.push(event.clone());
                     if matches(&event) {
@@ -119,17 +135,17 @@ impl Run {
 
     fn signal(&self, signal: i32) {
         // SAFETY: kill has no memory effects.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+        assert_eq!(unsafe { libc::kill(self.pid, signal) }, 0);
     }
 
     /// Reads the remaining events and waits for the exit status.
     fn finish(mut self) -> (Option<i32>, Vec<Event>) {
-        for line in self.lines.by_ref() {
-            let Ok(line) = line else { break };
+        while let Some(line) = self.lines.next_line() {
             self.events.push(parse_event(&line));
         }
-        let status = self.child.wait().unwrap();
-        (status.code(), self.events)
+        let child = self.child.take().expect("finish is called once");
+        let status = support::wait(child, support::GUARD);
+        (status.code(), std::mem::take(&mut self.events))
     }
 }
 
@@ -320,13 +336,13 @@ fn a_script_with_errors_prints_diagnostics_and_exits_1() {
         "local s = require(\"spindle\")\ns.service \"app\" {\n  command = { \"true\" },\n  depends_on = { \"nowhere\" },\n}\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_spindle"))
-        .arg("run")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .output()
-        .unwrap();
+    let output = support::output(
+        Command::new(env!("CARGO_BIN_EXE_spindle"))
+            .arg("run")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.join("data")),
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let prefix = format!("{}:", file.display());
@@ -349,13 +365,13 @@ fn without_a_terminal_events_are_plain_lines_and_output_is_prefixed() {
         "local s = require(\"spindle\")\ns.service \"job\" { command = \"echo hello from job\", restart = { policy = \"no\" } }\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_spindle"))
-        .arg("run")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .output()
-        .unwrap();
+    let output = support::output(
+        Command::new(env!("CARGO_BIN_EXE_spindle"))
+            .arg("run")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.join("data")),
+    );
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -372,10 +388,8 @@ fn without_a_terminal_events_are_plain_lines_and_output_is_prefixed() {
 
 #[test]
 fn help_shows_an_example() {
-    let output = Command::new(env!("CARGO_BIN_EXE_spindle"))
-        .args(["run", "--help"])
-        .output()
-        .unwrap();
+    let output =
+        support::output(Command::new(env!("CARGO_BIN_EXE_spindle")).args(["run", "--help"]));
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(
         help.contains("spindle run examples/quickstart.lua"),

@@ -4,17 +4,20 @@
 //!
 //! The supervisor starts and stops engines through [`EmbeddingRuntime`]; the
 //! request path finds them in the [`EngineDirectory`] at each batch, so a
-//! restarted engine is picked up and a stopped one fails batches as a
-//! transient error (the request may be retried, or the breaker opens).
+//! restarted engine is picked up. A batch that finds no engine (a restart
+//! raced it) fails as "unavailable", which no breaker counts; batchers do
+//! not send batches while their service is not ready at all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use spindle_embed::{EmbedError, Engine, EngineConfig, Provider};
-use spindle_scheduler::{BackendError, EmbedBackend};
+use spindle_embed::{Engine, EngineConfig, Provider};
+use spindle_scheduler::{EmbedBackend, Failure};
 use spindle_scripting::{EmbeddingSpec, ServiceKind, ServiceSpec};
 
+use crate::failure;
+use crate::faults::{BatchFault, Faults};
 use crate::supervisor::{BoxFuture, InProcessRuntime, InProcessService};
 
 /// What a running engine runs, for the status API and metrics.
@@ -198,51 +201,67 @@ impl InProcessService for EmbeddingService {
 }
 
 /// Computes a batcher's batches on the service's current engine.
-pub struct EngineBackend {
-    pub service: String,
-    pub directory: EngineDirectory,
+pub(crate) struct EngineBackend {
+    pub(crate) service: String,
+    pub(crate) directory: EngineDirectory,
+    pub(crate) faults: Faults,
 }
 
 impl EmbedBackend for EngineBackend {
     fn embed(
         &self,
         texts: Vec<String>,
-    ) -> impl std::future::Future<Output = Result<Vec<Vec<f32>>, BackendError>> + Send {
+    ) -> impl std::future::Future<Output = Result<Vec<Vec<f32>>, Failure>> + Send {
         let engine = self.directory.get(&self.service);
         let service = self.service.clone();
+        let fault = self.faults.next_batch(&self.service);
         async move {
             let Some(engine) = engine else {
-                return Err(BackendError {
-                    message: format!("embedding service `{service}` is not running"),
-                    transient: true,
-                });
+                return Err(failure::engine_not_running(&service));
             };
+            if fault == Some(BatchFault::Fail) {
+                return Err(failure::injected(&service));
+            }
             let (sender, receiver) = tokio::sync::oneshot::channel();
-            engine.submit(
+            // Held for the life of the batch: when the batcher drops this
+            // future (the batch ran out of time), the engine stops the run.
+            let cancel = CancelOnDrop(Some(engine.submit(
                 texts,
                 Box::new(move |result| {
                     let _ = sender.send(result);
                 }),
-            );
-            match receiver.await {
+            )));
+            let result = receiver.await;
+            cancel.disarm();
+            if let Some(BatchFault::Delay(delay)) = fault {
+                tokio::time::sleep(delay).await;
+            }
+            match result {
                 Ok(Ok(batch)) => Ok(batch
                     .embeddings
                     .into_iter()
                     .map(|embedding| embedding.vector)
                     .collect()),
-                Ok(Err(error)) => Err(backend_error(&error)),
-                Err(_) => Err(BackendError {
-                    message: format!("embedding service `{service}` stopped during the batch"),
-                    transient: true,
-                }),
+                Ok(Err(error)) => Err(failure::from_engine(&service, &error)),
+                Err(_) => Err(failure::engine_not_running(&service)),
             }
         }
     }
 }
 
-fn backend_error(error: &EmbedError) -> BackendError {
-    BackendError {
-        message: error.to_string(),
-        transient: matches!(error, EmbedError::EngineStopped),
+/// Cancels a submitted batch unless disarmed.
+struct CancelOnDrop(Option<spindle_embed::CancelHandle>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.cancel();
+        }
     }
 }

@@ -1,12 +1,32 @@
-//! spindle-kernel: the integrated kernel.
+//! spindle-kernel: the integrated kernel, one [`Kernel`] object.
 //!
-//! Today: the [`supervisor`], which runs a [`spindle_scripting::GraphSpec`].
-//! It speaks plain Rust types only; the command line and later front ends
-//! turn its events into text or JSON.
+//! [`Kernel::start`] assembles the [`supervisor`] (the service graph), the
+//! embedding engines ([`embedding`]), the request path ([`requests`]: the
+//! scheduler, batchers and Lua pipelines) and the script host, and returns
+//! a cheap handle that every front end uses: HTTP, Jupyter, the debug
+//! adapter and the netlink bridge are crates of their own on it.
+//!
+//! Invariant: this crate speaks plain Rust types. It depends on no HTTP,
+//! ZeroMQ, netlink or JSON-protocol crate (checked by
+//! `scripts/check-layering.sh`); front ends turn its values into wire
+//! formats.
 
 pub mod embedding;
-pub mod http;
+mod error;
+mod events;
+pub mod failure;
+mod faults;
+mod kernel;
 pub mod metrics;
 pub mod requests;
-pub mod status;
+mod services;
 pub mod supervisor;
+
+pub use error::KernelError;
+pub use events::{KernelEvent, KernelSubscription};
+pub use faults::Fault;
+pub use kernel::{
+    GuardCommand, Kernel, KernelConfig, KernelOutcome, KernelSource, MetricsSnapshot, new_run_id,
+};
+pub use requests::{RequestAnswer, RequestPathConfig, Submission};
+pub use services::{KernelSnapshot, PipelineStatus, Readiness, ServiceStatus};

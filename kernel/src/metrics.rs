@@ -15,6 +15,13 @@ pub struct LatencyKey {
     pub outcome: &'static str,
 }
 
+/// One latency histogram and its labels.
+#[derive(Debug, Clone)]
+pub struct LatencySeries {
+    pub key: LatencyKey,
+    pub histogram: Histogram,
+}
+
 /// The request path's own measurements.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -36,12 +43,17 @@ impl Metrics {
             .observe(answer.latency().as_secs_f64());
     }
 
-    /// A copy of every latency series.
-    pub fn latency(&self) -> BTreeMap<LatencyKey, Histogram> {
+    /// A copy of every latency series, sorted by their labels.
+    pub fn latency(&self) -> Vec<LatencySeries> {
         self.latency
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .map(|(key, histogram)| LatencySeries {
+                key: key.clone(),
+                histogram: histogram.clone(),
+            })
+            .collect()
     }
 }
 

@@ -2,28 +2,34 @@
 //! host's Lua pipelines (one coroutine per request), and embed stages that
 //! go through a batcher per embedding service to its engine.
 //!
-//! Front ends (HTTP today; netlink and Jupyter later) call [`RequestPath`]
-//! with plain Rust values; nothing here knows a wire format.
+//! Request state has one owner, the scheduler. What a stage needs of it
+//! (the deadline, the cancel token) travels with the request as its
+//! [`RequestScope`] into every embed call; nothing is looked up by id.
+//! Front ends reach this through [`crate::Kernel`]; nothing here knows a
+//! wire format.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use spindle_scheduler::{
-    Answer, Batcher, BatcherConfig, BatcherHandle, BatcherStats, BreakerConfig, EmbedClient, Job,
-    NewRequest, Outcome, Priority, RequestEvent, RequestId, RetryPolicy, Scheduler,
-    SchedulerConfig, SchedulerHandle, Source, StageFailure, Stats,
+    Answer, Batcher, BatcherConfig, BatcherHandle, BatcherStats, BreakerConfig, DeadlineWatch,
+    EmbedClient, Failure, Gate, Job, NewRequest, Outcome, Priority, RetryPolicy, Scheduler,
+    SchedulerConfig, SchedulerHandle, Source, Stats,
 };
 use spindle_scripting::{
     Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec, PipelineAnswer,
-    PipelineRequest, RunOutcome, ScriptHost, ServiceKind, SourceSpec,
+    PipelineRequest, RequestScope, RunOutcome, ScriptHost, ServiceKind, SourceSpec,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::embedding::{EngineBackend, EngineDirectory};
+use crate::failure;
+use crate::faults::Faults;
 use crate::metrics::Metrics;
+use crate::services::ServiceBoard;
 
 /// Settings of the request path.
 #[derive(Debug, Clone)]
@@ -31,6 +37,9 @@ pub struct RequestPathConfig {
     pub scheduler: SchedulerConfig,
     /// How long a batch may wait to fill.
     pub max_batch_wait: Duration,
+    /// How long a batch may run before it counts as a failure of its
+    /// service (a hung engine) and is stopped.
+    pub batch_timeout: Duration,
     pub breaker: BreakerConfig,
     pub retry: RetryPolicy,
 }
@@ -40,6 +49,7 @@ impl Default for RequestPathConfig {
         RequestPathConfig {
             scheduler: SchedulerConfig::default(),
             max_batch_wait: Duration::from_millis(2),
+            batch_timeout: BatcherConfig::default().batch_timeout,
             breaker: BreakerConfig::default(),
             retry: RetryPolicy::default(),
         }
@@ -61,36 +71,32 @@ pub struct Submission {
 /// The one answer a submission gets.
 pub type RequestAnswer = Answer<PipelineAnswer>;
 
-/// The running request path; cheap to share behind an `Arc`.
-pub struct RequestPath {
-    scheduler: SchedulerHandle<String, PipelineAnswer>,
+/// The running request path, owned by the kernel.
+pub(crate) struct RequestPath {
+    pub(crate) scheduler: SchedulerHandle<String, PipelineAnswer>,
     routes: HashMap<String, String>,
     batchers: Vec<BatcherHandle>,
-    directory: EngineDirectory,
-    metrics: Arc<Metrics>,
-    /// Correlation ids of requests not yet answered, for cancelling by them.
-    correlations: Mutex<HashMap<String, RequestId>>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
-impl std::fmt::Debug for RequestPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestPath")
-            .field("routes", &self.routes)
-            .finish_non_exhaustive()
-    }
+/// What a request's stages get from the scheduler, carried in its
+/// [`RequestScope`].
+struct JobScope {
+    deadline: DeadlineWatch,
+    cancel: CancellationToken,
 }
-
-/// A request's deadline and cancellation, looked up by embed calls.
-type Inflight = Arc<Mutex<HashMap<u64, (Instant, CancellationToken)>>>;
 
 impl RequestPath {
-    /// Starts the scheduler, one batcher per embedding service, and wires the
-    /// script host's pipelines to them. Must run inside a tokio runtime.
-    /// `host` must have been started with [`EffectsWiring::effects`]' result.
-    pub fn start(
+    /// Starts the scheduler (every pipeline's gate as the board has it), one
+    /// batcher per embedding service (held while its service is not ready),
+    /// and wires the script host's pipelines to them. Must run inside a
+    /// tokio runtime. `host` must have been started with `wiring.effects()`.
+    pub(crate) fn start(
         graph: &GraphSpec,
-        host: ScriptHost,
-        wiring: EffectsWiring,
+        host: Option<ScriptHost>,
+        wiring: &EffectsWiring,
+        board: &ServiceBoard,
+        faults: &Faults,
         config: RequestPathConfig,
         shutdown: CancellationToken,
     ) -> RequestPath {
@@ -106,7 +112,13 @@ impl RequestPath {
                 },
             );
         }
-        let mut handles: HashMap<String, BatcherHandle> = HashMap::new();
+        for (pipeline, gate) in board.gates() {
+            if gate != Gate::Open {
+                scheduler_config.gates.insert(pipeline, gate);
+            }
+        }
+        let mut clients = HashMap::new();
+        let mut batchers = Vec::new();
         for service in &graph.services {
             let ServiceKind::Embedding(embedding) = &service.kind else {
                 continue;
@@ -116,37 +128,29 @@ impl RequestPath {
                     service: service.name.clone(),
                     max_batch_tokens: embedding.max_batch_tokens as usize,
                     max_wait: config.max_batch_wait,
+                    batch_timeout: config.batch_timeout,
                     breaker: config.breaker.clone(),
+                    availability: board.availability(&service.name),
                     ..BatcherConfig::default()
                 },
                 EngineBackend {
                     service: service.name.clone(),
                     directory: wiring.directory.clone(),
+                    faults: faults.clone(),
                 },
                 shutdown.clone(),
             );
-            handles.insert(service.name.clone(), batcher);
+            clients.insert(service.name.clone(), batcher.clone());
+            batchers.push(batcher);
         }
-        let mut clients = HashMap::new();
-        for (name, handle) in &handles {
-            clients.insert(
-                name.clone(),
-                ServiceClients {
-                    primary: handle.clone(),
-                    retry: config.retry.clone(),
-                },
-            );
-        }
-        *wiring.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(WiredState {
+        let _ = wiring.wired.set(Wired {
             clients,
+            retry: config.retry.clone(),
             runtime: tokio::runtime::Handle::current(),
         });
-        let inflight = wiring.inflight.clone();
-        let worker_host = host.clone();
-        let metrics = Arc::new(Metrics::default());
         let scheduler = Scheduler::start(
             scheduler_config,
-            move |job: Job<String>| run_job(worker_host.clone(), inflight.clone(), job),
+            move |job: Job<String>| run_job(host.clone(), job),
             shutdown,
         );
         let mut routes = HashMap::new();
@@ -164,29 +168,19 @@ impl RequestPath {
         RequestPath {
             scheduler,
             routes,
-            batchers: handles.into_values().collect(),
-            directory: wiring.directory,
-            metrics,
-            correlations: Mutex::default(),
+            batchers,
+            metrics: Arc::new(Metrics::default()),
         }
     }
 
-    /// Every pipeline's name, sorted.
-    pub fn pipeline_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.routes.values().cloned().collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-
     /// The pipeline a `POST` to `path` reaches.
-    pub fn pipeline_for_route(&self, path: &str) -> Option<&str> {
+    pub(crate) fn pipeline_for_route(&self, path: &str) -> Option<&str> {
         self.routes.get(path).map(String::as_str)
     }
 
     /// Submits a request and waits for its one answer. A full queue answers
     /// `Rejected` at once.
-    pub async fn submit(&self, submission: Submission) -> RequestAnswer {
+    pub(crate) async fn submit(&self, submission: Submission) -> RequestAnswer {
         let pipeline = submission.pipeline.clone();
         let request = NewRequest {
             correlation_id: submission.correlation_id,
@@ -196,29 +190,8 @@ impl RequestPath {
             source: submission.source,
             payload: submission.text,
         };
-        let correlation_id = request.correlation_id.clone();
-        // Admit while holding the correlation map, so that a cancel by
-        // correlation id that follows any sign of admission finds the entry.
-        let submitted = {
-            let mut correlations = self.correlations.lock().unwrap_or_else(|p| p.into_inner());
-            let submitted = self.scheduler.submit(request);
-            if let (Some(correlation_id), Ok(ticket)) = (&correlation_id, &submitted) {
-                correlations.insert(correlation_id.clone(), ticket.id());
-            }
-            submitted
-        };
-        let answer = match submitted {
-            Ok(ticket) => {
-                let answer = ticket.await;
-                if let Some(correlation_id) = &correlation_id {
-                    let mut correlations =
-                        self.correlations.lock().unwrap_or_else(|p| p.into_inner());
-                    if correlations.get(correlation_id) == Some(&answer.id) {
-                        correlations.remove(correlation_id);
-                    }
-                }
-                answer
-            }
+        let answer = match self.scheduler.submit(request) {
+            Ok(ticket) => ticket.await,
             Err(rejected) => {
                 let now = Instant::now();
                 Answer {
@@ -238,30 +211,33 @@ impl RequestPath {
         answer
     }
 
-    /// Cancels a queued or running request by its id or by the correlation
-    /// id its caller gave; false when it is unknown or already answered.
-    pub async fn cancel(&self, id_or_correlation: &str) -> bool {
-        let by_correlation = self
-            .correlations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id_or_correlation)
-            .copied();
-        let id = match by_correlation {
-            Some(id) => id,
-            None => match id_or_correlation.parse::<u64>() {
-                Ok(id) => RequestId(id),
-                Err(_) => return false,
-            },
-        };
-        self.scheduler.cancel(id).await
+    /// Cancels a queued or running request by the correlation id its
+    /// caller gave or by its numeric id; false when it is unknown or
+    /// already answered.
+    pub(crate) async fn cancel(&self, id_or_correlation: &str) -> bool {
+        if self
+            .scheduler
+            .cancel_by_correlation(id_or_correlation)
+            .await
+            .is_some()
+        {
+            return true;
+        }
+        match id_or_correlation.parse::<u64>() {
+            Ok(id) => {
+                self.scheduler
+                    .cancel(spindle_scheduler::RequestId(id))
+                    .await
+            }
+            Err(_) => false,
+        }
     }
 
-    pub async fn scheduler_stats(&self) -> Stats {
+    pub(crate) async fn scheduler_stats(&self) -> Stats {
         self.scheduler.stats().await
     }
 
-    pub async fn batcher_stats(&self) -> Vec<(String, BatcherStats)> {
+    pub(crate) async fn batcher_stats(&self) -> Vec<(String, BatcherStats)> {
         let mut stats = Vec::new();
         for batcher in &self.batchers {
             if let Some(batcher_stats) = batcher.stats().await {
@@ -271,45 +247,30 @@ impl RequestPath {
         stats.sort_by(|a, b| a.0.cmp(&b.0));
         stats
     }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    pub fn engines(&self) -> &EngineDirectory {
-        &self.directory
-    }
-
-    /// Request lifecycle events from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RequestEvent> {
-        self.scheduler.subscribe()
-    }
-
-    /// Resolves once the scheduler has answered everything and stopped.
-    pub async fn stopped(&self) {
-        self.scheduler.stopped().await;
-    }
 }
 
 /// Runs one admitted request's pipeline on the script host.
 async fn run_job(
-    host: ScriptHost,
-    inflight: Inflight,
+    host: Option<ScriptHost>,
     mut job: Job<String>,
-) -> Result<PipelineAnswer, StageFailure> {
+) -> Result<PipelineAnswer, Failure> {
+    let Some(host) = host else {
+        return Err(Failure::permanent(
+            "this kernel runs a graph without a script: it has no pipelines to run",
+        ));
+    };
     let id = job.request.id.0;
     job.request.stamp("pipeline");
-    inflight
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id, (job.request.deadline, job.cancel.clone()));
     let request = PipelineRequest {
         id,
         correlation_id: job.request.correlation_id.clone(),
         pipeline: job.request.pipeline.clone(),
         priority: job.request.priority.as_str().to_owned(),
         text: std::mem::take(&mut job.request.payload),
-        scope: Default::default(),
+        scope: RequestScope::new(JobScope {
+            deadline: job.deadline.clone(),
+            cancel: job.cancel.clone(),
+        }),
     };
     let (sender, receiver) = oneshot::channel();
     host.run_pipeline(
@@ -318,27 +279,21 @@ async fn run_job(
             let _ = sender.send(outcome);
         }),
     );
-    // Forget the request however this future ends; when the scheduler drops
-    // it (timeout, cancel) before the host answered, stop the Lua run too.
+    // When the scheduler drops this future (timeout, cancel) before the
+    // host answered, stop the Lua run too.
     struct RunGuard {
-        inflight: Inflight,
         id: u64,
         host: ScriptHost,
         answered: bool,
     }
     impl Drop for RunGuard {
         fn drop(&mut self) {
-            self.inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&self.id);
             if !self.answered {
                 self.host.cancel(self.id);
             }
         }
     }
     let mut guard = RunGuard {
-        inflight,
         id,
         host,
         answered: false,
@@ -347,52 +302,40 @@ async fn run_job(
     guard.answered = true;
     match outcome {
         Ok(RunOutcome::Answered(answer)) => Ok(answer),
-        Ok(RunOutcome::Failed(failure)) => Err(StageFailure {
-            transient: failure
-                .cause
-                .as_ref()
-                .and_then(|cause| cause.get::<spindle_scheduler::Error>())
-                .is_some_and(spindle_scheduler::Error::is_transient),
-            message: failure.to_string(),
-        }),
-        Ok(RunOutcome::Cancelled) => Err(StageFailure::permanent("the pipeline was cancelled")),
-        Ok(RunOutcome::Panicked(message)) => Err(StageFailure::permanent(format!(
+        Ok(RunOutcome::Failed(stage_failure)) => Err(failure::from_stage(stage_failure)),
+        Ok(RunOutcome::Cancelled) => Err(Failure::permanent("the pipeline was cancelled")),
+        Ok(RunOutcome::Panicked(message)) => Err(Failure::permanent(format!(
             "the pipeline panicked: {message}"
         ))),
-        Err(_) => Err(StageFailure::permanent("the script host stopped")),
+        Err(_) => Err(Failure::permanent("the script host stopped")),
     }
 }
 
-/// The batchers an embed call can use, set once the path starts.
-struct ServiceClients {
-    primary: BatcherHandle,
+/// The batchers embed calls use, set once when the path starts.
+struct Wired {
+    clients: HashMap<String, BatcherHandle>,
     retry: RetryPolicy,
-}
-
-struct WiredState {
-    clients: HashMap<String, ServiceClients>,
     runtime: tokio::runtime::Handle,
 }
 
 /// Connects the script host's embed stages to the request path. Create it
 /// first, start the host with [`EffectsWiring::effects`], then hand it to
-/// [`RequestPath::start`].
+/// the request path.
 #[derive(Clone, Default)]
-pub struct EffectsWiring {
-    state: Arc<Mutex<Option<WiredState>>>,
-    inflight: Inflight,
-    pub directory: EngineDirectory,
+pub(crate) struct EffectsWiring {
+    wired: Arc<OnceLock<Wired>>,
+    pub(crate) directory: EngineDirectory,
 }
 
 impl EffectsWiring {
-    pub fn new(directory: EngineDirectory) -> EffectsWiring {
+    pub(crate) fn new(directory: EngineDirectory) -> EffectsWiring {
         EffectsWiring {
             directory,
             ..EffectsWiring::default()
         }
     }
 
-    pub fn effects(&self) -> Arc<dyn Effects> {
+    pub(crate) fn effects(&self) -> Arc<dyn Effects> {
         Arc::new(KernelEffects {
             wiring: self.clone(),
         })
@@ -405,48 +348,45 @@ struct KernelEffects {
 
 impl Effects for KernelEffects {
     fn embed(&self, call: EmbedCall, reply: EmbedReply) {
-        let state = self.wiring.state.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(state) = state.as_ref() else {
-            reply(Err(EmbedFailure::new(
-                spindle_scheduler::Error::ShuttingDown,
-            )));
+        use spindle_scheduler::Error;
+        let Some(wired) = self.wiring.wired.get() else {
+            reply(Err(EmbedFailure::new(Error::ShuttingDown)));
             return;
         };
-        let Some(primary) = state.clients.get(&call.service) else {
-            reply(Err(EmbedFailure::new(spindle_scheduler::Error::Backend {
+        let Some(primary) = wired.clients.get(&call.service) else {
+            reply(Err(EmbedFailure::new(Error::Unavailable {
                 service: call.service.clone(),
-                message: "no such embedding service".to_owned(),
-                transient: false,
+                reason: "no embedding service of that name is declared".to_owned(),
             })));
             return;
         };
-        let mut client = EmbedClient::new(primary.primary.clone(), primary.retry.clone());
+        let Some(scope) = call.scope.get::<JobScope>() else {
+            reply(Err(EmbedFailure::new(Error::Backend {
+                service: call.service.clone(),
+                failure: Failure::permanent("the embed call carries no request scope"),
+            })));
+            return;
+        };
+        let mut client = EmbedClient::new(primary.clone(), wired.retry.clone());
         if let Some(fallback) = call
             .fallback
             .as_ref()
-            .and_then(|name| state.clients.get(name))
+            .and_then(|name| wired.clients.get(name))
         {
-            client = client.with_fallback(fallback.primary.clone());
+            client = client.with_fallback(fallback.clone());
         }
-        let (deadline, cancel) = self
-            .wiring
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&call.request_id)
-            .cloned()
-            .unwrap_or_else(|| {
-                (
-                    Instant::now() + Duration::from_secs(30),
-                    CancellationToken::new(),
-                )
-            });
-        let tokens = match self.wiring.directory.get(&call.service) {
-            Some(engine) => engine.count_tokens(&call.text),
-            None => estimate_tokens(&call.text),
-        };
-        state.runtime.spawn(async move {
-            let result = client.embed(&call.text, tokens, deadline, &cancel).await;
+        let deadline = scope.deadline.clone();
+        let cancel = scope.cancel.clone();
+        let directory = self.wiring.directory.clone();
+        wired.runtime.spawn(async move {
+            // Counted here, off the Lua thread.
+            let tokens = match directory.get(&call.service) {
+                Some(engine) => engine.count_tokens(&call.text),
+                None => estimate_tokens(&call.text),
+            };
+            let result = client
+                .embed(&call.text, tokens, deadline.deadline(), &cancel)
+                .await;
             reply(match result {
                 Ok(embedded) => Ok(EmbedAnswer {
                     from_fallback: embedded.is_fallback(),

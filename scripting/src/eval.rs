@@ -106,6 +106,7 @@ pub(crate) fn load(path: &Path) -> Loaded {
             continue;
         }
         pipeline_sites.insert(decl.name.clone(), decl.site.clone());
+        converter.warn_unserved_netlink(decl);
         if let Some(pipeline) = converter.pipeline(decl) {
             check_embed_stages(&pipeline, &converted, &mut converter);
             pipelines.push(pipeline);
@@ -404,6 +405,7 @@ pub(crate) fn lua_error_diagnostic(error: &mlua::Error, file: &Path) -> Diagnost
         split_position(&message).unwrap_or_else(|| (file.to_path_buf(), 1, message.clone()));
     let column = near_token(&text)
         .and_then(|token| column_of(&error_file, line, token))
+        .or_else(|| named_value(&text).and_then(|name| column_of_name(&error_file, line, name)))
         .unwrap_or(1);
     let hint = if is_syntax {
         "check the Lua syntax at this point: a missing `end`, `}`, `,` or quote is the usual cause"
@@ -426,6 +428,11 @@ pub(crate) fn lua_error_diagnostic(error: &mlua::Error, file: &Path) -> Diagnost
                 "http_probe",
                 "tcp_probe",
                 "lua_probe",
+                "pipeline",
+                "stage",
+                "embed",
+                "http_route",
+                "netlink",
             ],
         ) {
             Some(candidate) => format!("did you mean `{candidate}`?"),
@@ -453,22 +460,60 @@ fn innermost_message(error: &mlua::Error) -> String {
     }
 }
 
-/// Splits `/path/x.lua:12: message` into its parts.
+/// Splits `/path/x.lua:12: message` into its parts. A message without a
+/// position on its first line (`error("text", 0)`) takes the first frame of
+/// its traceback that lies in a Lua file.
 fn split_position(message: &str) -> Option<(PathBuf, u32, String)> {
-    let marker = message.find(".lua:")? + 4;
-    let file = &message[..marker];
-    let rest = &message[marker + 1..];
+    let first = message.lines().next().unwrap_or_default();
+    position_prefix(first).or_else(|| {
+        message
+            .lines()
+            .skip(1)
+            .find_map(|frame| position_prefix(frame.trim()))
+            .map(|(file, line, _)| (file, line, first.trim().to_owned()))
+    })
+}
+
+/// `/path/x.lua:12: text` of one line.
+fn position_prefix(line: &str) -> Option<(PathBuf, u32, String)> {
+    let marker = line.find(".lua:")? + 4;
+    let file = &line[..marker];
+    let rest = &line[marker + 1..];
     let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-    let line: u32 = rest[..digits].parse().ok()?;
+    let number: u32 = rest[..digits].parse().ok()?;
     let text = rest[digits..].trim_start_matches(':').trim().to_owned();
-    let text = text.lines().next().unwrap_or_default().to_owned();
-    Some((PathBuf::from(file.trim()), line, text))
+    Some((PathBuf::from(file.trim()), number, text))
 }
 
 /// The token in `... near 'token'`.
 fn near_token(text: &str) -> Option<&str> {
     let rest = text.split(" near '").nth(1)?;
     rest.rsplit_once('\'').map(|(token, _)| token)
+}
+
+/// The name in `... (field 'name')`, `(global 'name')`, `(local 'name')`
+/// or `(method 'name')`.
+fn named_value(text: &str) -> Option<&str> {
+    let rest = text.rsplit_once(" '")?.1;
+    let (name, tail) = rest.split_once('\'')?;
+    tail.starts_with(')').then_some(name)
+}
+
+/// The column of `name` as a whole word on `line` (not inside a longer
+/// name).
+fn column_of_name(file: &Path, line: u32, name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line_text = text.lines().nth(line.checked_sub(1)? as usize)?;
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let byte = line_text
+        .match_indices(name)
+        .map(|(byte, _)| byte)
+        .find(|&byte| {
+            let before = line_text[..byte].chars().next_back();
+            let after = line_text[byte + name.len()..].chars().next();
+            !before.is_some_and(is_word) && !after.is_some_and(is_word)
+        })?;
+    Some(line_text[..byte].chars().count() as u32 + 1)
 }
 
 fn column_of(file: &Path, line: u32, token: &str) -> Option<u32> {

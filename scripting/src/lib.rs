@@ -18,6 +18,7 @@ mod diagnostic;
 mod duration;
 mod eval;
 mod host;
+mod netlink_notice;
 mod pipeline_run;
 mod source_map;
 pub mod spec;

@@ -27,7 +27,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .count();
     let warnings = evaluation.diagnostics.len() - errors;
     if errors > 0 {
-        eprintln!("{errors} error(s), {warnings} warning(s)");
+        eprintln!(
+            "{}: {errors} error(s), {warnings} warning(s)",
+            args.file.display()
+        );
         return Ok(ExitCode::from(1));
     }
     if let Some(graph) = &evaluation.graph {

@@ -132,25 +132,54 @@ fn sources(pipeline: &PipelineSpec) -> Vec<String> {
         .collect()
 }
 
+/// Services as nodes in one rank per wave, dependencies as labelled edges;
+/// pipelines as boxes with an edge to each embedding service they use
+/// (dashed for a fallback).
 fn dot(graph: &GraphSpec) -> String {
     let mut out = String::from("digraph spindle {\n  rankdir=LR;\n");
     for (wave, services) in graph.waves().iter().enumerate() {
         out.push_str(&format!("  subgraph wave{wave} {{ rank=same;"));
         for service in services {
-            out.push_str(&format!(" \"{}\";", service.name));
+            out.push_str(&format!(" {};", quoted(&service.name)));
         }
         out.push_str(" }\n");
     }
     for service in &graph.services {
         for dependency in &service.depends_on {
             out.push_str(&format!(
-                "  \"{}\" -> \"{}\" [label=\"{}\"];\n",
-                service.name,
-                dependency.service,
-                dependency.condition.name()
+                "  {} -> {} [label={}];\n",
+                quoted(&service.name),
+                quoted(&dependency.service),
+                quoted(dependency.condition.name())
             ));
+        }
+    }
+    for pipeline in &graph.pipelines {
+        let node = quoted(&format!("pipeline {}", pipeline.name));
+        out.push_str(&format!("  {node} [shape=box];\n"));
+        for stage in &pipeline.stages {
+            let StageKind::Embed { service, fallback } = &stage.kind else {
+                continue;
+            };
+            out.push_str(&format!(
+                "  {node} -> {} [label={}];\n",
+                quoted(service),
+                quoted(&stage.name)
+            ));
+            if let Some(fallback) = fallback {
+                out.push_str(&format!(
+                    "  {node} -> {} [label={}, style=dashed];\n",
+                    quoted(fallback),
+                    quoted(&format!("{} (fallback)", stage.name))
+                ));
+            }
         }
     }
     out.push_str("}\n");
     out
+}
+
+/// A DOT string literal.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }

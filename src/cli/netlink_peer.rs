@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use spindle_kernel::requests::RequestPathConfig;
+use spindle_kernel::{Kernel, KernelConfig, KernelError, KernelSource};
 use spindle_netlink::peer::{Peer, PeerConfig, PriorityMix};
-use spindle_netlink::{BridgeConfig, StandaloneKernel, TransportConfig};
+use spindle_netlink::{BridgeConfig, TransportConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Play the kernel module over NETLINK_USERSOCK, or (with --bridge) serve a
@@ -24,9 +24,11 @@ use tokio_util::sync::CancellationToken;
 /// prints throughput and latency percentiles. Exit status 0 when every
 /// answer checked out, 1 otherwise.
 ///
-/// With --bridge: evaluates the script, starts its embedding engines and
-/// pipelines, and serves those that declare `s.netlink { family =
-/// "spindle" }` until Ctrl-C or SIGTERM, then drains.
+/// With --bridge: runs the script's kernel (as `spindle run` does, without
+/// the status display) and serves the pipelines that declare `s.netlink {
+/// family = "spindle" }` until Ctrl-C or SIGTERM, then drains.
+/// `spindle run SCRIPT --netlink genl` serves them the same way beside a
+/// normal run.
 #[derive(clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -168,7 +170,6 @@ fn payload(bytes: usize) -> String {
 }
 
 async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
-    let transport: TransportConfig = args.transport.parse()?;
     let instance_id = match &args.instance_id {
         Some(hex) => Some(
             u64::from_str_radix(hex.trim_start_matches("0x"), 16)
@@ -176,19 +177,21 @@ async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let kernel = StandaloneKernel::start(&script, RequestPathConfig::default()).await?;
-    let mut config = BridgeConfig {
-        transport,
-        max_inflight: args.window,
-        instance_id,
-        ..BridgeConfig::default()
-    };
+    let mut config = bridge_config(&args.transport)?;
+    config.max_inflight = args.window;
+    config.instance_id = instance_id;
     if let Some(version) = args.protocol_version {
         config.protocol_version = version;
     }
-    let counters = config.counters.clone();
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
+    let kernel = match Kernel::start(KernelSource::Script(script.clone()), KernelConfig::default()) {
+        Ok(kernel) => kernel,
+        Err(KernelError::Script { diagnostics, .. }) => {
+            eprint!("{}", super::diagnostics_text(&diagnostics));
+            return Ok(ExitCode::from(1));
+        }
+        Err(error) => return Err(error).with_context(|| format!("cannot run {}", script.display())),
+    };
+    let stop = kernel.clone();
     tokio::spawn(async move {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -196,11 +199,13 @@ async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {}
         }
-        stop.cancel();
+        stop.shutdown();
     });
     eprintln!("netlink-peer: bridge for {} over {}", script.display(), args.transport);
-    let result = spindle_netlink::serve(kernel.handle.clone(), config, shutdown).await;
-    kernel.stop().await;
+    let counters = config.counters.clone();
+    let result = serve_until_shutdown(&kernel, config).await;
+    kernel.shutdown();
+    let _ = kernel.wait().await;
     eprintln!(
         "netlink-peer: bridge stopped: {} requests, {} settled",
         spindle_netlink::BridgeCounters::get(&counters.requests),
@@ -208,4 +213,40 @@ async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
     );
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The bridge's settings for `genl` or `usersock:PORT`.
+fn bridge_config(transport: &str) -> anyhow::Result<BridgeConfig> {
+    let transport: TransportConfig = transport.parse()?;
+    Ok(BridgeConfig {
+        transport,
+        ..BridgeConfig::default()
+    })
+}
+
+/// Serves until the kernel begins to shut down, then drains.
+async fn serve_until_shutdown(kernel: &Kernel, config: BridgeConfig) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let watched = kernel.clone();
+    tokio::spawn(async move {
+        watched.shutting_down().await;
+        stop.cancel();
+    });
+    spindle_netlink::serve(kernel.clone(), config, shutdown).await?;
+    Ok(())
+}
+
+/// `spindle run --netlink TRANSPORT`: the bridge beside the run, stopped
+/// (after its drain) when the kernel shuts down.
+pub fn start_for_run(kernel: &Kernel, transport: &str) -> anyhow::Result<()> {
+    let config = bridge_config(transport)?;
+    eprintln!("spindle: serving netlink pipelines over {transport}");
+    let kernel = kernel.clone();
+    tokio::spawn(async move {
+        if let Err(error) = serve_until_shutdown(&kernel, config).await {
+            eprintln!("spindle: netlink: {error:#}");
+        }
+    });
+    Ok(())
 }

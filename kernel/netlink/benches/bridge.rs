@@ -16,10 +16,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use spindle_kernel::requests::{RequestPathConfig, Submission};
+use spindle_kernel::{Kernel, KernelConfig, KernelSource, Submission};
 use spindle_netlink::peer::{Peer, PeerConfig, PriorityMix};
 use spindle_netlink::pingpong::{self, percentile};
-use spindle_netlink::{BridgeConfig, StandaloneKernel, TransportConfig};
+use spindle_netlink::{BridgeConfig, TransportConfig};
 use tokio_util::sync::CancellationToken;
 
 const ROLE: &str = "SPINDLE_NETLINK_BENCH_ROLE";
@@ -136,9 +136,7 @@ fn bridge(role: &str) {
     let (_, script, port) = (parts.next(), parts.next().expect("script"), parts.next().expect("port"));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let kernel = StandaloneKernel::start(std::path::Path::new(script), RequestPathConfig::default())
-            .await
-            .expect("kernel");
+        let kernel = Kernel::start(KernelSource::Script(script.into()), KernelConfig::default()).expect("kernel");
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         std::thread::spawn(move || {
@@ -151,8 +149,9 @@ fn bridge(role: &str) {
             max_inflight: 256,
             ..BridgeConfig::default()
         };
-        spindle_netlink::serve(kernel.handle.clone(), config, shutdown).await.expect("bridge");
-        kernel.stop().await;
+        spindle_netlink::serve(kernel.clone(), config, shutdown).await.expect("bridge");
+        kernel.shutdown();
+        let _ = kernel.wait().await;
     });
 }
 
@@ -198,13 +197,12 @@ fn embeddings(dir: &std::path::Path) -> (f64, f64) {
     std::fs::write(&file, EMBED).expect("script");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let in_process = runtime.block_on(async {
-        let kernel = StandaloneKernel::start(&file, RequestPathConfig::default()).await.expect("kernel");
+        let kernel = Kernel::start(KernelSource::Script(file.clone()), KernelConfig::default()).expect("kernel");
         let mut latencies = Vec::new();
         for round in 0..4 {
             for text in &texts {
                 let start = Instant::now();
                 let answer = kernel
-                    .handle
                     .submit(Submission {
                         pipeline: "ingest".to_owned(),
                         text: text.clone(),
@@ -220,7 +218,8 @@ fn embeddings(dir: &std::path::Path) -> (f64, f64) {
                 }
             }
         }
-        kernel.stop().await;
+        kernel.shutdown();
+        let _ = kernel.wait().await;
         latencies.sort();
         micros(percentile(&latencies, 0.5))
     });

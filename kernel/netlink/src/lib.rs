@@ -29,5 +29,5 @@ pub use spindle_netlink_protocol::{codec, message, protocol};
 
 pub use bridge::{BridgeConfig, BridgeCounters, serve};
 pub use error::Error;
-pub use kernel_handle::{KernelHandle, StandaloneKernel};
+pub use kernel_handle::KernelHandle;
 pub use transport::TransportConfig;

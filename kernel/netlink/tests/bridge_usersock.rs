@@ -6,26 +6,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spindle_kernel::requests::RequestPathConfig;
+use spindle_kernel::{Kernel, KernelConfig, KernelSource};
 use spindle_netlink::codec::{self, NLM_F_REQUEST};
 use spindle_netlink::message::{Cancel, Message, ReplyStatus, Request, WirePriority};
 use spindle_netlink::peer::{Peer, PeerConfig};
 use spindle_netlink::protocol::{USERSOCK_FAMILY_ID, attr, command, errno};
-use spindle_netlink::{BridgeConfig, BridgeCounters, Error, StandaloneKernel, TransportConfig};
+use spindle_netlink::{BridgeConfig, BridgeCounters, Error, TransportConfig};
 use tokio_util::sync::CancellationToken;
 
-/// `noop` answers at once; `stuck` waits on an embedding service whose
-/// engine is never started, so its requests stay in flight until their
-/// deadline or a cancel.
+/// `noop` answers at once; `stuck` needs an embedding service that never
+/// starts (it waits for `never`, whose readiness probe never passes), so
+/// its requests stay queued until their deadline or a cancel.
 const SCRIPT: &str = r#"local s = require("spindle")
-s.service "never" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 } }
+s.service "never" {
+  command = { "sleep", "600" },
+  ready = s.exec_probe { command = { "false" }, period = "1s" },
+}
+s.service "missing" {
+  embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 },
+  depends_on = { never = "healthy" },
+}
 s.pipeline "noop" {
   from = { s.netlink { family = "spindle" } },
   s.stage("pass", function(req) return req end),
 }
 s.pipeline "stuck" {
   from = { s.netlink { family = "spindle" } },
-  s.stage("embed", s.embed "never"),
+  s.stage("embed", s.embed "missing"),
 }
 s.pipeline "http_only" { s.stage("pass", function(req) return req end) }
 "#;
@@ -33,21 +40,29 @@ s.pipeline "http_only" { s.stage("pass", function(req) return req end) }
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Fixture {
-    kernel: StandaloneKernel,
+    kernel: Kernel,
     peer: Peer,
     bridge: tokio::task::JoinHandle<Result<(), Error>>,
     shutdown: CancellationToken,
     counters: Arc<BridgeCounters>,
+    _kill: KillOnDrop,
     _dir: tempfile::TempDir,
+}
+
+/// Stops the kernel at once when a test ends, however it ends.
+struct KillOnDrop(Kernel);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill_now();
+    }
 }
 
 async fn start(configure: impl FnOnce(&mut BridgeConfig), peer_version: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("kernel.lua");
     std::fs::write(&script, SCRIPT).unwrap();
-    let kernel = StandaloneKernel::start_engines(&script, RequestPathConfig::default(), |_| false)
-        .await
-        .expect("kernel");
+    let kernel = Kernel::start(KernelSource::Script(script), KernelConfig::default()).expect("kernel");
     let mut peer = Peer::bind(0).expect("peer");
     peer.version = peer_version;
     let mut config = BridgeConfig {
@@ -59,8 +74,9 @@ async fn start(configure: impl FnOnce(&mut BridgeConfig), peer_version: u32) -> 
     configure(&mut config);
     let counters = config.counters.clone();
     let shutdown = CancellationToken::new();
-    let bridge = tokio::spawn(spindle_netlink::serve(kernel.handle.clone(), config, shutdown.clone()));
+    let bridge = tokio::spawn(spindle_netlink::serve(kernel.clone(), config, shutdown.clone()));
     Fixture {
+        _kill: KillOnDrop(kernel.clone()),
         kernel,
         peer,
         bridge,
@@ -257,7 +273,7 @@ async fn shutdown_unregisters_then_answers_what_is_in_flight() {
         other => panic!("expected UNREGISTER first, got {other:?}"),
     }
     // The kernel drains too: the request is answered, not dropped.
-    fixture.kernel.shutdown.cancel();
+    fixture.kernel.shutdown();
     let reply = next_reply(&mut fixture.peer).await;
     assert_eq!(reply.request_id, 7);
     // The kernel's own answer during its shutdown (today an error from the

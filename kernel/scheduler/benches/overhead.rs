@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use spindle_scheduler::{
-    Job, NewRequest, PerPriority, Priority, Scheduler, SchedulerConfig, Source, StageFailure,
+    Failure, Job, NewRequest, PerPriority, Priority, Scheduler, SchedulerConfig, Source,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -184,7 +184,7 @@ async fn interleaved_round_trips() -> (Vec<Duration>, Vec<Duration>, Vec<Duratio
 fn no_op_scheduler() -> spindle_scheduler::SchedulerHandle<u64, u64> {
     Scheduler::start(
         SchedulerConfig::default(),
-        |job: Job<u64>| async move { Ok::<_, StageFailure>(job.request.payload) },
+        |job: Job<u64>| async move { Ok::<_, Failure>(job.request.payload) },
         CancellationToken::new(),
     )
 }
@@ -231,7 +231,7 @@ async fn priority_run(flood: bool, reserved_for_high: usize) -> PriorityRun {
         },
         |_job: Job<()>| async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            Ok::<_, StageFailure>(())
+            Ok::<_, Failure>(())
         },
         CancellationToken::new(),
     );

@@ -29,23 +29,18 @@ use tokio_util::sync::CancellationToken;
 use crate::breaker::{BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker};
 use crate::catch::catch_panic;
 use crate::error::Error;
+use crate::failure::{Failure, FailureClass, Gate};
 use crate::stats::Histogram;
 
-/// How a backend call failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendError {
-    pub message: String,
-    /// A retry may succeed (overloaded, restarting) rather than not (bad
-    /// model, bad input).
-    pub transient: bool,
-}
-
 /// Computes embeddings for a batch of texts, one vector per text in order.
+/// A failure of class [`FailureClass::Unavailable`] means the call did not
+/// reach the service (not running right now): it does not count against
+/// the breaker.
 pub trait EmbedBackend: Send + Sync + 'static {
     fn embed(
         &self,
         texts: Vec<String>,
-    ) -> impl Future<Output = Result<Vec<Vec<f32>>, BackendError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Vec<f32>>, Failure>> + Send;
 }
 
 /// Batching settings. `Default`: 8,192 padded tokens, 64 items, 2 ms
@@ -76,6 +71,11 @@ pub struct BatcherConfig {
     /// fit with its neighbours waits for similar ones, at most `max_wait`.
     pub min_padding_ratio: f64,
     pub breaker: BreakerConfig,
+    /// Whether the service can take batches now. While it is closed
+    /// (starting, restarting) items wait in the queue within their
+    /// deadlines and no batch is sent; failed, they are answered
+    /// [`Error::Unavailable`]. `None`: always open.
+    pub availability: Option<watch::Receiver<Gate>>,
 }
 
 impl Default for BatcherConfig {
@@ -90,6 +90,7 @@ impl Default for BatcherConfig {
             queue_capacity: 4096,
             min_padding_ratio: 0.75,
             breaker: BreakerConfig::default(),
+            availability: None,
         }
     }
 }
@@ -108,6 +109,9 @@ pub struct BatcherStats {
     /// Seconds an item waited in the queue before its batch went out.
     pub queue_wait: Histogram,
     pub failed_batches: u64,
+    /// Batches that found the service not running (not counted by the
+    /// breaker).
+    pub unavailable_batches: u64,
     /// Items dropped from the queue: deadline passed, caller cancelled or
     /// gone.
     pub expired_in_queue: u64,
@@ -130,6 +134,7 @@ impl BatcherStats {
             padding_ratio: Histogram::linear(0.1, 0.1, 10),
             queue_wait: Histogram::exponential(0.000_05, 2.0, 16),
             failed_batches: 0,
+            unavailable_batches: 0,
             expired_in_queue: 0,
             cancelled_in_queue: 0,
             failed_fast: 0,
@@ -164,6 +169,7 @@ impl Batcher {
     ) -> BatcherHandle {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let breaker = CircuitBreaker::new(config.service.clone(), config.breaker.clone());
+        let availability = config.availability.clone();
         let breaker_state = breaker.watch();
         let breaker_transitions = breaker.transitions();
         let service: Arc<str> = Arc::from(config.service.as_str());
@@ -177,8 +183,9 @@ impl Batcher {
             breaker,
             stats: BatcherStats::new(),
             accepting: true,
+            gate: Gate::Open,
         };
-        tokio::spawn(actor.run(commands_rx, shutdown));
+        tokio::spawn(actor.run(commands_rx, availability, shutdown));
         BatcherHandle {
             service,
             commands: commands_tx,
@@ -267,7 +274,7 @@ struct PendingItem {
 /// Where one item's vector (or error) goes.
 type ItemReply = oneshot::Sender<Result<Vec<f32>, Error>>;
 
-type BatchResult = (u64, Result<Result<Vec<Vec<f32>>, BackendError>, String>);
+type BatchResult = (u64, Result<Result<Vec<Vec<f32>>, Failure>, String>);
 
 struct BatchActor<B> {
     config: BatcherConfig,
@@ -280,12 +287,15 @@ struct BatchActor<B> {
     breaker: CircuitBreaker,
     stats: BatcherStats,
     accepting: bool,
+    /// The service's availability, as last seen.
+    gate: Gate,
 }
 
 impl<B: EmbedBackend> BatchActor<B> {
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<BatchCommand>,
+        mut availability: Option<watch::Receiver<Gate>>,
         shutdown: CancellationToken,
     ) {
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -293,6 +303,9 @@ impl<B: EmbedBackend> BatchActor<B> {
         let mut timer_target: Option<Instant> = None;
         let mut handles_alive = true;
         loop {
+            if let Some(availability) = &availability {
+                self.gate = availability.borrow().clone();
+            }
             self.dispatch(Instant::now());
             if !self.accepting && self.pending.is_empty() && self.batches.is_empty() {
                 break;
@@ -311,6 +324,14 @@ impl<B: EmbedBackend> BatchActor<B> {
                     Err(join_error) => tracing::error!(%join_error, "batch task failed"),
                 },
                 _ = timer.as_mut(), if timer_target.is_some() => timer_target = None,
+                changed = async { availability.as_mut().expect("guarded").changed().await },
+                    if availability.is_some() => {
+                    if changed.is_err() {
+                        // The kernel stopped watching: treat as always open.
+                        availability = None;
+                        self.gate = Gate::Open;
+                    }
+                }
                 command = commands.recv(), if handles_alive => match command {
                     Some(BatchCommand::Embed(item)) => self.admit(item),
                     Some(BatchCommand::Stats(reply)) => {
@@ -329,10 +350,13 @@ impl<B: EmbedBackend> BatchActor<B> {
         let now = Instant::now();
         let refusal = if !self.accepting {
             Some(Error::ShuttingDown)
-        } else if !self.breaker.would_admit(now) {
-            Some(Error::BreakerOpen {
+        } else if let Gate::Failed { reason } = &self.gate {
+            Some(Error::Unavailable {
                 service: self.config.service.clone(),
+                reason: reason.clone(),
             })
+        } else if !self.breaker.would_admit(now) {
+            Some(self.breaker.refusal(now))
         } else if self.pending.len() >= self.config.queue_capacity {
             self.purge(now);
             (self.pending.len() >= self.config.queue_capacity).then(|| Error::Overloaded {
@@ -353,6 +377,11 @@ impl<B: EmbedBackend> BatchActor<B> {
     /// The next time a batch may become due: the oldest item's max wait,
     /// when there is room for a batch.
     fn next_wakeup(&self) -> Option<Instant> {
+        if !self.gate.is_open() {
+            // Nothing is sent; wake only to answer the first item whose
+            // deadline passes.
+            return self.pending.iter().map(|item| item.deadline).min();
+        }
         if self.batches.len() >= self.config.max_in_flight.max(1) {
             return None;
         }
@@ -379,6 +408,24 @@ impl<B: EmbedBackend> BatchActor<B> {
     }
 
     fn dispatch(&mut self, now: Instant) {
+        match &self.gate {
+            Gate::Open => {}
+            Gate::Closed { .. } => {
+                self.purge(now);
+                return;
+            }
+            Gate::Failed { reason } => {
+                let error = Error::Unavailable {
+                    service: self.config.service.clone(),
+                    reason: reason.clone(),
+                };
+                self.stats.failed_fast += self.pending.len() as u64;
+                for item in self.pending.drain(..) {
+                    let _ = item.reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        }
         while self.batches.len() < self.config.max_in_flight.max(1) && !self.pending.is_empty() {
             self.purge(now);
             if self.pending.is_empty() {
@@ -449,16 +496,15 @@ impl<B: EmbedBackend> BatchActor<B> {
             let work = catch_panic(async move { backend.embed(texts).await });
             let result = match tokio::time::timeout_at(until, work).await {
                 Ok(result) => result,
-                Err(_elapsed) => Ok(Err(BackendError {
-                    message: "no answer before the batch's deadline".to_owned(),
-                    transient: true,
-                })),
+                Err(_elapsed) => Ok(Err(Failure::transient(
+                    "no answer before the batch's deadline",
+                ))),
             };
             (batch, result)
         });
     }
 
-    fn finish(&mut self, batch: u64, result: Result<Result<Vec<Vec<f32>>, BackendError>, String>) {
+    fn finish(&mut self, batch: u64, result: Result<Result<Vec<Vec<f32>>, Failure>, String>) {
         let now = Instant::now();
         let replies = self.replies.remove(&batch).unwrap_or_default();
         let failure = match result {
@@ -469,26 +515,24 @@ impl<B: EmbedBackend> BatchActor<B> {
                 }
                 return;
             }
-            Ok(Ok(vectors)) => BackendError {
-                message: format!(
-                    "returned {} vectors for {} texts",
-                    vectors.len(),
-                    replies.len()
-                ),
-                transient: false,
-            },
-            Ok(Err(error)) => error,
-            Err(panic) => BackendError {
-                message: format!("the backend panicked: {panic}"),
-                transient: false,
-            },
+            Ok(Ok(vectors)) => Failure::permanent(format!(
+                "returned {} vectors for {} texts",
+                vectors.len(),
+                replies.len()
+            )),
+            Ok(Err(failure)) => failure,
+            Err(panic) => Failure::permanent(format!("the backend panicked: {panic}")),
         };
-        self.stats.failed_batches += 1;
-        self.breaker.on_failure(now);
+        if let FailureClass::Unavailable { .. } = failure.class {
+            self.stats.unavailable_batches += 1;
+            self.breaker.on_unavailable();
+        } else {
+            self.stats.failed_batches += 1;
+            self.breaker.on_failure(now);
+        }
         let error = Error::Backend {
             service: self.config.service.clone(),
-            message: failure.message,
-            transient: failure.transient,
+            failure,
         };
         for reply in replies {
             let _ = reply.send(Err(error.clone()));

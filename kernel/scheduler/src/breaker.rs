@@ -153,9 +153,31 @@ impl CircuitBreaker {
                 self.probes_in_flight += 1;
                 Ok(())
             }
-            BreakerState::Open | BreakerState::HalfOpen => Err(Error::BreakerOpen {
-                service: self.service.clone(),
-            }),
+            BreakerState::Open | BreakerState::HalfOpen => Err(self.refusal(now)),
+        }
+    }
+
+    /// The error a call refused now gets: when the breaker will let a probe
+    /// through (at least a second from now while a probe is out).
+    pub fn refusal(&self, now: Instant) -> Error {
+        let retry_after = match self.opened_at {
+            Some(opened_at) if self.state == BreakerState::Open => {
+                (opened_at + self.config.open_for).saturating_duration_since(now)
+            }
+            _ => Duration::from_secs(1),
+        };
+        Error::BreakerOpen {
+            service: self.service.clone(),
+            retry_after,
+        }
+    }
+
+    /// Records a call that did not reach the service (it was not there:
+    /// starting, restarting): says nothing about its health, only returns
+    /// a half-open probe slot.
+    pub fn on_unavailable(&mut self) {
+        if self.state == BreakerState::HalfOpen {
+            self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
         }
     }
 

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::deadline::DeadlineState;
 use crate::error::Error;
+use crate::failure::Gate;
 use crate::request::{
     Answer, CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason,
     RequestId, Source,
@@ -92,10 +93,25 @@ pub struct Stats {
 }
 
 /// Where a live request is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestState {
     Queued,
+    /// Queued behind its pipeline's closed gate (its services are not
+    /// ready yet); the reason says what it waits for.
+    Waiting {
+        reason: String,
+    },
     Running,
+}
+
+impl RequestState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RequestState::Queued => "queued",
+            RequestState::Waiting { .. } => "waiting",
+            RequestState::Running => "running",
+        }
+    }
 }
 
 /// A live (not yet answered) request.
@@ -290,6 +306,29 @@ impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
             .unwrap_or(false)
     }
 
+    /// Cancels the live request whose correlation id is `correlation_id`;
+    /// its id, or `None` when no live request has it.
+    pub async fn cancel_by_correlation(&self, correlation_id: &str) -> Option<RequestId> {
+        let correlation_id = correlation_id.to_owned();
+        self.ask(|reply| Command::CancelByCorrelation {
+            correlation_id,
+            reply,
+        })
+        .await
+        .flatten()
+    }
+
+    /// Opens, closes or fails `pipeline`'s gate. While it is closed its
+    /// requests wait in their queues (their deadlines run); opening it
+    /// releases them first; failing it answers them with the reason at once,
+    /// and every later one when it would start.
+    pub fn set_gate(&self, pipeline: &str, gate: Gate) {
+        let _ = self.commands.send(Command::SetGate {
+            pipeline: pipeline.to_owned(),
+            gate,
+        });
+    }
+
     /// Stops the request's deadline clock (a debugger paused it). `false`
     /// if unknown, answered or already paused.
     pub async fn pause(&self, id: RequestId) -> bool {
@@ -358,6 +397,14 @@ pub(crate) enum Command<P, T> {
     Cancel {
         id: RequestId,
         reply: oneshot::Sender<bool>,
+    },
+    CancelByCorrelation {
+        correlation_id: String,
+        reply: oneshot::Sender<Option<RequestId>>,
+    },
+    SetGate {
+        pipeline: String,
+        gate: Gate,
     },
     Pause {
         id: RequestId,

@@ -29,6 +29,7 @@ pub mod breaker;
 mod catch;
 pub mod deadline;
 pub mod error;
+pub mod failure;
 pub mod handle;
 pub mod queue;
 pub mod request;
@@ -37,12 +38,11 @@ pub mod scheduler;
 pub mod service;
 pub mod stats;
 
-pub use batcher::{
-    BackendError, Batcher, BatcherConfig, BatcherHandle, BatcherStats, EmbedBackend,
-};
+pub use batcher::{Batcher, BatcherConfig, BatcherHandle, BatcherStats, EmbedBackend};
 pub use breaker::{BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker};
 pub use deadline::{DeadlineState, DeadlineWatch};
 pub use error::Error;
+pub use failure::{Failure, FailureClass, FailureSite, Gate};
 pub use handle::{
     Counters, Rejected, RequestEvent, RequestEventKind, RequestState, RequestSummary,
     SchedulerHandle, Stats, Ticket,
@@ -50,7 +50,7 @@ pub use handle::{
 pub use queue::WeightedQueues;
 pub use request::{
     Answer, CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason,
-    Request, RequestId, Source, StageFailure,
+    Request, RequestId, Source,
 };
 pub use retry::{RetryPolicy, retry};
 pub use scheduler::{Job, Scheduler, SchedulerConfig, Worker};

@@ -56,6 +56,16 @@ impl<T> WeightedQueues<T> {
         Ok(())
     }
 
+    /// Puts `item` back at the front of its queue, without a capacity
+    /// check: it held a place before (a request set aside and released).
+    pub fn push_front(&mut self, priority: Priority, item: T) {
+        let index = priority.index();
+        if self.queues[index].is_empty() {
+            self.pass[index] = self.pass[index].max(self.virtual_time);
+        }
+        self.queues[index].push_front(item);
+    }
+
     /// The next item by weighted-fair order; ties go to the more urgent
     /// priority.
     pub fn pop(&mut self) -> Option<(Priority, T)> {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::failure::Failure;
 
 /// A request's identity, allocated by the scheduler in submission order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -206,7 +207,7 @@ pub enum RejectReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome<T> {
     Ok(T),
-    Error { message: String, transient: bool },
+    Error(Failure),
     Timeout,
     Rejected(RejectReason),
     Cancelled(CancelReason),
@@ -250,31 +251,6 @@ impl OutcomeKind {
 impl fmt::Display for OutcomeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// How a worker's stage failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StageFailure {
-    pub message: String,
-    /// Transient failures may succeed on retry (a busy engine); permanent
-    /// ones will not (a Lua error, a malformed input).
-    pub transient: bool,
-}
-
-impl StageFailure {
-    pub fn permanent(message: impl Into<String>) -> Self {
-        StageFailure {
-            message: message.into(),
-            transient: false,
-        }
-    }
-
-    pub fn transient(message: impl Into<String>) -> Self {
-        StageFailure {
-            message: message.into(),
-            transient: true,
-        }
     }
 }
 

@@ -147,8 +147,7 @@ mod tests {
         let result: Result<((), u32), Error> = retry(&policy, deadline, &cancel, |_| async {
             Err(Error::Backend {
                 service: "embedder".to_owned(),
-                message: "busy".to_owned(),
-                transient: true,
+                failure: crate::Failure::transient("busy"),
             })
         })
         .await;

@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::catch::catch_panic;
 use crate::deadline::{DeadlineState, DeadlineWatch};
+use crate::failure::{Failure, Gate};
 use crate::handle::{
     Admission, Command, Counters, RequestEvent, RequestEventKind, RequestState, RequestSummary,
     SchedulerHandle, Stats, Submission,
@@ -37,7 +38,7 @@ use crate::handle::{
 use crate::queue::WeightedQueues;
 use crate::request::{
     Answer, CancelReason, Outcome, OutcomeKind, PerPriority, Priority, RejectReason, Request,
-    RequestId, Source, StageFailure,
+    RequestId, Source,
 };
 
 /// Scheduler settings. `Default` gives 1,024 queued requests per priority,
@@ -63,6 +64,9 @@ pub struct SchedulerConfig {
     /// How long in-flight requests may keep running after shutdown is
     /// asked before they are cancelled.
     pub shutdown_grace: Duration,
+    /// Pipelines that start with a closed (or failed) gate; every other
+    /// pipeline's gate is open. See [`SchedulerHandle::set_gate`].
+    pub gates: HashMap<String, Gate>,
 }
 
 impl Default for SchedulerConfig {
@@ -87,6 +91,7 @@ impl Default for SchedulerConfig {
             },
             pipeline_timeouts: HashMap::new(),
             shutdown_grace: Duration::from_secs(5),
+            gates: HashMap::new(),
         }
     }
 }
@@ -117,15 +122,15 @@ pub struct Job<P> {
 /// stages. A panic while polling the future answers that request with an
 /// error; the scheduler lives on.
 pub trait Worker<P, T>: Send + Sync + 'static {
-    fn run(&self, job: Job<P>) -> impl Future<Output = Result<T, StageFailure>> + Send + 'static;
+    fn run(&self, job: Job<P>) -> impl Future<Output = Result<T, Failure>> + Send + 'static;
 }
 
 impl<P, T, F, Fut> Worker<P, T> for F
 where
     F: Fn(Job<P>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<T, StageFailure>> + Send + 'static,
+    Fut: Future<Output = Result<T, Failure>> + Send + 'static,
 {
-    fn run(&self, job: Job<P>) -> impl Future<Output = Result<T, StageFailure>> + Send + 'static {
+    fn run(&self, job: Job<P>) -> impl Future<Output = Result<T, Failure>> + Send + 'static {
         self(job)
     }
 }
@@ -160,6 +165,8 @@ impl Scheduler {
         });
         let actor = Actor {
             queue: WeightedQueues::new(config.capacity, config.weights),
+            gates: config.gates.clone(),
+            parked: HashMap::new(),
             config,
             worker: Arc::new(worker),
             admission: Arc::clone(&admission),
@@ -184,7 +191,7 @@ impl Scheduler {
 
 /// What a worker task reports: the request and, unless it was cancelled,
 /// the worker's result or the panic message.
-type TaskResult<T> = (RequestId, Option<Result<Result<T, StageFailure>, String>>);
+type TaskResult<T> = (RequestId, Option<Result<Result<T, Failure>, String>>);
 
 struct Entry<P, T> {
     correlation_id: String,
@@ -195,6 +202,8 @@ struct Entry<P, T> {
     started_at: Option<Instant>,
     /// `Some` while queued.
     request: Option<Request<P>>,
+    /// Queued, but set aside until its pipeline's gate opens.
+    parked: bool,
     /// The request's place in its queue; `Some` while queued.
     permit: Option<OwnedSemaphorePermit>,
     /// The worker runs inside it.
@@ -212,6 +221,11 @@ struct Actor<P, T, W> {
     worker: Arc<W>,
     admission: Arc<Admission>,
     queue: WeightedQueues<RequestId>,
+    /// Pipelines whose gate is not open; absent means open.
+    gates: HashMap<String, Gate>,
+    /// Requests set aside because their pipeline's gate is closed, per
+    /// pipeline in the order the queues released them.
+    parked: HashMap<String, Vec<RequestId>>,
     entries: HashMap<RequestId, Entry<P, T>>,
     /// Running deadline clocks (paused ones are absent).
     deadlines: BTreeSet<(Instant, RequestId)>,
@@ -311,6 +325,21 @@ where
             Command::Cancel { id, reply } => {
                 let _ = reply.send(self.cancel(id, CancelReason::Caller));
             }
+            Command::CancelByCorrelation {
+                correlation_id,
+                reply,
+            } => {
+                let id = self
+                    .entries
+                    .iter()
+                    .find(|(_, entry)| {
+                        entry.reply.is_some() && entry.correlation_id == correlation_id
+                    })
+                    .map(|(id, _)| *id);
+                let cancelled = id.is_some_and(|id| self.cancel(id, CancelReason::Caller));
+                let _ = reply.send(cancelled.then_some(id).flatten());
+            }
+            Command::SetGate { pipeline, gate } => self.set_gate(pipeline, gate),
             Command::Pause { id, reply } => {
                 let _ = reply.send(self.pause(id));
             }
@@ -380,6 +409,7 @@ where
             admitted_at,
             started_at: None,
             request: Some(request),
+            parked: false,
             permit: Some(permit),
             span,
             reply: Some(reply),
@@ -391,6 +421,12 @@ where
         if !self.admitting {
             // Admitted just before shutdown closed the queues: drained.
             self.answer(id, &mut entry, Outcome::Cancelled(CancelReason::Shutdown));
+            return;
+        }
+        if let Some(Gate::Failed { reason }) = self.gates.get(&entry.pipeline) {
+            // Its services will not come back: no point queueing it.
+            let failure = Failure::permanent(reason.clone());
+            self.answer(id, &mut entry, Outcome::Error(failure));
             return;
         }
         if self.queue.try_push(priority, id).is_err() {
@@ -417,6 +453,22 @@ where
             let Some(entry) = self.entries.get_mut(&id) else {
                 continue;
             };
+            match self.gates.get(&entry.pipeline) {
+                None | Some(Gate::Open) => {}
+                Some(Gate::Closed { .. }) => {
+                    entry.parked = true;
+                    self.parked
+                        .entry(entry.pipeline.clone())
+                        .or_default()
+                        .push(id);
+                    continue;
+                }
+                Some(Gate::Failed { reason }) => {
+                    let failure = Failure::permanent(reason.clone());
+                    self.terminate(id, Outcome::Error(failure));
+                    continue;
+                }
+            }
             let Some(mut request) = entry.request.take() else {
                 continue;
             };
@@ -452,7 +504,7 @@ where
         }
     }
 
-    fn finish(&mut self, id: RequestId, result: Option<Result<Result<T, StageFailure>, String>>) {
+    fn finish(&mut self, id: RequestId, result: Option<Result<Result<T, Failure>, String>>) {
         let Some(mut entry) = self.entries.remove(&id) else {
             return;
         };
@@ -472,16 +524,10 @@ where
         let outcome = match result {
             Some(Ok(Ok(value))) => Outcome::Ok(value),
             Some(Ok(Err(_))) if past_deadline => Outcome::Timeout,
-            Some(Ok(Err(failure))) => Outcome::Error {
-                message: failure.message,
-                transient: failure.transient,
-            },
+            Some(Ok(Err(failure))) => Outcome::Error(failure),
             Some(Err(panic)) => {
                 self.counters.panics += 1;
-                Outcome::Error {
-                    message: format!("the worker panicked: {panic}"),
-                    transient: false,
-                }
+                Outcome::Error(Failure::permanent(format!("the worker panicked: {panic}")))
             }
             // Cancelled without an answer: only shutdown does that.
             None => Outcome::Cancelled(CancelReason::Shutdown),
@@ -526,14 +572,59 @@ where
         if entry.paused_at.is_none() {
             self.deadlines.remove(&(entry.deadline, id));
         }
+        if entry.parked {
+            self.unpark(&entry.pipeline, id);
+        }
         self.answer(id, &mut entry, outcome);
         entry.cancel.cancel();
-        if entry.request.is_some() {
+        if entry.parked {
+            // Already out of the queues.
+        } else if entry.request.is_some() {
             self.queue.remove(entry.priority, |queued| *queued == id);
         } else {
             self.entries.insert(id, entry);
         }
         true
+    }
+
+    /// Opens, closes or fails a pipeline's gate. Opening puts the requests
+    /// set aside back at the front of their queues, in their order; failing
+    /// answers them at once.
+    fn set_gate(&mut self, pipeline: String, gate: Gate) {
+        let parked = match &gate {
+            Gate::Closed { .. } => Vec::new(),
+            Gate::Open | Gate::Failed { .. } => self.parked.remove(&pipeline).unwrap_or_default(),
+        };
+        match &gate {
+            Gate::Open => {
+                self.gates.remove(&pipeline);
+                for id in parked.into_iter().rev() {
+                    if let Some(entry) = self.entries.get_mut(&id) {
+                        entry.parked = false;
+                        self.queue.push_front(entry.priority, id);
+                    }
+                }
+            }
+            Gate::Failed { reason } => {
+                let reason = reason.clone();
+                self.gates.insert(pipeline, gate);
+                for id in parked {
+                    if let Some(entry) = self.entries.get_mut(&id) {
+                        entry.parked = false;
+                    }
+                    self.terminate(id, Outcome::Error(Failure::permanent(reason.clone())));
+                }
+            }
+            Gate::Closed { .. } => {
+                self.gates.insert(pipeline, gate);
+            }
+        }
+    }
+
+    fn unpark(&mut self, pipeline: &str, id: RequestId) {
+        if let Some(parked) = self.parked.get_mut(pipeline) {
+            parked.retain(|parked_id| *parked_id != id);
+        }
     }
 
     fn cancel(&mut self, id: RequestId, reason: CancelReason) -> bool {
@@ -603,6 +694,11 @@ where
         for (_, id) in self.queue.drain() {
             self.cancel_queued_for_shutdown(id);
         }
+        for (_, parked) in std::mem::take(&mut self.parked) {
+            for id in parked {
+                self.cancel_queued_for_shutdown(id);
+            }
+        }
         self.grace_end = Some(Instant::now() + self.config.shutdown_grace);
     }
 
@@ -620,6 +716,9 @@ where
         let mut queued = PerPriority::default();
         for priority in Priority::ALL {
             *queued.get_mut(priority) = self.queue.len(priority);
+        }
+        for entry in self.entries.values().filter(|entry| entry.parked) {
+            *queued.get_mut(entry.priority) += 1;
         }
         Stats {
             queued,
@@ -645,10 +744,17 @@ where
                 pipeline: entry.pipeline.clone(),
                 priority: entry.priority,
                 source: entry.source,
-                state: if entry.request.is_some() {
-                    RequestState::Queued
-                } else {
-                    RequestState::Running
+                state: match (&entry.request, entry.parked) {
+                    (Some(_), true) => RequestState::Waiting {
+                        reason: match self.gates.get(&entry.pipeline) {
+                            Some(Gate::Closed { reason } | Gate::Failed { reason }) => {
+                                reason.clone()
+                            }
+                            _ => String::new(),
+                        },
+                    },
+                    (Some(_), false) => RequestState::Queued,
+                    (None, _) => RequestState::Running,
                 },
                 deadline: *entry.deadline_tx.borrow(),
                 admitted_at: entry.admitted_at,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spindle_scheduler::{BackendError, Batcher, BatcherConfig, BatcherHandle, EmbedBackend, Error};
+use spindle_scheduler::{Batcher, BatcherConfig, BatcherHandle, EmbedBackend, Error, Failure};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ struct FakeBackend {
 }
 
 impl EmbedBackend for FakeBackend {
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, BackendError> {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Failure> {
         let _ = self.seen.send(Seen {
             texts: texts.clone(),
             at: Instant::now(),
@@ -36,10 +36,7 @@ impl EmbedBackend for FakeBackend {
             panic!("backend exploded");
         }
         if texts.iter().any(|text| text.starts_with("fail")) {
-            return Err(BackendError {
-                message: "engine busy".to_owned(),
-                transient: true,
-            });
+            return Err(Failure::transient("engine busy"));
         }
         Ok(texts
             .iter()

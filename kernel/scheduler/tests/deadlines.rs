@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use spindle_scheduler::{
-    CancelReason, DeadlineState, Job, NewRequest, Outcome, OutcomeKind, PerPriority, Priority,
-    RequestEventKind, RequestState, Scheduler, SchedulerConfig, SchedulerHandle, Source,
-    StageFailure,
+    CancelReason, DeadlineState, Failure, Job, NewRequest, Outcome, OutcomeKind, PerPriority,
+    Priority, RequestEventKind, RequestState, Scheduler, SchedulerConfig, SchedulerHandle, Source,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -59,7 +58,7 @@ fn start_hanging(
             };
             async move {
                 let _signal = signal;
-                std::future::pending::<Result<(), StageFailure>>().await
+                std::future::pending::<Result<(), Failure>>().await
             }
         },
         CancellationToken::new(),
@@ -189,7 +188,7 @@ async fn a_paused_request_keeps_its_deadline_suspended() {
                 while job.deadline.changed().await {
                     let _ = deadline_tx.send(job.deadline.state());
                 }
-                Ok::<_, StageFailure>(Duration::ZERO)
+                Ok::<_, Failure>(Duration::ZERO)
             }
         },
         CancellationToken::new(),
@@ -254,7 +253,7 @@ async fn lifecycle_events_tell_each_request_story() {
         |job: Job<u32>| async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
             if job.request.payload == 0 {
-                Err(StageFailure::permanent("bad input"))
+                Err(Failure::permanent("bad input"))
             } else {
                 Ok(job.request.payload)
             }

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use spindle_scheduler::{
-    CancelReason, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason, Scheduler,
-    SchedulerConfig, Source, StageFailure,
+    CancelReason, Failure, NewRequest, Outcome, OutcomeKind, PerPriority, Priority, RejectReason,
+    Scheduler, SchedulerConfig, Source,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +30,9 @@ fn config() -> SchedulerConfig {
 }
 
 /// What request `k` does, by `k % 10`.
-async fn faulty_worker(k: u32) -> Result<u32, StageFailure> {
+async fn faulty_worker(k: u32) -> Result<u32, Failure> {
     match k % 10 {
-        0 => Err(StageFailure::transient(format!("injected error {k}"))),
+        0 => Err(Failure::transient(format!("injected error {k}"))),
         1 => panic!("injected panic {k}"),
         2 => {
             // Far past the deadline: answered Timeout, future dropped.
@@ -131,16 +131,16 @@ async fn five_thousand_requests_under_faults_each_answered_once() {
                 assert_eq!(*value, k);
                 assert!(!matches!(k % 10, 0..=2), "request {k} must not succeed");
             }
-            Outcome::Error { message, .. } if k % 10 == 1 => {
+            Outcome::Error(Failure { message, .. }) if k % 10 == 1 => {
                 assert!(
                     message.contains("panicked")
                         && message.contains(&format!("injected panic {k}")),
                     "{message}"
                 );
             }
-            Outcome::Error { message, transient } => {
-                assert_eq!(k % 10, 0, "unexpected error for {k}: {message}");
-                assert!(*transient);
+            Outcome::Error(failure) => {
+                assert_eq!(k % 10, 0, "unexpected error for {k}: {failure}");
+                assert!(failure.is_transient());
             }
             Outcome::Timeout => assert!(answer.latency() >= Duration::from_secs(1) || k % 100 == 5),
             Outcome::Cancelled(reason) => assert_eq!(*reason, CancelReason::Caller),
@@ -193,7 +193,7 @@ async fn shutdown_drains_the_queue_and_cancels_stragglers_after_grace() {
         },
         |job: spindle_scheduler::Job<u64>| async move {
             tokio::time::sleep(Duration::from_millis(job.request.payload)).await;
-            Ok::<_, StageFailure>(job.request.payload)
+            Ok::<_, Failure>(job.request.payload)
         },
         shutdown.clone(),
     );
@@ -274,7 +274,7 @@ async fn a_worker_that_panics_before_returning_its_future_is_caught() {
     quiet_injected_panics();
     let scheduler = Scheduler::start(
         SchedulerConfig::default(),
-        |job: spindle_scheduler::Job<u32>| -> std::future::Ready<Result<u32, StageFailure>> {
+        |job: spindle_scheduler::Job<u32>| -> std::future::Ready<Result<u32, Failure>> {
             if job.request.payload == 1 {
                 panic!("injected panic before the future");
             }
@@ -289,7 +289,7 @@ async fn a_worker_that_panics_before_returning_its_future_is_caught() {
         .submit(NewRequest::new("ingest", Priority::Low, Source::Http, 2))
         .unwrap();
     assert!(
-        matches!(bad.await.outcome, Outcome::Error { message, .. } if message.contains("before the future"))
+        matches!(bad.await.outcome, Outcome::Error(Failure { message, .. }) if message.contains("before the future"))
     );
     assert_eq!(good.await.outcome, Outcome::Ok(2));
     assert_eq!(scheduler.stats().await.counters.panics, 1);

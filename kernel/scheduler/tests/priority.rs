@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use spindle_scheduler::{
-    Job, NewRequest, Outcome, PerPriority, Priority, Scheduler, SchedulerConfig, Source,
-    StageFailure,
+    Failure, Job, NewRequest, Outcome, PerPriority, Priority, Scheduler, SchedulerConfig, Source,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -37,7 +36,7 @@ async fn high_priority_completes_quickly_under_a_low_flood() {
         config(4),
         move |_job: Job<()>| async move {
             tokio::time::sleep(service_time).await;
-            Ok::<_, StageFailure>(())
+            Ok::<_, Failure>(())
         },
         CancellationToken::new(),
     );
@@ -79,7 +78,7 @@ async fn low_priority_progresses_in_proportion_under_a_high_flood() {
             let _ = order_tx.send(job.request.priority);
             async move {
                 tokio::time::sleep(Duration::from_millis(1)).await;
-                Ok::<_, StageFailure>(())
+                Ok::<_, Failure>(())
             }
         },
         CancellationToken::new(),

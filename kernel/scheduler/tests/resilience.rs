@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use spindle_scheduler::{
-    BackendError, Batcher, BatcherConfig, BatcherHandle, BreakerConfig, BreakerState, EmbedBackend,
-    EmbedClient, Error, RetryPolicy, ServedBy,
+    Batcher, BatcherConfig, BatcherHandle, BreakerConfig, BreakerState, EmbedBackend, EmbedClient,
+    Error, Failure, FailureClass, RetryPolicy, ServedBy,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,7 @@ impl Switchable {
 }
 
 impl EmbedBackend for Switchable {
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, BackendError> {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Failure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.hang.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
@@ -57,10 +57,12 @@ impl EmbedBackend for Switchable {
             })
             .is_ok();
         if failing_first || !self.healthy.load(Ordering::SeqCst) {
-            return Err(BackendError {
-                message: "model failed".to_owned(),
-                transient: self.transient,
-            });
+            let class = if self.transient {
+                FailureClass::Transient
+            } else {
+                FailureClass::Permanent
+            };
+            return Err(Failure::new("model failed", class));
         }
         Ok(texts.iter().map(|_| vec![self.value]).collect())
     }
@@ -74,7 +76,7 @@ fn start(service: &str, backend: Switchable) -> BatcherHandle {
             breaker: BreakerConfig {
                 failure_threshold: 3,
                 failure_ratio: None,
-                open_for: Duration::from_secs(1),
+                open_for: BREAKER_OPEN_FOR,
                 half_open_probes: 1,
                 ..BreakerConfig::default()
             },
@@ -84,6 +86,8 @@ fn start(service: &str, backend: Switchable) -> BatcherHandle {
         CancellationToken::new(),
     )
 }
+
+const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
 
 async fn embed_once(batcher: &BatcherHandle) -> Result<Vec<f32>, Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -112,7 +116,8 @@ async fn breaker_opens_fails_fast_half_opens_and_closes() {
     assert_eq!(
         fast,
         Err(Error::BreakerOpen {
-            service: "embedder".to_owned()
+            service: "embedder".to_owned(),
+            retry_after: BREAKER_OPEN_FOR,
         })
     );
     assert_eq!(Instant::now(), before);

@@ -1,80 +1,110 @@
-//! A kernel in one process, as the request-path tests and the pipeline
-//! benchmark need it: a script on its host, the `embedder` service's real
-//! engine, the request path, and optionally the HTTP front end.
+//! A real kernel in the test's process: a script written to a temporary
+//! folder, started with [`Kernel::start`] exactly as `spindle run` starts
+//! it (every service of the script runs), plus ways to wait for its
+//! pipelines on events rather than on time.
 
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
-use std::sync::{Arc, Mutex};
+use spindle_kernel::{Kernel, KernelConfig, KernelEvent, KernelSource, RequestPathConfig};
+use spindle_scheduler::Gate;
 
-use spindle_kernel::embedding::{EmbeddingRuntime, EngineDirectory};
-use spindle_kernel::http::{HttpConfig, serve};
-use spindle_kernel::requests::{EffectsWiring, RequestPath, RequestPathConfig};
-use spindle_kernel::status::StatusBoard;
-use spindle_kernel::supervisor::{InProcessRuntime, InProcessService};
-use spindle_scripting::ScriptHost;
-use tokio_util::sync::CancellationToken;
-
-/// The running pieces; dropping it asks everything to stop.
-pub struct InProcess {
-    pub path: Arc<RequestPath>,
-    pub shutdown: CancellationToken,
-    _engine: Mutex<Box<dyn InProcessService>>,
-    _dir: tempfile::TempDir,
+/// A running kernel; dropping it asks it to stop at once.
+pub struct TestKernel {
+    pub kernel: Kernel,
+    pub dir: tempfile::TempDir,
 }
 
-impl Drop for InProcess {
+impl Drop for TestKernel {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.kernel.kill_now();
     }
 }
 
-/// Evaluates `script`, starts the engine of its service `embedder` (only
-/// that one: other embedding services stay down), and the request path.
-pub async fn start_in_process(script: &str, config: RequestPathConfig) -> InProcess {
+/// Starts a kernel on `script` (saved as `kernel.lua`). Call inside a
+/// tokio runtime.
+pub fn start_kernel(script: &str, requests: RequestPathConfig) -> TestKernel {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("kernel.lua");
     std::fs::write(&file, script).expect("write script");
-    let directory = EngineDirectory::default();
-    let wiring = EffectsWiring::new(directory.clone());
-    let (host, evaluation) = ScriptHost::start_with(&file, wiring.effects()).expect("host");
-    let graph = evaluation.graph.expect("valid script");
-    let engine = EmbeddingRuntime {
-        directory,
-        cache: None,
-    }
-    .start(graph.service("embedder").expect("declared"))
-    .await
-    .expect("the engine starts (run `make setup` to fetch the model)");
-    let shutdown = CancellationToken::new();
-    let path = Arc::new(RequestPath::start(
-        &graph,
-        host,
-        wiring,
-        config,
-        shutdown.clone(),
-    ));
-    InProcess {
-        path,
-        shutdown,
-        _engine: Mutex::new(engine),
-        _dir: dir,
-    }
+    let kernel = Kernel::start(
+        KernelSource::Script(file),
+        KernelConfig {
+            requests,
+            ..KernelConfig::default()
+        },
+    )
+    .unwrap_or_else(|error| match error {
+        spindle_kernel::KernelError::Script { diagnostics, .. } => {
+            panic!("the test's script has errors: {diagnostics:#?}")
+        }
+        other => panic!("the kernel starts: {other}"),
+    });
+    TestKernel { kernel, dir }
 }
 
-impl InProcess {
-    /// Serves the request path on a loopback port; returns `http://ADDR`.
-    pub async fn serve_http(&self, config: HttpConfig) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(serve(
-            listener,
-            self.path.clone(),
-            StatusBoard::default(),
-            config,
-            self.shutdown.clone(),
-        ));
-        base
+impl TestKernel {
+    /// Waits until no pipeline waits for its services any more: each is
+    /// served or failed. Synchronises on the kernel's events.
+    pub async fn settled(&self) {
+        self.wait_for(|pipelines| {
+            pipelines
+                .iter()
+                .all(|(_, gate)| !matches!(gate, Gate::Closed { .. }))
+        })
+        .await;
+    }
+
+    /// [`TestKernel::settled`] for every pipeline but `except`, which is
+    /// known to wait for good.
+    pub async fn settled_except(&self, except: &str) {
+        self.wait_for(|pipelines| {
+            pipelines
+                .iter()
+                .all(|(name, gate)| name == except || !matches!(gate, Gate::Closed { .. }))
+        })
+        .await;
+    }
+
+    /// Waits until `pipeline` can be served (`make setup` fetches models).
+    pub async fn ready(&self, pipeline: &str) {
+        self.wait_for(|pipelines| {
+            pipelines
+                .iter()
+                .any(|(name, gate)| name == pipeline && gate.is_open())
+        })
+        .await;
+    }
+
+    async fn wait_for(&self, done: impl Fn(&[(String, Gate)]) -> bool) {
+        let mut events = self.kernel.subscribe(false);
+        let gates = |kernel: &Kernel| -> Vec<(String, Gate)> {
+            kernel
+                .pipelines()
+                .into_iter()
+                .map(|pipeline| (pipeline.name, pipeline.gate))
+                .collect()
+        };
+        let mut pipelines = gates(&self.kernel);
+        while !done(&pipelines) {
+            match events.recv().await {
+                Some(KernelEvent::Pipeline { name, gate }) => {
+                    if let Some(entry) = pipelines.iter_mut().find(|(known, _)| *known == name) {
+                        entry.1 = gate;
+                    }
+                }
+                Some(KernelEvent::Lagged { snapshot, .. }) => {
+                    pipelines = snapshot
+                        .pipelines
+                        .into_iter()
+                        .map(|pipeline| (pipeline.name, pipeline.gate))
+                        .collect();
+                }
+                Some(_) => {}
+                None => panic!(
+                    "the kernel stopped before its pipelines settled: {:?}",
+                    self.kernel.services()
+                ),
+            }
+        }
     }
 }

@@ -1,11 +1,16 @@
 //! Helpers shared by the engine's integration tests: the repository root, the
 //! cache (resolved exactly as the `spindle` binary resolves it) and the
-//! pinned Python of `.cache/venv` for the reference vectors.
+//! pinned Python of `.cache/venv` for the reference vectors; and [`output`],
+//! which runs a child with a bound on reading its pipes so that a wedged
+//! child fails its test instead of hanging CI.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
 
 use spindle_embed::{Cache, Engine, EngineConfig, Provider};
 
@@ -57,15 +62,16 @@ pub fn reference(model: &str) -> serde_json::Value {
     let out = root
         .join("target/embed-reference")
         .join(format!("{model}.json"));
-    let status = Command::new(&python)
-        .current_dir(&root)
-        .args(["scripts/reference_vectors.py", "--model", model, "--out"])
-        .arg(&out)
-        .status()
-        .expect("run scripts/reference_vectors.py");
+    let output = output(
+        Command::new(&python)
+            .current_dir(&root)
+            .args(["scripts/reference_vectors.py", "--model", model, "--out"])
+            .arg(&out),
+    );
     assert!(
-        status.success(),
-        "scripts/reference_vectors.py failed for {model}"
+        output.status.success(),
+        "scripts/reference_vectors.py failed for {model}: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&std::fs::read(&out).expect("reference output")).expect("reference JSON")
 }
@@ -80,4 +86,52 @@ pub fn sentences() -> Vec<String> {
         .iter()
         .map(|text| text.as_str().unwrap().to_string())
         .collect()
+}
+
+/// How long a test waits for a child to close its pipes before it declares
+/// it wedged: a failure guard far above what a passing run needs, never a
+/// way to wait for something.
+pub const GUARD: Duration = Duration::from_secs(300);
+
+/// `command.output()` with standard input closed, its pipes read on threads
+/// of their own and bounded by [`GUARD`]: a child that keeps them open
+/// longer is killed and the test fails naming the command.
+pub fn output(command: &mut Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+    let stdout = read_to_end_on_a_thread(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_to_end_on_a_thread(child.stderr.take().expect("stderr is piped"));
+    let deadline = Instant::now() + GUARD;
+    let mut receive = |receiver: Receiver<Vec<u8>>, what: &str| match receiver
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{command:?} kept its {what} open for {GUARD:?}: the child is wedged");
+        }
+    };
+    let stdout = receive(stdout, "stdout");
+    let stderr = receive(stderr, "stderr");
+    // Both pipes are closed: the child has exited or is about to.
+    let status = child.wait().expect("wait for the child");
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn read_to_end_on_a_thread(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        let _ = sender.send(bytes);
+    });
+    receiver
 }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use spindle_kernel::requests::RequestAnswer;
-use spindle_scheduler::{Outcome, Priority, RejectReason};
+use crate::kernel_handle::RequestAnswer;
+use spindle_scheduler::{FailureClass, Outcome, Priority, RejectReason};
 
 use crate::codec;
 use crate::message::{Message, Reply, ReplyStatus, WireError, WirePriority};
@@ -32,12 +32,21 @@ pub(super) fn reply(request_id: u64, answer: RequestAnswer) -> Reply {
             vector: pipeline_answer.vector.unwrap_or_default(),
             error: None,
         },
-        Outcome::Error { message, transient } => failure(
-            request_id,
-            ReplyStatus::Error,
-            if transient { errno::EAGAIN } else { errno::EIO },
-            &message,
-        ),
+        Outcome::Error(error) => {
+            let text = match &error.site {
+                Some(site) if !site.file.is_empty() => {
+                    format!("{} ({}:{})", error.message, site.file, site.line)
+                }
+                _ => error.message.clone(),
+            };
+            match error.class {
+                FailureClass::Permanent => failure(request_id, ReplyStatus::Error, errno::EIO, &text),
+                FailureClass::Transient => failure(request_id, ReplyStatus::Error, errno::EAGAIN, &text),
+                // Refused for now without trying (a breaker, a service that
+                // is starting): the kernel's caller may try again.
+                FailureClass::Unavailable { .. } => failure(request_id, ReplyStatus::Busy, errno::EBUSY, &text),
+            }
+        }
         Outcome::Timeout => failure(request_id, ReplyStatus::Timeout, errno::ETIMEDOUT, "deadline exceeded"),
         Outcome::Rejected(RejectReason::QueueFull) => failure(
             request_id,

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::kernel_handle::KernelHandle;
+use crate::kernel_handle::{Kernel, KernelHandle};
 use crate::message::Serve;
 use crate::protocol::{FAMILY_NAME, PROTOCOL_VERSION, feature, limit};
 use crate::transport::{Link, TransportConfig};
@@ -116,7 +116,8 @@ impl BridgeCounters {
 
 /// Serves the kernel's pipelines over netlink until `shutdown`, then
 /// drains: unregisters, answers what is in flight, and returns.
-pub async fn serve(kernel: KernelHandle, config: BridgeConfig, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn serve(kernel: Kernel, config: BridgeConfig, shutdown: CancellationToken) -> Result<(), Error> {
+    let kernel = KernelHandle::new(kernel);
     let serves = served_pipelines(&kernel, &config.family)?;
     if config.max_inflight == 0 || config.max_inflight > limit::MAX_INFLIGHT {
         return Err(Error::Config {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use spindle_kernel::requests::Submission;
+use crate::kernel_handle::Submission;
 use spindle_scheduler::Source;
 use tokio::task::JoinSet;
 use tokio::time::Instant;

@@ -1,9 +1,12 @@
-//! The HTTP front end: pipelines as `POST /v1/pipelines/{name}` (and the
-//! routes scripts declare), `DELETE /v1/requests/{id}`, the status API at
-//! `GET /v1/status`, and Prometheus metrics at `GET /metrics`.
+//! spindle-http: the HTTP front end on the [`Kernel`] handle. Pipelines as
+//! `POST /v1/pipelines/{name}` (and the routes scripts declare),
+//! `DELETE /v1/requests/{id}`, the status API at `GET /v1/status`, the
+//! health probes `GET /v1/health/live` and `/v1/health/ready`, and
+//! Prometheus metrics at `GET /metrics` (see `docs/http.md`).
 //!
-//! This module is the only place that knows HTTP and JSON for requests;
-//! conversions live in `to_json` and `prometheus`.
+//! The only crate that knows HTTP and JSON for requests; conversions live
+//! in `to_json` and `prometheus`. It depends on the kernel and on no other
+//! front end.
 
 mod prometheus;
 mod routes;
@@ -19,8 +22,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::requests::RequestPath;
-use crate::status::StatusBoard;
+use spindle_kernel::Kernel;
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
@@ -42,25 +44,20 @@ impl Default for HttpConfig {
 
 /// What the handlers read.
 pub(crate) struct Shared {
-    pub path: Arc<RequestPath>,
-    pub status: StatusBoard,
+    pub kernel: Kernel,
     pub config: HttpConfig,
 }
 
-/// Serves until `shutdown` is cancelled, then stops accepting and lets the
-/// connections in progress finish their requests.
+/// Serves `kernel` until `shutdown` is cancelled, then stops accepting and
+/// lets the connections in progress finish their requests (the kernel
+/// answers every request it admitted, even while it shuts down).
 pub async fn serve(
     listener: TcpListener,
-    path: Arc<RequestPath>,
-    status: StatusBoard,
+    kernel: Kernel,
     config: HttpConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared {
-        path,
-        status,
-        config,
-    });
+    let shared = Arc::new(Shared { kernel, config });
     let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {

@@ -3,22 +3,29 @@
 //! JSON, and every kind of bad request answered with a 4xx, never a hang.
 //! The client is hyper's.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod http;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use common::{InProcess, start_in_process};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use spindle_kernel::http::HttpConfig;
-use spindle_kernel::requests::RequestPathConfig;
+use http::{HttpKernel, start};
+use hyper::{Method, StatusCode};
+use spindle_kernel::RequestPathConfig;
 
 const SCRIPT: &str = r#"local s = require("spindle")
 s.service "embedder" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 } }
-s.service "missing" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 } }
+-- `never` runs but its readiness probe never passes, so `missing` (which
+-- needs it healthy) never starts: pipeline `stuck` keeps its requests
+-- waiting until they are cancelled or time out.
+s.service "never" {
+  command = { "sleep", "600" },
+  ready = s.exec_probe { command = { "false" }, period = "1s" },
+}
+s.service "missing" {
+  embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 },
+  depends_on = { never = "healthy" },
+}
 s.pipeline "ingest" {
   from = { s.http_route "/v1/ingest" },
   s.stage("clean", function(req) req.text = req.text:gsub("%s+", " ") return req end),
@@ -35,62 +42,13 @@ s.pipeline "degraded" {
 s.pipeline "stuck" { s.stage("embed", s.embed "missing") }
 "#;
 
-struct Kernel {
-    base: String,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    kernel: InProcess,
-}
-
-async fn start(config: RequestPathConfig) -> Kernel {
-    // Only `embedder` runs; `missing` stays down to exercise failures.
-    let kernel = start_in_process(SCRIPT, config).await;
-    let base = kernel
-        .serve_http(HttpConfig {
-            max_body_bytes: 4096,
-            ..HttpConfig::default()
-        })
-        .await;
-    Kernel {
-        base,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        kernel,
-    }
-}
-
-impl Kernel {
-    async fn call(&self, method: Method, path: &str, body: &str) -> (StatusCode, String) {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .expect("request");
-        let response = self.client.request(request).await.expect("response");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
-    }
-
-    async fn json(
-        &self,
-        method: Method,
-        path: &str,
-        body: &str,
-    ) -> (StatusCode, serde_json::Value) {
-        let (status, text) = self.call(method, path, body).await;
-        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-        (status, value)
-    }
+async fn start_ingest(config: RequestPathConfig) -> HttpKernel {
+    start(SCRIPT, config).await
 }
 
 #[tokio::test]
 async fn a_request_passes_lua_stages_and_the_real_engine() {
-    let kernel = start(RequestPathConfig::default()).await;
+    let kernel = start_ingest(RequestPathConfig::default()).await;
     let (status, answer) = kernel
         .json(
             Method::POST,
@@ -140,7 +98,7 @@ async fn a_request_passes_lua_stages_and_the_real_engine() {
 
 #[tokio::test]
 async fn concurrent_requests_are_batched_and_each_answered_once() {
-    let kernel = Arc::new(start(RequestPathConfig::default()).await);
+    let kernel = Arc::new(start_ingest(RequestPathConfig::default()).await);
     let mut tasks = Vec::new();
     for idx in 0..64 {
         let kernel = kernel.clone();
@@ -177,7 +135,7 @@ async fn concurrent_requests_are_batched_and_each_answered_once() {
 
 #[tokio::test]
 async fn stage_errors_fallbacks_and_bad_requests_get_clear_answers() {
-    let kernel = start(RequestPathConfig::default()).await;
+    let kernel = start_ingest(RequestPathConfig::default()).await;
 
     let (status, answer) = kernel
         .json(Method::POST, "/v1/pipelines/broken", r#"{"text": "x"}"#)
@@ -190,9 +148,20 @@ async fn stage_errors_fallbacks_and_bad_requests_get_clear_answers() {
         "{error}"
     );
     assert!(
-        error.contains("kernel.lua:11: no such table: docs"),
+        error.contains("kernel.lua:21: no such table: docs"),
         "{error}"
     );
+    assert_eq!(answer["stage"], "fail");
+    assert_eq!(answer["line"], 21);
+    assert!(
+        answer["file"]
+            .as_str()
+            .expect("file")
+            .ends_with("kernel.lua")
+    );
+    assert_eq!(answer["message"], "no such table: docs");
+    assert_eq!(answer["transient"], false);
+    assert_eq!(answer["error_class"], "permanent");
 
     let (status, answer) = kernel
         .json(
@@ -270,35 +239,59 @@ async fn stage_errors_fallbacks_and_bad_requests_get_clear_answers() {
 }
 
 #[tokio::test]
-async fn a_request_in_flight_can_be_cancelled_and_times_out_otherwise() {
-    let kernel = Arc::new(start(RequestPathConfig::default()).await);
-    let mut events = kernel.kernel.path.subscribe();
-    // `missing` never comes up: its embed stage retries inside the
-    // deadline, so the request stays in flight until it is cancelled.
-    let waiting = {
+async fn a_waiting_request_is_cancelled_by_correlation_or_numeric_id() {
+    let kernel = Arc::new(start_ingest(RequestPathConfig::default()).await);
+    let mut events = kernel.test.kernel.subscribe(true);
+    // `stuck` waits for `missing`, which never starts: each request stays
+    // live (waiting in its queue) until it is cancelled.
+    let submit = |correlation: &'static str| {
         let kernel = kernel.clone();
         tokio::spawn(async move {
+            let body = format!(
+                r#"{{"text": "x", "correlation_id": "{correlation}", "deadline_ms": 600000}}"#
+            );
             kernel
-                .json(
-                    Method::POST,
-                    "/v1/pipelines/stuck",
-                    r#"{"text": "x", "correlation_id": "job-7", "deadline_ms": 60000}"#,
-                )
+                .json(Method::POST, "/v1/pipelines/stuck", &body)
                 .await
         })
     };
-    loop {
-        let event = events.recv().await.expect("events");
-        if event.kind == spindle_scheduler::RequestEventKind::Started {
-            break;
+    let by_correlation = submit("job-7");
+    let by_id = submit("job-8");
+    // Admission is the scheduler's; once both are admitted, cancels find them.
+    let mut admitted = Vec::new();
+    while admitted.len() < 2 {
+        if let Some(spindle_kernel::KernelEvent::Request(event)) = events.recv().await
+            && let spindle_scheduler::RequestEventKind::Admitted { correlation_id, .. } = event.kind
+        {
+            admitted.push((correlation_id, event.id.0));
         }
+    }
+    for request in kernel.test.kernel.requests().await {
+        assert_eq!(request.state.as_str(), "waiting", "{request:?}");
     }
     let (status, answer) = kernel.json(Method::DELETE, "/v1/requests/job-7", "").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    let (status, answer) = waiting.await.expect("task");
-    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    assert_eq!(answer["status"], "cancelled");
+    let numeric = admitted
+        .iter()
+        .find(|(correlation, _)| correlation == "job-8")
+        .map(|(_, id)| *id)
+        .expect("job-8 admitted");
+    let (status, answer) = kernel
+        .json(Method::DELETE, &format!("/v1/requests/{numeric}"), "")
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    for task in [by_correlation, by_id] {
+        let (status, answer) = task.await.expect("task");
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert_eq!(answer["status"], "cancelled");
+    }
+    let (status, _) = kernel.json(Method::DELETE, "/v1/requests/job-7", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "answered requests are gone");
+}
 
+#[tokio::test]
+async fn a_request_past_its_deadline_times_out() {
+    let kernel = start_ingest(RequestPathConfig::default()).await;
     let (status, answer) = kernel
         .json(
             Method::POST,
@@ -312,7 +305,7 @@ async fn a_request_in_flight_can_be_cancelled_and_times_out_otherwise() {
 
 #[tokio::test]
 async fn metrics_describe_latency_queues_batches_and_engines() {
-    let kernel = start(RequestPathConfig::default()).await;
+    let kernel = start_ingest(RequestPathConfig::default()).await;
     let (status, _) = kernel
         .call(Method::POST, "/v1/pipelines/ingest", r#"{"text": "hello"}"#)
         .await;

@@ -17,13 +17,13 @@
 //! server and ONNX Runtime share the machine's cores, as they would in use).
 //! Prints a table and writes `target/bench/pipeline.json`.
 //!
-//!     cargo bench -p spindle-kernel --bench pipeline
-//!     SPINDLE_BENCH_SENTENCES=500 cargo bench -p spindle-kernel --bench pipeline   # a quick trial
+//!     cargo bench -p spindle-http --bench pipeline
+//!     SPINDLE_BENCH_SENTENCES=500 cargo bench -p spindle-http --bench pipeline   # a quick trial
 
-#[path = "../../benches/common/corpus.rs"]
+#[path = "../../tests/common/mod.rs"]
+mod common;
+#[path = "../../../benches/common/corpus.rs"]
 mod corpus;
-#[path = "../tests/common/mod.rs"]
-mod in_process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,13 +31,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{TestKernel, start_kernel};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use in_process::{InProcess, start_in_process};
-use spindle_kernel::http::HttpConfig;
-use spindle_kernel::requests::{RequestPath, RequestPathConfig, Submission};
+use spindle_http::HttpConfig;
+use spindle_kernel::{RequestPathConfig, Submission};
 use spindle_scheduler::{Priority, Source};
 
 const MODEL: &str = "all-MiniLM-L6-v2";
@@ -47,7 +47,7 @@ const ANCHOR_BATCH: usize = 32;
 const OVERHEAD_REQUESTS: usize = 20_000;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir).expect("target/bench");
     let sentences: usize = std::env::var("SPINDLE_BENCH_SENTENCES")
@@ -174,22 +174,27 @@ s.pipeline "ingest" { s.stage("embed", s.embed "embedder") }
 "#;
 
 struct Kernel {
-    path: Arc<RequestPath>,
+    test: TestKernel,
     base: String,
-    _kernel: InProcess,
 }
 
 impl Kernel {
     async fn start() -> Kernel {
         let mut config = RequestPathConfig::default();
         config.scheduler.capacity.medium = 4096;
-        let kernel = start_in_process(SCRIPT, config).await;
-        let base = kernel.serve_http(HttpConfig::default()).await;
-        Kernel {
-            path: kernel.path.clone(),
-            base,
-            _kernel: kernel,
-        }
+        let test = start_kernel(SCRIPT, config);
+        test.ready("ingest").await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(spindle_http::serve(
+            listener,
+            test.kernel.clone(),
+            HttpConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        Kernel { test, base }
     }
 
     async fn overhead(&self, count: usize) -> Latencies {
@@ -202,12 +207,16 @@ impl Kernel {
             source: Source::Scenario,
         };
         for _ in 0..1000 {
-            self.path.submit(submit("warm".to_owned())).await;
+            self.test.kernel.submit(submit("warm".to_owned())).await;
         }
         let mut samples = Vec::with_capacity(count);
         for idx in 0..count {
             let started = Instant::now();
-            let answer = self.path.submit(submit(format!("request {idx}"))).await;
+            let answer = self
+                .test
+                .kernel
+                .submit(submit(format!("request {idx}")))
+                .await;
             samples.push(started.elapsed());
             assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
         }
@@ -222,11 +231,11 @@ impl Kernel {
         // Warm the connections and the engine.
         self.run_corpus(&client, &url, &corpus[..corpus.len().min(128)])
             .await;
-        let before = self.path.batcher_stats().await;
+        let before = self.test.kernel.metrics().await.batchers;
         let started = Instant::now();
         let errors = self.run_corpus(&client, &url, corpus).await;
         let seconds = started.elapsed().as_secs_f64();
-        let after = self.path.batcher_stats().await;
+        let after = self.test.kernel.metrics().await.batchers;
         let (_, before) = &before[0];
         let (_, after) = &after[0];
         let batches = after.batches - before.batches;

@@ -7,10 +7,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde::Deserialize;
-use spindle_scheduler::{Priority, Source};
+use spindle_kernel::Submission;
+use spindle_scheduler::{FailureClass, Outcome, OutcomeKind, Priority, Source};
 
 use super::{Shared, prometheus, to_json};
-use crate::requests::Submission;
 
 pub(crate) type HttpResponse = Response<Full<Bytes>>;
 
@@ -19,21 +19,35 @@ pub(crate) async fn handle(shared: &Shared, request: Request<Incoming>) -> HttpR
     let method = request.method().clone();
     match (method, path.as_str()) {
         (Method::GET, "/metrics") => {
-            let text = prometheus::render(&shared.path, &shared.status).await;
+            let text = prometheus::render(&shared.kernel).await;
             Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
                 .body(Full::new(Bytes::from(text)))
                 .expect("static response parts")
         }
-        (Method::GET, "/v1/status") => json(
-            StatusCode::OK,
-            to_json::status(&shared.path, &shared.status).await,
-        ),
+        (Method::GET, "/v1/status") => json(StatusCode::OK, to_json::status(&shared.kernel).await),
+        (Method::GET, "/v1/health/live") => {
+            // The scheduler's loop answering is what "alive" means here.
+            let stats = shared.kernel.metrics().await.scheduler;
+            json(
+                StatusCode::OK,
+                serde_json::json!({ "live": true, "admitting": stats.admitting }),
+            )
+        }
+        (Method::GET, "/v1/health/ready") => {
+            let (ready, body) = to_json::readiness(&shared.kernel);
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(status, body)
+        }
         (Method::DELETE, path) if path.starts_with("/v1/requests/") => {
             cancel(shared, &path["/v1/requests/".len()..]).await
         }
-        (method, path) => match shared.path.pipeline_for_route(path) {
+        (method, path) => match shared.kernel.route(path) {
             Some(pipeline) if method == Method::POST => {
                 let pipeline = pipeline.to_owned();
                 submit(shared, pipeline, request).await
@@ -48,13 +62,13 @@ pub(crate) async fn handle(shared: &Shared, request: Request<Incoming>) -> HttpR
                 error(
                     StatusCode::NOT_FOUND,
                     format!("no pipeline named `{name}`"),
-                    &format!("pipelines: {}", shared.path.pipeline_names().join(", ")),
+                    &format!("pipelines: {}", pipeline_names(&shared.kernel).join(", ")),
                 )
             }
             None => error(
                 StatusCode::NOT_FOUND,
                 format!("nothing at {path}"),
-                "POST /v1/pipelines/NAME, DELETE /v1/requests/ID, GET /v1/status, GET /metrics",
+                "POST /v1/pipelines/NAME, DELETE /v1/requests/ID, GET /v1/status, GET /v1/health/live, GET /v1/health/ready, GET /metrics",
             ),
         },
     }
@@ -121,7 +135,7 @@ async fn submit(shared: &Shared, pipeline: String, request: Request<Incoming>) -
         }
     };
     let answer = shared
-        .path
+        .kernel
         .submit(Submission {
             pipeline,
             text: body.text,
@@ -131,24 +145,43 @@ async fn submit(shared: &Shared, pipeline: String, request: Request<Incoming>) -
             source: Source::Http,
         })
         .await;
-    let status = match answer.outcome.kind() {
-        spindle_scheduler::OutcomeKind::Ok => StatusCode::OK,
-        spindle_scheduler::OutcomeKind::Error => StatusCode::INTERNAL_SERVER_ERROR,
-        spindle_scheduler::OutcomeKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        spindle_scheduler::OutcomeKind::Rejected => StatusCode::SERVICE_UNAVAILABLE,
-        spindle_scheduler::OutcomeKind::Cancelled => StatusCode::CONFLICT,
+    let (status, retry_after) = match &answer.outcome {
+        Outcome::Ok(_) => (StatusCode::OK, None),
+        Outcome::Error(failure) => match failure.class {
+            FailureClass::Permanent => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            FailureClass::Transient => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            FailureClass::Unavailable { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(retry_after.map_or(1, |after| after.as_secs_f64().ceil().max(1.0) as u64)),
+            ),
+        },
+        Outcome::Timeout => (StatusCode::GATEWAY_TIMEOUT, None),
+        Outcome::Rejected(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+        Outcome::Cancelled(_) => (StatusCode::CONFLICT, None),
     };
+    debug_assert_eq!(
+        answer.outcome.kind() == OutcomeKind::Ok,
+        status == StatusCode::OK
+    );
     let mut response = json(status, to_json::answer(&answer));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if let Some(seconds) = retry_after {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
     }
     response
 }
 
+fn pipeline_names(kernel: &spindle_kernel::Kernel) -> Vec<String> {
+    kernel
+        .pipelines()
+        .into_iter()
+        .map(|pipeline| pipeline.name)
+        .collect()
+}
+
 async fn cancel(shared: &Shared, id: &str) -> HttpResponse {
-    if shared.path.cancel(id).await {
+    if shared.kernel.cancel(id).await {
         json(
             StatusCode::ACCEPTED,
             serde_json::json!({ "id": id, "cancelled": true }),

@@ -4,10 +4,10 @@ use std::fmt::Write;
 
 use spindle_scheduler::{BreakerState, Histogram};
 
-use crate::requests::RequestPath;
-use crate::status::StatusBoard;
+use spindle_kernel::Kernel;
 
-pub(crate) async fn render(path: &RequestPath, board: &StatusBoard) -> String {
+pub(crate) async fn render(kernel: &Kernel) -> String {
+    let metrics = kernel.metrics().await;
     let mut out = String::new();
     header(
         &mut out,
@@ -15,7 +15,8 @@ pub(crate) async fn render(path: &RequestPath, board: &StatusBoard) -> String {
         "histogram",
         "Time from admission to answer, by pipeline, priority and outcome.",
     );
-    for (key, histogram) in path.metrics().latency() {
+    for series in &metrics.latency {
+        let key = &series.key;
         let labels = format!(
             "pipeline=\"{}\",priority=\"{}\",outcome=\"{}\"",
             escape(&key.pipeline),
@@ -26,11 +27,11 @@ pub(crate) async fn render(path: &RequestPath, board: &StatusBoard) -> String {
             &mut out,
             "spindle_request_duration_seconds",
             &labels,
-            &histogram,
+            &series.histogram,
         );
     }
 
-    let stats = path.scheduler_stats().await;
+    let stats = &metrics.scheduler;
     header(
         &mut out,
         "spindle_requests_total",
@@ -75,7 +76,7 @@ pub(crate) async fn render(path: &RequestPath, board: &StatusBoard) -> String {
     );
     let _ = writeln!(out, "spindle_in_flight {}", stats.in_flight);
 
-    let batchers = path.batcher_stats().await;
+    let batchers = &metrics.batchers;
     for (name, kind, help) in [
         (
             "spindle_batch_size",
@@ -94,7 +95,7 @@ pub(crate) async fn render(path: &RequestPath, board: &StatusBoard) -> String {
         ),
     ] {
         header(&mut out, name, kind, help);
-        for (service, batcher) in &batchers {
+        for (service, batcher) in batchers {
             let histogram = match name {
                 "spindle_batch_size" => &batcher.batch_size,
                 "spindle_batch_padding_ratio" => &batcher.padding_ratio,
@@ -110,7 +111,7 @@ pub(crate) async fn render(path: &RequestPath, board: &StatusBoard) -> String {
         "gauge",
         "Circuit breaker state per embedding service (1 for the current state).",
     );
-    for (service, batcher) in &batchers {
+    for (service, batcher) in batchers {
         for state in [
             BreakerState::Closed,
             BreakerState::Open,
@@ -131,7 +132,7 @@ pub(crate) async fn render(path: &RequestPath, board: &StatusBoard) -> String {
         "gauge",
         "Embedding engines that are up, with the provider they really run on.",
     );
-    for engine in path.engines().statuses() {
+    for engine in &metrics.engines {
         let _ = writeln!(
             out,
             "spindle_engine_info{{service=\"{}\",model=\"{}\",provider=\"{}\"}} 1",
@@ -146,13 +147,40 @@ pub(crate) async fn render(path: &RequestPath, board: &StatusBoard) -> String {
         "counter",
         "Restarts of each service after failures.",
     );
-    for event in board.snapshot() {
+    for service in &metrics.services {
         let _ = writeln!(
             out,
-            "spindle_service_restarts_total{{service=\"{}\",state=\"{}\"}} {}",
-            escape(&event.service),
-            event.to.name(),
-            event.restarts
+            "spindle_service_restarts_total{{service=\"{}\"}} {}",
+            escape(&service.name),
+            service.restarts
+        );
+    }
+    header(
+        &mut out,
+        "spindle_service_ready",
+        "gauge",
+        "1 while the service can take work (ready), else 0.",
+    );
+    for service in &metrics.services {
+        let _ = writeln!(
+            out,
+            "spindle_service_ready{{service=\"{}\"}} {}",
+            escape(&service.name),
+            u8::from(service.availability.is_open())
+        );
+    }
+    header(
+        &mut out,
+        "spindle_pipeline_ready",
+        "gauge",
+        "1 while every service the pipeline needs is ready, else 0.",
+    );
+    for pipeline in kernel.pipelines() {
+        let _ = writeln!(
+            out,
+            "spindle_pipeline_ready{{pipeline=\"{}\"}} {}",
+            escape(&pipeline.name),
+            u8::from(pipeline.gate.is_open())
         );
     }
     out

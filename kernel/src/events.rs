@@ -1,0 +1,215 @@
+//! The kernel's event stream: service state changes and pipeline readiness
+//! changes in one numbered sequence, plus (on request) the scheduler's
+//! request lifecycle events, for every front end.
+//!
+//! Nothing is lost silently. The hub task takes the supervisor's events
+//! from an unbounded channel (complete and in order), applies each to the
+//! [`ServiceBoard`] and publishes it with its sequence number. A
+//! subscriber that falls behind the bounded broadcast gets
+//! [`KernelEvent::Lagged`] with a snapshot of the board as of a sequence
+//! number, and from then on only the events after that snapshot, so its
+//! view is correct again. Request events come straight from the scheduler
+//! (no hop when nobody listens); a gap there is reported the same way.
+
+use std::sync::Arc;
+
+use spindle_scheduler::{Gate, RequestEvent, SchedulerHandle};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::services::{KernelSnapshot, ServiceBoard};
+use crate::supervisor::{Event, LogLine};
+use spindle_scripting::PipelineAnswer;
+
+/// One thing that happened in the kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KernelEvent {
+    /// A service changed state.
+    Service(Event),
+    /// A pipeline's readiness changed: open (served), closed (its requests
+    /// wait), failed (its requests are answered with the reason).
+    Pipeline { name: String, gate: Gate },
+    /// A request was admitted, started, paused, resumed or answered (only
+    /// for subscriptions that asked for request events).
+    Request(RequestEvent),
+    /// This subscriber fell behind and missed `missed` events. `snapshot`
+    /// is the state now; the events that follow continue from it.
+    Lagged {
+        missed: u64,
+        snapshot: Box<KernelSnapshot>,
+    },
+    /// Request events were dropped for this subscriber (it fell behind);
+    /// live requests can be listed again with `Kernel::requests`.
+    RequestsLagged { missed: u64 },
+}
+
+/// An event with its place in the sequence.
+#[derive(Debug, Clone)]
+pub(crate) struct Numbered {
+    pub(crate) seq: u64,
+    pub(crate) event: KernelEvent,
+}
+
+/// Log lines kept for slow readers.
+const LOG_BUFFER: usize = 8192;
+
+/// A subscription to the kernel's events; see the module documentation.
+#[derive(Debug)]
+pub struct KernelSubscription {
+    board: Arc<ServiceBoard>,
+    events: broadcast::Receiver<Arc<Numbered>>,
+    requests: Option<broadcast::Receiver<RequestEvent>>,
+    /// After a resync: events up to this number are in the snapshot.
+    skip_until: u64,
+}
+
+impl KernelSubscription {
+    /// The next event; `None` once the kernel has stopped and everything
+    /// was delivered.
+    pub async fn recv(&mut self) -> Option<KernelEvent> {
+        loop {
+            let received = match &mut self.requests {
+                Some(requests) => tokio::select! {
+                    biased;
+                    event = self.events.recv() => Received::Kernel(event),
+                    request = requests.recv() => Received::Request(request),
+                },
+                None => Received::Kernel(self.events.recv().await),
+            };
+            match received {
+                Received::Kernel(Ok(numbered)) => {
+                    if numbered.seq <= self.skip_until {
+                        continue;
+                    }
+                    return Some(numbered.event.clone());
+                }
+                Received::Kernel(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    let snapshot = self.board.snapshot();
+                    self.skip_until = snapshot.as_of;
+                    return Some(KernelEvent::Lagged {
+                        missed,
+                        snapshot: Box::new(snapshot),
+                    });
+                }
+                Received::Kernel(Err(broadcast::error::RecvError::Closed)) => return None,
+                Received::Request(Ok(event)) => return Some(KernelEvent::Request(event)),
+                Received::Request(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    return Some(KernelEvent::RequestsLagged { missed });
+                }
+                Received::Request(Err(broadcast::error::RecvError::Closed)) => {
+                    self.requests = None;
+                }
+            }
+        }
+    }
+}
+
+enum Received {
+    Kernel(Result<Arc<Numbered>, broadcast::error::RecvError>),
+    Request(Result<RequestEvent, broadcast::error::RecvError>),
+}
+
+/// Where subscriptions come from; kept by the kernel. It holds receivers
+/// only (never read; new subscriptions start from their tail), so that the
+/// streams end when the hub task ends.
+#[derive(Debug)]
+pub(crate) struct Subscriptions {
+    board: Arc<ServiceBoard>,
+    events: broadcast::Receiver<Arc<Numbered>>,
+    logs: broadcast::Receiver<LogLine>,
+}
+
+impl Subscriptions {
+    pub(crate) fn subscribe(
+        &self,
+        scheduler: Option<&SchedulerHandle<String, PipelineAnswer>>,
+    ) -> KernelSubscription {
+        KernelSubscription {
+            board: self.board.clone(),
+            events: self.events.resubscribe(),
+            requests: scheduler.map(SchedulerHandle::subscribe),
+            skip_until: 0,
+        }
+    }
+
+    pub(crate) fn subscribe_logs(&self) -> broadcast::Receiver<LogLine> {
+        self.logs.resubscribe()
+    }
+}
+
+/// The publishing side: the hub task.
+#[derive(Debug)]
+pub(crate) struct EventHub {
+    board: Arc<ServiceBoard>,
+    events: broadcast::Sender<Arc<Numbered>>,
+    logs: broadcast::Sender<LogLine>,
+}
+
+impl EventHub {
+    /// `buffer`: how many events a subscriber may fall behind before it is
+    /// resynchronised from a snapshot.
+    pub(crate) fn new(board: Arc<ServiceBoard>, buffer: usize) -> (EventHub, Subscriptions) {
+        let (events, events_tail) = broadcast::channel(buffer.max(1));
+        let (logs, logs_tail) = broadcast::channel(LOG_BUFFER);
+        let subscriptions = Subscriptions {
+            board: board.clone(),
+            events: events_tail,
+            logs: logs_tail,
+        };
+        (
+            EventHub {
+                board,
+                events,
+                logs,
+            },
+            subscriptions,
+        )
+    }
+
+    /// Runs until the supervisor drops its senders: applies each service
+    /// event to the board, opens and closes pipeline gates in the
+    /// scheduler, and publishes everything in order. `done` is cancelled
+    /// when both inputs have ended.
+    pub(crate) async fn run(
+        self,
+        mut service_events: mpsc::UnboundedReceiver<Event>,
+        mut log_lines: mpsc::UnboundedReceiver<LogLine>,
+        scheduler: SchedulerHandle<String, PipelineAnswer>,
+        done: CancellationToken,
+    ) {
+        let mut seq = 0_u64;
+        let mut logs_open = true;
+        let mut events_open = true;
+        while events_open || logs_open {
+            tokio::select! {
+                event = service_events.recv(), if events_open => match event {
+                    Some(event) => {
+                        seq += 1;
+                        let changes = self.board.apply(seq, &event);
+                        let _ = self.events.send(Arc::new(Numbered {
+                            seq,
+                            event: KernelEvent::Service(event),
+                        }));
+                        for (name, gate) in changes {
+                            scheduler.set_gate(&name, gate.clone());
+                            seq += 1;
+                            self.board.advance(seq);
+                            let _ = self.events.send(Arc::new(Numbered {
+                                seq,
+                                event: KernelEvent::Pipeline { name, gate },
+                            }));
+                        }
+                    }
+                    None => events_open = false,
+                },
+                line = log_lines.recv(), if logs_open => match line {
+                    Some(line) => {
+                        let _ = self.logs.send(line);
+                    }
+                    None => logs_open = false,
+                },
+            }
+        }
+        done.cancel();
+    }
+}

@@ -1,0 +1,496 @@
+//! The integrated kernel as one object: [`Kernel::start`] assembles the
+//! supervisor, the embedding engines, the request path and the script host
+//! once, and returns a cheap, cloneable handle. `spindle run`, the tests,
+//! the benchmarks and every front end (HTTP, Jupyter, DAP, netlink) use
+//! this handle and nothing else: a new front end is a new crate on it.
+//!
+//! Lifecycle: services start in waves while requests are already admitted
+//! (a pipeline's requests wait in their queue until the services it needs
+//! are ready). [`Kernel::shutdown`] first drains the request path (queued
+//! requests are answered, in-flight ones get their grace), then stops the
+//! services in reverse dependency order. [`Kernel::kill_now`] skips the
+//! grace periods. A graph without pipelines ends by itself once every
+//! service has come to rest; a critical service giving up ends any run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use spindle_scheduler::{BatcherStats, Counters, RequestSummary, Stats};
+use spindle_scripting::{Diagnostic, GraphSpec, ScriptHost};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::embedding::{EmbeddingRuntime, EngineDirectory, EngineStatus};
+use crate::error::KernelError;
+use crate::events::{EventHub, KernelSubscription, Subscriptions};
+use crate::faults::{Fault, Faults};
+use crate::metrics::LatencySeries;
+use crate::requests::{EffectsWiring, RequestAnswer, RequestPath, RequestPathConfig, Submission};
+use crate::services::{KernelSnapshot, PipelineStatus, Readiness, ServiceBoard, ServiceStatus};
+use crate::supervisor::{self, GuardLink, LogLine, LuaProbes, RunOutcome, SupervisorConfig};
+
+/// What a kernel runs.
+#[derive(Debug, Clone)]
+pub enum KernelSource {
+    /// A Lua script: its services, pipelines, Lua probes and stages.
+    Script(PathBuf),
+    /// A graph built in Rust: services only (Lua probes and pipelines need
+    /// a script).
+    Graph(GraphSpec),
+}
+
+/// How the kernel runs; `Default` suits tests (no log files, no guard).
+#[derive(Debug, Clone, Default)]
+pub struct KernelConfig {
+    /// Unique per run; every child gets it as `SPINDLE_RUN_ID`. Default:
+    /// `<unix seconds>-<pid>`.
+    pub run_id: Option<String>,
+    /// The run's data directory; service logs go to `DATA_DIR/logs`.
+    /// `None`: no log files.
+    pub data_dir: Option<PathBuf>,
+    pub requests: RequestPathConfig,
+    /// Where models and ONNX Runtime are cached; `None` resolves it as the
+    /// fetch script does.
+    pub model_cache: Option<PathBuf>,
+    /// Become the child subreaper, so that orphans of services are ours to
+    /// find and kill at shutdown.
+    pub child_subreaper: bool,
+    /// Spawn a guard process (`program args...`) that kills every service's
+    /// process group if this process dies without stopping them.
+    pub guard: Option<GuardCommand>,
+    /// How many events a subscriber may fall behind before it gets
+    /// `KernelEvent::Lagged` and a snapshot; 0 means the default, 4,096.
+    pub event_buffer: usize,
+}
+
+/// The command line of the guard process (`spindle __guard`).
+#[derive(Debug, Clone)]
+pub struct GuardCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// How a kernel ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelOutcome {
+    /// Each service's last state, critical failures, swept processes.
+    pub services: RunOutcome,
+    /// The request path's final counters (`submitted == answered()`).
+    pub requests: Counters,
+}
+
+impl KernelOutcome {
+    /// Whether no critical service gave up.
+    pub fn is_success(&self) -> bool {
+        self.services.is_success()
+    }
+}
+
+/// Everything the metrics endpoint and the status views show.
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    pub scheduler: Stats,
+    pub batchers: Vec<(String, BatcherStats)>,
+    /// Request latency by pipeline, priority and outcome.
+    pub latency: Vec<LatencySeries>,
+    pub engines: Vec<EngineStatus>,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// A handle to a running kernel; cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct Kernel {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("run_id", &self.inner.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    run_id: String,
+    data_dir: Option<PathBuf>,
+    graph: GraphSpec,
+    diagnostics: Vec<Diagnostic>,
+    notices: Vec<String>,
+    requests: RequestPath,
+    board: Arc<ServiceBoard>,
+    subscriptions: Subscriptions,
+    directory: EngineDirectory,
+    faults: Faults,
+    shutdown: CancellationToken,
+    kill_now: CancellationToken,
+    outcome: watch::Receiver<Option<Result<KernelOutcome, KernelError>>>,
+    started_at: SystemTime,
+}
+
+impl Kernel {
+    /// Evaluates the script (if any), starts the script host, the request
+    /// path and the supervisor, and returns at once: services start in the
+    /// background. Must be called inside a tokio runtime; evaluating the
+    /// script blocks the caller briefly (on the Lua thread's answer).
+    ///
+    /// A script with errors is [`KernelError::Script`] with every
+    /// diagnostic; warnings are in [`Kernel::diagnostics`].
+    pub fn start(source: KernelSource, config: KernelConfig) -> Result<Kernel, KernelError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| KernelError::NoRuntime)?;
+        let directory = EngineDirectory::default();
+        let wiring = EffectsWiring::new(directory.clone());
+        let (host, graph, diagnostics) = match source {
+            KernelSource::Script(path) => {
+                let (host, evaluation) = ScriptHost::start_with(&path, wiring.effects())?;
+                let has_errors = evaluation.has_errors();
+                match evaluation.graph {
+                    Some(graph) if !has_errors => (Some(host), graph, evaluation.diagnostics),
+                    _ => {
+                        return Err(KernelError::Script {
+                            file: path,
+                            diagnostics: evaluation.diagnostics,
+                        });
+                    }
+                }
+            }
+            KernelSource::Graph(graph) => (None, graph, Vec::new()),
+        };
+        let run_id = config.run_id.clone().unwrap_or_else(new_run_id);
+        let log_dir = config.data_dir.as_ref().map(|dir| dir.join("logs"));
+        if let Some(log_dir) = &log_dir {
+            std::fs::create_dir_all(log_dir).map_err(|error| KernelError::DataDir {
+                path: log_dir.clone(),
+                reason: error.to_string(),
+            })?;
+        }
+        let mut notices = Vec::new();
+        if config.child_subreaper
+            && let Err(error) = supervisor::become_child_subreaper()
+        {
+            notices.push(format!(
+                "cannot become a child subreaper ({error}); orphans of services may escape"
+            ));
+        }
+        let guard = match &config.guard {
+            Some(command) => {
+                let args: Vec<&str> = command.args.iter().map(String::as_str).collect();
+                match GuardLink::spawn(&command.program, &args, &run_id) {
+                    Ok(guard) => Some(Arc::new(guard)),
+                    Err(error) => {
+                        notices.push(format!(
+                            "cannot start the guard process ({error}); a killed spindle may leave processes behind"
+                        ));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let board = Arc::new(ServiceBoard::new(&graph));
+        let buffer = match config.event_buffer {
+            0 => 4096,
+            buffer => buffer,
+        };
+        let (hub, subscriptions) = EventHub::new(board.clone(), buffer);
+        let shutdown = CancellationToken::new();
+        let kill_now = CancellationToken::new();
+        let requests_shutdown = CancellationToken::new();
+        let _entered = runtime.enter();
+        let faults = Faults::default();
+        let requests = RequestPath::start(
+            &graph,
+            host.clone(),
+            &wiring,
+            &board,
+            &faults,
+            config.requests.clone(),
+            requests_shutdown.clone(),
+        );
+
+        let (event_sender, service_events) = mpsc::unbounded_channel();
+        let (log_sender, log_lines) = mpsc::unbounded_channel();
+        let supervisor_config = SupervisorConfig {
+            run_id: run_id.clone(),
+            log_dir,
+            subscribers: vec![event_sender],
+            logs: Some(log_sender),
+            lua_probes: host
+                .clone()
+                .map(|host| Arc::new(ScriptProbes(host)) as Arc<dyn LuaProbes>),
+            in_process: Some(Arc::new(EmbeddingRuntime {
+                directory: directory.clone(),
+                cache: config.model_cache.clone(),
+            })),
+            guard,
+            kill_now: kill_now.clone(),
+        };
+        let hub_done = CancellationToken::new();
+        tokio::spawn(hub.run(
+            service_events,
+            log_lines,
+            requests.scheduler.clone(),
+            hub_done.clone(),
+        ));
+        let (outcome_sender, outcome) = watch::channel(None);
+        let lifecycle = Lifecycle {
+            shutdown: shutdown.clone(),
+            kill_now: kill_now.clone(),
+            requests_shutdown,
+            supervisor_shutdown: CancellationToken::new(),
+            hub_done,
+            has_pipelines: !graph.pipelines.is_empty(),
+        };
+        tokio::spawn(lifecycle.run(
+            graph.clone(),
+            supervisor_config,
+            requests.scheduler.clone(),
+            outcome_sender,
+        ));
+        Ok(Kernel {
+            inner: Arc::new(Inner {
+                run_id,
+                data_dir: config.data_dir,
+                graph,
+                diagnostics,
+                notices,
+                requests,
+                board,
+                subscriptions,
+                directory,
+                faults,
+                shutdown,
+                kill_now,
+                outcome,
+                started_at: SystemTime::now(),
+            }),
+        })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.inner.run_id
+    }
+
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.inner.data_dir.as_deref()
+    }
+
+    pub fn started_at(&self) -> SystemTime {
+        self.inner.started_at
+    }
+
+    /// The graph the kernel runs.
+    pub fn graph(&self) -> &GraphSpec {
+        &self.inner.graph
+    }
+
+    /// The script's warnings (errors keep a kernel from starting).
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.inner.diagnostics
+    }
+
+    /// Things a person should know about how the kernel started (no guard
+    /// process, no subreaper).
+    pub fn notices(&self) -> &[String] {
+        &self.inner.notices
+    }
+
+    /// Every service's state now, in declaration order.
+    pub fn services(&self) -> Vec<ServiceStatus> {
+        self.inner.board.snapshot().services
+    }
+
+    /// Every pipeline and whether it can be served now.
+    pub fn pipelines(&self) -> Vec<PipelineStatus> {
+        self.inner.board.snapshot().pipelines
+    }
+
+    /// Services and pipelines at one point of the event sequence.
+    pub fn snapshot(&self) -> KernelSnapshot {
+        self.inner.board.snapshot()
+    }
+
+    /// Whether every pipeline can be served now, and why not.
+    pub fn readiness(&self) -> Readiness {
+        self.inner.board.snapshot().readiness()
+    }
+
+    /// The pipeline a `POST` to `route` reaches (`/v1/pipelines/NAME` and
+    /// the routes the script declares).
+    pub fn route(&self, route: &str) -> Option<&str> {
+        self.inner.requests.pipeline_for_route(route)
+    }
+
+    /// Submits a request and waits for its one answer: ok, error (with its
+    /// class and stage), timeout, rejected (busy, shutting down) or
+    /// cancelled. A request for a pipeline whose services are not ready yet
+    /// waits for them within its deadline.
+    pub async fn submit(&self, submission: Submission) -> RequestAnswer {
+        self.inner.requests.submit(submission).await
+    }
+
+    /// Cancels a live request by the correlation id its caller gave or by
+    /// its numeric id; `false` if none is live.
+    pub async fn cancel(&self, id_or_correlation: &str) -> bool {
+        self.inner.requests.cancel(id_or_correlation).await
+    }
+
+    /// Live requests (queued, waiting for their services, running).
+    pub async fn requests(&self) -> Vec<RequestSummary> {
+        self.inner.requests.scheduler.requests().await
+    }
+
+    /// Service and pipeline events from now on; with `with_requests`, the
+    /// request lifecycle events too.
+    pub fn subscribe(&self, with_requests: bool) -> KernelSubscription {
+        self.inner
+            .subscriptions
+            .subscribe(with_requests.then_some(&self.inner.requests.scheduler))
+    }
+
+    /// Services' output lines from now on. A reader that falls more than
+    /// 8,192 lines behind is told how many it missed (`Lagged`).
+    pub fn subscribe_logs(&self) -> broadcast::Receiver<LogLine> {
+        self.inner.subscriptions.subscribe_logs()
+    }
+
+    /// Counters, queues, batching, latency, engines and services.
+    pub async fn metrics(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            scheduler: self.inner.requests.scheduler_stats().await,
+            batchers: self.inner.requests.batcher_stats().await,
+            latency: self.inner.requests.metrics.latency(),
+            engines: self.inner.directory.statuses(),
+            services: self.services(),
+        }
+    }
+
+    /// Injects a fault (an engine that fails or answers late) to see how
+    /// the graph copes; see [`Fault`].
+    pub fn inject(&self, fault: Fault) {
+        self.inner.faults.inject(fault);
+    }
+
+    /// Asks for an orderly shutdown: requests drained, then services
+    /// stopped in reverse dependency order. Returns at once.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Skips what is left of every grace period: in-flight requests are
+    /// cancelled and services' process groups get SIGKILL.
+    pub fn kill_now(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.kill_now.cancel();
+    }
+
+    /// Whether a shutdown has been asked for.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Resolves when a shutdown has been asked for (or the run ends).
+    pub async fn shutting_down(&self) {
+        self.inner.shutdown.cancelled().await;
+    }
+
+    /// Waits until the kernel has stopped: every request answered, every
+    /// service stopped, every event delivered to the hub.
+    pub async fn wait(&self) -> Result<KernelOutcome, KernelError> {
+        let mut outcome = self.inner.outcome.clone();
+        match outcome.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().expect("waited for Some"),
+            Err(_) => Err(KernelError::Crashed(
+                "the kernel's lifecycle task ended without an outcome".to_owned(),
+            )),
+        }
+    }
+}
+
+/// The kernel's lifecycle task: runs the supervisor, waits for the end of
+/// the run, drains the request path, then stops the services.
+struct Lifecycle {
+    shutdown: CancellationToken,
+    kill_now: CancellationToken,
+    requests_shutdown: CancellationToken,
+    supervisor_shutdown: CancellationToken,
+    hub_done: CancellationToken,
+    has_pipelines: bool,
+}
+
+impl Lifecycle {
+    async fn run(
+        self,
+        graph: GraphSpec,
+        config: SupervisorConfig,
+        scheduler: spindle_scheduler::SchedulerHandle<String, spindle_scripting::PipelineAnswer>,
+        outcome: watch::Sender<Option<Result<KernelOutcome, KernelError>>>,
+    ) {
+        let mut supervisor = tokio::spawn(supervisor::run(
+            graph,
+            config,
+            self.supervisor_shutdown.clone(),
+        ));
+        let mut finished = None;
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            result = &mut supervisor => {
+                let ended_cleanly = matches!(&result, Ok(Ok(run)) if run.is_success());
+                finished = Some(result);
+                // Services came to rest: a graph with pipelines keeps
+                // answering (with the reasons) until asked to stop.
+                if self.has_pipelines && ended_cleanly {
+                    self.shutdown.cancelled().await;
+                }
+                self.shutdown.cancel();
+            }
+        }
+        self.requests_shutdown.cancel();
+        let counters = tokio::select! {
+            counters = scheduler.stopped() => counters,
+            _ = self.kill_now.cancelled() => scheduler.stats().await.counters,
+        };
+        self.supervisor_shutdown.cancel();
+        let result = match finished {
+            Some(result) => result,
+            None => supervisor.await,
+        };
+        // Every event reaches subscribers before the kernel reports its end.
+        self.hub_done.cancelled().await;
+        let result = match result {
+            Ok(Ok(services)) => Ok(KernelOutcome {
+                services,
+                requests: counters,
+            }),
+            Ok(Err(error)) => Err(KernelError::Crashed(error.to_string())),
+            Err(join_error) => Err(KernelError::Crashed(format!(
+                "the supervisor task failed: {join_error}"
+            ))),
+        };
+        outcome.send_replace(Some(result));
+    }
+}
+
+/// Lua probes run on the script host's thread.
+struct ScriptProbes(ScriptHost);
+
+impl LuaProbes for ScriptProbes {
+    fn call_check(
+        &self,
+        function: spindle_scripting::FunctionId,
+        timeout: std::time::Duration,
+        reply: Box<dyn FnOnce(Result<bool, String>) + Send>,
+    ) {
+        self.0.call_check(function, timeout, reply);
+    }
+}
+
+/// A fresh run id: `<unix seconds>-<pid>`.
+pub fn new_run_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}-{}", now.as_secs(), std::process::id())
+}

@@ -1,0 +1,123 @@
+//! The kernel's event stream loses nothing silently: a subscriber that
+//! reads promptly sees every service event in order; one that falls behind
+//! gets an explicit "lagged" marker with a snapshot, and from then on only
+//! newer events, so its view of the services ends equal to the kernel's.
+
+use std::collections::BTreeMap;
+
+use spindle_kernel::supervisor::ServiceState;
+use spindle_kernel::{Kernel, KernelConfig, KernelEvent, KernelSource, KernelSubscription};
+
+/// Twenty services that start and run until stopped: about sixty events
+/// to start, sixty more to stop, against a buffer of eight.
+fn script() -> String {
+    let mut script = String::from("local s = require(\"spindle\")\n");
+    for idx in 0..20 {
+        script.push_str(&format!(
+            "s.service \"svc{idx:02}\" {{ command = {{ \"sleep\", \"600\" }} }}\n"
+        ));
+    }
+    script
+}
+
+/// A subscriber's view of the services, built only from what it received.
+#[derive(Default)]
+struct View {
+    states: BTreeMap<String, ServiceState>,
+    events: usize,
+    resyncs: usize,
+}
+
+impl View {
+    fn apply(&mut self, event: KernelEvent) {
+        match event {
+            KernelEvent::Service(event) => {
+                if let Some(previous) = self.states.get(&event.service) {
+                    assert_eq!(
+                        *previous, event.from,
+                        "events of {} arrive in order",
+                        event.service
+                    );
+                }
+                self.states.insert(event.service, event.to);
+                self.events += 1;
+            }
+            KernelEvent::Lagged { snapshot, missed } => {
+                assert!(missed > 0);
+                self.resyncs += 1;
+                self.states = snapshot
+                    .services
+                    .into_iter()
+                    .map(|service| (service.name, service.state))
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+
+    fn all(&self, state: ServiceState) -> bool {
+        self.states.len() == 20 && self.states.values().all(|known| *known == state)
+    }
+}
+
+fn kernel_states(kernel: &Kernel) -> BTreeMap<String, ServiceState> {
+    kernel
+        .services()
+        .into_iter()
+        .map(|service| (service.name, service.state))
+        .collect()
+}
+
+async fn read_until(subscription: &mut KernelSubscription, view: &mut View, state: ServiceState) {
+    while !view.all(state) {
+        let event = subscription.recv().await.expect("the stream goes on");
+        view.apply(event);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_told_it_lagged_and_resynchronised() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("kernel.lua");
+    std::fs::write(&file, script()).expect("write");
+    let kernel = Kernel::start(
+        KernelSource::Script(file),
+        KernelConfig {
+            event_buffer: 8,
+            ..KernelConfig::default()
+        },
+    )
+    .expect("starts");
+    let mut prompt = kernel.subscribe(false);
+    let mut slow = kernel.subscribe(false);
+    let mut prompt_view = View::default();
+    read_until(&mut prompt, &mut prompt_view, ServiceState::Ready).await;
+
+    // The slow one reads only now: far more than eight events went by.
+    let mut slow_view = View::default();
+    let first = slow.recv().await.expect("an event");
+    assert!(
+        matches!(first, KernelEvent::Lagged { .. }),
+        "the first thing a lagging subscriber hears is that it lagged: {first:?}"
+    );
+    slow_view.apply(first);
+    assert!(
+        slow_view.all(ServiceState::Ready),
+        "the snapshot is current"
+    );
+    assert_eq!(slow_view.states, kernel_states(&kernel));
+
+    kernel.shutdown();
+    let outcome = kernel.wait().await.expect("a clean stop");
+    assert!(outcome.is_success());
+    // Both streams carry the stops and then end.
+    for (subscription, view) in [(&mut prompt, &mut prompt_view), (&mut slow, &mut slow_view)] {
+        while let Some(event) = subscription.recv().await {
+            view.apply(event);
+        }
+        assert_eq!(view.states, kernel_states(&kernel));
+        assert!(view.all(ServiceState::Stopped));
+    }
+    // The prompt subscriber either saw every event or was told it did not.
+    assert!(prompt_view.resyncs > 0 || prompt_view.events >= 20 * 5);
+}
