@@ -60,14 +60,20 @@ fn run_against_bridge(daemon: Daemon, peer_args: &[&str]) -> String {
     let transport = format!("usersock:{port}");
     let mut command = spindle();
     match daemon {
-        Daemon::PeerBridge => command.args(["netlink-peer", "--bridge"]).arg(&script).args(["--transport", &transport]),
+        Daemon::PeerBridge => command
+            .args(["netlink-peer", "--bridge"])
+            .arg(&script)
+            .args(["--transport", &transport]),
         Daemon::Run => command
             .arg("run")
             .arg(&script)
             .args(["--netlink", &transport, "--data-dir"])
             .arg(dir.path().join("run")),
     };
-    let mut bridge = command.stdout(Stdio::null()).spawn().expect("spawn the bridge");
+    let mut bridge = command
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the bridge");
     let status = peer.wait().expect("peer");
     let mut report = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut report).expect("report");
@@ -75,41 +81,57 @@ fn run_against_bridge(daemon: Daemon, peer_args: &[&str]) -> String {
     unsafe { libc::kill(bridge.id() as i32, libc::SIGTERM) };
     let bridge_status = bridge.wait().expect("bridge");
     assert!(status.success(), "the peer found a problem:\n{report}");
-    assert!(bridge_status.success(), "the bridge did not drain cleanly: {bridge_status}");
+    assert!(
+        bridge_status.success(),
+        "the bridge did not drain cleanly: {bridge_status}"
+    );
     report
 }
 
 #[test]
 fn a_noop_pipeline_answers_every_request() {
-    let report = run_against_bridge(Daemon::PeerBridge, &[
-        "--pipeline", "noop", "--requests", "3000", "--window", "32", "--expect-dims", "0",
-    ]);
+    let report = run_against_bridge(
+        Daemon::PeerBridge,
+        &[
+            "--pipeline",
+            "noop",
+            "--requests",
+            "3000",
+            "--window",
+            "32",
+            "--expect-dims",
+            "0",
+        ],
+    );
     assert!(report.contains("answered 3000  missing 0"), "{report}");
     assert!(report.contains("statuses: ok 3000"), "{report}");
 }
 
 #[test]
 fn spindle_run_serves_an_embedding_pipeline_with_unit_vectors() {
-    let report = run_against_bridge(Daemon::Run, &[
-        "--pipeline",
-        "ingest",
-        "--requests",
-        "60",
-        "--window",
-        "8",
-        "--mix",
-        "1:1:1",
-        "--expect-dims",
-        "384",
-        "--deadline-ms",
-        "30000",
-        "--text",
-        "The cat sits on the mat.",
-        "--text",
-        "A   dog lies on the rug.",
-        "--text",
-        "Stock markets fell sharply today.",
-    ]);
+    let report = run_against_bridge(
+        Daemon::Run,
+        &[
+            "--pipeline",
+            "ingest",
+            "--requests",
+            "60",
+            "--window",
+            "8",
+            "--mix",
+            "1:1:1",
+            "--expect-dims",
+            "384",
+            "--deadline-ms",
+            "30000",
+            "--text",
+            "The cat sits on the mat.",
+            "--text",
+            "A   dog lies on the rug.",
+            "--text",
+            "Stock markets fell sharply today.",
+        ],
+    );
     assert!(report.contains("answered 60  missing 0"), "{report}");
     assert!(report.contains("statuses: ok 60"), "{report}");
 }

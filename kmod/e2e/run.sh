@@ -17,7 +17,8 @@ ORT_VERSION=1.31.1
 bash kmod/e2e/fetch.sh
 bash kmod/build.sh
 
-# The daemon: the release binary (set SPINDLE_BIN to use another).
+# The daemon: the release binary (set SPINDLE_BIN to use another). A debug
+# build is far too slow under TCG: its first embedding missed a 120 s deadline.
 SPINDLE_BIN=${SPINDLE_BIN:-}
 if [ -z "$SPINDLE_BIN" ]; then
     cargo build --release --bin spindle --quiet

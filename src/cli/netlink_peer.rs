@@ -105,11 +105,16 @@ async fn peer(args: Args) -> anyhow::Result<ExitCode> {
     let mix: PriorityMix = args.mix.parse()?;
     let texts = match args.payload_bytes {
         Some(bytes) => vec![payload(bytes)],
-        None if args.texts.is_empty() => vec!["The quick brown fox jumps over the lazy dog.".to_owned()],
+        None if args.texts.is_empty() => {
+            vec!["The quick brown fox jumps over the lazy dog.".to_owned()]
+        }
         None => args.texts.clone(),
     };
     let mut peer = Peer::bind(args.port)?;
-    println!("netlink-peer: listening on NETLINK_USERSOCK port {}", peer.port());
+    println!(
+        "netlink-peer: listening on NETLINK_USERSOCK port {}",
+        peer.port()
+    );
     let daemon = peer
         .accept(Duration::from_secs(args.accept_timeout_s), &mut 0)
         .await?;
@@ -183,13 +188,18 @@ async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(version) = args.protocol_version {
         config.protocol_version = version;
     }
-    let kernel = match Kernel::start(KernelSource::Script(script.clone()), KernelConfig::default()) {
+    let kernel = match Kernel::start(
+        KernelSource::Script(script.clone()),
+        KernelConfig::default(),
+    ) {
         Ok(kernel) => kernel,
         Err(KernelError::Script { diagnostics, .. }) => {
             eprint!("{}", super::diagnostics_text(&diagnostics));
             return Ok(ExitCode::from(1));
         }
-        Err(error) => return Err(error).with_context(|| format!("cannot run {}", script.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot run {}", script.display()));
+        }
     };
     let stop = kernel.clone();
     tokio::spawn(async move {
@@ -201,7 +211,11 @@ async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
         }
         stop.shutdown();
     });
-    eprintln!("netlink-peer: bridge for {} over {}", script.display(), args.transport);
+    eprintln!(
+        "netlink-peer: bridge for {} over {}",
+        script.display(),
+        args.transport
+    );
     let counters = config.counters.clone();
     let result = serve_until_shutdown(&kernel, config).await;
     kernel.shutdown();

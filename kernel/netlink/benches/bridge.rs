@@ -50,8 +50,13 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
-    println!("netlink bridge benchmark: two processes, unpinned; other work on this machine disturbs the figures");
-    println!("{:<9} {:>6} {:>9} {:>9} {:>12} {:>10}", "what", "bytes", "p50 us", "p99 us", "requests/s", "p50 ratio");
+    println!(
+        "netlink bridge benchmark: two processes, unpinned; other work on this machine disturbs the figures"
+    );
+    println!(
+        "{:<9} {:>6} {:>9} {:>9} {:>12} {:>10}",
+        "what", "bytes", "p50 us", "p99 us", "requests/s", "p50 ratio"
+    );
     for size in [64usize, 1500] {
         let (raw_latency, raw_throughput) = raw(size);
         let (bridge_latency, bridge_throughput) = over_bridge(dir.path(), "noop", NOOP, size);
@@ -59,7 +64,12 @@ fn main() {
         let bridge_p50 = micros(percentile(&bridge_latency, 0.5));
         for (what, latencies, throughput, ratio) in [
             ("raw", &raw_latency, raw_throughput, 1.0),
-            ("bridge", &bridge_latency, bridge_throughput, bridge_p50 / raw_p50),
+            (
+                "bridge",
+                &bridge_latency,
+                bridge_throughput,
+                bridge_p50 / raw_p50,
+            ),
         ] {
             let p50 = micros(percentile(latencies, 0.5));
             let p99 = micros(percentile(latencies, 0.99));
@@ -133,10 +143,18 @@ fn raw(size: usize) -> (Vec<Duration>, f64) {
 /// stops when its stdin closes.
 fn bridge(role: &str) {
     let mut parts = role.splitn(3, ':');
-    let (_, script, port) = (parts.next(), parts.next().expect("script"), parts.next().expect("port"));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (_, script, port) = (
+        parts.next(),
+        parts.next().expect("script"),
+        parts.next().expect("port"),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
-        let kernel = Kernel::start(KernelSource::Script(script.into()), KernelConfig::default()).expect("kernel");
+        let kernel = Kernel::start(KernelSource::Script(script.into()), KernelConfig::default())
+            .expect("kernel");
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         std::thread::spawn(move || {
@@ -145,11 +163,15 @@ fn bridge(role: &str) {
         });
         println!("0");
         let config = BridgeConfig {
-            transport: TransportConfig::Usersock { peer_port: port.parse().expect("port") },
+            transport: TransportConfig::Usersock {
+                peer_port: port.parse().expect("port"),
+            },
             max_inflight: 256,
             ..BridgeConfig::default()
         };
-        spindle_netlink::serve(kernel.clone(), config, shutdown).await.expect("bridge");
+        spindle_netlink::serve(kernel.clone(), config, shutdown)
+            .await
+            .expect("bridge");
         kernel.shutdown();
         let _ = kernel.wait().await;
     });
@@ -162,26 +184,51 @@ fn text(size: usize) -> String {
 }
 
 /// Latencies one at a time and the windowed rate over the bridge.
-fn over_bridge(dir: &std::path::Path, pipeline: &str, script: &str, size: usize) -> (Vec<Duration>, f64) {
+fn over_bridge(
+    dir: &std::path::Path,
+    pipeline: &str,
+    script: &str,
+    size: usize,
+) -> (Vec<Duration>, f64) {
     let file = dir.join(format!("{pipeline}.lua"));
     std::fs::write(&file, script).expect("script");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let mut peer = Peer::bind(0).expect("peer");
         let (mut child, _) = spawn_role(&format!("bridge:{}:{}", file.display(), peer.port()));
-        peer.accept(Duration::from_secs(120), &mut 0).await.expect("register");
+        peer.accept(Duration::from_secs(120), &mut 0)
+            .await
+            .expect("register");
         let config = |requests, window| PeerConfig {
             requests,
             window,
-            mix: PriorityMix { high: 0, medium: 1, low: 0 },
+            mix: PriorityMix {
+                high: 0,
+                medium: 1,
+                low: 0,
+            },
             pipeline: pipeline.to_owned(),
             texts: vec![text(size)],
             deadline_ms: 30_000,
             ..PeerConfig::default()
         };
-        let latency = peer.drive(&config(LATENCY_ROUNDS as u64, 1)).await.expect("drive");
-        let throughput = peer.drive(&config(THROUGHPUT_ROUNDS as u64, WINDOW as u32)).await.expect("drive");
-        assert!(latency.passed() && throughput.passed(), "{}{}", latency.table(), throughput.table());
+        let latency = peer
+            .drive(&config(LATENCY_ROUNDS as u64, 1))
+            .await
+            .expect("drive");
+        let throughput = peer
+            .drive(&config(THROUGHPUT_ROUNDS as u64, WINDOW as u32))
+            .await
+            .expect("drive");
+        assert!(
+            latency.passed() && throughput.passed(),
+            "{}{}",
+            latency.table(),
+            throughput.table()
+        );
         drop(child.stdin.take());
         child.wait().expect("bridge exits");
         (latency.latencies, throughput.throughput())
@@ -195,9 +242,13 @@ fn embeddings(dir: &std::path::Path) -> (f64, f64) {
         .collect();
     let file = dir.join("embed.lua");
     std::fs::write(&file, EMBED).expect("script");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let in_process = runtime.block_on(async {
-        let kernel = Kernel::start(KernelSource::Script(file.clone()), KernelConfig::default()).expect("kernel");
+        let kernel = Kernel::start(KernelSource::Script(file.clone()), KernelConfig::default())
+            .expect("kernel");
         let mut latencies = Vec::new();
         for round in 0..4 {
             for text in &texts {
@@ -226,7 +277,9 @@ fn embeddings(dir: &std::path::Path) -> (f64, f64) {
     let over = runtime.block_on(async {
         let mut peer = Peer::bind(0).expect("peer");
         let (mut child, _) = spawn_role(&format!("bridge:{}:{}", file.display(), peer.port()));
-        peer.accept(Duration::from_secs(120), &mut 0).await.expect("register");
+        peer.accept(Duration::from_secs(120), &mut 0)
+            .await
+            .expect("register");
         let config = PeerConfig {
             requests: 200,
             window: 1,
@@ -236,7 +289,12 @@ fn embeddings(dir: &std::path::Path) -> (f64, f64) {
             expect_dims: Some(384),
             ..PeerConfig::default()
         };
-        peer.drive(&PeerConfig { requests: 50, ..config.clone() }).await.expect("warm up");
+        peer.drive(&PeerConfig {
+            requests: 50,
+            ..config.clone()
+        })
+        .await
+        .expect("warm up");
         let report = peer.drive(&config).await.expect("drive");
         assert!(report.passed(), "{}", report.table());
         drop(child.stdin.take());

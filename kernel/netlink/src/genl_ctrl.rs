@@ -35,7 +35,11 @@ impl ResolvedFamily {
 
 /// Asks the controller for `family`. `Error::FamilyMissing` when it is not
 /// registered (the module is not loaded).
-pub async fn resolve(socket: &NetlinkSocket, family: &str, seq: u32) -> Result<ResolvedFamily, Error> {
+pub async fn resolve(
+    socket: &NetlinkSocket,
+    family: &str,
+    seq: u32,
+) -> Result<ResolvedFamily, Error> {
     let mut datagram = Vec::new();
     let start = codec::begin_message(
         &mut datagram,
@@ -66,10 +70,14 @@ pub async fn resolve(socket: &NetlinkSocket, family: &str, seq: u32) -> Result<R
                 .map_err(|source| Error::io("reading nlctrl's answer", source))?;
             for frame in codec::decode(&buffer[..received.len], 0, Direction::ToDaemon) {
                 match frame {
-                    Ok(Frame::Other { header, payload }) if header.seq == seq && header.kind == GENL_ID_CTRL => {
+                    Ok(Frame::Other { header, payload })
+                        if header.seq == seq && header.kind == GENL_ID_CTRL =>
+                    {
                         resolved = parse_family(&payload);
                     }
-                    Ok(Frame::Ack { acked_seq, error, .. }) if acked_seq == seq => {
+                    Ok(Frame::Ack {
+                        acked_seq, error, ..
+                    }) if acked_seq == seq => {
                         if error == 0 {
                             return resolved.clone().ok_or(Error::FamilyMissing {
                                 family: family.to_owned(),
@@ -114,7 +122,9 @@ fn parse_family(payload: &[u8]) -> Option<ResolvedFamily> {
                                 name = Some(String::from_utf8_lossy(value).into_owned());
                             }
                             CTRL_ATTR_MCAST_GRP_ID if value.len() == 4 => {
-                                group_id = Some(u32::from_ne_bytes([value[0], value[1], value[2], value[3]]));
+                                group_id = Some(u32::from_ne_bytes([
+                                    value[0], value[1], value[2], value[3],
+                                ]));
                             }
                             _ => {}
                         }

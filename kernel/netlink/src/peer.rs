@@ -13,7 +13,9 @@ use tokio::time::Instant;
 
 use crate::codec::{self, Frame, Header, NLM_F_REQUEST};
 use crate::error::Error;
-use crate::message::{Direction, Heartbeat, Message, Register, Registered, ReplyStatus, Request, WirePriority};
+use crate::message::{
+    Direction, Heartbeat, Message, Register, Registered, ReplyStatus, Request, WirePriority,
+};
 use crate::pingpong::percentile;
 use crate::protocol::{PROTOCOL_VERSION, USERSOCK_FAMILY_ID, feature, limit};
 use crate::socket::NetlinkSocket;
@@ -130,7 +132,10 @@ pub struct PeerReport {
 impl PeerReport {
     /// Every request got exactly one well-formed answer.
     pub fn passed(&self) -> bool {
-        self.missing == 0 && self.unknown_replies == 0 && self.bad_vectors == 0 && self.malformed == 0
+        self.missing == 0
+            && self.unknown_replies == 0
+            && self.bad_vectors == 0
+            && self.malformed == 0
     }
 
     pub fn throughput(&self) -> f64 {
@@ -143,7 +148,11 @@ impl PeerReport {
 
     /// A short table for people.
     pub fn table(&self) -> String {
-        let statuses: Vec<String> = self.by_status.iter().map(|(status, count)| format!("{status} {count}")).collect();
+        let statuses: Vec<String> = self
+            .by_status
+            .iter()
+            .map(|(status, count)| format!("{status} {count}"))
+            .collect();
         let micros = |fraction| self.percentile(fraction).as_secs_f64() * 1e6;
         let mut text = format!(
             "sent {}  answered {}  missing {}  unknown {}  bad vectors {}  malformed {}\n\
@@ -155,7 +164,11 @@ impl PeerReport {
             self.unknown_replies,
             self.bad_vectors,
             self.malformed,
-            if statuses.is_empty() { "none".to_owned() } else { statuses.join(", ") },
+            if statuses.is_empty() {
+                "none".to_owned()
+            } else {
+                statuses.join(", ")
+            },
             self.throughput(),
             self.elapsed.as_secs_f64(),
             micros(0.5),
@@ -214,7 +227,9 @@ pub struct Peer {
 
 impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peer").field("port", &self.socket.port()).finish_non_exhaustive()
+        f.debug_struct("Peer")
+            .field("port", &self.socket.port())
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,7 +262,9 @@ impl Peer {
     pub async fn accept(&mut self, timeout: Duration, refused: &mut u32) -> Result<Daemon, Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            let Ok(received) = tokio::time::timeout_at(deadline, self.socket.recv(&mut self.buffer)).await else {
+            let Ok(received) =
+                tokio::time::timeout_at(deadline, self.socket.recv(&mut self.buffer)).await
+            else {
                 return Err(Error::NoAnswer {
                     what: "a daemon's REGISTER",
                     millis: timeout.as_millis(),
@@ -255,7 +272,11 @@ impl Peer {
                 });
             };
             let received = received.map_err(|source| Error::io("receiving", source))?;
-            let frames = codec::decode(&self.buffer[..received.len], USERSOCK_FAMILY_ID, Direction::ToKernel);
+            let frames = codec::decode(
+                &self.buffer[..received.len],
+                USERSOCK_FAMILY_ID,
+                Direction::ToKernel,
+            );
             for frame in frames {
                 let Ok(Frame::Genl {
                     header,
@@ -265,7 +286,9 @@ impl Peer {
                     continue;
                 };
                 let mut answer = Vec::new();
-                if register.version != self.version || register.features & feature::REQUIRED != feature::REQUIRED {
+                if register.version != self.version
+                    || register.features & feature::REQUIRED != feature::REQUIRED
+                {
                     *refused += 1;
                     codec::encode_ack(
                         &mut answer,
@@ -335,23 +358,34 @@ impl Peer {
 
     /// Sends one message to the daemon.
     pub async fn send(&self, message: &Message, flags: u16, seq: u32) -> Result<(), Error> {
-        self.send_raw(&codec::encode(message, self.header(flags, seq))).await
+        self.send_raw(&codec::encode(message, self.header(flags, seq)))
+            .await
     }
 
     /// The next message from the daemon, answering its heartbeats and
     /// UNREGISTER on the way; `None` after `timeout`.
-    pub async fn next_message(&mut self, timeout: Duration) -> Option<Result<Message, codec::DecodeError>> {
+    pub async fn next_message(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<Result<Message, codec::DecodeError>> {
         let deadline = Instant::now() + timeout;
         loop {
             let received = tokio::time::timeout_at(deadline, self.socket.recv(&mut self.buffer))
                 .await
                 .ok()?
                 .ok()?;
-            let frames = codec::decode(&self.buffer[..received.len], USERSOCK_FAMILY_ID, Direction::ToKernel);
+            let frames = codec::decode(
+                &self.buffer[..received.len],
+                USERSOCK_FAMILY_ID,
+                Direction::ToKernel,
+            );
             for frame in frames {
                 match frame {
                     Ok(Frame::Genl { header, message }) => {
-                        if self.answer_housekeeping(header, &message, received.port).await {
+                        if self
+                            .answer_housekeeping(header, &message, received.port)
+                            .await
+                        {
                             continue;
                         }
                         return Some(Ok(message));
@@ -388,10 +422,13 @@ impl Peer {
     }
 
     fn daemon_port(&self) -> Result<u32, Error> {
-        self.daemon.as_ref().map(|daemon| daemon.port).ok_or(Error::Config {
-            message: "no daemon has registered".to_owned(),
-            hint: "call accept first",
-        })
+        self.daemon
+            .as_ref()
+            .map(|daemon| daemon.port)
+            .ok_or(Error::Config {
+                message: "no daemon has registered".to_owned(),
+                hint: "call accept first",
+            })
     }
 
     /// A fresh request id.
@@ -420,7 +457,10 @@ impl Peer {
         let mut sent: u64 = 0;
         let mut datagram = Vec::with_capacity(2048);
         let window = config.window.max(1) as usize;
-        let interval = config.rate.filter(|rate| *rate > 0.0).map(|rate| Duration::from_secs_f64(1.0 / rate));
+        let interval = config
+            .rate
+            .filter(|rate| *rate > 0.0)
+            .map(|rate| Duration::from_secs_f64(1.0 / rate));
         while report.answered + report.missing < config.requests {
             // Send what the window and the rate allow.
             while sent < config.requests && outstanding.len() < window {
@@ -440,7 +480,11 @@ impl Peer {
                     payload: text.clone(),
                 });
                 datagram.clear();
-                codec::encode_into(&mut datagram, &request, self.header(NLM_F_REQUEST, request_id as u32));
+                codec::encode_into(
+                    &mut datagram,
+                    &request,
+                    self.header(NLM_F_REQUEST, request_id as u32),
+                );
                 let now = Instant::now();
                 self.socket
                     .send(&datagram, port)
@@ -461,21 +505,28 @@ impl Peer {
                 }
                 _ => last_sent + grace,
             };
-            let received = match tokio::time::timeout_at(wake, self.socket.recv(&mut self.buffer)).await {
-                Ok(received) => received.map_err(|source| Error::io("receiving from the daemon", source))?,
-                Err(_) => {
-                    if sent == config.requests && Instant::now() >= last_sent + grace {
-                        report.missing = outstanding.len() as u64;
-                        for id in outstanding.keys().take(3) {
-                            report.problem(format!("request {id} got no answer"));
-                        }
-                        break;
+            let received =
+                match tokio::time::timeout_at(wake, self.socket.recv(&mut self.buffer)).await {
+                    Ok(received) => {
+                        received.map_err(|source| Error::io("receiving from the daemon", source))?
                     }
-                    continue;
-                }
-            };
+                    Err(_) => {
+                        if sent == config.requests && Instant::now() >= last_sent + grace {
+                            report.missing = outstanding.len() as u64;
+                            for id in outstanding.keys().take(3) {
+                                report.problem(format!("request {id} got no answer"));
+                            }
+                            break;
+                        }
+                        continue;
+                    }
+                };
             let answered_at = Instant::now();
-            let frames = codec::decode(&self.buffer[..received.len], USERSOCK_FAMILY_ID, Direction::ToKernel);
+            let frames = codec::decode(
+                &self.buffer[..received.len],
+                USERSOCK_FAMILY_ID,
+                Direction::ToKernel,
+            );
             for frame in frames {
                 match frame {
                     Ok(Frame::Genl {
@@ -484,7 +535,10 @@ impl Peer {
                     }) => {
                         let Some(sent_at) = outstanding.remove(&reply.request_id) else {
                             report.unknown_replies += 1;
-                            report.problem(format!("reply for request {} that is not outstanding", reply.request_id));
+                            report.problem(format!(
+                                "reply for request {} that is not outstanding",
+                                reply.request_id
+                            ));
                             continue;
                         };
                         report.answered += 1;
@@ -511,7 +565,8 @@ impl Peer {
                         if matches!(message, Message::Heartbeat(_)) {
                             report.heartbeats += 1;
                         }
-                        self.answer_housekeeping(header, &message, received.port).await;
+                        self.answer_housekeeping(header, &message, received.port)
+                            .await;
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -542,4 +597,3 @@ fn check_vector(vector: &[f32], expect_dims: Option<u32>) -> Option<String> {
     }
     None
 }
-

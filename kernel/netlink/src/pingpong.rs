@@ -75,7 +75,10 @@ pub fn ping(port: u32, size: usize, count: usize, window: usize) -> io::Result<P
         let received = sys::recv_from(&fd, &mut buffer)?;
         let index = u64::from_ne_bytes(buffer[..8].try_into().unwrap_or([0; 8])) as usize;
         if received.len != datagram.len() || index >= count {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the echo sent back something else"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the echo sent back something else",
+            ));
         }
         latencies.push(sent_at[index].elapsed());
         if sent < count {

@@ -20,7 +20,9 @@ pub struct NetlinkSocket {
 
 impl std::fmt::Debug for NetlinkSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetlinkSocket").field("port", &self.port).finish()
+        f.debug_struct("NetlinkSocket")
+            .field("port", &self.port)
+            .finish()
     }
 }
 

@@ -62,11 +62,14 @@ async fn start(configure: impl FnOnce(&mut BridgeConfig), peer_version: u32) -> 
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("kernel.lua");
     std::fs::write(&script, SCRIPT).unwrap();
-    let kernel = Kernel::start(KernelSource::Script(script), KernelConfig::default()).expect("kernel");
+    let kernel =
+        Kernel::start(KernelSource::Script(script), KernelConfig::default()).expect("kernel");
     let mut peer = Peer::bind(0).expect("peer");
     peer.version = peer_version;
     let mut config = BridgeConfig {
-        transport: TransportConfig::Usersock { peer_port: peer.port() },
+        transport: TransportConfig::Usersock {
+            peer_port: peer.port(),
+        },
         heartbeat_interval: Duration::from_millis(100),
         reconnect_delay: Duration::from_millis(20),
         ..BridgeConfig::default()
@@ -74,7 +77,11 @@ async fn start(configure: impl FnOnce(&mut BridgeConfig), peer_version: u32) -> 
     configure(&mut config);
     let counters = config.counters.clone();
     let shutdown = CancellationToken::new();
-    let bridge = tokio::spawn(spindle_netlink::serve(kernel.clone(), config, shutdown.clone()));
+    let bridge = tokio::spawn(spindle_netlink::serve(
+        kernel.clone(),
+        config,
+        shutdown.clone(),
+    ));
     Fixture {
         _kill: KillOnDrop(kernel.clone()),
         kernel,
@@ -98,7 +105,11 @@ fn request(request_id: u64, pipeline: &str, deadline_ms: u32) -> Message {
 
 async fn next_reply(peer: &mut Peer) -> spindle_netlink::message::Reply {
     loop {
-        match peer.next_message(WAIT).await.expect("a message from the bridge") {
+        match peer
+            .next_message(WAIT)
+            .await
+            .expect("a message from the bridge")
+        {
             Ok(Message::Reply(reply)) => return reply,
             Ok(_) => continue,
             Err(error) => panic!("malformed message from the bridge: {error}"),
@@ -110,9 +121,18 @@ async fn next_reply(peer: &mut Peer) -> spindle_netlink::message::Reply {
 async fn every_request_gets_exactly_one_answer() {
     let mut fixture = start(|_| {}, 1).await;
     let daemon = fixture.peer.accept(WAIT, &mut 0).await.expect("register");
-    let mut served: Vec<&str> = daemon.register.serves.iter().map(|serve| serve.pipeline.as_str()).collect();
+    let mut served: Vec<&str> = daemon
+        .register
+        .serves
+        .iter()
+        .map(|serve| serve.pipeline.as_str())
+        .collect();
     served.sort();
-    assert_eq!(served, ["noop", "stuck"], "only pipelines with a netlink source register");
+    assert_eq!(
+        served,
+        ["noop", "stuck"],
+        "only pipelines with a netlink source register"
+    );
     let report = fixture
         .peer
         .drive(&PeerConfig {
@@ -125,7 +145,12 @@ async fn every_request_gets_exactly_one_answer() {
         .await
         .expect("drive");
     assert!(report.passed(), "{}", report.table());
-    assert_eq!(report.by_status.get("ok"), Some(&2000), "{}", report.table());
+    assert_eq!(
+        report.by_status.get("ok"),
+        Some(&2000),
+        "{}",
+        report.table()
+    );
     assert_eq!(BridgeCounters::get(&fixture.counters.requests), 2000);
     assert_eq!(fixture.counters.settled(), 2000);
     fixture.shutdown.cancel();
@@ -137,23 +162,53 @@ async fn a_full_window_answers_busy_and_cancel_reaches_the_pipeline() {
     let mut fixture = start(|config| config.max_inflight = 2, 1).await;
     fixture.peer.accept(WAIT, &mut 0).await.expect("register");
     for id in 1..=2 {
-        fixture.peer.send(&request(id, "stuck", 60_000), NLM_F_REQUEST, id as u32).await.unwrap();
+        fixture
+            .peer
+            .send(&request(id, "stuck", 60_000), NLM_F_REQUEST, id as u32)
+            .await
+            .unwrap();
     }
     // The third finds the window full: BUSY at once, while 1 and 2 wait.
-    fixture.peer.send(&request(3, "stuck", 60_000), NLM_F_REQUEST, 3).await.unwrap();
+    fixture
+        .peer
+        .send(&request(3, "stuck", 60_000), NLM_F_REQUEST, 3)
+        .await
+        .unwrap();
     let reply = next_reply(&mut fixture.peer).await;
     assert_eq!((reply.request_id, reply.status), (3, ReplyStatus::Busy));
-    assert_eq!(reply.error.as_ref().map(|error| error.code), Some(errno::EBUSY));
+    assert_eq!(
+        reply.error.as_ref().map(|error| error.code),
+        Some(errno::EBUSY)
+    );
     for id in 1..=2u64 {
-        fixture.peer.send(&Message::Cancel(Cancel { request_id: id }), NLM_F_REQUEST, 10).await.unwrap();
+        fixture
+            .peer
+            .send(
+                &Message::Cancel(Cancel { request_id: id }),
+                NLM_F_REQUEST,
+                10,
+            )
+            .await
+            .unwrap();
     }
-    let mut cancelled = vec![next_reply(&mut fixture.peer).await, next_reply(&mut fixture.peer).await];
+    let mut cancelled = [
+        next_reply(&mut fixture.peer).await,
+        next_reply(&mut fixture.peer).await,
+    ];
     cancelled.sort_by_key(|reply| reply.request_id);
     for (reply, id) in cancelled.iter().zip(1..) {
-        assert_eq!((reply.request_id, reply.status), (id, ReplyStatus::Cancelled), "{reply:?}");
+        assert_eq!(
+            (reply.request_id, reply.status),
+            (id, ReplyStatus::Cancelled),
+            "{reply:?}"
+        );
     }
     // The window is free again.
-    fixture.peer.send(&request(4, "noop", 60_000), NLM_F_REQUEST, 4).await.unwrap();
+    fixture
+        .peer
+        .send(&request(4, "noop", 60_000), NLM_F_REQUEST, 4)
+        .await
+        .unwrap();
     let reply = next_reply(&mut fixture.peer).await;
     assert_eq!((reply.request_id, reply.status), (4, ReplyStatus::Ok));
     assert_eq!(fixture.counters.settled(), 4);
@@ -166,7 +221,10 @@ async fn malformed_and_unroutable_requests_are_answered_not_lost() {
     let mut fixture = start(|_| {}, 1).await;
     fixture.peer.accept(WAIT, &mut 0).await.expect("register");
     // A request whose priority is out of range: answered EINVAL.
-    let mut bad = codec::encode(&request(42, "noop", 1000), fixture.peer.header(NLM_F_REQUEST, 1));
+    let mut bad = codec::encode(
+        &request(42, "noop", 1000),
+        fixture.peer.header(NLM_F_REQUEST, 1),
+    );
     let priority_at = find_attr(&bad, attr::PRIORITY);
     bad[priority_at + 4] = 9;
     fixture.peer.send_raw(&bad).await.unwrap();
@@ -177,13 +235,21 @@ async fn malformed_and_unroutable_requests_are_answered_not_lost() {
     assert!(error.text.contains("PRIORITY"), "{}", error.text);
     // Pipelines without a netlink source, and unknown ones: ENOENT.
     for (id, pipeline) in [(43, "http_only"), (44, "nonexistent")] {
-        fixture.peer.send(&request(id, pipeline, 1000), NLM_F_REQUEST, 2).await.unwrap();
+        fixture
+            .peer
+            .send(&request(id, pipeline, 1000), NLM_F_REQUEST, 2)
+            .await
+            .unwrap();
         let reply = next_reply(&mut fixture.peer).await;
         assert_eq!((reply.request_id, reply.status), (id, ReplyStatus::Error));
         assert_eq!(reply.error.map(|error| error.code), Some(errno::ENOENT));
     }
     // No time left: TIMEOUT at once.
-    fixture.peer.send(&request(45, "noop", 0), NLM_F_REQUEST, 3).await.unwrap();
+    fixture
+        .peer
+        .send(&request(45, "noop", 0), NLM_F_REQUEST, 3)
+        .await
+        .unwrap();
     let reply = next_reply(&mut fixture.peer).await;
     assert_eq!((reply.request_id, reply.status), (45, ReplyStatus::Timeout));
     // Junk that is no request: reported back with an ERROR message.
@@ -194,7 +260,12 @@ async fn malformed_and_unroutable_requests_are_answered_not_lost() {
     junk[17] = 1;
     fixture.peer.send_raw(&junk).await.unwrap();
     loop {
-        match fixture.peer.next_message(WAIT).await.expect("an answer to the junk") {
+        match fixture
+            .peer
+            .next_message(WAIT)
+            .await
+            .expect("an answer to the junk")
+        {
             Ok(Message::Error(report)) => {
                 assert_eq!(report.error.code, errno::EINVAL);
                 break;
@@ -226,11 +297,24 @@ fn find_attr(message: &[u8], kind: u16) -> usize {
 async fn a_version_the_kernel_refuses_stops_the_bridge_with_the_reason() {
     let mut fixture = start(|_| {}, 2).await;
     let mut refused = 0;
-    let accepted = fixture.peer.accept(Duration::from_millis(300), &mut refused).await;
-    assert!(accepted.is_err(), "a version-1 daemon must not be accepted by a version-2 peer");
+    let accepted = fixture
+        .peer
+        .accept(Duration::from_millis(300), &mut refused)
+        .await;
+    assert!(
+        accepted.is_err(),
+        "a version-1 daemon must not be accepted by a version-2 peer"
+    );
     assert_eq!(refused, 1);
-    let error = fixture.bridge.await.unwrap().expect_err("the bridge gives up");
-    assert!(matches!(error, Error::VersionMismatch { version: 1, .. }), "{error}");
+    let error = fixture
+        .bridge
+        .await
+        .unwrap()
+        .expect_err("the bridge gives up");
+    assert!(
+        matches!(error, Error::VersionMismatch { version: 1, .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("hint:"), "{error}");
 }
 
@@ -240,7 +324,10 @@ async fn the_bridge_registers_again_when_the_kernel_side_comes_back() {
     let first = fixture.peer.accept(WAIT, &mut 0).await.expect("register");
     let port = fixture.peer.port();
     // The kernel side goes away (a module unload) and comes back.
-    drop(std::mem::replace(&mut fixture.peer, Peer::bind(0).expect("placeholder")));
+    drop(std::mem::replace(
+        &mut fixture.peer,
+        Peer::bind(0).expect("placeholder"),
+    ));
     let mut peer = loop {
         // The old port is free once the socket closed.
         if let Ok(peer) = Peer::bind(port) {
@@ -250,7 +337,9 @@ async fn the_bridge_registers_again_when_the_kernel_side_comes_back() {
     };
     let second = peer.accept(WAIT, &mut 0).await.expect("registered again");
     assert_eq!(first.register.instance_id, second.register.instance_id);
-    peer.send(&request(1, "noop", 1000), NLM_F_REQUEST, 1).await.unwrap();
+    peer.send(&request(1, "noop", 1000), NLM_F_REQUEST, 1)
+        .await
+        .unwrap();
     let reply = next_reply(&mut peer).await;
     assert_eq!(reply.status, ReplyStatus::Ok);
     assert!(BridgeCounters::get(&fixture.counters.registrations) >= 2);
@@ -262,7 +351,11 @@ async fn the_bridge_registers_again_when_the_kernel_side_comes_back() {
 async fn shutdown_unregisters_then_answers_what_is_in_flight() {
     let mut fixture = start(|_| {}, 1).await;
     fixture.peer.accept(WAIT, &mut 0).await.expect("register");
-    fixture.peer.send(&request(7, "stuck", 60_000), NLM_F_REQUEST, 1).await.unwrap();
+    fixture
+        .peer
+        .send(&request(7, "stuck", 60_000), NLM_F_REQUEST, 1)
+        .await
+        .unwrap();
     // Wait until the bridge took it.
     while BridgeCounters::get(&fixture.counters.requests) == 0 {
         tokio::task::yield_now().await;

@@ -280,7 +280,11 @@ pub fn encode_ack(buffer: &mut Vec<u8>, acked: Header, to_port: u32, error: i32,
 /// types are returned as such. A message with a bad netlink header ends
 /// the datagram (its length cannot be trusted); a message with bad
 /// content is one `Err` and decoding goes on with the next.
-pub fn decode(datagram: &[u8], family_id: u16, direction: Direction) -> Vec<Result<Frame, DecodeError>> {
+pub fn decode(
+    datagram: &[u8],
+    family_id: u16,
+    direction: Direction,
+) -> Vec<Result<Frame, DecodeError>> {
     let mut frames = Vec::new();
     let mut rest = datagram;
     while !rest.is_empty() {
@@ -366,11 +370,19 @@ fn decode_one(
     // be answered.
     let request_id = scan_request_id(attrs);
     if body[1] != FAMILY_VERSION {
-        return Err(fail(Malformed::GenlVersion(body[1]), Some(command), request_id));
+        return Err(fail(
+            Malformed::GenlVersion(body[1]),
+            Some(command),
+            request_id,
+        ));
     }
     let reserved = read_u16(body, 2);
     if reserved != 0 {
-        return Err(fail(Malformed::Reserved(reserved), Some(command), request_id));
+        return Err(fail(
+            Malformed::Reserved(reserved),
+            Some(command),
+            request_id,
+        ));
     }
     decode_message(command, attrs, direction)
         .map(|message| Frame::Genl { header, message })
@@ -428,19 +440,42 @@ fn decode_message(command: u8, attrs: &[u8], direction: Direction) -> Result<Mes
     let (name, allowed) = match (command, direction) {
         (command::REGISTER, ToKernel) => (
             "REGISTER",
-            mask(&[attr::VERSION, attr::FEATURES, attr::INSTANCE_ID, attr::MAX_INFLIGHT, attr::SERVE]),
+            mask(&[
+                attr::VERSION,
+                attr::FEATURES,
+                attr::INSTANCE_ID,
+                attr::MAX_INFLIGHT,
+                attr::SERVE,
+            ]),
         ),
         (command::REGISTER, ToDaemon) => (
             "REGISTER",
-            mask(&[attr::VERSION, attr::FEATURES, attr::INSTANCE_ID, attr::MAX_INFLIGHT]),
+            mask(&[
+                attr::VERSION,
+                attr::FEATURES,
+                attr::INSTANCE_ID,
+                attr::MAX_INFLIGHT,
+            ]),
         ),
         (command::REQUEST, ToDaemon) => (
             "REQUEST",
-            mask(&[attr::REQUEST_ID, attr::PRIORITY, attr::DEADLINE_MS, attr::PIPELINE, attr::PAYLOAD]),
+            mask(&[
+                attr::REQUEST_ID,
+                attr::PRIORITY,
+                attr::DEADLINE_MS,
+                attr::PIPELINE,
+                attr::PAYLOAD,
+            ]),
         ),
         (command::REPLY, ToKernel) => (
             "REPLY",
-            mask(&[attr::REQUEST_ID, attr::STATUS, attr::VECTOR, attr::ERROR_CODE, attr::ERROR_TEXT]),
+            mask(&[
+                attr::REQUEST_ID,
+                attr::STATUS,
+                attr::VECTOR,
+                attr::ERROR_CODE,
+                attr::ERROR_TEXT,
+            ]),
         ),
         (command::CANCEL, ToDaemon) => ("CANCEL", mask(&[attr::REQUEST_ID])),
         (command::HEARTBEAT, _) => ("HEARTBEAT", mask(&[attr::HEARTBEAT_SEQ, attr::INFLIGHT])),
@@ -578,7 +613,9 @@ fn decode_message(command: u8, attrs: &[u8], direction: Direction) -> Result<Mes
         }),
         (command::STATS, ToKernel) => Message::StatsQuery,
         (command::STATS, ToDaemon) => {
-            let nest = table.get(attr::STATS).ok_or(Malformed::Missing { name: "STATS" })?;
+            let nest = table
+                .get(attr::STATS)
+                .ok_or(Malformed::Missing { name: "STATS" })?;
             Message::Stats(decode_stats(nest)?)
         }
         (command::EVENT, _) => {
@@ -588,7 +625,8 @@ fn decode_message(command: u8, attrs: &[u8], direction: Direction) -> Result<Mes
                     name: "EVENT_KIND",
                     value: kind.into(),
                 })?,
-                instance_id: table.optional(attr::INSTANCE_ID, |table| table.u64(attr::INSTANCE_ID))?,
+                instance_id: table
+                    .optional(attr::INSTANCE_ID, |table| table.u64(attr::INSTANCE_ID))?,
                 port: table.optional(attr::PORT, |table| table.u32(attr::PORT))?,
             })
         }
@@ -625,9 +663,15 @@ fn decode_serve(nest: &[u8]) -> Result<Serve, Malformed> {
         };
         check_flags(name, flags, false)?;
         let slot_taken = match kind {
-            serve_attr::PIPELINE => pipeline.replace(string(name, value, limit::PIPELINE_NAME)?).is_some(),
-            serve_attr::MODEL => model.replace(string(name, value, limit::MODEL_NAME)?).is_some(),
-            _ => dims.replace(fixed::<4>(name, value).map(u32::from_ne_bytes)?).is_some(),
+            serve_attr::PIPELINE => pipeline
+                .replace(string(name, value, limit::PIPELINE_NAME)?)
+                .is_some(),
+            serve_attr::MODEL => model
+                .replace(string(name, value, limit::MODEL_NAME)?)
+                .is_some(),
+            _ => dims
+                .replace(fixed::<4>(name, value).map(u32::from_ne_bytes)?)
+                .is_some(),
         };
         if slot_taken {
             return Err(Malformed::Duplicate { name });
@@ -674,7 +718,7 @@ fn decode_stats(nest: &[u8]) -> Result<Stats, Malformed> {
 }
 
 fn decode_vector(bytes: &[u8]) -> Result<Vec<f32>, Malformed> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(Malformed::VectorSize { len: bytes.len() });
     }
     if bytes.len() / 4 > limit::DIMS {
@@ -889,7 +933,9 @@ fn checked_attrs(mut rest: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8], u1
 /// Lenient walk for reading what a peer sent us when strictness does not
 /// matter (ack TLVs, the controller's answers): stops at the first bad one.
 pub fn raw_attrs(rest: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    checked_attrs(rest).map_while(Result::ok).map(|(kind, value, _)| (kind, value))
+    checked_attrs(rest)
+        .map_while(Result::ok)
+        .map(|(kind, value, _)| (kind, value))
 }
 
 /// The first top-level REQUEST_ID that is exactly eight bytes.
@@ -1011,7 +1057,8 @@ impl AttrWriter<'_> {
     pub fn begin_nest(&mut self, kind: u16) -> usize {
         let start = self.buffer.len();
         self.buffer.extend_from_slice(&0u16.to_ne_bytes());
-        self.buffer.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.buffer
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         start
     }
 

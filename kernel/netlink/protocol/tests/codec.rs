@@ -86,7 +86,10 @@ fn all_messages() -> Vec<(Direction, Message)> {
                 }),
             }),
         ),
-        (Direction::ToDaemon, Message::Cancel(Cancel { request_id: 5 })),
+        (
+            Direction::ToDaemon,
+            Message::Cancel(Cancel { request_id: 5 }),
+        ),
         (
             Direction::ToKernel,
             Message::Heartbeat(Heartbeat {
@@ -111,7 +114,10 @@ fn all_messages() -> Vec<(Direction, Message)> {
                 request_id: Some(1),
             }),
         ),
-        (Direction::ToKernel, Message::Unregister(Unregister { instance_id: 7 })),
+        (
+            Direction::ToKernel,
+            Message::Unregister(Unregister { instance_id: 7 }),
+        ),
         (Direction::ToKernel, Message::StatsQuery),
         (Direction::ToDaemon, Message::Stats(Stats { counters })),
         (
@@ -132,7 +138,10 @@ fn every_message_round_trips() {
         let frames = codec::decode(&bytes, FAMILY, direction);
         assert_eq!(frames.len(), 1, "{message:?}");
         match &frames[0] {
-            Ok(Frame::Genl { header: got, message: decoded }) => {
+            Ok(Frame::Genl {
+                header: got,
+                message: decoded,
+            }) => {
                 assert_eq!(decoded, &message);
                 assert_eq!(got.seq, 11);
                 assert_eq!(got.port, 4242);
@@ -146,7 +155,11 @@ fn every_message_round_trips() {
 fn several_messages_share_a_datagram() {
     let mut datagram = Vec::new();
     for seq in 0..3 {
-        codec::encode_into(&mut datagram, &Message::Cancel(Cancel { request_id: seq }), header(seq as u32));
+        codec::encode_into(
+            &mut datagram,
+            &Message::Cancel(Cancel { request_id: seq }),
+            header(seq as u32),
+        );
     }
     let frames = codec::decode(&datagram, FAMILY, Direction::ToDaemon);
     assert_eq!(frames.len(), 3);
@@ -160,7 +173,10 @@ fn acks_carry_the_error_and_the_text() {
     let frames = codec::decode(&datagram, FAMILY, Direction::ToDaemon);
     match &frames[0] {
         Ok(Frame::Ack {
-            acked_seq, error, text, ..
+            acked_seq,
+            error,
+            text,
+            ..
         }) => {
             assert_eq!((*acked_seq, *error), (5, -71));
             assert_eq!(text.as_deref(), Some("version 2 refused"));
@@ -208,7 +224,8 @@ fn good_request_attrs() -> Vec<(u16, Vec<u8>)> {
 }
 
 fn with(attrs: &[(u16, Vec<u8>)], kind: u16, value: Vec<u8>) -> Vec<(u16, Vec<u8>)> {
-    let mut attrs: Vec<(u16, Vec<u8>)> = attrs.iter().filter(|(k, _)| *k != kind).cloned().collect();
+    let mut attrs: Vec<(u16, Vec<u8>)> =
+        attrs.iter().filter(|(k, _)| *k != kind).cloned().collect();
     attrs.push((kind, value));
     attrs
 }
@@ -225,8 +242,7 @@ fn describe(frames: &[Result<Frame, DecodeError>]) -> String {
             Ok(other) => format!("ok {other:?}"),
             Err(error) => format!(
                 "rejected: {} [request_id {:?}]",
-                error.reason,
-                error.request_id
+                error.reason, error.request_id
             ),
         })
         .collect::<Vec<_>>()
@@ -252,43 +268,171 @@ fn hostile_messages_are_rejected_with_their_reason() {
     let mut long_payload = vec![b'a'; protocol::limit::PAYLOAD + 1];
     long_payload[0] = b'b';
     let mut cases: Vec<(&str, Vec<u8>, Direction)> = vec![
-        ("a good request", raw(command::REQUEST, 1, &request), Direction::ToDaemon),
+        (
+            "a good request",
+            raw(command::REQUEST, 1, &request),
+            Direction::ToDaemon,
+        ),
         ("empty datagram", vec![], Direction::ToDaemon),
         ("15 bytes", vec![0; 15], Direction::ToDaemon),
-        ("genl header cut", raw(command::REQUEST, 1, &request)[..18].to_vec(), Direction::ToDaemon),
-        ("genl version 2", raw(command::REQUEST, 2, &request), Direction::ToDaemon),
+        (
+            "genl header cut",
+            raw(command::REQUEST, 1, &request)[..18].to_vec(),
+            Direction::ToDaemon,
+        ),
+        (
+            "genl version 2",
+            raw(command::REQUEST, 2, &request),
+            Direction::ToDaemon,
+        ),
         ("unknown command", raw(77, 1, &request), Direction::ToDaemon),
-        ("request sent to the kernel", raw(command::REQUEST, 1, &request), Direction::ToKernel),
-        ("reply sent to the daemon", raw(command::REPLY, 1, &reply_ok), Direction::ToDaemon),
-        ("unknown attribute", raw(command::REQUEST, 1, &with(&request, 99, vec![1])), Direction::ToDaemon),
+        (
+            "request sent to the kernel",
+            raw(command::REQUEST, 1, &request),
+            Direction::ToKernel,
+        ),
+        (
+            "reply sent to the daemon",
+            raw(command::REPLY, 1, &reply_ok),
+            Direction::ToDaemon,
+        ),
+        (
+            "unknown attribute",
+            raw(command::REQUEST, 1, &with(&request, 99, vec![1])),
+            Direction::ToDaemon,
+        ),
         (
             "attribute of another command",
-            raw(command::REQUEST, 1, &with(&request, attr::VECTOR, vec![0; 4])),
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::VECTOR, vec![0; 4]),
+            ),
             Direction::ToDaemon,
         ),
         (
             "duplicate attribute",
-            raw(command::REQUEST, 1, &[request.clone(), vec![(attr::PRIORITY, vec![1])]].concat()),
+            raw(
+                command::REQUEST,
+                1,
+                &[request.clone(), vec![(attr::PRIORITY, vec![1])]].concat(),
+            ),
             Direction::ToDaemon,
         ),
-        ("missing pipeline", raw(command::REQUEST, 1, &without(&request, attr::PIPELINE)), Direction::ToDaemon),
-        ("short request id", raw(command::REQUEST, 1, &with(&request, attr::REQUEST_ID, vec![1, 2, 3, 4])), Direction::ToDaemon),
-        ("priority 7", raw(command::REQUEST, 1, &with(&request, attr::PRIORITY, vec![7])), Direction::ToDaemon),
-        ("pipeline without NUL", raw(command::REQUEST, 1, &with(&request, attr::PIPELINE, b"ingest".to_vec())), Direction::ToDaemon),
-        ("pipeline with inner NUL", raw(command::REQUEST, 1, &with(&request, attr::PIPELINE, b"in\0gest\0".to_vec())), Direction::ToDaemon),
-        ("empty pipeline", raw(command::REQUEST, 1, &with(&request, attr::PIPELINE, vec![0])), Direction::ToDaemon),
-        ("pipeline too long", raw(command::REQUEST, 1, &with(&request, attr::PIPELINE, cstr(&"p".repeat(64)))), Direction::ToDaemon),
-        ("payload too long", raw(command::REQUEST, 1, &with(&request, attr::PAYLOAD, long_payload)), Direction::ToDaemon),
-        ("payload not UTF-8", raw(command::REQUEST, 1, &with(&request, attr::PAYLOAD, vec![0xff, 0xfe])), Direction::ToDaemon),
-        ("vector of 5 bytes", raw(command::REPLY, 1, &with(&reply_ok, attr::VECTOR, vec![0; 5])), Direction::ToKernel),
-        ("vector with NaN", raw(command::REPLY, 1, &with(&reply_ok, attr::VECTOR, f32::NAN.to_le_bytes().to_vec())), Direction::ToKernel),
-        ("ok reply without vector", raw(command::REPLY, 1, &without(&reply_ok, attr::VECTOR)), Direction::ToKernel),
         (
-            "failed reply without error",
-            raw(command::REPLY, 1, &with(&without(&reply_ok, attr::VECTOR), attr::STATUS, vec![1])),
+            "missing pipeline",
+            raw(command::REQUEST, 1, &without(&request, attr::PIPELINE)),
+            Direction::ToDaemon,
+        ),
+        (
+            "short request id",
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::REQUEST_ID, vec![1, 2, 3, 4]),
+            ),
+            Direction::ToDaemon,
+        ),
+        (
+            "priority 7",
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::PRIORITY, vec![7]),
+            ),
+            Direction::ToDaemon,
+        ),
+        (
+            "pipeline without NUL",
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::PIPELINE, b"ingest".to_vec()),
+            ),
+            Direction::ToDaemon,
+        ),
+        (
+            "pipeline with inner NUL",
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::PIPELINE, b"in\0gest\0".to_vec()),
+            ),
+            Direction::ToDaemon,
+        ),
+        (
+            "empty pipeline",
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::PIPELINE, vec![0]),
+            ),
+            Direction::ToDaemon,
+        ),
+        (
+            "pipeline too long",
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::PIPELINE, cstr(&"p".repeat(64))),
+            ),
+            Direction::ToDaemon,
+        ),
+        (
+            "payload too long",
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::PAYLOAD, long_payload),
+            ),
+            Direction::ToDaemon,
+        ),
+        (
+            "payload not UTF-8",
+            raw(
+                command::REQUEST,
+                1,
+                &with(&request, attr::PAYLOAD, vec![0xff, 0xfe]),
+            ),
+            Direction::ToDaemon,
+        ),
+        (
+            "vector of 5 bytes",
+            raw(
+                command::REPLY,
+                1,
+                &with(&reply_ok, attr::VECTOR, vec![0; 5]),
+            ),
             Direction::ToKernel,
         ),
-        ("status 9", raw(command::REPLY, 1, &with(&reply_ok, attr::STATUS, vec![9])), Direction::ToKernel),
+        (
+            "vector with NaN",
+            raw(
+                command::REPLY,
+                1,
+                &with(&reply_ok, attr::VECTOR, f32::NAN.to_le_bytes().to_vec()),
+            ),
+            Direction::ToKernel,
+        ),
+        (
+            "ok reply without vector",
+            raw(command::REPLY, 1, &without(&reply_ok, attr::VECTOR)),
+            Direction::ToKernel,
+        ),
+        (
+            "failed reply without error",
+            raw(
+                command::REPLY,
+                1,
+                &with(&without(&reply_ok, attr::VECTOR), attr::STATUS, vec![1]),
+            ),
+            Direction::ToKernel,
+        ),
+        (
+            "status 9",
+            raw(command::REPLY, 1, &with(&reply_ok, attr::STATUS, vec![9])),
+            Direction::ToKernel,
+        ),
         (
             "register with window 0",
             raw(
@@ -310,7 +454,11 @@ fn hostile_messages_are_rejected_with_their_reason() {
     cases.push(("network byte order flag", byteorder, Direction::ToDaemon));
     let mut nested = raw(command::REQUEST, 1, &request);
     nested[20 + 2 + 1] |= 0x80;
-    cases.push(("nested flag on a plain attribute", nested, Direction::ToDaemon));
+    cases.push((
+        "nested flag on a plain attribute",
+        nested,
+        Direction::ToDaemon,
+    ));
     let mut short_attr = raw(command::REQUEST, 1, &request);
     short_attr[20] = 2;
     short_attr[21] = 0;
@@ -324,7 +472,11 @@ fn hostile_messages_are_rejected_with_their_reason() {
     let len = trailing.len() as u32;
     trailing[..4].copy_from_slice(&len.to_ne_bytes());
     cases.push(("junk after the attributes", trailing, Direction::ToDaemon));
-    let mut padding = raw(command::REQUEST, 1, &with(&request, attr::PRIORITY, vec![0]));
+    let mut padding = raw(
+        command::REQUEST,
+        1,
+        &with(&request, attr::PRIORITY, vec![0]),
+    );
     let priority_padding = padding.len() - 3; // PRIORITY was pushed last: 1 byte + 3 padding
     padding[priority_padding] = 0xaa;
     cases.push(("non-zero padding", padding, Direction::ToDaemon));
@@ -333,7 +485,11 @@ fn hostile_messages_are_rejected_with_their_reason() {
     cases.push(("length past the datagram", too_long, Direction::ToDaemon));
     let mut too_short = raw(command::REQUEST, 1, &request);
     too_short[..4].copy_from_slice(&8u32.to_ne_bytes());
-    cases.push(("length shorter than a header", too_short, Direction::ToDaemon));
+    cases.push((
+        "length shorter than a header",
+        too_short,
+        Direction::ToDaemon,
+    ));
 
     let mut table = String::new();
     for (name, bytes, direction) in cases {
@@ -346,8 +502,11 @@ fn hostile_messages_are_rejected_with_their_reason() {
 /// The numbers in `kmod/spindle_netlink.h` are the numbers here.
 #[test]
 fn the_kernel_module_header_agrees() {
-    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../kmod/spindle_netlink.h"))
-        .expect("kmod/spindle_netlink.h");
+    let header = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../kmod/spindle_netlink.h"
+    ))
+    .expect("kmod/spindle_netlink.h");
     let mut defines = BTreeMap::new();
     for line in header.lines() {
         let mut words = line.split_whitespace();
@@ -359,8 +518,13 @@ fn the_kernel_module_header_agrees() {
         }
     }
     let number = |name: &str| -> u64 {
-        let value = defines.get(name).unwrap_or_else(|| panic!("{name} missing from the header"));
-        if let Some(shift) = value.strip_prefix("(1ULL << ").and_then(|rest| rest.strip_suffix(')')) {
+        let value = defines
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from the header"));
+        if let Some(shift) = value
+            .strip_prefix("(1ULL << ")
+            .and_then(|rest| rest.strip_suffix(')'))
+        {
             let shift: u32 = shift.parse().unwrap();
             return 1 << shift;
         }
@@ -368,7 +532,10 @@ fn the_kernel_module_header_agrees() {
     };
     let checks: Vec<(&str, u64)> = vec![
         ("SPINDLE_NL_FAMILY_VERSION", protocol::FAMILY_VERSION.into()),
-        ("SPINDLE_NL_PROTOCOL_VERSION", protocol::PROTOCOL_VERSION.into()),
+        (
+            "SPINDLE_NL_PROTOCOL_VERSION",
+            protocol::PROTOCOL_VERSION.into(),
+        ),
         ("SPINDLE_NL_CMD_REGISTER", command::REGISTER.into()),
         ("SPINDLE_NL_CMD_REQUEST", command::REQUEST.into()),
         ("SPINDLE_NL_CMD_REPLY", command::REPLY.into()),
@@ -399,33 +566,72 @@ fn the_kernel_module_header_agrees() {
         ("SPINDLE_NL_A_EVENT_KIND", attr::EVENT_KIND.into()),
         ("SPINDLE_NL_A_PORT", attr::PORT.into()),
         ("SPINDLE_NL_A_MAX", attr::MAX.into()),
-        ("SPINDLE_NL_SERVE_A_PIPELINE", protocol::serve_attr::PIPELINE.into()),
-        ("SPINDLE_NL_SERVE_A_MODEL", protocol::serve_attr::MODEL.into()),
+        (
+            "SPINDLE_NL_SERVE_A_PIPELINE",
+            protocol::serve_attr::PIPELINE.into(),
+        ),
+        (
+            "SPINDLE_NL_SERVE_A_MODEL",
+            protocol::serve_attr::MODEL.into(),
+        ),
         ("SPINDLE_NL_SERVE_A_DIMS", protocol::serve_attr::DIMS.into()),
         ("SPINDLE_NL_STATUS_OK", protocol::status::OK.into()),
         ("SPINDLE_NL_STATUS_ERROR", protocol::status::ERROR.into()),
-        ("SPINDLE_NL_STATUS_TIMEOUT", protocol::status::TIMEOUT.into()),
+        (
+            "SPINDLE_NL_STATUS_TIMEOUT",
+            protocol::status::TIMEOUT.into(),
+        ),
         ("SPINDLE_NL_STATUS_BUSY", protocol::status::BUSY.into()),
-        ("SPINDLE_NL_STATUS_CANCELLED", protocol::status::CANCELLED.into()),
+        (
+            "SPINDLE_NL_STATUS_CANCELLED",
+            protocol::status::CANCELLED.into(),
+        ),
         ("SPINDLE_NL_PRIO_HIGH", protocol::priority::HIGH.into()),
         ("SPINDLE_NL_PRIO_MEDIUM", protocol::priority::MEDIUM.into()),
         ("SPINDLE_NL_PRIO_LOW", protocol::priority::LOW.into()),
-        ("SPINDLE_NL_EVENT_DAEMON_UP", protocol::event::DAEMON_UP.into()),
-        ("SPINDLE_NL_EVENT_DAEMON_DOWN", protocol::event::DAEMON_DOWN.into()),
-        ("SPINDLE_NL_EVENT_BREAKER_OPEN", protocol::event::BREAKER_OPEN.into()),
-        ("SPINDLE_NL_EVENT_BREAKER_CLOSED", protocol::event::BREAKER_CLOSED.into()),
-        ("SPINDLE_NL_EVENT_OVERLOAD", protocol::event::OVERLOAD.into()),
+        (
+            "SPINDLE_NL_EVENT_DAEMON_UP",
+            protocol::event::DAEMON_UP.into(),
+        ),
+        (
+            "SPINDLE_NL_EVENT_DAEMON_DOWN",
+            protocol::event::DAEMON_DOWN.into(),
+        ),
+        (
+            "SPINDLE_NL_EVENT_BREAKER_OPEN",
+            protocol::event::BREAKER_OPEN.into(),
+        ),
+        (
+            "SPINDLE_NL_EVENT_BREAKER_CLOSED",
+            protocol::event::BREAKER_CLOSED.into(),
+        ),
+        (
+            "SPINDLE_NL_EVENT_OVERLOAD",
+            protocol::event::OVERLOAD.into(),
+        ),
         ("SPINDLE_NL_F_VECTOR_F32", protocol::feature::VECTOR_F32),
         ("SPINDLE_NL_F_CANCEL", protocol::feature::CANCEL),
         ("SPINDLE_NL_F_HEARTBEAT", protocol::feature::HEARTBEAT),
         ("SPINDLE_NL_F_STATS", protocol::feature::STATS),
-        ("SPINDLE_NL_LIMIT_PIPELINE_NAME", protocol::limit::PIPELINE_NAME as u64),
-        ("SPINDLE_NL_LIMIT_MODEL_NAME", protocol::limit::MODEL_NAME as u64),
+        (
+            "SPINDLE_NL_LIMIT_PIPELINE_NAME",
+            protocol::limit::PIPELINE_NAME as u64,
+        ),
+        (
+            "SPINDLE_NL_LIMIT_MODEL_NAME",
+            protocol::limit::MODEL_NAME as u64,
+        ),
         ("SPINDLE_NL_LIMIT_PAYLOAD", protocol::limit::PAYLOAD as u64),
         ("SPINDLE_NL_LIMIT_DIMS", protocol::limit::DIMS as u64),
-        ("SPINDLE_NL_LIMIT_ERROR_TEXT", protocol::limit::ERROR_TEXT as u64),
+        (
+            "SPINDLE_NL_LIMIT_ERROR_TEXT",
+            protocol::limit::ERROR_TEXT as u64,
+        ),
         ("SPINDLE_NL_LIMIT_SERVES", protocol::limit::SERVES as u64),
-        ("SPINDLE_NL_LIMIT_MAX_INFLIGHT", protocol::limit::MAX_INFLIGHT.into()),
+        (
+            "SPINDLE_NL_LIMIT_MAX_INFLIGHT",
+            protocol::limit::MAX_INFLIGHT.into(),
+        ),
     ];
     for (name, value) in checks {
         assert_eq!(number(name), value, "{name}");
@@ -434,6 +640,12 @@ fn the_kernel_module_header_agrees() {
         let define = format!("SPINDLE_NL_STAT_{}", name.to_uppercase());
         assert_eq!(number(&define), u64::from(counter), "{define}");
     }
-    assert_eq!(defines["SPINDLE_NL_FAMILY_NAME"], format!("\"{}\"", protocol::FAMILY_NAME));
-    assert_eq!(defines["SPINDLE_NL_EVENTS_GROUP"], format!("\"{}\"", protocol::EVENTS_GROUP));
+    assert_eq!(
+        defines["SPINDLE_NL_FAMILY_NAME"],
+        format!("\"{}\"", protocol::FAMILY_NAME)
+    );
+    assert_eq!(
+        defines["SPINDLE_NL_EVENTS_GROUP"],
+        format!("\"{}\"", protocol::EVENTS_GROUP)
+    );
 }

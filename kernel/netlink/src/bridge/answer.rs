@@ -40,14 +40,25 @@ pub(super) fn reply(request_id: u64, answer: RequestAnswer) -> Reply {
                 _ => error.message.clone(),
             };
             match error.class {
-                FailureClass::Permanent => failure(request_id, ReplyStatus::Error, errno::EIO, &text),
-                FailureClass::Transient => failure(request_id, ReplyStatus::Error, errno::EAGAIN, &text),
+                FailureClass::Permanent => {
+                    failure(request_id, ReplyStatus::Error, errno::EIO, &text)
+                }
+                FailureClass::Transient => {
+                    failure(request_id, ReplyStatus::Error, errno::EAGAIN, &text)
+                }
                 // Refused for now without trying (a breaker, a service that
                 // is starting): the kernel's caller may try again.
-                FailureClass::Unavailable { .. } => failure(request_id, ReplyStatus::Busy, errno::EBUSY, &text),
+                FailureClass::Unavailable { .. } => {
+                    failure(request_id, ReplyStatus::Busy, errno::EBUSY, &text)
+                }
             }
         }
-        Outcome::Timeout => failure(request_id, ReplyStatus::Timeout, errno::ETIMEDOUT, "deadline exceeded"),
+        Outcome::Timeout => failure(
+            request_id,
+            ReplyStatus::Timeout,
+            errno::ETIMEDOUT,
+            "deadline exceeded",
+        ),
         Outcome::Rejected(RejectReason::QueueFull) => failure(
             request_id,
             ReplyStatus::Busy,
@@ -60,7 +71,12 @@ pub(super) fn reply(request_id: u64, answer: RequestAnswer) -> Reply {
             errno::ESHUTDOWN,
             "the daemon is shutting down",
         ),
-        Outcome::Cancelled(_) => failure(request_id, ReplyStatus::Cancelled, errno::ECANCELED, "cancelled"),
+        Outcome::Cancelled(_) => failure(
+            request_id,
+            ReplyStatus::Cancelled,
+            errno::ECANCELED,
+            "cancelled",
+        ),
     }
 }
 
@@ -71,7 +87,11 @@ pub(super) fn failure(request_id: u64, status: ReplyStatus, code: u32, text: &st
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let text = if text.is_empty() { "failed" } else { &text[..end] };
+    let text = if text.is_empty() {
+        "failed"
+    } else {
+        &text[..end]
+    };
     Reply {
         request_id,
         status,
@@ -94,7 +114,12 @@ pub(super) struct Obligation {
 }
 
 impl Obligation {
-    pub(super) fn new(link: Link, counters: Arc<BridgeCounters>, request_id: u64, seq: u32) -> Obligation {
+    pub(super) fn new(
+        link: Link,
+        counters: Arc<BridgeCounters>,
+        request_id: u64,
+        seq: u32,
+    ) -> Obligation {
         Obligation {
             link,
             counters,
@@ -108,10 +133,18 @@ impl Obligation {
         self.kept = true;
         let status = reply.status;
         let datagram = codec::encode(&Message::Reply(reply), self.link.header(0, self.seq));
-        match self.link.socket.send(&datagram, self.link.kernel_port).await {
+        match self
+            .link
+            .socket
+            .send(&datagram, self.link.kernel_port)
+            .await
+        {
             Ok(()) => count(&self.counters, status),
             Err(error) => {
-                tracing::warn!(request = self.request_id, "netlink: could not send the reply: {error}");
+                tracing::warn!(
+                    request = self.request_id,
+                    "netlink: could not send the reply: {error}"
+                );
                 self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -116,7 +116,11 @@ impl BridgeCounters {
 
 /// Serves the kernel's pipelines over netlink until `shutdown`, then
 /// drains: unregisters, answers what is in flight, and returns.
-pub async fn serve(kernel: Kernel, config: BridgeConfig, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn serve(
+    kernel: Kernel,
+    config: BridgeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let kernel = KernelHandle::new(kernel);
     let serves = served_pipelines(&kernel, &config.family)?;
     if config.max_inflight == 0 || config.max_inflight > limit::MAX_INFLIGHT {
@@ -137,7 +141,9 @@ pub async fn serve(kernel: Kernel, config: BridgeConfig, shutdown: CancellationT
             Ok(link) => link,
             Err(Error::FamilyMissing { family }) => {
                 if !announced_missing {
-                    tracing::warn!("netlink: family `{family}` is not registered; waiting for the module");
+                    tracing::warn!(
+                        "netlink: family `{family}` is not registered; waiting for the module"
+                    );
                     announced_missing = true;
                 }
                 if wait_or_stop(&shutdown, shared.config.reconnect_delay).await {
@@ -150,7 +156,10 @@ pub async fn serve(kernel: Kernel, config: BridgeConfig, shutdown: CancellationT
         match register::register(&link, &shared).await {
             Ok((registered, early)) => {
                 announced_missing = false;
-                shared.counters.registrations.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .registrations
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     port = link.socket.port(),
                     instance = format!("{instance_id:016x}"),
@@ -173,7 +182,8 @@ pub async fn serve(kernel: Kernel, config: BridgeConfig, shutdown: CancellationT
             // (its socket is still open while old replies go out, or the
             // module's heartbeat watchdog has not removed it). Retry.
             Err(Error::Refused { errno, .. })
-                if errno == libc::EBUSY && shared.counters.registrations.load(Ordering::Relaxed) > 0 => {}
+                if errno == libc::EBUSY
+                    && shared.counters.registrations.load(Ordering::Relaxed) > 0 => {}
             Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ECONNREFUSED) => {
                 if !announced_missing {
                     tracing::warn!("netlink: nobody listens at the peer's port yet; retrying");
@@ -218,13 +228,24 @@ fn served_pipelines(kernel: &KernelHandle, family: &str) -> Result<Vec<Serve>, E
     }
     if serves.len() > limit::SERVES {
         return Err(Error::Config {
-            message: format!("{} pipelines declare netlink sources; at most {} can register", serves.len(), limit::SERVES),
+            message: format!(
+                "{} pipelines declare netlink sources; at most {} can register",
+                serves.len(),
+                limit::SERVES
+            ),
             hint: "serve fewer pipelines per instance, or run a second instance",
         });
     }
-    if let Some(serve) = serves.iter().find(|serve| serve.pipeline.len() > limit::PIPELINE_NAME) {
+    if let Some(serve) = serves
+        .iter()
+        .find(|serve| serve.pipeline.len() > limit::PIPELINE_NAME)
+    {
         return Err(Error::Config {
-            message: format!("pipeline name `{}` is longer than {} bytes", serve.pipeline, limit::PIPELINE_NAME),
+            message: format!(
+                "pipeline name `{}` is longer than {} bytes",
+                serve.pipeline,
+                limit::PIPELINE_NAME
+            ),
             hint: "shorten the pipeline's name",
         });
     }

@@ -17,7 +17,10 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Registers; returns what was agreed and any messages that arrived with
 /// the answer (requests may follow the agreement before its ack).
-pub(super) async fn register(link: &Link, shared: &Shared) -> Result<(Registered, Vec<Frame>), Error> {
+pub(super) async fn register(
+    link: &Link,
+    shared: &Shared,
+) -> Result<(Registered, Vec<Frame>), Error> {
     let seq = shared.next_seq();
     let config = &shared.config;
     let message = Message::Register(Register {
@@ -40,7 +43,8 @@ pub(super) async fn register(link: &Link, shared: &Shared) -> Result<(Registered
                 .recv(&mut buffer)
                 .await
                 .map_err(|source| Error::io("reading the answer to REGISTER", source))?;
-            for frame in codec::decode(&buffer[..received.len], link.family_id, Direction::ToDaemon) {
+            for frame in codec::decode(&buffer[..received.len], link.family_id, Direction::ToDaemon)
+            {
                 match frame {
                     Ok(Frame::Genl {
                         header,
@@ -48,7 +52,10 @@ pub(super) async fn register(link: &Link, shared: &Shared) -> Result<(Registered
                     }) if header.seq == seq => registered = Some(answer),
                     Ok(frame @ Frame::Genl { .. }) if registered.is_some() => early.push(frame),
                     Ok(Frame::Ack {
-                        acked_seq, error, text, ..
+                        acked_seq,
+                        error,
+                        text,
+                        ..
                     }) if acked_seq == seq => {
                         return match error {
                             0 => registered.clone().ok_or(Error::NoAnswer {

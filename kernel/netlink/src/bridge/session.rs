@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{self, DecodeError, Frame, NLM_F_REQUEST};
 use crate::kernel_handle::KernelHandle;
 use crate::message::{
-    Direction, ErrorReport, Heartbeat, Message, Registered, ReplyStatus, Request, Serve, Unregister, WireError,
+    Direction, ErrorReport, Heartbeat, Message, Registered, ReplyStatus, Request, Serve,
+    Unregister, WireError,
 };
 use crate::protocol::{command, errno, limit};
 use crate::transport::Link;
@@ -43,7 +44,12 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn new(kernel: KernelHandle, config: BridgeConfig, serves: Vec<Serve>, instance_id: u64) -> Shared {
+    pub fn new(
+        kernel: KernelHandle,
+        config: BridgeConfig,
+        serves: Vec<Serve>,
+        instance_id: u64,
+    ) -> Shared {
         Shared {
             kernel,
             counters: config.counters.clone(),
@@ -75,7 +81,7 @@ pub(super) async fn run(
     let mut heartbeat_seqs: Vec<u32> = Vec::new();
     let mut buffer = vec![0u8; limit::MESSAGE];
     for frame in early {
-        if let Err(why) = on_frame(link, shared, frame, window, tasks, &mut heartbeat_seqs).await {
+        if let Err(why) = on_frame(link, shared, frame, window, tasks, &heartbeat_seqs).await {
             return SessionEnd::Lost(why);
         }
     }
@@ -141,7 +147,7 @@ pub(super) async fn run(
                 }
                 for frame in codec::decode(&buffer[..received.len], link.family_id, Direction::ToDaemon) {
                     let outcome = match frame {
-                        Ok(frame) => on_frame(link, shared, frame, window, tasks, &mut heartbeat_seqs).await,
+                        Ok(frame) => on_frame(link, shared, frame, window, tasks, &heartbeat_seqs).await,
                         Err(error) => {
                             on_malformed(link, shared, error).await;
                             Ok(())
@@ -163,7 +169,7 @@ async fn on_frame(
     frame: Frame,
     window: u32,
     tasks: &mut JoinSet<()>,
-    heartbeat_seqs: &mut Vec<u32>,
+    heartbeat_seqs: &[u32],
 ) -> Result<(), String> {
     match frame {
         Frame::Genl { header, message } => match message {
@@ -173,7 +179,10 @@ async fn on_frame(
             }
             Message::Cancel(cancel) => {
                 shared.counters.cancels.fetch_add(1, Ordering::Relaxed);
-                shared.kernel.cancel(&correlation_id(cancel.request_id)).await;
+                shared
+                    .kernel
+                    .cancel(&correlation_id(cancel.request_id))
+                    .await;
                 Ok(())
             }
             Message::Heartbeat(heartbeat) => {
@@ -195,7 +204,10 @@ async fn on_frame(
                         .await
                         .map_err(|error| format!("heartbeat echo could not be sent: {error}"))?;
                 } else {
-                    shared.counters.heartbeats_answered.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .heartbeats_answered
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
             }
@@ -211,7 +223,12 @@ async fn on_frame(
             // Answers this session did not ask for, events: nothing to do.
             _ => Ok(()),
         },
-        Frame::Ack { acked_seq, error, text, .. } => {
+        Frame::Ack {
+            acked_seq,
+            error,
+            text,
+            ..
+        } => {
             if error == 0 {
                 return Ok(());
             }
@@ -240,7 +257,11 @@ async fn on_request(
 ) {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let request_id = request.request_id;
-    let immediate = if !shared.serves.iter().any(|serve| serve.pipeline == request.pipeline) {
+    let immediate = if !shared
+        .serves
+        .iter()
+        .any(|serve| serve.pipeline == request.pipeline)
+    {
         Some(answer::failure(
             request_id,
             ReplyStatus::Error,
@@ -315,7 +336,10 @@ async fn on_malformed(link: &Link, shared: &Shared, error: DecodeError) {
         let reply = answer::failure(request_id, ReplyStatus::Error, errno::EINVAL, &text);
         let datagram = codec::encode(&Message::Reply(reply), link.header(0, error.seq));
         match link.socket.send(&datagram, link.kernel_port).await {
-            Ok(()) => shared.counters.rejected_malformed.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => shared
+                .counters
+                .rejected_malformed
+                .fetch_add(1, Ordering::Relaxed),
             Err(_) => shared.counters.unanswered.fetch_add(1, Ordering::Relaxed),
         };
         return;
@@ -341,7 +365,10 @@ pub(super) async fn drain(link: &Link, shared: &Arc<Shared>, tasks: &mut JoinSet
     let message = Message::Unregister(Unregister {
         instance_id: shared.instance_id,
     });
-    match link.send(&message, codec::NLM_F_ACK, shared.next_seq()).await {
+    match link
+        .send(&message, codec::NLM_F_ACK, shared.next_seq())
+        .await
+    {
         Ok(()) => {}
         // The kernel side is gone already: nothing to unregister from.
         Err(error) if error.raw_os_error() == Some(libc::ECONNREFUSED) => {
