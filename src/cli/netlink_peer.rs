@@ -201,7 +201,12 @@ async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
             return Err(error).with_context(|| format!("cannot run {}", script.display()));
         }
     };
-    let stop = kernel.clone();
+    // Ctrl-C or SIGTERM drains the bridge first (UNREGISTER, then every
+    // request in flight answered by a kernel still running), and only then
+    // stops the kernel: an upgrade (a new instance registers, this one is
+    // told to stop) loses nothing.
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
     tokio::spawn(async move {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -209,15 +214,11 @@ async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {}
         }
-        stop.shutdown();
+        stop.cancel();
     });
-    eprintln!(
-        "netlink-peer: bridge for {} over {}",
-        script.display(),
-        args.transport
-    );
+    eprintln!("netlink-peer: bridge for {} over {}", script.display(), args.transport);
     let counters = config.counters.clone();
-    let result = serve_until_shutdown(&kernel, config).await;
+    let result = spindle_netlink::serve(kernel.clone(), config, shutdown).await;
     kernel.shutdown();
     let _ = kernel.wait().await;
     eprintln!(
