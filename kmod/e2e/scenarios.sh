@@ -190,6 +190,28 @@ flooded() {
 check "a flood beyond the cap gets busy answers and loses nothing" flooded
 echo 1024 > $P/queue_cap
 echo 64 > $P/high_reserve
+
+# 10. Per-sender rate limit: a burst of 2, then EAGAIN.
+limited_before=$(stat rate_limited)
+echo 1 > $P/rate_limit
+echo 2 > $P/rate_burst
+flood 10 ingest high 60000 A high priority request embeds this sentence.
+flood_wait
+echo 100000 > $P/rate_limit
+echo 10000 > $P/rate_burst
+rate_limited() {
+    [ "$(fl accepted)" -le 3 ] || { why "accepted $(fl accepted) of 10 with a burst of 2"; return 1; }
+    [ $(( $(stat rate_limited) - limited_before )) -ge 7 ] || { why "rate_limited went from $limited_before to $(stat rate_limited)"; return 1; }
+    [ "$(fl ok)" = "$(fl accepted)" ] || { why "$(tr '\n' ' ' < /tmp/flood)"; return 1; }
+}
+check "a sender over its rate limit is refused with EAGAIN" rate_limited
+
+# 11. The module reloads: the daemon registers again by itself.
+rmmod spindle_netlink || fail "unload with a daemon registered" "rmmod failed"
+insmod /e2e/spindle_netlink.ko
+check "after a module reload the daemon registers again" wait_instances 1
+call ingest high 120000 "after the reload"
+check "and answers" [ "$(field status)" = ok ]
 check "the module's counters balance" [ "$(stat balance)" = 0 ]
 check "no malformed message crossed the boundary" [ "$(stat malformed)" = 0 ]
 cat $D/stats | tr '\n' ' '; echo

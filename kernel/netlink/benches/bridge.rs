@@ -3,6 +3,8 @@
 //!
 //! - raw: `pingpong` (blocking sockets, one echo process), datagrams of the
 //!   payload's size;
+//! - kernel: the same no-op pipeline submitted in process, no netlink (what
+//!   the request path costs by itself);
 //! - bridge: the peer (this process) plays the kernel; a child process runs
 //!   a real kernel (script host, scheduler, request path) with a no-op Lua
 //!   pipeline behind the bridge;
@@ -59,11 +61,19 @@ fn main() {
     );
     for size in [64usize, 1500] {
         let (raw_latency, raw_throughput) = raw(size);
+        let (kernel_latency, kernel_throughput) = in_process(dir.path(), size);
         let (bridge_latency, bridge_throughput) = over_bridge(dir.path(), "noop", NOOP, size);
         let raw_p50 = micros(percentile(&raw_latency, 0.5));
+        let kernel_p50 = micros(percentile(&kernel_latency, 0.5));
         let bridge_p50 = micros(percentile(&bridge_latency, 0.5));
         for (what, latencies, throughput, ratio) in [
             ("raw", &raw_latency, raw_throughput, 1.0),
+            (
+                "kernel",
+                &kernel_latency,
+                kernel_throughput,
+                kernel_p50 / raw_p50,
+            ),
             (
                 "bridge",
                 &bridge_latency,
@@ -175,6 +185,54 @@ fn bridge(role: &str) {
         kernel.shutdown();
         let _ = kernel.wait().await;
     });
+}
+
+/// The same no-op pipeline submitted in process (no netlink): what the
+/// kernel's request path costs by itself.
+fn in_process(dir: &std::path::Path, size: usize) -> (Vec<Duration>, f64) {
+    let file = dir.join("noop-in-process.lua");
+    std::fs::write(&file, NOOP).expect("script");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let kernel = Kernel::start(KernelSource::Script(file.clone()), KernelConfig::default())
+            .expect("kernel");
+        let submission = Submission {
+            pipeline: "noop".to_owned(),
+            text: text(size),
+            priority: spindle_scheduler::Priority::Medium,
+            deadline: Some(Duration::from_secs(30)),
+            correlation_id: None,
+            source: spindle_scheduler::Source::Netlink,
+        };
+        let mut latencies = Vec::with_capacity(LATENCY_ROUNDS);
+        for _ in 0..LATENCY_ROUNDS {
+            let start = Instant::now();
+            let answer = kernel.submit(submission.clone()).await;
+            latencies.push(start.elapsed());
+            assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
+        }
+        latencies.sort();
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..WINDOW {
+            let kernel = kernel.clone();
+            let submission = submission.clone();
+            tasks.spawn(async move {
+                for _ in 0..THROUGHPUT_ROUNDS / WINDOW {
+                    kernel.submit(submission.clone()).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let throughput =
+            (THROUGHPUT_ROUNDS / WINDOW * WINDOW) as f64 / start.elapsed().as_secs_f64();
+        kernel.shutdown();
+        let _ = kernel.wait().await;
+        (latencies, throughput)
+    })
 }
 
 fn text(size: usize) -> String {

@@ -28,12 +28,13 @@ impl Echo {
         self.port
     }
 
-    /// Echoes until a zero-length datagram arrives.
+    /// Echoes until a one-byte datagram arrives (netlink refuses empty
+    /// ones; pings are at least eight bytes).
     pub fn run(&self) -> io::Result<()> {
         let mut buffer = vec![0u8; 70 * 1024];
         loop {
             let received = sys::recv_from(&self.fd, &mut buffer)?;
-            if received.len == 0 {
+            if received.len == 1 {
                 return Ok(());
             }
             sys::send_to(&self.fd, &buffer[..received.len], received.port)?;
@@ -103,7 +104,7 @@ pub fn ping(port: u32, size: usize, count: usize, window: usize) -> io::Result<P
 pub fn stop_echo(port: u32) -> io::Result<()> {
     let fd = sys::open(sys::NETLINK_USERSOCK, true)?;
     sys::bind(&fd, 0)?;
-    sys::send_to(&fd, &[], port)?;
+    sys::send_to(&fd, &[0xff], port)?;
     Ok(())
 }
 
