@@ -216,7 +216,11 @@ async fn bridge(script: PathBuf, args: Args) -> anyhow::Result<ExitCode> {
         }
         stop.cancel();
     });
-    eprintln!("netlink-peer: bridge for {} over {}", script.display(), args.transport);
+    eprintln!(
+        "netlink-peer: bridge for {} over {}",
+        script.display(),
+        args.transport
+    );
     let counters = config.counters.clone();
     let result = spindle_netlink::serve(kernel.clone(), config, shutdown).await;
     kernel.shutdown();
