@@ -139,6 +139,11 @@
 ---@field timeout? spindle.Duration|spindle.Timeouts One duration for every priority, or one per priority (defaults 5s, 15s, 60s).
 ---@field fallback? fun(req: spindle.Request, err: string): spindle.Request? Called when a stage fails; what it returns is the answer, marked degraded.
 ---@field description? string Free text for people and tools.
+---@field budget? spindle.Duration Lua time one run of each of its Lua stages (and its fallback) may take; a runaway is stopped with an error naming the stage and line (default "1s").
+
+---The options of `s.stage("name", { ... }, body)`, between the name and the body.
+---@class spindle.StageOptions
+---@field budget? spindle.Duration Lua time one run of this stage may take (default: the pipeline's `budget`, else "1s").
 
 ---A pipeline's `timeout` per priority; a caller's own shorter deadline applies.
 ---@class spindle.Timeouts
@@ -200,10 +205,12 @@ function spindle.pipeline(name, fields) end
 ---A stage of a pipeline: a Lua function that gets `req` and returns it (or
 ---nothing, to keep it), or `s.embed "service"`. An error fails the request
 ---with the pipeline, stage, file and line. Stage names are unique within
----their pipeline.
+---their pipeline. `s.stage("name", { budget = "50ms" }, body)` gives the
+---stage its own options.
 ---@param name string
 ---@param body (fun(req: spindle.Request): spindle.Request?)|spindle.Embed
 ---@return spindle.Stage
+---@overload fun(name: string, options: spindle.StageOptions, body: (fun(req: spindle.Request): spindle.Request?)|spindle.Embed): spindle.Stage
 function spindle.stage(name, body) end
 
 ---The embedding stage's body: embeds `req.text` with an embedding service

@@ -26,6 +26,37 @@ pub enum KernelError {
     /// A task of the kernel itself died (a bug); the reason says which.
     #[error("the kernel stopped abnormally: {0}")]
     Crashed(String),
+    /// A debugger named a request that is not live on the script host.
+    #[error(
+        "request {request_id} is not running Lua now: it has been answered, or it is still queued\n  hint: list live requests first"
+    )]
+    UnknownRequest { request_id: u64 },
+    /// A debugger asked a running request for what only a paused one has.
+    #[error("request {request_id} is not paused\n  hint: pause it first")]
+    NotPaused { request_id: u64 },
+    /// A debugger's reading of a paused request failed.
+    #[error("{0}")]
+    Inspect(String),
+    /// The kernel runs a graph without a script: there is no Lua to debug
+    /// or reload.
+    #[error("this kernel runs a graph without a script (no Lua to debug, nothing to reload)")]
+    NoScript,
+    /// A service command was refused (unknown service, shutting down).
+    #[error(transparent)]
+    Control(#[from] crate::supervisor::ControlError),
+}
+
+impl KernelError {
+    pub(crate) fn from_debug(error: ScriptError) -> KernelError {
+        match error {
+            ScriptError::UnknownRequest { request_id } => {
+                KernelError::UnknownRequest { request_id }
+            }
+            ScriptError::NotPaused { request_id } => KernelError::NotPaused { request_id },
+            ScriptError::Thread(_) | ScriptError::HostGone => KernelError::Host(error.to_string()),
+            other => KernelError::Inspect(other.to_string()),
+        }
+    }
 }
 
 impl From<ScriptError> for KernelError {

@@ -11,6 +11,7 @@
 //! `scripts/check-layering.sh`); front ends turn its values into wire
 //! formats.
 
+mod debug;
 pub mod embedding;
 mod error;
 mod events;
@@ -22,6 +23,7 @@ pub mod requests;
 mod services;
 pub mod supervisor;
 
+pub use debug::LiveRequest;
 pub use error::KernelError;
 pub use events::{KernelEvent, KernelSubscription};
 pub use faults::Fault;

@@ -62,11 +62,32 @@ pub(crate) struct PipelineDecl {
     pub site: CallSite,
 }
 
-/// `s.stage("name", function_or_embed)`.
+/// `s.stage("name", function_or_embed)` or
+/// `s.stage("name", { budget = "50ms" }, function_or_embed)`.
 pub(crate) struct StageDecl {
     pub name: Value,
+    /// The options table, `Nil` without one.
+    pub options: Value,
     pub body: Value,
+    /// A value after the body (options written last), kept to be reported.
+    pub trailing: Value,
     pub site: CallSite,
+}
+
+impl StageDecl {
+    fn new((name, second, third): (Value, Value, Value), site: CallSite) -> StageDecl {
+        let (options, body, trailing) = match (second, third) {
+            (Value::Table(options), body) => (Value::Table(options), body, Value::Nil),
+            (body, trailing) => (Value::Nil, body, trailing),
+        };
+        StageDecl {
+            name,
+            options,
+            body,
+            trailing,
+            site,
+        }
+    }
 }
 
 impl UserData for StageDecl {}
@@ -110,12 +131,7 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
         module.set(kind.callee(), probe)?;
     }
     module.set("pipeline", lua.create_function(pipeline)?)?;
-    module.set(
-        "stage",
-        declaring(lua, "stage", |(name, body): (Value, Value), site| {
-            StageDecl { name, body, site }
-        })?,
-    )?;
+    module.set("stage", declaring(lua, "stage", StageDecl::new)?)?;
     module.set(
         "embed",
         declaring(lua, "embed", |spec: Value, site| EmbedDecl { spec, site })?,

@@ -1,13 +1,18 @@
-//! Turns `s.pipeline` declarations into [`PipelineSpec`]s: stages in order,
-//! sources, timeouts and the fallback, each mistake located in the source.
+//! Turns `s.pipeline` declarations into [`PipelineSpec`]s: stages in order
+//! (with their options), sources, timeouts, budgets and the fallback, each
+//! mistake located in the source.
+
+use std::time::Duration;
 
 use mlua::{AnyUserData, Table, Value};
 
 use crate::api::{CallSite, EmbedDecl, PipelineDecl, SourceDecl, StageDecl};
 use crate::convert::{Converter, Part};
+use crate::diagnostic::Severity;
 use crate::spec::*;
 
-const PIPELINE_FIELDS: &[&str] = &["from", "timeout", "fallback", "description"];
+const PIPELINE_FIELDS: &[&str] = &["from", "timeout", "fallback", "budget", "description"];
+const STAGE_OPTION_FIELDS: &[&str] = &["budget"];
 const TIMEOUT_FIELDS: &[&str] = &["high", "medium", "low"];
 const EMBED_FIELDS: &[&str] = &["service", "fallback"];
 const NETLINK_FIELDS: &[&str] = &["family"];
@@ -68,6 +73,7 @@ impl Converter<'_> {
         }
         let sources = self.sources(site, &decl.table);
         let timeouts = self.timeouts(site, &decl.table);
+        let budget = self.budget(site, &decl.table, "budget");
         let fallback = match decl
             .table
             .raw_get::<Value>("fallback")
@@ -104,6 +110,7 @@ impl Converter<'_> {
             stages,
             timeouts,
             fallback,
+            budget,
         })
     }
 
@@ -166,6 +173,39 @@ impl Converter<'_> {
                 return None;
             }
         };
+        if !matches!(decl.trailing, Value::Nil) {
+            self.error(
+                stage_site,
+                None,
+                Part::Key,
+                format!(
+                    "stage `{name}` has an argument after its body ({})",
+                    crate::convert::describe(&decl.trailing)
+                ),
+                "options go before the body: s.stage(\"name\", { budget = \"50ms\" }, function(req) ... end)"
+                    .to_owned(),
+            );
+        }
+        let budget = match &decl.options {
+            Value::Table(options) => {
+                let what = format!("the options of stage `{name}`");
+                self.check_fields(stage_site, options, "", STAGE_OPTION_FIELDS, &what);
+                let budget = self.budget(stage_site, options, "budget");
+                if budget.is_some() && matches!(kind, StageKind::Embed { .. }) {
+                    self.push(
+                        Severity::Warning,
+                        stage_site,
+                        Some("budget"),
+                        Part::Key,
+                        format!("stage `{name}` embeds; a budget limits Lua stages only"),
+                        "an embed stage waits on the engine, bounded by the request's deadline; remove `budget` here"
+                            .to_owned(),
+                    );
+                }
+                budget
+            }
+            _ => None,
+        };
         let position = self.locator.position(stage_site, None, Part::Key);
         Some(StageSpec {
             name,
@@ -175,7 +215,24 @@ impl Converter<'_> {
                 column: position.column,
             },
             kind,
+            budget,
         })
+    }
+
+    /// A budget: a duration above zero.
+    fn budget(&mut self, site: &CallSite, table: &Table, path: &str) -> Option<Duration> {
+        let budget = self.duration_at(site, table, path, "budget")?;
+        if budget.is_zero() {
+            self.error(
+                site,
+                Some(path),
+                Part::Value,
+                "a budget of zero would stop every run at once".to_owned(),
+                "write the Lua time a run may take, e.g. budget = \"500ms\"".to_owned(),
+            );
+            return None;
+        }
+        Some(budget)
     }
 
     fn embed_stage(&mut self, data: &AnyUserData) -> Option<StageKind> {

@@ -3,9 +3,13 @@
 //! pipeline on it as coroutines, many in flight at once. Work reaches it as
 //! jobs on a channel; each job carries the callback that receives its
 //! answer, so the caller may bridge to any runtime it likes.
+//!
+//! The host keeps a registry of the runs in flight and answers the
+//! debugger's commands about them (list, pause, resume, stack, variables)
+//! between two resumes. A watchdog thread stops Lua that runs past its
+//! budget, and an [`Interrupter`] stops it on demand (`budget`).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::rc::Rc;
@@ -18,14 +22,32 @@ use futures::executor::LocalPool;
 use futures::future::{AbortHandle, Abortable};
 use futures::task::LocalSpawnExt;
 use futures::{FutureExt, StreamExt};
-use mlua::{Function, HookTriggers, Lua, Value, VmState};
+use mlua::{Function, Value};
 
-use crate::eval;
+use crate::budget::{self, DEFAULT_STAGE_BUDGET, Interrupter, Verdict, Watchdog};
+use crate::debug::{RunStack, Variable, VariablesRef, inspect};
 use crate::pipeline_run::{
     self, Effects, NoEffects, PipelineAnswer, PipelineRequest, RunContext, StageFailure,
 };
+use crate::run_registry::{LiveRun, Registry};
 use crate::spec::FunctionId;
-use crate::{Evaluation, ScriptError};
+use crate::{Evaluation, ScriptError, eval, lua_raw};
+
+/// How a host runs its script's Lua.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostConfig {
+    /// The budget of a Lua stage when neither the stage nor its pipeline
+    /// declares one; `None` lets such stages run without limit.
+    pub default_stage_budget: Option<Duration>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            default_stage_budget: Some(DEFAULT_STAGE_BUDGET),
+        }
+    }
+}
 
 /// The answer to a Lua check: pass, or fail with a reason.
 pub type CheckResult = Result<bool, String>;
@@ -47,6 +69,12 @@ pub enum RunOutcome {
 /// A callback that receives a run's outcome on the host thread.
 pub type RunReply = Box<dyn FnOnce(RunOutcome) + Send>;
 
+/// A callback that receives the runs in flight.
+pub type RunsReply = Box<dyn FnOnce(Vec<LiveRun>) + Send>;
+
+/// A callback that receives a debugger command's answer on the host thread.
+pub type DebugReply<T> = Box<dyn FnOnce(Result<T, ScriptError>) + Send>;
+
 enum Job {
     Check {
         function: FunctionId,
@@ -60,6 +88,26 @@ enum Job {
     Cancel {
         request_id: u64,
     },
+    Runs {
+        reply: RunsReply,
+    },
+    Pause {
+        request_id: u64,
+        reply: DebugReply<()>,
+    },
+    Resume {
+        request_id: u64,
+        reply: DebugReply<()>,
+    },
+    Stack {
+        request_id: u64,
+        reply: DebugReply<RunStack>,
+    },
+    Variables {
+        request_id: u64,
+        reference: VariablesRef,
+        reply: DebugReply<Vec<Variable>>,
+    },
 }
 
 /// A handle to the thread that runs a script's Lua. Dropping every handle
@@ -67,6 +115,7 @@ enum Job {
 #[derive(Clone)]
 pub struct ScriptHost {
     jobs: mpsc::UnboundedSender<Job>,
+    interrupter: Interrupter,
 }
 
 impl std::fmt::Debug for ScriptHost {
@@ -87,25 +136,52 @@ impl ScriptHost {
         path: &Path,
         effects: Arc<dyn Effects>,
     ) -> Result<(ScriptHost, Evaluation), ScriptError> {
+        ScriptHost::start_with_config(path, effects, HostConfig::default())
+    }
+
+    /// Starts the host thread with the kernel's `effects` and `config`.
+    pub fn start_with_config(
+        path: &Path,
+        effects: Arc<dyn Effects>,
+        config: HostConfig,
+    ) -> Result<(ScriptHost, Evaluation), ScriptError> {
         let (jobs, job_receiver) = mpsc::unbounded::<Job>();
         let (evaluated, evaluation) = std::sync::mpsc::channel::<Evaluation>();
         let path = path.to_path_buf();
+        let watchdog = Watchdog::start().map_err(ScriptError::Thread)?;
+        let interrupter = watchdog.interrupter();
         thread::Builder::new()
             .name("spindle-lua".to_owned())
             .spawn(move || {
                 let loaded = eval::load(&path);
                 let _ = evaluated.send(loaded.evaluation.clone());
+                // Without tracking (only a memory error stops it), a
+                // runaway inside a script's own coroutine is not stopped.
+                let _ = budget::track_nested_coroutines(&loaded.lua, &watchdog);
+                let debug = match lua_raw::debug_library(&loaded.lua) {
+                    Ok(debug) => debug,
+                    // Only a memory error can get here; without the
+                    // library the debugger's reads fail, the rest works.
+                    Err(_) => loaded
+                        .lua
+                        .create_table()
+                        .expect("an empty table fits in the memory limit"),
+                };
                 let context = Rc::new(RunContext {
                     lua: loaded.lua,
                     graph: loaded.evaluation.graph,
                     functions: loaded.functions,
                     effects,
+                    config,
+                    registry: RefCell::new(Registry::default()),
+                    watchdog,
+                    debug,
                 });
                 serve(context, job_receiver);
             })
             .map_err(ScriptError::Thread)?;
         let evaluation = evaluation.recv().map_err(|_| ScriptError::HostGone)?;
-        Ok((ScriptHost { jobs }, evaluation))
+        Ok((ScriptHost { jobs, interrupter }, evaluation))
     }
 
     /// Calls a Lua check function; `reply` runs on the host thread with the
@@ -136,6 +212,7 @@ impl ScriptHost {
                 line: 0,
                 message: "the script host has stopped".to_owned(),
                 cause: None,
+                stopped: None,
             }));
         }
     }
@@ -145,14 +222,76 @@ impl ScriptHost {
     pub fn cancel(&self, request_id: u64) {
         let _ = self.jobs.unbounded_send(Job::Cancel { request_id });
     }
+
+    /// Lists the requests in flight, by request id.
+    pub fn runs(&self, reply: RunsReply) {
+        if let Err(error) = self.jobs.unbounded_send(Job::Runs { reply })
+            && let Job::Runs { reply } = error.into_inner()
+        {
+            reply(Vec::new());
+        }
+    }
+
+    /// Pauses a request at its next line of Lua: at once if it is in a Lua
+    /// stage, else when its next Lua stage starts. Only that request stops;
+    /// [`Effects::run_event`] reports where. The reply says the pause is
+    /// armed (a request that finishes first is simply answered).
+    pub fn pause(&self, request_id: u64, reply: DebugReply<()>) {
+        self.send_debug(Job::Pause { request_id, reply });
+    }
+
+    /// Lets a paused request go on (or withdraws a pause not reached yet).
+    pub fn resume(&self, request_id: u64, reply: DebugReply<()>) {
+        self.send_debug(Job::Resume { request_id, reply });
+    }
+
+    /// Reads a paused request's stack: frames innermost first, each with
+    /// its locals and upvalues, and `req`'s fields.
+    pub fn stack(&self, request_id: u64, reply: DebugReply<RunStack>) {
+        self.send_debug(Job::Stack { request_id, reply });
+    }
+
+    /// Lists the entries of a table or vector that [`ScriptHost::stack`]
+    /// (or an earlier call) showed, while the request stays paused.
+    pub fn variables(
+        &self,
+        request_id: u64,
+        reference: VariablesRef,
+        reply: DebugReply<Vec<Variable>>,
+    ) {
+        self.send_debug(Job::Variables {
+            request_id,
+            reference,
+            reply,
+        });
+    }
+
+    /// A handle that stops the Lua running right now from any thread.
+    pub fn interrupter(&self) -> Interrupter {
+        self.interrupter.clone()
+    }
+
+    fn send_debug(&self, job: Job) {
+        let Err(error) = self.jobs.unbounded_send(job) else {
+            return;
+        };
+        match error.into_inner() {
+            Job::Pause { reply, .. } | Job::Resume { reply, .. } => {
+                reply(Err(ScriptError::HostGone));
+            }
+            Job::Stack { reply, .. } => reply(Err(ScriptError::HostGone)),
+            Job::Variables { reply, .. } => reply(Err(ScriptError::HostGone)),
+            _ => {}
+        }
+    }
 }
 
 /// The host thread's loop: a single-threaded executor whose tasks are the
-/// runs in flight, fed by the job channel.
+/// runs in flight, fed by the job channel. Jobs are handled between two
+/// resumes, so no Lua runs while the registry is read or changed.
 fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut pool = LocalPool::new();
     let spawner = pool.spawner();
-    let running: Rc<RefCell<HashMap<u64, AbortHandle>>> = Rc::default();
     pool.run_until(async {
         while let Some(job) = jobs.next().await {
             match job {
@@ -162,19 +301,20 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     reply,
                 } => {
                     let result = match context.functions.get(function.0 as usize) {
-                        Some(check) => call_with_deadline(&context.lua, check, timeout),
+                        Some(check) => call_with_deadline(&context, check, timeout),
                         None => Err(format!("no Lua function with id {}", function.0)),
                     };
                     reply(result);
                 }
                 Job::Run { request, reply } => {
                     let request_id = request.id;
+                    let request = Rc::new(request);
                     let (abort, registration) = AbortHandle::new_pair();
-                    running.borrow_mut().insert(request_id, abort);
+                    let generation = context.registry.borrow_mut().insert(request.clone(), abort);
                     let run = AssertUnwindSafe(pipeline_run::run(context.clone(), request))
                         .catch_unwind();
                     let run = Abortable::new(run, registration);
-                    let running = running.clone();
+                    let context = context.clone();
                     let task = async move {
                         let outcome = match run.await {
                             Ok(Ok(Ok(answer))) => RunOutcome::Answered(answer),
@@ -182,7 +322,7 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                             Ok(Err(panic)) => RunOutcome::Panicked(panic_message(&panic)),
                             Err(_aborted) => RunOutcome::Cancelled,
                         };
-                        running.borrow_mut().remove(&request_id);
+                        context.registry.borrow_mut().remove(request_id, generation);
                         reply(outcome);
                     };
                     if spawner.spawn_local(task).is_err() {
@@ -190,16 +330,85 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                         break;
                     }
                 }
-                Job::Cancel { request_id } => {
-                    if let Some(abort) = running.borrow_mut().remove(&request_id) {
-                        abort.abort();
-                    }
+                // Each answer is computed before its reply runs, so that a
+                // reply never runs while the registry is borrowed.
+                Job::Cancel { request_id } => context.registry.borrow_mut().abort(request_id),
+                Job::Runs { reply } => {
+                    let runs = context.registry.borrow().list();
+                    reply(runs);
+                }
+                Job::Pause { request_id, reply } => {
+                    let armed = context.registry.borrow_mut().request_pause(request_id);
+                    reply(armed);
+                }
+                Job::Resume { request_id, reply } => {
+                    let resumed = context.registry.borrow_mut().resume(request_id);
+                    reply(resumed);
+                }
+                Job::Stack { request_id, reply } => {
+                    let stack = read_stack(&context, request_id);
+                    reply(stack);
+                }
+                Job::Variables {
+                    request_id,
+                    reference,
+                    reply,
+                } => {
+                    let variables = read_variables(&context, request_id, reference);
+                    reply(variables);
                 }
             }
         }
     });
     // Every handle is gone: finish the runs still in flight.
     pool.run();
+}
+
+fn read_stack(context: &RunContext, request_id: u64) -> Result<RunStack, ScriptError> {
+    let mut registry = context.registry.borrow_mut();
+    let entry = registry.get_mut(request_id)?;
+    let (true, Some(thread)) = (entry.is_paused(), entry.thread.clone()) else {
+        return Err(ScriptError::NotPaused { request_id });
+    };
+    let req = entry.req.clone();
+    let stage = entry.stage.clone();
+    inspect::read_stack(
+        &context.debug,
+        &thread,
+        &stage,
+        req.as_ref(),
+        &mut entry.inspected,
+    )
+    .map_err(|error| ScriptError::Inspect {
+        request_id,
+        message: error.to_string(),
+    })
+}
+
+fn read_variables(
+    context: &RunContext,
+    request_id: u64,
+    reference: VariablesRef,
+) -> Result<Vec<Variable>, ScriptError> {
+    let mut registry = context.registry.borrow_mut();
+    let entry = registry.get_mut(request_id)?;
+    if !entry.is_paused() {
+        return Err(ScriptError::NotPaused { request_id });
+    }
+    let value = (reference.0 as usize)
+        .checked_sub(1)
+        .and_then(|idx| entry.inspected.get(idx))
+        .cloned()
+        .ok_or(ScriptError::UnknownVariables {
+            request_id,
+            reference: reference.0,
+        })?;
+    inspect::expand(&context.debug, &value, &mut entry.inspected).map_err(|error| {
+        ScriptError::Inspect {
+            request_id,
+            message: error.to_string(),
+        }
+    })
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -210,42 +419,47 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-/// Calls `check` with an instruction-count hook that stops it at the
-/// deadline; the hook exists only for the duration of the call.
-fn call_with_deadline(lua: &Lua, check: &Function, timeout: Duration) -> CheckResult {
-    let deadline = Instant::now() + timeout;
-    let hooked = lua.set_hook(
-        HookTriggers::new().every_nth_instruction(10_000),
-        move |_, debug| {
-            if Instant::now() < deadline {
-                return Ok(VmState::Continue);
+/// Calls `check` as a coroutine under the watchdog, which stops it at the
+/// deadline; no hook runs unless it gets there.
+fn call_with_deadline(context: &RunContext, check: &Function, timeout: Duration) -> CheckResult {
+    let describe = |error: &mlua::Error| {
+        let diagnostic = eval::lua_error_diagnostic(error, Path::new(""));
+        (
+            diagnostic.file.display().to_string(),
+            diagnostic.line,
+            diagnostic.message,
+        )
+    };
+    let thread = context
+        .lua
+        .create_thread(check.clone())
+        .map_err(|error| error.to_string())?;
+    let guard = context
+        .watchdog
+        .enter(&thread, Some(Instant::now() + timeout));
+    let result = thread.resume::<Value>(());
+    let verdict = guard.leave();
+    if verdict.is_some() {
+        thread.remove_hook();
+        let (file, line) = match &result {
+            Err(error) => {
+                let (file, line, _) = describe(error);
+                (file, line)
             }
-            let file = debug
-                .source()
-                .source
-                .map(|s| s.trim_start_matches('@').to_owned());
-            let line = debug.current_line().unwrap_or(0);
-            Err(mlua::Error::runtime(format!(
-                "{}:{line}: the check ran past its timeout of {timeout:?}",
-                file.unwrap_or_default()
-            )))
-        },
-    );
-    let result = check.call::<Value>(());
-    if hooked.is_ok() {
-        lua.remove_hook();
+            Ok(_) => (String::new(), 0),
+        };
+        let what = match verdict {
+            Some(Verdict::Interrupted) => "the check was interrupted".to_owned(),
+            _ => format!("the check ran past its timeout of {timeout:?}"),
+        };
+        return Err(format!("{file}:{line}: {what}"));
     }
     match result {
         Ok(Value::Nil | Value::Boolean(false)) => Ok(false),
         Ok(_) => Ok(true),
         Err(error) => {
-            let diagnostic = eval::lua_error_diagnostic(&error, Path::new(""));
-            Err(format!(
-                "{}:{}: {}",
-                diagnostic.file.display(),
-                diagnostic.line,
-                diagnostic.message
-            ))
+            let (file, line, message) = describe(&error);
+            Err(format!("{file}:{line}: {message}"))
         }
     }
 }

@@ -6,31 +6,47 @@
 //! thread of its own and keeps the Lua state alive so that Lua health probes
 //! can be called later.
 //!
+//! The host is also the debugger's seam: it keeps a registry of the
+//! requests in flight, pauses one at its next line while the others run on,
+//! resumes it, and reads its stack; it stops a stage that runs past its
+//! budget, and an [`Interrupter`] stops running Lua from any thread.
+//!
 //! This crate knows no async runtime, no sockets and no wire format; it
 //! depends on no other workspace crate.
 
 mod api;
+mod budget;
 mod convert;
 mod convert_pipeline;
 mod convert_probe;
 mod convert_service;
+mod coroutine;
+pub mod debug;
 mod diagnostic;
 mod duration;
 mod eval;
 mod host;
+mod lua_raw;
+mod lua_vector;
 mod netlink_notice;
 mod pipeline_run;
+mod run_registry;
 mod source_map;
 pub mod spec;
 
+pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
+pub use debug::{RunStack, StackFrame, Variable, VariablesRef};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
-pub use host::{CheckReply, CheckResult, RunOutcome, RunReply, ScriptHost};
+pub use host::{
+    CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply, RunsReply, ScriptHost,
+};
 pub use pipeline_run::{
     Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError, PipelineAnswer,
     PipelineRequest, RequestScope, StageFailure,
 };
+pub use run_registry::{LiveRun, PausePoint, PauseReason, RunEvent, RunEventKind, RunState};
 pub use spec::*;
 
 use std::path::Path;
@@ -53,13 +69,27 @@ impl Evaluation {
 }
 
 /// The ways the script host itself can fail (as opposed to a script's
-/// mistakes, which are diagnostics).
+/// mistakes, which are diagnostics), and the debugger commands' refusals.
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     #[error("cannot start the Lua thread: {0}")]
     Thread(std::io::Error),
     #[error("the Lua thread stopped before it answered")]
     HostGone,
+    #[error(
+        "no request {request_id} is in flight on the script host: it has finished or never \
+         started (ScriptHost::runs lists the live ones)"
+    )]
+    UnknownRequest { request_id: u64 },
+    #[error("request {request_id} is not paused: pause it first, then read its stack or resume it")]
+    NotPaused { request_id: u64 },
+    #[error(
+        "request {request_id} has no variables reference {reference}: references last only \
+         while the request stays paused; read its stack again"
+    )]
+    UnknownVariables { request_id: u64, reference: u32 },
+    #[error("cannot read the stack of request {request_id}: {message}")]
+    Inspect { request_id: u64, message: String },
 }
 
 /// Evaluates a script file into a graph and its diagnostics. Lua probes in

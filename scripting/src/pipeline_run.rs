@@ -1,12 +1,16 @@
 //! Running one request through a pipeline on the script host's thread.
 //!
-//! Each Lua stage runs as a coroutine (an mlua `Thread` driven as a future),
-//! so a request that waits on Rust (an embedding) yields and the host runs
-//! other requests meanwhile. The embed stage asks the kernel through
-//! [`Effects`] and resumes when the answer arrives, from whatever thread.
+//! Each Lua stage runs as a coroutine (`coroutine`), so a request that
+//! waits on Rust (an embedding) or on the debugger yields and the host runs
+//! other requests meanwhile; each stage runs under its time budget. The
+//! embed stage asks the kernel through [`Effects`] and resumes when the
+//! answer arrives, from whatever thread; the vector reaches Lua as a
+//! `lua_vector` userdata, not a table. The run keeps its entry in the
+//! host's registry current (stage, running or waiting).
 //! Nothing here knows a runtime, a socket or a wire format.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
@@ -15,7 +19,12 @@ use std::time::{Duration, Instant};
 
 use mlua::{Function, Lua, Table, Value};
 
+use crate::budget::{Stopped, Watchdog};
+use crate::coroutine::{self, CallError, CoroutineCall};
 use crate::eval::lua_error_diagnostic;
+use crate::host::HostConfig;
+use crate::lua_vector::LuaVector;
+use crate::run_registry::{Registry, RunEvent, RunState};
 use crate::spec::{FunctionId, GraphSpec, PipelineSpec, StageKind, StageSpec};
 
 /// A request as a pipeline sees it.
@@ -98,6 +107,9 @@ pub struct StageFailure {
     /// decides from it whether the failure is transient. `None` for
     /// failures of the script itself, which are permanent.
     pub cause: Option<EmbedFailure>,
+    /// The host stopped the stage: it ran past its budget, or was
+    /// interrupted. Permanent.
+    pub stopped: Option<Stopped>,
 }
 
 /// One embedding asked of the kernel by an embed stage.
@@ -154,9 +166,15 @@ pub struct HostEmbedError(pub String);
 /// Receives an embedding answer; may run on any thread.
 pub type EmbedReply = Box<dyn FnOnce(Result<EmbedAnswer, EmbedFailure>) + Send>;
 
-/// What pipelines ask of the kernel.
+/// What pipelines ask of the kernel, and what the host tells it.
 pub trait Effects: Send + Sync + 'static {
     fn embed(&self, call: EmbedCall, reply: EmbedReply);
+
+    /// A request paused or resumed under the debugger. Called on the host
+    /// thread: return quickly, and never wait on the host from here.
+    fn run_event(&self, event: RunEvent) {
+        let _ = event;
+    }
 }
 
 /// Effects of a host with no kernel attached: every embedding fails.
@@ -177,6 +195,13 @@ pub(crate) struct RunContext {
     pub graph: Option<GraphSpec>,
     pub functions: Vec<Function>,
     pub effects: Arc<dyn Effects>,
+    pub config: HostConfig,
+    /// The runs in flight; borrowed only between resumes, never across an
+    /// await.
+    pub registry: RefCell<Registry>,
+    pub watchdog: Watchdog,
+    /// Lua's `debug` library, for Rust only (see `lua_raw`).
+    pub debug: Table,
 }
 
 /// Fields of `req` that the runner owns; everything else is reported back as
@@ -192,7 +217,7 @@ const OWN_FIELDS: &[&str] = &[
 
 pub(crate) async fn run(
     context: Rc<RunContext>,
-    request: PipelineRequest,
+    request: Rc<PipelineRequest>,
 ) -> Result<PipelineAnswer, StageFailure> {
     let failure = |stage: &str, message: String| StageFailure {
         pipeline: request.pipeline.clone(),
@@ -201,6 +226,7 @@ pub(crate) async fn run(
         line: 0,
         message,
         cause: None,
+        stopped: None,
     };
     let Some(pipeline) = context
         .graph
@@ -228,7 +254,13 @@ pub(crate) async fn run(
                 let Some(fallback) = pipeline.fallback else {
                     return Err(stage_failure);
                 };
-                let degraded = call_fallback(&context, fallback, &req, &stage_failure).await;
+                // An interrupt means "stop this", not "answer degraded".
+                if stage_failure.stopped == Some(Stopped::Interrupted) {
+                    return Err(stage_failure);
+                }
+                let degraded =
+                    call_fallback(&context, pipeline, fallback, &req, &request, &stage_failure)
+                        .await;
                 return match degraded {
                     Ok(answer_table) => {
                         let mut answer = answer_from(&answer_table, &request, stages)
@@ -273,10 +305,23 @@ async fn run_stage(
         line: stage.location.line,
         message,
         cause,
+        stopped: None,
     };
     match &stage.kind {
         StageKind::Lua { function } => {
-            let result = call_coroutine(context, *function, (req.clone(),)).await;
+            context
+                .registry
+                .borrow_mut()
+                .set_stage(request.id, &stage.name, RunState::Running);
+            let call = CoroutineCall {
+                request_id: request.id,
+                stage: &stage.name,
+                budget: pipeline
+                    .stage_budget(stage)
+                    .or(context.config.default_stage_budget),
+                req: Some(req),
+            };
+            let result = call_function(context, call, *function, (req.clone(),)).await;
             match result {
                 Ok(Value::Nil) => Ok(StageOutput::Request(req.clone())),
                 Ok(Value::Table(next)) => Ok(StageOutput::Request(next)),
@@ -287,10 +332,14 @@ async fn run_stage(
                     ),
                     None,
                 )),
-                Err(error) => Err(lua_failure(pipeline, stage, &error)),
+                Err(error) => Err(call_failure(pipeline, &stage.name, &stage.location, error)),
             }
         }
         StageKind::Embed { service, fallback } => {
+            context
+                .registry
+                .borrow_mut()
+                .set_stage(request.id, &stage.name, RunState::Waiting);
             let text = match req.raw_get::<Value>("text") {
                 Ok(Value::String(text)) => text.to_string_lossy(),
                 Ok(other) => {
@@ -326,9 +375,14 @@ async fn run_stage(
                     failure(gone.to_string(), Some(gone))
                 })?
                 .map_err(|embed_failure| failure(embed_failure.to_string(), Some(embed_failure)))?;
+            context
+                .registry
+                .borrow_mut()
+                .set_stage(request.id, &stage.name, RunState::Running);
+            // No table copy: stages that read it go through the userdata.
             let vector = context
                 .lua
-                .create_sequence_from(answer.vector)
+                .create_userdata(LuaVector::new(answer.vector))
                 .map_err(|error| failure(error.to_string(), None))?;
             req.raw_set("vector", vector)
                 .map_err(|error| failure(error.to_string(), None))?;
@@ -339,27 +393,42 @@ async fn run_stage(
     }
 }
 
-/// Runs a script function as a coroutine, so that it may yield.
-async fn call_coroutine(
+/// Runs a script function as a coroutine of the request.
+async fn call_function(
     context: &RunContext,
+    call: CoroutineCall<'_>,
     function: FunctionId,
     args: impl mlua::IntoLuaMulti,
-) -> mlua::Result<Value> {
-    let function = context
-        .functions
-        .get(function.0 as usize)
-        .ok_or_else(|| mlua::Error::runtime(format!("no Lua function with id {}", function.0)))?;
-    let thread = context.lua.create_thread(function.clone())?;
-    thread.into_async::<Value>(args)?.await
+) -> Result<Value, CallError> {
+    let function = context.functions.get(function.0 as usize).ok_or_else(|| {
+        CallError::Lua(mlua::Error::runtime(format!(
+            "no Lua function with id {}",
+            function.0
+        )))
+    })?;
+    coroutine::call(context, call, function, args).await
 }
 
 async fn call_fallback(
     context: &RunContext,
+    pipeline: &PipelineSpec,
     fallback: FunctionId,
     req: &Table,
+    request: &PipelineRequest,
     stage_failure: &StageFailure,
 ) -> Result<Table, String> {
-    match call_coroutine(context, fallback, (req.clone(), stage_failure.to_string())).await {
+    context
+        .registry
+        .borrow_mut()
+        .set_stage(request.id, "fallback", RunState::Running);
+    let call = CoroutineCall {
+        request_id: request.id,
+        stage: "fallback",
+        budget: pipeline.budget.or(context.config.default_stage_budget),
+        req: Some(req),
+    };
+    let args = (req.clone(), stage_failure.to_string());
+    match call_function(context, call, fallback, args).await {
         Ok(Value::Table(answer)) => Ok(answer),
         Ok(Value::Nil) => Ok(req.clone()),
         Ok(other) => Err(format!(
@@ -367,26 +436,58 @@ async fn call_fallback(
             other.type_name()
         )),
         Err(error) => {
-            let diagnostic = lua_error_diagnostic(&error, std::path::Path::new(""));
+            let failure = call_failure(pipeline, "fallback", &pipeline.location, error);
             Err(format!(
                 "{}:{}: {}",
-                diagnostic.file.display(),
-                diagnostic.line,
-                diagnostic.message
+                failure.file, failure.line, failure.message
             ))
         }
     }
 }
 
-fn lua_failure(pipeline: &PipelineSpec, stage: &StageSpec, error: &mlua::Error) -> StageFailure {
-    let diagnostic = lua_error_diagnostic(error, &stage.location.file);
+/// A failed coroutine call as a stage failure: where Lua raised the error,
+/// or where the host stopped it.
+fn call_failure(
+    pipeline: &PipelineSpec,
+    stage: &str,
+    location: &crate::spec::Location,
+    error: CallError,
+) -> StageFailure {
+    let (error, stopped) = match error {
+        CallError::Lua(error) => (Some(error), None),
+        CallError::Stopped { stopped, error } => (error, Some(stopped)),
+    };
+    let diagnostic = error
+        .as_ref()
+        .map(|error| lua_error_diagnostic(error, &location.file));
+    let (file, line, lua_message) = match diagnostic {
+        Some(diagnostic) => (
+            diagnostic.file.display().to_string(),
+            diagnostic.line,
+            diagnostic.message,
+        ),
+        None => (
+            location.file.display().to_string(),
+            location.line,
+            String::new(),
+        ),
+    };
+    let message = match stopped {
+        None => lua_message,
+        Some(Stopped::Budget(budget)) => format!(
+            "ran past its budget of {budget:?} of Lua time (waits on effects and debugger \
+             pauses do not count); raise `budget` on the stage or pipeline if it needs more"
+        ),
+        Some(Stopped::Interrupted) => "interrupted".to_owned(),
+    };
     StageFailure {
         pipeline: pipeline.name.clone(),
-        stage: stage.name.clone(),
-        file: diagnostic.file.display().to_string(),
-        line: diagnostic.line,
-        message: diagnostic.message,
+        stage: stage.to_owned(),
+        file,
+        line,
+        message,
         cause: None,
+        stopped,
     }
 }
 
@@ -418,6 +519,7 @@ fn answer_from(
     };
     let vector = match req.raw_get::<Value>("vector") {
         Ok(Value::Nil) => None,
+        Ok(Value::UserData(data)) if data.is::<LuaVector>() => LuaVector::read(&data),
         Ok(Value::Table(values)) => {
             let mut vector = Vec::with_capacity(values.raw_len());
             for value in values.sequence_values::<f64>() {

@@ -91,11 +91,15 @@ impl SourceMap {
     /// `service "api" { ... }`).
     pub fn table_after_call(&self, line: u32, callee: &str) -> Option<TableMap> {
         let mut idx = self.call_token(line, callee)? + 1;
-        // Skip `"name"` or `("name")` between the callee and the table.
+        // Skip `"name"`, `("name")` or `("name",` between the callee and
+        // the table.
         while let Some(token) = self.tokens.get(idx) {
             match &token.kind {
                 TokenKind::Punct("{") => break,
-                TokenKind::Str | TokenKind::Punct("(") | TokenKind::Punct(")") => idx += 1,
+                TokenKind::Str
+                | TokenKind::Punct("(")
+                | TokenKind::Punct(")")
+                | TokenKind::Punct(",") => idx += 1,
                 _ => return None,
             }
         }

@@ -273,6 +273,17 @@ pub struct PipelineSpec {
     /// A Lua function `(req, err) -> req` producing a degraded answer when a
     /// stage fails; its answers are marked as fallback answers.
     pub fallback: Option<FunctionId>,
+    /// Lua time each Lua stage (and the fallback) may use per request,
+    /// unless the stage declares its own; `None` keeps the host's default.
+    pub budget: Option<Duration>,
+}
+
+impl PipelineSpec {
+    /// The budget declared for `stage`: its own, else the pipeline's.
+    /// `None` means the host's default applies.
+    pub fn stage_budget(&self, stage: &StageSpec) -> Option<Duration> {
+        stage.budget.or(self.budget)
+    }
 }
 
 /// Per-priority durations; `None` means "the default".
@@ -296,6 +307,10 @@ pub struct StageSpec {
     pub name: String,
     pub location: Location,
     pub kind: StageKind,
+    /// Lua time one run of this stage may use (`s.stage("name", { budget =
+    /// "50ms" }, fn)`); a stage past it is stopped and fails. Time waiting
+    /// on effects or paused by the debugger does not count.
+    pub budget: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

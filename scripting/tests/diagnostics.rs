@@ -287,7 +287,8 @@ s.pipeline "ingest" {
   fallback = function(req, err) req.degraded = true return req end,
   s.stage("clean", function(req) req.text = req.text:gsub("%s+", " ") return req end),
   s.stage("embed", s.embed { service = "embedder", fallback = "small" }),
-  s.stage("store", function(req) return req end),
+  s.stage("store", { budget = "2s" }, function(req) return req end),
+  budget = "250ms",
 }
 "#,
     )
@@ -326,4 +327,29 @@ s.pipeline "ingest" {
     assert_eq!(pipeline.timeouts.high.map(|d| d.as_millis()), Some(500));
     assert_eq!(pipeline.timeouts.medium, None);
     assert!(pipeline.fallback.is_some());
+    let millis = |stage: usize| {
+        pipeline
+            .stage_budget(&pipeline.stages[stage])
+            .map(|d| d.as_millis())
+    };
+    assert_eq!(pipeline.budget.map(|d| d.as_millis()), Some(250));
+    assert_eq!(pipeline.stages[0].budget, None);
+    assert_eq!((millis(0), millis(2)), (Some(250), Some(2000)));
+}
+
+#[test]
+fn budgets_are_checked_on_stages_and_pipelines() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "embedder" { embedding = { model = "all-MiniLM-L6-v2" } }
+s.pipeline "ingest" {
+  budget = "0s",
+  s.stage("clean", { budget = "fast" }, function(req) return req end),
+  s.stage("embed", { budget = "1s" }, s.embed "embedder"),
+  s.stage("score", { budgte = "1s" }, function(req) return req end),
+  s.stage("late", function(req) return req end, { budget = "1s" }),
+}
+s.pipeline "typed" { budget = true, s.stage("x", function(req) return req end) }
+"#
+    ));
 }

@@ -1,8 +1,9 @@
 //! Kernel values as the JSON the HTTP API speaks (see `docs/http.md`).
 
 use serde_json::{Map, Value, json};
-use spindle_kernel::{Kernel, PipelineStatus, RequestAnswer, ServiceStatus};
-use spindle_scheduler::{CancelReason, Failure, Gate, Outcome, RejectReason};
+use spindle_kernel::{Kernel, LiveRequest, PipelineStatus, RequestAnswer, ServiceStatus};
+use spindle_scheduler::{CancelReason, DeadlineState, Failure, Gate, Outcome, RejectReason};
+use spindle_scripting::RunState;
 
 fn millis(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
@@ -118,6 +119,47 @@ fn pipeline(status: &PipelineStatus) -> Value {
     })
 }
 
+/// One live request: where it is, the Lua stage it runs, and its deadline
+/// clock (stopped while a debugger holds it paused).
+fn live_request(request: &LiveRequest) -> Value {
+    let summary = &request.summary;
+    let mut object = Map::new();
+    object.insert("id".into(), json!(summary.id.0));
+    object.insert("correlation_id".into(), json!(summary.correlation_id));
+    object.insert("pipeline".into(), json!(summary.pipeline));
+    object.insert("priority".into(), json!(summary.priority.as_str()));
+    object.insert("source".into(), json!(summary.source.as_str()));
+    object.insert("state".into(), json!(summary.state.as_str()));
+    if let spindle_scheduler::RequestState::Waiting { reason } = &summary.state {
+        object.insert("waiting_for".into(), json!(reason));
+    }
+    let deadline = match summary.deadline {
+        DeadlineState::Running(at) => json!({
+            "paused": false,
+            "remaining_ms": at.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64,
+        }),
+        DeadlineState::Paused { remaining } => json!({
+            "paused": true,
+            "remaining_ms": remaining.as_millis() as u64,
+        }),
+    };
+    object.insert("deadline".into(), deadline);
+    if let Some(run) = &request.run {
+        object.insert("stage".into(), json!(run.stage));
+        let lua = match &run.state {
+            RunState::Running => json!({ "state": "running" }),
+            RunState::Waiting => json!({ "state": "waiting_on_effect" }),
+            RunState::Paused(point) => json!({
+                "state": "paused",
+                "file": point.file,
+                "line": point.line,
+            }),
+        };
+        object.insert("lua".into(), lua);
+    }
+    Value::Object(object)
+}
+
 /// `GET /v1/health/ready`: whether every pipeline can be served, and what
 /// each one that cannot waits for.
 pub(crate) fn readiness(kernel: &Kernel) -> (bool, Value) {
@@ -175,8 +217,10 @@ pub(crate) async fn status(kernel: &Kernel) -> Value {
             })
         })
         .collect();
+    let requests: Vec<Value> = kernel.requests().await.iter().map(live_request).collect();
     json!({
         "run_id": kernel.run_id(),
+        "requests": requests,
         "services": metrics.services.iter().map(service).collect::<Vec<_>>(),
         "pipelines": kernel.pipelines().iter().map(pipeline).collect::<Vec<_>>(),
         "engines": engines,

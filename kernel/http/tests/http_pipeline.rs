@@ -267,7 +267,7 @@ async fn a_waiting_request_is_cancelled_by_correlation_or_numeric_id() {
         }
     }
     for request in kernel.test.kernel.requests().await {
-        assert_eq!(request.state.as_str(), "waiting", "{request:?}");
+        assert_eq!(request.summary.state.as_str(), "waiting", "{request:?}");
     }
     let (status, answer) = kernel.json(Method::DELETE, "/v1/requests/job-7", "").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
