@@ -133,20 +133,20 @@ impl Obligation {
         self.kept = true;
         let status = reply.status;
         let datagram = codec::encode(&Message::Reply(reply), self.link.header(0, self.seq));
-        match self
+        // Counted before the send, so whoever sees the reply sees the count.
+        count(&self.counters, status);
+        if let Err(error) = self
             .link
             .socket
             .send(&datagram, self.link.kernel_port)
             .await
         {
-            Ok(()) => count(&self.counters, status),
-            Err(error) => {
-                tracing::warn!(
-                    request = self.request_id,
-                    "netlink: could not send the reply: {error}"
-                );
-                self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
-            }
+            tracing::warn!(
+                request = self.request_id,
+                "netlink: could not send the reply: {error}"
+            );
+            uncount(&self.counters, status);
+            self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -173,12 +173,19 @@ impl Drop for Obligation {
 }
 
 pub(super) fn count(counters: &BridgeCounters, status: ReplyStatus) {
-    let counter = match status {
+    counter_of(counters, status).fetch_add(1, Ordering::Relaxed);
+}
+
+fn uncount(counters: &BridgeCounters, status: ReplyStatus) {
+    counter_of(counters, status).fetch_sub(1, Ordering::Relaxed);
+}
+
+fn counter_of(counters: &BridgeCounters, status: ReplyStatus) -> &std::sync::atomic::AtomicU64 {
+    match status {
         ReplyStatus::Ok => &counters.replied_ok,
         ReplyStatus::Error => &counters.replied_error,
         ReplyStatus::Timeout => &counters.replied_timeout,
         ReplyStatus::Busy => &counters.busy,
         ReplyStatus::Cancelled => &counters.replied_cancelled,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
+    }
 }

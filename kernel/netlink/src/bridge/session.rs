@@ -3,8 +3,9 @@
 //! lost (silence past the heartbeat budget, a failure ack to a heartbeat,
 //! a send that finds nobody listening).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::kernel_handle::Submission;
@@ -40,6 +41,8 @@ pub(super) struct Shared {
     pub serves: Vec<Serve>,
     pub instance_id: u64,
     pub inflight: AtomicU32,
+    /// The cancel token of each request in flight, by netlink request id.
+    pub cancels: Mutex<HashMap<u64, CancellationToken>>,
     seq: AtomicU32,
 }
 
@@ -57,6 +60,7 @@ impl Shared {
             serves,
             instance_id,
             inflight: AtomicU32::new(0),
+            cancels: Mutex::default(),
             seq: AtomicU32::new(1),
         }
     }
@@ -179,10 +183,17 @@ async fn on_frame(
             }
             Message::Cancel(cancel) => {
                 shared.counters.cancels.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .kernel
-                    .cancel(&correlation_id(cancel.request_id))
-                    .await;
+                // The request's task cancels it in the kernel, after its
+                // submission: a CANCEL right behind its REQUEST can arrive
+                // before the task has submitted anything.
+                if let Some(token) = shared
+                    .cancels
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&cancel.request_id)
+                {
+                    token.cancel();
+                }
                 Ok(())
             }
             Message::Heartbeat(heartbeat) => {
@@ -294,26 +305,48 @@ async fn on_request(
         return;
     }
     shared.inflight.fetch_add(1, Ordering::Relaxed);
+    let cancel = CancellationToken::new();
+    shared
+        .cancels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(request_id, cancel.clone());
     let shared = shared.clone();
     tasks.spawn(async move {
-        struct InflightSlot(Arc<Shared>);
+        /// Frees the window slot and forgets the cancel token however the
+        /// task ends.
+        struct InflightSlot(Arc<Shared>, u64);
         impl Drop for InflightSlot {
             fn drop(&mut self) {
                 self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+                self.0
+                    .cancels
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&self.1);
             }
         }
-        let _slot = InflightSlot(shared.clone());
-        let answer = shared
-            .kernel
-            .submit(Submission {
-                pipeline: request.pipeline,
-                text: request.payload,
-                priority: answer::priority(request.priority),
-                deadline: Some(Duration::from_millis(u64::from(request.deadline_ms))),
-                correlation_id: Some(correlation_id(request_id)),
-                source: Source::Netlink,
-            })
-            .await;
+        let _slot = InflightSlot(shared.clone(), request_id);
+        let correlation = correlation_id(request_id);
+        let submit = shared.kernel.submit(Submission {
+            pipeline: request.pipeline,
+            text: request.payload,
+            priority: answer::priority(request.priority),
+            deadline: Some(Duration::from_millis(u64::from(request.deadline_ms))),
+            correlation_id: Some(correlation.clone()),
+            source: Source::Netlink,
+        });
+        tokio::pin!(submit);
+        let answer = tokio::select! {
+            // The submission first: its first poll admits the request, so
+            // a cancel that is already waiting finds it.
+            biased;
+            answer = &mut submit => answer,
+            _ = cancel.cancelled() => {
+                shared.kernel.cancel(&correlation).await;
+                submit.await
+            }
+        };
         obligation.answer(answer::reply(request_id, answer)).await;
     });
 }
@@ -335,13 +368,18 @@ async fn on_malformed(link: &Link, shared: &Shared, error: DecodeError) {
         shared.counters.requests.fetch_add(1, Ordering::Relaxed);
         let reply = answer::failure(request_id, ReplyStatus::Error, errno::EINVAL, &text);
         let datagram = codec::encode(&Message::Reply(reply), link.header(0, error.seq));
-        match link.socket.send(&datagram, link.kernel_port).await {
-            Ok(()) => shared
+        // Counted before the send, so whoever sees the reply sees the count.
+        shared
+            .counters
+            .rejected_malformed
+            .fetch_add(1, Ordering::Relaxed);
+        if link.socket.send(&datagram, link.kernel_port).await.is_err() {
+            shared
                 .counters
                 .rejected_malformed
-                .fetch_add(1, Ordering::Relaxed),
-            Err(_) => shared.counters.unanswered.fetch_add(1, Ordering::Relaxed),
-        };
+                .fetch_sub(1, Ordering::Relaxed);
+            shared.counters.unanswered.fetch_add(1, Ordering::Relaxed);
+        }
         return;
     }
     shared.counters.malformed.fetch_add(1, Ordering::Relaxed);
