@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc fuzz kmod-e2e
+.PHONY: demo test bench setup lint layering doc setup-editor editor-test vsix fuzz kmod-e2e
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -42,3 +42,20 @@ layering:
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+
+## The language server and the VS Code extension against real clients:
+## pytest-lsp drives `spindle lsp`; the TypeScript checks; the packaged
+## extension in code-server, driven by headless Chromium (screenshots in
+## target/e2e/). Needs scripts/setup-editor.sh (run by setup-editor).
+editor-test: setup-editor vsix
+	$(CARGO) build --bin spindle
+	.cache/lsp-venv/bin/python -m pytest lsp/tests/pytest -q
+	cd vscode-extension && npm run --silent check
+	cd vscode-extension && node --test e2e/
+
+## The VS Code extension as vscode-extension/spindle.vsix (@vscode/vsce).
+vsix: setup-editor
+	cd vscode-extension && npm run --silent check && npm run --silent package
+
+setup-editor:
+	bash scripts/setup-editor.sh

@@ -24,6 +24,7 @@ enum Command {
     Models(cli::models::Args),
     Embed(cli::embed::Args),
     NetlinkPeer(cli::netlink_peer::Args),
+    Lsp(cli::lsp::Args),
     #[command(hide = true, name = "__guard")]
     Guard,
 }
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Models(args) => cli::models::run(args),
         Command::Embed(args) => cli::embed::run(args),
         Command::NetlinkPeer(args) => cli::netlink_peer::run(args),
+        Command::Lsp(args) => cli::lsp::run(args),
         Command::Guard => cli::run::guard(),
     };
     match result {

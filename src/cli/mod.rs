@@ -3,6 +3,7 @@
 pub mod check;
 pub mod embed;
 pub mod graph;
+pub mod lsp;
 pub mod models;
 pub mod netlink_peer;
 pub mod run;
