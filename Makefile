@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter
+.PHONY: demo test bench setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -38,6 +38,15 @@ bench-jupyter: setup
 bench: setup
 	$(CARGO) bench --bench supervisor
 	$(CARGO) bench --bench embed
+	$(CARGO) bench -p spindle-netlink --bench bridge
+
+## The netlink codec's fuzz targets, FUZZ_SECONDS (default 60) each.
+fuzz:
+	bash kernel/netlink/fuzz/run.sh
+
+## The kernel module and the daemon in a real Linux kernel under qemu.
+kmod-e2e: setup
+	bash kmod/e2e/run.sh
 
 setup:
 	bash scripts/setup.sh

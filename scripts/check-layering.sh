@@ -42,6 +42,8 @@ forbid spindle-http "spindle-dap|spindle-jupyter|spindle-netlink|spindle-lsp|spi
 forbid spindle-jupyter "spindle-http|spindle-dap|spindle-netlink|spindle-lsp|spindle" "the Jupyter front end depends on the kernel only"
 forbid spindle-lsp 'spindle-kernel|spindle-embed|spindle-scheduler|spindle-dap|spindle-http|spindle' "the language server depends on scripting only"
 forbid spindle-dap "spindle-http|spindle-jupyter|spindle-netlink|spindle-lsp|spindle" "the debug adapter depends on kernel and scripting only"
+forbid spindle-netlink-protocol 'spindle-.*|tokio|mio' "the netlink codec knows no workspace crate, runtime or socket"
+forbid spindle-netlink "spindle-http|spindle-dap|spindle-jupyter|spindle-lsp|spindle" "the netlink bridge depends on the kernel only"
 
 if [ "$failed" -ne 0 ]; then
     exit 1

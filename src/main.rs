@@ -24,6 +24,7 @@ enum Command {
     Models(cli::models::Args),
     Embed(cli::embed::Args),
     Kernel(cli::kernel::Args),
+    NetlinkPeer(cli::netlink_peer::Args),
     Lsp(cli::lsp::Args),
     #[command(hide = true, name = "__guard")]
     Guard,
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         Command::Models(args) => cli::models::run(args),
         Command::Embed(args) => cli::embed::run(args),
         Command::Kernel(args) => cli::kernel::run(args),
+        Command::NetlinkPeer(args) => cli::netlink_peer::run(args),
         Command::Lsp(args) => cli::lsp::run(args),
         Command::Guard => cli::run::guard(),
     };

@@ -34,7 +34,7 @@ pub fn complete(
             .map(|d| d.name.clone())
     });
     match context {
-        CursorContext::ApiMember { typed } => api_docs::MODULE_FUNCTIONS
+        CursorContext::ApiMember { typed } => api_docs::module_functions()
             .iter()
             .map(|doc| snippet_item(text, typed, doc, CompletionItemKind::FUNCTION))
             .collect(),

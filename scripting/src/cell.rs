@@ -810,7 +810,7 @@ fn inspect(lua: &Lua, code: &str, cursor: usize) -> Option<Inspection> {
         && parts.len() >= 2
         && let Some(Value::Table(parent)) = resolve(lua, &parts[..parts.len() - 1])
         && parent.to_pointer() == module.to_pointer()
-        && let Some(doc) = api_documentation(last)
+        && let Some(doc) = crate::analysis::annotations::function_documentation(last)
     {
         return Some(Inspection {
             name: written,
@@ -890,34 +890,4 @@ fn short(data: &Data) -> String {
         Data::Table { .. } => "{…}".to_owned(),
         Data::Opaque(text) => text.clone(),
     }
-}
-
-/// The annotations of the `spindle` module: each function's documentation
-/// as LuaLS users see it.
-const ANNOTATIONS: &str = include_str!("../../editor/spindle.lua");
-
-/// The `---` comment above `function spindle.NAME(` in the annotations,
-/// with its signature line.
-pub(crate) fn api_documentation(name: &str) -> Option<String> {
-    let marker = format!("function spindle.{name}(");
-    let lines: Vec<&str> = ANNOTATIONS.lines().collect();
-    let at = lines.iter().position(|line| line.starts_with(&marker))?;
-    let mut doc = Vec::new();
-    for line in lines[..at].iter().rev() {
-        let Some(text) = line.strip_prefix("---") else {
-            break;
-        };
-        doc.push(text);
-    }
-    doc.reverse();
-    let signature = lines[at].trim_end_matches(" end");
-    let mut text = format!(
-        "s.{}\n\n",
-        signature.trim_start_matches("function spindle.")
-    );
-    for line in doc {
-        text.push_str(line);
-        text.push('\n');
-    }
-    Some(text)
 }

@@ -6,6 +6,7 @@ pub mod graph;
 pub mod kernel;
 pub mod lsp;
 pub mod models;
+pub mod netlink_peer;
 pub mod run;
 
 use spindle_scripting::Diagnostic;

@@ -35,8 +35,10 @@ const fn doc(
     }
 }
 
-/// The functions of `require("spindle")`.
-pub const MODULE_FUNCTIONS: &[ApiDoc] = &[
+/// The functions that declare graphs, with hand-written snippets; the rest
+/// of the module (the notebook functions) is documented from the
+/// annotations, see [`module_functions`].
+const GRAPH_FUNCTIONS: &[ApiDoc] = &[
     doc(
         "service",
         "s.service \"name\" { fields }",
@@ -496,9 +498,37 @@ pub fn values(kind: TableKind, key: Option<&str>) -> &'static [ValueDoc] {
     }
 }
 
+/// Every member of `require("spindle")`: the graph functions with their
+/// snippets, then every other function the annotations declare.
+pub fn module_functions() -> &'static [ApiDoc] {
+    static FUNCTIONS: std::sync::OnceLock<Vec<ApiDoc>> = std::sync::OnceLock::new();
+    FUNCTIONS.get_or_init(|| {
+        let mut functions = GRAPH_FUNCTIONS.to_vec();
+        for annotated in super::annotations::module_functions() {
+            if functions.iter().any(|known| known.name == annotated.name) {
+                continue;
+            }
+            // Made once per process; the table lives as long as it.
+            let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+            let documentation: Vec<&str> = annotated
+                .documentation
+                .lines()
+                .filter(|line| !line.starts_with('@'))
+                .collect();
+            functions.push(ApiDoc {
+                name: leak(annotated.name.clone()),
+                detail: leak(format!("s.{}", annotated.signature)),
+                documentation: leak(documentation.join("\n")),
+                snippet: leak(format!("{}($0)", annotated.name)),
+            });
+        }
+        functions
+    })
+}
+
 /// The documentation of module function `name`.
 pub fn module_function(name: &str) -> Option<&'static ApiDoc> {
-    MODULE_FUNCTIONS.iter().find(|doc| doc.name == name)
+    module_functions().iter().find(|doc| doc.name == name)
 }
 
 /// The documentation of field `key` of a table of `kind`.

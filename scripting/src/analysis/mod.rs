@@ -7,6 +7,7 @@
 //! `spindle check` prints. This module reads text only; it knows no editor,
 //! no protocol and no running kernel.
 
+pub mod annotations;
 pub mod api_docs;
 mod context;
 mod index;

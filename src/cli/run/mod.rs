@@ -70,6 +70,11 @@ pub struct Args {
     /// docs/jupyter.md.
     #[arg(long)]
     jupyter: bool,
+    /// Serve the pipelines that declare `s.netlink` to the kernel module
+    /// (`genl`) or to a `spindle netlink-peer` (`usersock:PORT`). See
+    /// docs/netlink-protocol.md.
+    #[arg(long, value_name = "TRANSPORT")]
+    netlink: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -143,6 +148,9 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         true => Some(super::kernel::serve_attached(&kernel).await?),
         false => None,
     };
+    if let Some(transport) = &args.netlink {
+        super::netlink_peer::start_for_run(&kernel, transport)?;
+    }
     watch_signals(kernel.clone())?;
     let output = match args.events {
         Some(EventFormat::Jsonl) => Output::Jsonl,
