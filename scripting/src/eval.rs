@@ -114,7 +114,6 @@ pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
             continue;
         }
         pipeline_sites.insert(decl.name.clone(), decl.site.clone());
-        converter.warn_unserved_netlink(decl);
         if let Some(pipeline) = converter.pipeline(decl) {
             check_embed_stages(&pipeline, &converted, &mut converter);
             pipelines.push(pipeline);

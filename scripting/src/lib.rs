@@ -32,7 +32,6 @@ mod eval_budget;
 mod host;
 mod lua_raw;
 mod lua_vector;
-mod netlink_notice;
 mod notebook_api;
 mod pipeline_run;
 mod run_registry;

@@ -294,13 +294,13 @@ s.pipeline "ingest" {
     )
     .expect("write");
     let evaluation = evaluate_file(&file);
-    // The only diagnostic: the netlink source is not served yet (a warning).
+    // No diagnostic at all.
     let found: Vec<(u32, u32, &str)> = evaluation
         .diagnostics
         .iter()
         .map(|d| (d.line, d.column, d.severity.name()))
         .collect();
-    assert_eq!(found, [(5, 14, "warning")], "{:?}", evaluation.diagnostics);
+    assert_eq!(found, [], "{:?}", evaluation.diagnostics);
     let graph = evaluation.graph.expect("valid");
     let pipeline = graph.pipeline("ingest").expect("pipeline");
     let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();

@@ -71,8 +71,9 @@ pub struct Args {
     #[arg(long)]
     jupyter: bool,
     /// Serve the pipelines that declare `s.netlink` to the kernel module
-    /// (`genl`) or to a `spindle netlink-peer` (`usersock:PORT`). See
-    /// docs/netlink-protocol.md.
+    /// (`genl`, the default when any pipeline declares one: it waits for the
+    /// module if it is not loaded) or to a `spindle netlink-peer`
+    /// (`usersock:PORT`). See docs/netlink-protocol.md.
     #[arg(long, value_name = "TRANSPORT")]
     netlink: Option<String>,
 }
@@ -148,7 +149,17 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         true => Some(super::kernel::serve_attached(&kernel).await?),
         false => None,
     };
-    if let Some(transport) = &args.netlink {
+    let declares_netlink = kernel.graph().pipelines.iter().any(|pipeline| {
+        pipeline
+            .sources
+            .iter()
+            .any(|source| matches!(source, spindle_scripting::SourceSpec::Netlink { .. }))
+    });
+    let transport = args
+        .netlink
+        .clone()
+        .or_else(|| declares_netlink.then(|| "genl".to_owned()));
+    if let Some(transport) = &transport {
         super::netlink_peer::start_for_run(&kernel, transport)?;
     }
     watch_signals(kernel.clone())?;
