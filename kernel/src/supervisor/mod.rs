@@ -5,7 +5,9 @@
 //! One task owns all service state ([`run`]'s loop in `runner`); process
 //! instances, probes and timers are tasks that report back to it through a
 //! channel of a closed `Message` enum. OS access (spawning, signals,
-//! `prctl`, `/proc`) is confined to `os`. This module knows no terminal, no
+//! `prctl`, `waitpid`, `/proc`) is confined to `os`; `reaper` is the one
+//! owner of `waitpid` in the process (services, probes, the guard and every
+//! inherited orphan). This module knows no terminal, no
 //! JSON and no Lua: Lua probes and in-process services come in through the
 //! traits in [`seams`].
 
@@ -14,6 +16,7 @@ mod guard;
 mod os;
 mod probe;
 mod process;
+mod reaper;
 mod runner;
 pub mod seams;
 
@@ -25,6 +28,7 @@ pub use guard::{GuardLink, ignore_terminal_signals, run_guard, sweep_run};
 pub use os::{
     become_child_subreaper, own_cpu_seconds, own_rss_kib, process_state, processes_of_run,
 };
+pub use reaper::orphans_reaped;
 pub use seams::{BoxFuture, InProcessRuntime, InProcessService, LuaProbes};
 
 use spindle_scripting::GraphSpec;

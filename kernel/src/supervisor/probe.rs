@@ -6,16 +6,15 @@
 //! successes); liveness starts as passing (failing after
 //! `failure_threshold` failures).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use spindle_scripting::{ProbeCheck, ProbeSpec};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::os;
+use super::reaper;
 use super::runner::Message;
 use super::seams::LuaProbes;
 
@@ -128,7 +127,7 @@ fn describe(check: &ProbeCheck) -> String {
 /// One check: `Ok` passes, `Err` carries what went wrong.
 async fn check(spec: &ProbeSpec, context: &ProbeContext) -> Result<(), String> {
     match &spec.check {
-        ProbeCheck::Exec { command } => exec_check(command, spec.timeout, context).await,
+        ProbeCheck::Exec { command } => exec_check(command, context).await,
         ProbeCheck::Http { url } => http_check(url).await,
         ProbeCheck::Tcp { address } => TcpStream::connect(address.as_str())
             .await
@@ -156,33 +155,23 @@ async fn check(spec: &ProbeSpec, context: &ProbeContext) -> Result<(), String> {
     }
 }
 
-async fn exec_check(
-    command: &[String],
-    timeout: Duration,
-    context: &ProbeContext,
-) -> Result<(), String> {
-    let mut child = os::spawn_group_leader(&os::SpawnRequest {
+/// Runs the command in its own process group, spawned vfork-style and
+/// reaped by the reaper; output goes to /dev/null. When the probe's timeout
+/// (in `probe_loop`) drops this future, the group is killed.
+async fn exec_check(command: &[String], context: &ProbeContext) -> Result<(), String> {
+    let child = reaper::spawn_watched(&os::SpawnRequest {
         command,
         cwd: &context.cwd,
         env: &context.env,
-        capture_output: false,
+        output: os::Output::Discard,
     })
     .map_err(|error| format!("could not run: {error}"))?;
-    let pgid = child.id().unwrap_or_default() as i32;
-    // The outer timeout may drop this future; the group must not survive it.
-    let kill_group = KillGroupOnDrop(pgid);
-    let status = tokio::select! {
-        status = child.wait() => status,
-        () = tokio::time::sleep(timeout) => {
-            os::signal_group(pgid, os::SIGKILL);
-            child.wait().await
-        }
-    };
-    drop(kill_group);
-    match status {
+    // Also kills what the command left behind in its group.
+    let _kill_group = KillGroupOnDrop(child.pid);
+    match child.exit.await {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(status.to_string()),
-        Err(error) => Err(error.to_string()),
+        Err(_) => Err("lost track of the probe's process: the reaper is gone".to_owned()),
     }
 }
 

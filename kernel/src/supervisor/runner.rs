@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::event::{Event, ServiceState};
 use super::guard::sweep_run;
 use super::probe::{self, ProbeContext, ProbeKind};
-use super::process::{self, Exit, InstanceContext, LogTarget, ProcessHandle, StopRequest};
+use super::process::{self, Exit, InstanceContext, LogTarget, ProcessHandle, Spawner, StopRequest};
+use super::reaper;
 use super::seams::InProcessService;
 use super::{RunOutcome, SupervisorConfig, os};
 
@@ -107,10 +108,10 @@ pub(crate) struct Runner {
     shutting_down: bool,
     timers: CancellationToken,
     critical_failures: Vec<(String, String)>,
-    spawner: os::Spawner,
+    spawner: Spawner,
 }
 
-/// Threads forking services at once; see [`os::Spawner`].
+/// Threads spawning services at once; see [`Spawner`].
 const SPAWNER_THREADS: usize = 4;
 
 impl Runner {
@@ -170,7 +171,7 @@ impl Runner {
             shutting_down: false,
             timers: CancellationToken::new(),
             critical_failures: Vec::new(),
-            spawner: os::Spawner::new(SPAWNER_THREADS),
+            spawner: Spawner::new(SPAWNER_THREADS),
         }
     }
 
@@ -203,14 +204,18 @@ impl Runner {
         let run_id = self.config.run_id.clone();
         let swept = tokio::task::spawn_blocking(move || {
             if run_id.is_empty() {
-                return 0;
+                return Vec::new();
             }
-            let swept = sweep_run(&run_id, Duration::from_secs(2));
-            os::reap_zombie_children(&swept);
-            swept.len()
+            sweep_run(&run_id, Duration::from_secs(2))
         })
         .await
-        .unwrap_or(0);
+        .unwrap_or_default();
+        if !swept.is_empty() {
+            // Those that reparented here are reaped as they die; the sweep's
+            // SIGKILLs may still be landing.
+            let _ = tokio::time::timeout(Duration::from_secs(2), reaper::reap_swept(swept.clone()))
+                .await;
+        }
         RunOutcome {
             services: self
                 .services
@@ -218,7 +223,7 @@ impl Runner {
                 .map(|service| (service.spec.name.clone(), service.state))
                 .collect(),
             critical_failures: self.critical_failures,
-            swept,
+            swept: swept.len(),
         }
     }
 
