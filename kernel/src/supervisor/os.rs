@@ -4,7 +4,8 @@
 //!
 //! Everything `unsafe` and everything Linux-specific in the supervisor lives
 //! here, so the logic above it reads as plain state changes. Nothing here
-//! knows about services, states or events.
+//! knows about services, states or events. (Longer than a feature file
+//! should be, on purpose: it is the one file with `unsafe`, read as a whole.)
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
