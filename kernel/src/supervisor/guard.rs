@@ -45,7 +45,7 @@ impl GuardLink {
         writeln!(stdin, "run {run_id}")?;
         // Nobody here waits for the guard; should it die first, the reaper
         // reaps it.
-        drop(reaper::watch(child.id() as i32));
+        reaper::watch(child.id() as i32);
         Ok(GuardLink {
             stdin: Mutex::new(stdin),
             child: Mutex::new(child),

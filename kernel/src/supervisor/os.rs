@@ -44,12 +44,11 @@ pub(crate) enum Output {
 }
 
 /// What to spawn: a command line, its directory and extra environment.
-pub(crate) struct SpawnRequest<'a> {
+pub(crate) struct CommandSpec<'a> {
     pub command: &'a [String],
     pub cwd: &'a Path,
     /// Set on top of this process's environment (later entries win).
     pub env: &'a [(String, String)],
-    pub output: Output,
 }
 
 /// A child that [`spawn_group_leader`] started: it leads process group
@@ -61,7 +60,24 @@ pub(crate) struct SpawnedChild {
     pub stderr: Option<OwnedFd>,
 }
 
-/// Spawns `request` as the leader of a new process group (pgid = pid), with
+/// Why [`spawn_group_leader`] failed.
+pub(crate) struct SpawnFailure {
+    pub error: io::Error,
+    /// A child that was cloned but gave up before exec (no such directory,
+    /// no such program): it has exited and still has to be reaped.
+    pub exited_child: Option<i32>,
+}
+
+impl From<io::Error> for SpawnFailure {
+    fn from(error: io::Error) -> SpawnFailure {
+        SpawnFailure {
+            error,
+            exited_child: None,
+        }
+    }
+}
+
+/// Spawns `command` as the leader of a new process group (pgid = pid), with
 /// `PR_SET_PDEATHSIG(SIGKILL)` so it dies with the thread that spawned it,
 /// stdin from /dev/null, and signal dispositions and mask as a fresh
 /// process has them.
@@ -71,27 +87,18 @@ pub(crate) struct SpawnedChild {
 /// so nothing of this process is copied (a `fork` copies its page tables,
 /// which made each exec probe cost about 0.6 ms of CPU). The calling thread
 /// is suspended until the child has exec'd or failed; a failure (no such
-/// directory, no such program) comes back as the error, and that child is
-/// reaped here. The program is looked up in the `PATH` of the child's
-/// environment, as `execvp` would.
-pub(crate) fn spawn_group_leader(request: &SpawnRequest<'_>) -> io::Result<SpawnedChild> {
-    let (program, _) = request
-        .command
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    let prepared = PreparedCommand::new(
-        &resolve_program(program, request.cwd, request.env)?,
-        request.command,
-        request.cwd,
-        request.env,
-    )?;
+/// directory, no such program) comes back as the error.
+pub(crate) fn spawn_group_leader(
+    command: &PreparedCommand,
+    output: Output,
+) -> Result<SpawnedChild, SpawnFailure> {
     let null = dev_null()?.as_raw_fd();
     // The child's ends of its output: pipes, or /dev/null.
     let mut child_ends: Vec<OwnedFd> = Vec::new();
-    let (stdout, stderr, stdio) = match request.output {
+    let (stdout, stderr, stdio) = match output {
         Output::Capture => {
-            let (stdout_read, stdout_write) = pipe()?;
-            let (stderr_read, stderr_write) = pipe()?;
+            let (stdout_read, stdout_write) = pipe(libc::O_CLOEXEC)?;
+            let (stderr_read, stderr_write) = pipe(libc::O_CLOEXEC)?;
             child_ends.push(above_stdio(stdout_write)?);
             child_ends.push(above_stdio(stderr_write)?);
             let stdio = [null, child_ends[0].as_raw_fd(), child_ends[1].as_raw_fd()];
@@ -100,10 +107,10 @@ pub(crate) fn spawn_group_leader(request: &SpawnRequest<'_>) -> io::Result<Spawn
         Output::Discard => (None, None, [null, null, null]),
     };
     let plan = ChildPlan {
-        program: prepared.program.as_ptr(),
-        argv: prepared.argv.as_ptr(),
-        envp: prepared.envp.as_ptr(),
-        cwd: prepared.cwd.as_ptr(),
+        program: command.program.as_ptr(),
+        argv: command.argv.as_ptr(),
+        envp: command.envp.as_ptr(),
+        cwd: command.cwd.as_ptr(),
         stdio,
         // SAFETY: getpid has no memory effects.
         parent: unsafe { libc::getpid() },
@@ -114,38 +121,38 @@ pub(crate) fn spawn_group_leader(request: &SpawnRequest<'_>) -> io::Result<Spawn
     // The child has exec'd (or exited); our copies of its ends go.
     drop(child_ends);
     let failed_step = plan.failed_step.load(Ordering::Acquire);
-    if failed_step != 0 {
-        let errno = plan.failed_errno.load(Ordering::Acquire);
-        // The child has _exit'ed without exec; it was never handed to
-        // anyone else, so it is reaped here (the reaper leaves unwatched
-        // group leaders alone).
-        wait_for_failed_child(pid);
-        let error = io::Error::from_raw_os_error(errno);
-        return Err(match failed_step {
-            STEP_DIRECTORY => io::Error::new(
-                error.kind(),
-                format!(
-                    "cannot enter the directory {}: {error}",
-                    request.cwd.display()
-                ),
-            ),
-            STEP_EXEC => error,
-            _ => io::Error::new(
-                error.kind(),
-                format!("cannot prepare the child process: {error}"),
-            ),
+    if failed_step == 0 {
+        return Ok(SpawnedChild {
+            pid,
+            stdout,
+            stderr,
         });
     }
-    Ok(SpawnedChild {
-        pid,
-        stdout,
-        stderr,
+    let error = io::Error::from_raw_os_error(plan.failed_errno.load(Ordering::Acquire));
+    let error = match failed_step {
+        STEP_DIRECTORY => io::Error::new(
+            error.kind(),
+            format!(
+                "cannot enter the directory {}: {error}",
+                command.cwd_for_messages.display()
+            ),
+        ),
+        STEP_EXEC => error,
+        _ => io::Error::new(
+            error.kind(),
+            format!("cannot prepare the child process: {error}"),
+        ),
+    };
+    Err(SpawnFailure {
+        error,
+        exited_child: Some(pid),
     })
 }
 
 /// The C strings a child needs, built before the clone (the child must not
-/// allocate: it shares this process's memory and heap locks).
-struct PreparedCommand {
+/// allocate: it shares this process's memory and heap locks). An exec probe
+/// prepares its command once and spawns it every period.
+pub(crate) struct PreparedCommand {
     program: CString,
     /// NUL-terminated array of pointers into `_argv_strings`.
     argv: Vec<*const libc::c_char>,
@@ -153,21 +160,31 @@ struct PreparedCommand {
     envp: Vec<*const libc::c_char>,
     _envp_strings: Vec<CString>,
     cwd: CString,
+    cwd_for_messages: PathBuf,
 }
 
+// SAFETY: the raw pointers point into the heap buffers of the CStrings the
+// struct owns, which move with it and are never changed; nothing else
+// refers to them.
+unsafe impl Send for PreparedCommand {}
+
 impl PreparedCommand {
-    fn new(
-        program: &Path,
-        command: &[String],
-        cwd: &Path,
-        env: &[(String, String)],
-    ) -> io::Result<PreparedCommand> {
-        let argv_strings = command
+    /// Resolves the program (in the `PATH` of the child's environment, as
+    /// `execvp` would) and builds the argument and environment strings
+    /// (this process's environment, now, with `spec.env` on top).
+    pub(crate) fn new(spec: &CommandSpec<'_>) -> io::Result<PreparedCommand> {
+        let (program, _) = spec
+            .command
+            .split_first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+        let program = resolve_program(program, spec.cwd, spec.env)?;
+        let argv_strings = spec
+            .command
             .iter()
             .map(|arg| c_string(arg.as_bytes()))
             .collect::<io::Result<Vec<_>>>()?;
         let mut environment: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
-        for (key, value) in env {
+        for (key, value) in spec.env {
             environment.insert(OsString::from(key), OsString::from(value));
         }
         let envp_strings = environment
@@ -193,7 +210,8 @@ impl PreparedCommand {
             _argv_strings: argv_strings,
             envp: pointers(&envp_strings),
             _envp_strings: envp_strings,
-            cwd: c_string(cwd.as_os_str().as_bytes())?,
+            cwd: c_string(spec.cwd.as_os_str().as_bytes())?,
+            cwd_for_messages: spec.cwd.to_path_buf(),
         })
     }
 }
@@ -256,11 +274,11 @@ fn dev_null() -> io::Result<&'static OwnedFd> {
     Ok(DEV_NULL.get_or_init(|| fd))
 }
 
-/// A close-on-exec pipe: (read end, write end).
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+/// A pipe with `flags` (`O_CLOEXEC`, `O_NONBLOCK`): (read end, write end).
+fn pipe(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two descriptors into the array it is given.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both descriptors are new and owned by nothing else.
@@ -288,6 +306,7 @@ const STEP_DEATH_SIGNAL: i32 = 2;
 const STEP_DIRECTORY: i32 = 3;
 const STEP_STDIO: i32 = 4;
 const STEP_EXEC: i32 = 5;
+const STEP_DESCRIPTORS: i32 = 6;
 
 /// Bytes of stack for the child between clone and exec; it runs only
 /// [`child_main`] and a few system call wrappers.
@@ -314,10 +333,11 @@ struct ChildPlan {
 /// Clones the child that runs [`child_main`] on `plan` and returns its pid
 /// once it has exec'd or exited.
 fn clone_vfork(plan: &ChildPlan) -> io::Result<i32> {
-    let mut stack = vec![0u8; CHILD_STACK_BYTES];
+    // Uninitialised: the child writes its frames before reading them.
+    let mut stack = Vec::<u8>::with_capacity(CHILD_STACK_BYTES);
     // The stack grows down on every Linux target Spindle builds for; keep
     // the top 16-byte aligned.
-    let stack_top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let stack_top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
     let mut all_signals = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     let mut previous_mask = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigfillset initialises the set it is given; pthread_sigmask
@@ -344,7 +364,7 @@ fn clone_vfork(plan: &ChildPlan) -> io::Result<i32> {
         libc::clone(
             child_main,
             stack_top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
             plan as *const ChildPlan as *mut libc::c_void,
         )
     };
@@ -386,6 +406,13 @@ extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
     // parent prepared (NUL-terminated strings and arrays that outlive the
     // child's use of them, open descriptors, a zeroed sigaction).
     unsafe {
+        // CLONE_FILES shares the descriptor table until here, so copying it
+        // (one reference per open descriptor of this process, hundreds with
+        // many services) is the child's work, not the spawning thread's;
+        // from now on the child's dup2 calls touch only its own table.
+        if libc::unshare(libc::CLONE_FILES) != 0 {
+            give_up(STEP_DESCRIPTORS);
+        }
         reset_signal_dispositions();
         if libc::setpgid(0, 0) != 0 {
             give_up(STEP_GROUP);
@@ -453,15 +480,100 @@ unsafe fn reset_signal_dispositions() {
     }
 }
 
-/// Reaps a child [`spawn_group_leader`] started that exited before exec.
-fn wait_for_failed_child(pid: i32) {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid on our own child, which has exited or is exiting;
-        // it writes only `status`.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
+/// A pipe that the SIGCHLD handler writes the signalled child's pid to (and
+/// [`poke`] a 0), for the reaper's thread to sleep on.
+///
+/// The handler is registered through `signal-hook-registry` (as tokio
+/// registers its own), so it chains with other SIGCHLD handlers in the
+/// process and keeps `errno`. A handler cannot be removed safely, so a
+/// `ChildSignals` must live as long as the process (the reaper's does).
+/// Signals of one kind coalesce while one is pending, so the pids are hints:
+/// the reaper still looks for other exited children after each wake-up.
+///
+/// [`poke`]: ChildSignals::poke
+pub(crate) struct ChildSignals {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Whether SIGCHLD writes to the pipe; if not, [`ChildSignals::wait`]
+    /// returns every 50 ms.
+    from_signal: bool,
+}
+
+impl ChildSignals {
+    pub(crate) fn install() -> io::Result<ChildSignals> {
+        let (read, write) = pipe(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
+        let fd = write.as_raw_fd();
+        // SAFETY: the action reads the siginfo the kernel passed and calls
+        // write(2), which is async-signal-safe, on a non-blocking descriptor
+        // that stays open for the life of the process (see the type's
+        // documentation). Four bytes are written atomically (less than
+        // PIPE_BUF); a full pipe already holds wake-ups, so a failed write
+        // loses nothing the reaper's look for other exited children does
+        // not find.
+        let registered = unsafe {
+            signal_hook_registry::register_sigaction(libc::SIGCHLD, move |info| {
+                let pid: libc::pid_t = info.si_pid();
+                libc::write(fd, (&pid as *const libc::pid_t).cast(), 4);
+            })
+        };
+        if let Err(error) = &registered {
+            tracing::error!(%error, "cannot handle SIGCHLD; the reaper polls instead");
+        }
+        Ok(ChildSignals {
+            read,
+            write,
+            from_signal: registered.is_ok(),
+        })
+    }
+
+    /// Wakes the thread in [`ChildSignals::wait`] (with no pid).
+    pub(crate) fn poke(&self) {
+        let none: libc::pid_t = 0;
+        // SAFETY: writes four bytes from a local to our own pipe.
+        unsafe {
+            libc::write(
+                self.write.as_raw_fd(),
+                (&none as *const libc::pid_t).cast(),
+                4,
+            );
+        }
+    }
+
+    /// Blocks until a SIGCHLD or a poke has arrived since the last call
+    /// (or 50 ms have passed, without the signal), then empties the pipe
+    /// into `pids` (the signalled children; 0 for a poke).
+    pub(crate) fn wait(&self, pids: &mut Vec<i32>) {
+        pids.clear();
+        let mut poll_fd = libc::pollfd {
+            fd: self.read.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let timeout_ms = if self.from_signal { -1 } else { 50 };
+        // SAFETY: poll reads and writes the one pollfd it is given; EINTR
+        // just returns early.
+        unsafe {
+            libc::poll(&mut poll_fd, 1, timeout_ms);
+        }
+        let mut buffer = [0 as libc::pid_t; 64];
+        loop {
+            // SAFETY: reads into a local buffer of the length given; the
+            // descriptor is non-blocking.
+            let read = unsafe {
+                libc::read(
+                    self.read.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    std::mem::size_of_val(&buffer),
+                )
+            };
+            if read <= 0 {
+                return;
+            }
+            let count = read as usize / std::mem::size_of::<libc::pid_t>();
+            pids.extend_from_slice(&buffer[..count]);
+            if (read as usize) < std::mem::size_of_val(&buffer) {
+                return;
+            }
         }
     }
 }

@@ -155,12 +155,12 @@ impl Spawner {
                             Err(_) => return,
                         };
                         let Ok((request, reply)) = job else { return };
-                        let result = reaper::spawn_watched(&os::SpawnRequest {
+                        let result = os::PreparedCommand::new(&os::CommandSpec {
                             command: &request.command,
                             cwd: &request.cwd,
                             env: &request.env,
-                            output: os::Output::Capture,
-                        });
+                        })
+                        .and_then(|command| reaper::spawn_watched(&command, os::Output::Capture));
                         let _ = reply.send(result);
                     }
                 });

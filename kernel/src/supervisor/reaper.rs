@@ -13,11 +13,13 @@
 //! child exited first, including one that `std::process::Child::wait`,
 //! `tokio::process` or libc's `system()` behind Lua's `os.execute` is about
 //! to wait for by pid):
-//! - On every SIGCHLD (and after every request) it peeks at the next exited
-//!   child with `waitid(P_ALL, WNOWAIT)`, which reaps nothing, and decides by
-//!   pid: a *watched* child (one the supervisor spawned through
-//!   [`spawn_watched`]) is reaped and its status sent to its watcher; an
-//!   *orphan* is reaped and counted; anything else is left alone.
+//! - On every SIGCHLD it looks at the signalled child (the handler passes
+//!   its pid) and then, since signals coalesce, peeks at the next exited
+//!   child with `waitid(P_ALL, WNOWAIT)`, which reaps nothing, until none is
+//!   left; for each it decides by pid: a
+//!   *watched* child (one spawned through [`spawn_watched`], or the guard)
+//!   is reaped and its status sent to its watcher; an *orphan* is reaped and
+//!   counted; anything else is left alone.
 //! - An orphan is a child in another session than this process (it or an
 //!   ancestor called `setsid`: daemons, `setsid cmd &`) or a member, not the
 //!   leader, of a process group the supervisor created (every service and
@@ -36,6 +38,16 @@
 //!   environment, so known to be the run's even in a group of their own)
 //!   and waits until they are reaped ([`reap_swept`]).
 //!
+//! The registry of watched children sits behind a mutex rather than in an
+//! actor's inbox: the spawning thread registers the pid synchronously right
+//! after the clone (a request through a channel would arrive after a fast
+//! child such as `true` had exited and been looked at), and the reaper
+//! thread holds it during a pass. A child that exits before it is
+//! registered is left alone by a pass (it leads its own group in this
+//! session, like a child of other code) and reaped by the pass its
+//! registration triggers. The lock is never held across an `.await` or a
+//! spawn.
+//!
 //! Why not `tokio::process` for services and probes: it reaps its own
 //! children by pid (through a pidfd, or on SIGCHLD) and its `Child`, dropped
 //! unreaped, goes to tokio's own orphan queue: a second owner racing this
@@ -46,25 +58,23 @@
 //! a supervisor's group, so the reaper leaves them to tokio.
 //!
 //! One reaper per process, started on first use and shared by every
-//! supervisor run in it: a thread of its own with a current-thread tokio
-//! runtime for the SIGCHLD stream and its inbox, so it works whichever
-//! runtime (or none) its callers use. Knows nothing about services.
+//! supervisor run in it: a plain thread that sleeps on a pipe the SIGCHLD
+//! handler writes to, so it works whichever runtime (or none) its callers
+//! use, and no tokio runtime wakes up for it. Knows nothing about services.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::os;
 
-/// A child spawned through the reaper; its exit status arrives on `exit`
-/// (an error only if the reaper thread could not start).
+/// A child spawned through the reaper; its exit status arrives on `exit`.
 pub(crate) struct WatchedChild {
     pub pid: i32,
     pub stdout: Option<OwnedFd>,
@@ -72,34 +82,81 @@ pub(crate) struct WatchedChild {
     pub exit: oneshot::Receiver<ExitStatus>,
 }
 
-/// Spawns `request` as a group leader ([`os::spawn_group_leader`]) and
+/// Spawns `command` as a group leader ([`os::spawn_group_leader`]) and
 /// watches it.
-pub(crate) fn spawn_watched(request: &os::SpawnRequest<'_>) -> io::Result<WatchedChild> {
-    let child = os::spawn_group_leader(request)?;
-    let exit = watch(child.pid);
-    Ok(WatchedChild {
-        pid: child.pid,
-        stdout: child.stdout,
-        stderr: child.stderr,
-        exit,
-    })
+pub(crate) fn spawn_watched(
+    command: &os::PreparedCommand,
+    output: os::Output,
+) -> io::Result<WatchedChild> {
+    let reaper = reaper();
+    if let Some(error) = &reaper.broken {
+        return Err(io::Error::other(error.clone()));
+    }
+    // Spawned without the registry's lock (a spawn suspends its thread until
+    // the child has exec'd). Until it is registered, a pass that sees the
+    // child exited leaves it alone: it leads its own group in this session,
+    // like a child of other code. So after registering, make sure a pass
+    // follows if it has exited already.
+    reaper.spawning.fetch_add(1, Ordering::SeqCst);
+    let spawned = os::spawn_group_leader(command, output);
+    let mut registry = reaper.lock();
+    reaper.spawning.fetch_sub(1, Ordering::SeqCst);
+    match spawned {
+        Ok(child) => {
+            let (exit, receiver) = oneshot::channel();
+            registry.watched.insert(child.pid, Some(exit));
+            let deferred = std::mem::take(&mut registry.deferred);
+            drop(registry);
+            // A service may also have left orphans of its group behind
+            // already (rare; services start rarely, so look anyway).
+            if deferred || output == os::Output::Capture || os::has_exited(child.pid) {
+                reaper.poke();
+            }
+            Ok(WatchedChild {
+                pid: child.pid,
+                stdout: child.stdout,
+                stderr: child.stderr,
+                exit: receiver,
+            })
+        }
+        Err(failure) => {
+            if let Some(pid) = failure.exited_child {
+                // It gave up before exec; reaped like any watched child,
+                // with nobody to tell.
+                registry.watched.insert(pid, None);
+                drop(registry);
+                reaper.poke();
+            }
+            Err(failure.error)
+        }
+    }
 }
 
 /// Watches `pid`, a child of this process that leads its own process group
-/// (the guard, spawned by `std::process`, which never waits for it): it is
-/// reaped when it exits and its status goes to the receiver, which may be
-/// dropped.
-pub(crate) fn watch(pid: i32) -> oneshot::Receiver<ExitStatus> {
-    let (exit, receiver) = oneshot::channel();
-    reaper().send(Request::Watch { pid, exit });
-    receiver
+/// and that nobody waits for (the guard, spawned by `std::process`): it is
+/// reaped when it exits.
+pub(crate) fn watch(pid: i32) {
+    let reaper = reaper();
+    reaper.lock().watched.insert(pid, None);
+    // It may have exited already.
+    reaper.poke();
 }
 
 /// Reaps `pids` (processes of a run that the final sweep killed) as they
 /// exit; resolves once none of them is a live child of this process.
 pub(crate) async fn reap_swept(pids: Vec<i32>) {
     let (done, receiver) = oneshot::channel();
-    reaper().send(Request::ReapSwept { pids, done });
+    let reaper = reaper();
+    {
+        let mut registry = reaper.lock();
+        let pids: Vec<i32> = pids
+            .into_iter()
+            .filter(|pid| !registry.watched.contains_key(pid))
+            .collect();
+        registry.swept.extend(pids.iter().copied());
+        registry.sweep_waiters.push((pids, done));
+    }
+    reaper.poke();
     let _ = receiver.await;
 }
 
@@ -111,19 +168,13 @@ pub fn orphans_reaped() -> u64 {
 
 static ORPHANS_REAPED: AtomicU64 = AtomicU64::new(0);
 
-enum Request {
-    Watch {
-        pid: i32,
-        exit: oneshot::Sender<ExitStatus>,
-    },
-    ReapSwept {
-        pids: Vec<i32>,
-        done: oneshot::Sender<()>,
-    },
-}
-
 struct Reaper {
-    requests: mpsc::UnboundedSender<Request>,
+    registry: Arc<Mutex<Registry>>,
+    /// Spawns between their clone and their registration.
+    spawning: Arc<AtomicUsize>,
+    signals: Option<Arc<os::ChildSignals>>,
+    /// Why the reaper could not start; spawning then fails with it.
+    broken: Option<String>,
 }
 
 fn reaper() -> &'static Reaper {
@@ -131,103 +182,105 @@ fn reaper() -> &'static Reaper {
     REAPER.get_or_init(Reaper::start)
 }
 
-/// How often the reaper looks without SIGCHLD (only if the signal stream
-/// could not be set up).
-const POLL_WITHOUT_SIGNALS: Duration = Duration::from_millis(50);
-
 impl Reaper {
+    /// Installs the SIGCHLD handler and starts the thread; if that fails,
+    /// the reaper is broken and every spawn through it fails with the
+    /// reason (a child nobody reaps must not be started).
     fn start() -> Reaper {
-        let (requests, inbox) = mpsc::unbounded_channel();
+        let registry = Arc::new(Mutex::new(Registry::new()));
+        let spawning = Arc::new(AtomicUsize::new(0));
+        let signals = match os::ChildSignals::install() {
+            Ok(signals) => Arc::new(signals),
+            Err(error) => {
+                return Reaper {
+                    registry,
+                    spawning,
+                    signals: None,
+                    broken: Some(format!("cannot set up the reaper: {error}")),
+                };
+            }
+        };
+        let (thread_registry, thread_signals, thread_spawning) =
+            (registry.clone(), signals.clone(), spawning.clone());
         let started = std::thread::Builder::new()
             .name("spindle-reaper".to_owned())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot start the reaper's runtime; children will not be reaped");
-                        return;
-                    }
-                };
-                runtime.block_on(Owner::new().run(inbox));
+                let mut signalled = Vec::new();
+                loop {
+                    thread_signals.wait(&mut signalled);
+                    thread_registry
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .pass(&signalled, &thread_spawning);
+                }
             });
-        if let Err(error) = started {
-            tracing::error!(%error, "cannot start the reaper thread; children will not be reaped");
+        let broken = started
+            .err()
+            .map(|error| format!("cannot start the reaper thread: {error}"));
+        Reaper {
+            registry,
+            spawning,
+            signals: Some(signals),
+            broken,
         }
-        Reaper { requests }
     }
 
-    /// A request whose thread is gone is dropped, and with it its reply
-    /// sender: the caller sees the channel closed.
-    fn send(&self, request: Request) {
-        let _ = self.requests.send(request);
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn poke(&self) {
+        if let Some(signals) = &self.signals {
+            signals.poke();
+        }
     }
 }
 
-/// The reaper thread's state.
-struct Owner {
+/// Who is watched, and what is known about the supervisor's groups.
+struct Registry {
     own_session: i32,
-    watched: HashMap<i32, oneshot::Sender<ExitStatus>>,
+    /// Watched children and where their status goes (none: nobody asks).
+    watched: HashMap<i32, Option<oneshot::Sender<ExitStatus>>>,
     /// Groups whose leader was reaped and that may still have members.
     retired_groups: HashSet<i32>,
     /// Pids the final sweep killed, reaped once they exit.
     swept: HashSet<i32>,
     /// Who waits for which swept pids.
     sweep_waiters: Vec<(Vec<i32>, oneshot::Sender<()>)>,
+    /// A pass stopped at a child it left alone while a spawn was between
+    /// clone and registration; that registration triggers the next pass.
+    deferred: bool,
 }
 
-impl Owner {
-    fn new() -> Owner {
-        Owner {
+impl Registry {
+    fn new() -> Registry {
+        Registry {
             own_session: os::own_session(),
             watched: HashMap::new(),
             retired_groups: HashSet::new(),
             swept: HashSet::new(),
             sweep_waiters: Vec::new(),
+            deferred: false,
         }
     }
 
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Request>) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut child_signals = match signal(SignalKind::child()) {
-            Ok(stream) => Some(stream),
-            Err(error) => {
-                tracing::error!(%error, "cannot watch SIGCHLD; the reaper polls instead");
-                None
-            }
-        };
-        loop {
-            tokio::select! {
-                request = inbox.recv() => match request {
-                    Some(request) => self.handle(request),
-                    None => return,
-                },
-                () = next_child_signal(&mut child_signals) => {}
-            }
-            self.pass();
-        }
-    }
-
-    fn handle(&mut self, request: Request) {
-        match request {
-            Request::Watch { pid, exit } => {
-                self.watched.insert(pid, exit);
-            }
-            Request::ReapSwept { pids, done } => {
-                let pids: Vec<i32> = pids
-                    .into_iter()
-                    .filter(|pid| !self.watched.contains_key(pid))
-                    .collect();
-                self.swept.extend(pids.iter().copied());
-                self.sweep_waiters.push((pids, done));
+    /// Reaps every exited child that is watched, swept or an orphan:
+    /// first the `signalled` ones (pids from SIGCHLD, reaped by pid), then
+    /// any other (signals coalesce).
+    ///
+    /// A child left alone hides the exited children behind it from the
+    /// peek, so they are looked for in the list of children; unless a spawn
+    /// is between clone and registration (the child left alone is most
+    /// likely that one, exited early): then the registration triggers the
+    /// next pass, and listing the children now would be wasted.
+    fn pass(&mut self, signalled: &[i32], spawning: &AtomicUsize) {
+        for pid in signalled {
+            if *pid > 0 && os::has_exited(*pid) {
+                self.reap_if_ours(*pid);
             }
         }
-    }
-
-    /// Reaps every exited child that is watched, swept or an orphan.
-    fn pass(&mut self) {
         let mut left_alone = false;
         while let Some(pid) = os::peek_exited_child() {
             if !self.reap_if_ours(pid) {
@@ -235,7 +288,9 @@ impl Owner {
                 break;
             }
         }
-        if left_alone {
+        if left_alone && spawning.load(Ordering::SeqCst) > 0 {
+            self.deferred = true;
+        } else if left_alone {
             for pid in os::children_of_this_process() {
                 if os::has_exited(pid) {
                     self.reap_if_ours(pid);
@@ -251,7 +306,9 @@ impl Owner {
         if let Some(exit) = self.watched.remove(&pid) {
             return match os::reap_child(pid) {
                 os::Reaped::Exited(status) => {
-                    let _ = exit.send(ExitStatus::from_raw(status));
+                    if let Some(exit) = exit {
+                        let _ = exit.send(ExitStatus::from_raw(status));
+                    }
                     self.retired_groups.insert(pid);
                     true
                 }
@@ -259,8 +316,7 @@ impl Owner {
                     self.watched.insert(pid, exit);
                     false
                 }
-                // Someone else took it (a bug elsewhere): say so to the
-                // watcher by dropping its sender.
+                // Someone else took it: its watcher sees the channel close.
                 os::Reaped::NotAChild => true,
             };
         }
@@ -293,9 +349,9 @@ impl Owner {
         group != pid && (self.watched.contains_key(&group) || self.retired_groups.contains(&group))
     }
 
-    /// Drops swept pids that are no longer children of this process (their
-    /// parent is alive elsewhere, or they were reaped) and answers the
-    /// waiters whose pids are all settled.
+    /// Reaps swept pids that have exited, drops those that are no longer
+    /// children of this process (their parent is alive elsewhere, or they
+    /// were reaped), and answers the waiters whose pids are all settled.
     fn settle_swept(&mut self) {
         if self.swept.is_empty() && self.sweep_waiters.is_empty() {
             return;
@@ -321,17 +377,5 @@ impl Owner {
         for (_, done) in settled {
             let _ = done.send(());
         }
-    }
-}
-
-/// The next SIGCHLD, or a poll interval without a signal stream.
-async fn next_child_signal(stream: &mut Option<tokio::signal::unix::Signal>) {
-    match stream {
-        Some(stream) => {
-            if stream.recv().await.is_none() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => tokio::time::sleep(POLL_WITHOUT_SIGNALS).await,
     }
 }
