@@ -1107,6 +1107,25 @@ async fn the_reaper_never_takes_a_child_that_someone_else_waits_for() {
     harness.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_entering_its_directory_leaves_ours_alone() {
+    // Children share this process's memory, descriptors and directory until
+    // they unshare them; their chdir must not move us.
+    let ours = std::env::current_dir().unwrap();
+    let dir = scratch_dir("directory");
+    let mut web = service("web", "pwd > where; exec sleep 300", &dir);
+    web.readiness = Some(probe(exec("test -s where"), 10));
+    let mut harness = Harness::start(graph(vec![web]), SupervisorConfig::default());
+    harness.wait_state("web", ServiceState::Ready).await;
+    assert_eq!(std::env::current_dir().unwrap(), ours);
+    let recorded = std::fs::read_to_string(dir.join("where")).unwrap();
+    assert_eq!(
+        Path::new(recorded.trim()).canonicalize().unwrap(),
+        dir.canonicalize().unwrap()
+    );
+    harness.stop().await;
+}
+
 #[test]
 fn the_guard_kills_registered_groups_when_its_input_ends() {
     // A process group of its own, as the supervisor would register it.

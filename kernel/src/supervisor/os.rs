@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 pub const SIGKILL: i32 = libc::SIGKILL;
 
 /// Marks this process as a child subreaper (`PR_SET_CHILD_SUBREAPER`):
-/// orphaned descendants reparent to it instead of to init, so a final sweep
-/// can find and kill them. Call once, early, in the process that supervises.
+/// orphaned descendants reparent to it instead of to init, so the reaper
+/// reaps them as they exit and a final sweep can find and kill them. Call
+/// once, early, in the process that supervises.
 pub fn become_child_subreaper() -> io::Result<()> {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument and
     // touches no memory of ours.
@@ -82,10 +83,12 @@ impl From<io::Error> for SpawnFailure {
 /// stdin from /dev/null, and signal dispositions and mask as a fresh
 /// process has them.
 ///
-/// vfork-style: `clone(CLONE_VM | CLONE_VFORK)` runs the child on a small
-/// stack of its own in this process's memory until it has called `execve`,
-/// so nothing of this process is copied (a `fork` copies its page tables,
-/// which made each exec probe cost about 0.6 ms of CPU). The calling thread
+/// vfork-style: `clone(CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_FS)`
+/// runs the child on a small stack of its own in this process's memory until
+/// it has called `execve`, so nothing of this process is copied by the
+/// spawning thread (a `fork` copies its page tables, which made each exec
+/// probe cost about 0.6 ms of CPU; the child unshares and copies the
+/// descriptor table and working directory itself). The calling thread
 /// is suspended until the child has exec'd or failed; a failure (no such
 /// directory, no such program) comes back as the error.
 pub(crate) fn spawn_group_leader(
@@ -112,8 +115,7 @@ pub(crate) fn spawn_group_leader(
         envp: command.envp.as_ptr(),
         cwd: command.cwd.as_ptr(),
         stdio,
-        // SAFETY: getpid has no memory effects.
-        parent: unsafe { libc::getpid() },
+        parent: own_pid(),
         failed_step: AtomicI32::new(0),
         failed_errno: AtomicI32::new(0),
     };
@@ -274,6 +276,13 @@ fn dev_null() -> io::Result<&'static OwnedFd> {
     Ok(DEV_NULL.get_or_init(|| fd))
 }
 
+/// This process's pid (read once; the supervisor never forks itself).
+fn own_pid() -> libc::pid_t {
+    static OWN_PID: OnceLock<libc::pid_t> = OnceLock::new();
+    // SAFETY: getpid has no memory effects.
+    *OWN_PID.get_or_init(|| unsafe { libc::getpid() })
+}
+
 /// A pipe with `flags` (`O_CLOEXEC`, `O_NONBLOCK`): (read end, write end).
 fn pipe(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
@@ -364,7 +373,7 @@ fn clone_vfork(plan: &ChildPlan) -> io::Result<i32> {
         libc::clone(
             child_main,
             stack_top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::CLONE_FS | libc::SIGCHLD,
             plan as *const ChildPlan as *mut libc::c_void,
         )
     };
@@ -406,11 +415,12 @@ extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
     // parent prepared (NUL-terminated strings and arrays that outlive the
     // child's use of them, open descriptors, a zeroed sigaction).
     unsafe {
-        // CLONE_FILES shares the descriptor table until here, so copying it
-        // (one reference per open descriptor of this process, hundreds with
-        // many services) is the child's work, not the spawning thread's;
-        // from now on the child's dup2 calls touch only its own table.
-        if libc::unshare(libc::CLONE_FILES) != 0 {
+        // CLONE_FILES and CLONE_FS share the descriptor table and the
+        // working directory until here, so copying them (one reference per
+        // open descriptor of this process, hundreds with many services) is
+        // the child's work, not the spawning thread's; from now on its dup2
+        // and chdir touch only its own.
+        if libc::unshare(libc::CLONE_FILES | libc::CLONE_FS) != 0 {
             give_up(STEP_DESCRIPTORS);
         }
         reset_signal_dispositions();
@@ -481,7 +491,7 @@ unsafe fn reset_signal_dispositions() {
 }
 
 /// A pipe that the SIGCHLD handler writes the signalled child's pid to (and
-/// [`poke`] a 0), for the reaper's thread to sleep on.
+/// [`poke`] a 0), for the reaper's drivers to wait on.
 ///
 /// The handler is registered through `signal-hook-registry` (as tokio
 /// registers its own), so it chains with other SIGCHLD handlers in the
@@ -494,8 +504,7 @@ unsafe fn reset_signal_dispositions() {
 pub(crate) struct ChildSignals {
     read: OwnedFd,
     write: OwnedFd,
-    /// Whether SIGCHLD writes to the pipe; if not, [`ChildSignals::wait`]
-    /// returns every 50 ms.
+    /// Whether SIGCHLD writes to the pipe.
     from_signal: bool,
 }
 
@@ -526,7 +535,7 @@ impl ChildSignals {
         })
     }
 
-    /// Wakes the thread in [`ChildSignals::wait`] (with no pid).
+    /// Wakes the waiters (with no pid).
     pub(crate) fn poke(&self) {
         let none: libc::pid_t = 0;
         // SAFETY: writes four bytes from a local to our own pipe.
@@ -539,42 +548,16 @@ impl ChildSignals {
         }
     }
 
-    /// Blocks until a SIGCHLD or a poke has arrived since the last call
-    /// (or 50 ms have passed, without the signal), then empties the pipe
-    /// into `pids` (the signalled children; 0 for a poke).
-    pub(crate) fn wait(&self, pids: &mut Vec<i32>) {
-        pids.clear();
-        let mut poll_fd = libc::pollfd {
-            fd: self.read.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let timeout_ms = if self.from_signal { -1 } else { 50 };
-        // SAFETY: poll reads and writes the one pollfd it is given; EINTR
-        // just returns early.
-        unsafe {
-            libc::poll(&mut poll_fd, 1, timeout_ms);
-        }
-        let mut buffer = [0 as libc::pid_t; 64];
-        loop {
-            // SAFETY: reads into a local buffer of the length given; the
-            // descriptor is non-blocking.
-            let read = unsafe {
-                libc::read(
-                    self.read.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    std::mem::size_of_val(&buffer),
-                )
-            };
-            if read <= 0 {
-                return;
-            }
-            let count = read as usize / std::mem::size_of::<libc::pid_t>();
-            pids.extend_from_slice(&buffer[..count]);
-            if (read as usize) < std::mem::size_of_val(&buffer) {
-                return;
-            }
-        }
+    /// Whether SIGCHLD reaches the pipe (if not, whoever waits on it must
+    /// also look every so often).
+    pub(crate) fn has_signal_handler(&self) -> bool {
+        self.from_signal
+    }
+
+    /// A descriptor of the pipe's read end (non-blocking), for a waiter to
+    /// register with its runtime.
+    pub(crate) fn subscribe(&self) -> io::Result<OwnedFd> {
+        self.read.try_clone()
     }
 }
 

@@ -14,12 +14,14 @@
 //! `tokio::process` or libc's `system()` behind Lua's `os.execute` is about
 //! to wait for by pid):
 //! - On every SIGCHLD it looks at the signalled child (the handler passes
-//!   its pid) and then, since signals coalesce, peeks at the next exited
-//!   child with `waitid(P_ALL, WNOWAIT)`, which reaps nothing, until none is
-//!   left; for each it decides by pid: a
-//!   *watched* child (one spawned through [`spawn_watched`], or the guard)
-//!   is reaped and its status sent to its watcher; an *orphan* is reaped and
-//!   counted; anything else is left alone.
+//!   its pid) and decides by pid: a *watched* child (one spawned through
+//!   [`spawn_watched`], or the guard) is reaped and its status sent to its
+//!   watcher; an *orphan* is reaped and counted; anything else is left
+//!   alone. Since signals that arrive while one is pending are merged, it
+//!   also peeks at every other exited child (`waitid(P_ALL, WNOWAIT)`, which
+//!   reaps nothing, until none is left), at most every 50 ms: that is a
+//!   scan of all children, which 100 exec probes a second would otherwise
+//!   pay for 100 times a second.
 //! - An orphan is a child in another session than this process (it or an
 //!   ancestor called `setsid`: daemons, `setsid cmd &`) or a member, not the
 //!   leader, of a process group the supervisor created (every service and
@@ -42,11 +44,11 @@
 //! actor's inbox: the spawning thread registers the pid synchronously right
 //! after the clone (a request through a channel would arrive after a fast
 //! child such as `true` had exited and been looked at), and the reaper
-//! thread holds it during a pass. A child that exits before it is
+//! drivers hold it during a pass. A child that exits before it is
 //! registered is left alone by a pass (it leads its own group in this
-//! session, like a child of other code) and reaped by the pass its
-//! registration triggers. The lock is never held across an `.await` or a
-//! spawn.
+//! session, like a child of other code; the pass sees a spawn under way and
+//! defers) and reaped by the pass its registration triggers. The lock is
+//! never held across an `.await` or a spawn.
 //!
 //! Why not `tokio::process` for services and probes: it reaps its own
 //! children by pid (through a pidfd, or on SIGCHLD) and its `Child`, dropped
@@ -57,10 +59,13 @@
 //! `tokio::process`: its children are in this process's session and not in
 //! a supervisor's group, so the reaper leaves them to tokio.
 //!
-//! One reaper per process, started on first use and shared by every
-//! supervisor run in it: a plain thread that sleeps on a pipe the SIGCHLD
-//! handler writes to, so it works whichever runtime (or none) its callers
-//! use, and no tokio runtime wakes up for it. Knows nothing about services.
+//! One reaper per process (its registry and its SIGCHLD pipe), shared by
+//! every supervisor run in it. Its passes run on the runs' own runtimes: each
+//! run drives it ([`drive`]) while it runs, woken by the pipe the SIGCHLD
+//! handler writes to. No thread of its own: a probe's exit is delivered in
+//! the same wake-up of the runtime that waits for it. Between runs nothing
+//! is reaped (nothing of a run is left then: the final sweep waits for its
+//! processes to be reaped). Knows nothing about services.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -68,9 +73,11 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::os;
 
@@ -94,9 +101,8 @@ pub(crate) fn spawn_watched(
     }
     // Spawned without the registry's lock (a spawn suspends its thread until
     // the child has exec'd). Until it is registered, a pass that sees the
-    // child exited leaves it alone: it leads its own group in this session,
-    // like a child of other code. So after registering, make sure a pass
-    // follows if it has exited already.
+    // child exited leaves it alone (it leads its own group in this session,
+    // like a child of other code) and, seeing a spawn under way, defers.
     reaper.spawning.fetch_add(1, Ordering::SeqCst);
     let spawned = os::spawn_group_leader(command, output);
     let mut registry = reaper.lock();
@@ -105,11 +111,13 @@ pub(crate) fn spawn_watched(
         Ok(child) => {
             let (exit, receiver) = oneshot::channel();
             registry.watched.insert(child.pid, Some(exit));
+            // A pass that met this child exited before it was registered
+            // left it alone and deferred to this registration. A service may
+            // also have left orphans of its group behind already (rare, and
+            // services start rarely: look anyway).
             let deferred = std::mem::take(&mut registry.deferred);
             drop(registry);
-            // A service may also have left orphans of its group behind
-            // already (rare; services start rarely, so look anyway).
-            if deferred || output == os::Output::Capture || os::has_exited(child.pid) {
+            if deferred || output == os::Output::Capture {
                 reaper.poke();
             }
             Ok(WatchedChild {
@@ -168,59 +176,121 @@ pub fn orphans_reaped() -> u64 {
 
 static ORPHANS_REAPED: AtomicU64 = AtomicU64::new(0);
 
+/// How often a driver looks without SIGCHLD (only if the handler could not
+/// be installed).
+const LOOK_WITHOUT_SIGNALS: Duration = Duration::from_millis(50);
+
+/// A SIGCHLD names one child; signals that arrive while one is pending are
+/// merged, so after a signal the drivers also look for other exited
+/// children (a scan of every child), at most this often: a child whose
+/// signal was merged is reaped within this delay, every other at once.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// Runs the reaper's passes on the caller's runtime until `stop`. Every
+/// supervisor run drives it for as long as it runs: each SIGCHLD wakes the
+/// drivers, and the first to read the pipe passes for all (the registry is
+/// shared, so any pass delivers any watcher's exit).
+pub(crate) async fn drive(stop: CancellationToken) {
+    let reaper = reaper();
+    let Some(signals) = &reaper.signals else {
+        return;
+    };
+    let pipe = if signals.has_signal_handler() {
+        signals
+            .subscribe()
+            .and_then(tokio::net::unix::pipe::Receiver::from_owned_fd)
+            .inspect_err(|error| {
+                tracing::error!(%error, "cannot wait for SIGCHLD; the reaper looks every 50 ms");
+            })
+            .ok()
+    } else {
+        None
+    };
+    let mut signalled = Vec::new();
+    // When the other exited children were last looked for (see LOOK_EVERY).
+    let mut looked_at = tokio::time::Instant::now();
+    let mut look_pending = false;
+    loop {
+        let woken = async {
+            match &pipe {
+                Some(pipe) => {
+                    let _ = pipe.readable().await;
+                }
+                None => tokio::time::sleep(LOOK_WITHOUT_SIGNALS).await,
+            }
+        };
+        let look_due = async {
+            if look_pending {
+                tokio::time::sleep_until(looked_at + LOOK_EVERY).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = woken => {}
+            () = look_due => {}
+        }
+        signalled.clear();
+        if let Some(pipe) = &pipe {
+            read_pids(pipe, &mut signalled);
+        }
+        // A poke (0), no signal handler, or time: look for every exited
+        // child now; otherwise reap the signalled ones and look later.
+        let now = tokio::time::Instant::now();
+        let look =
+            pipe.is_none() || signalled.contains(&0) || now.duration_since(looked_at) >= LOOK_EVERY;
+        reaper.lock().pass(&signalled, &reaper.spawning, look);
+        if look {
+            looked_at = now;
+            look_pending = false;
+        } else {
+            look_pending = true;
+        }
+    }
+}
+
+/// Empties the SIGCHLD pipe into `pids` (4 bytes each, native order; 0
+/// for a poke). Another driver may have emptied it first.
+fn read_pids(pipe: &tokio::net::unix::pipe::Receiver, pids: &mut Vec<i32>) {
+    let mut buffer = [0u8; 256];
+    while let Ok(read) = pipe.try_read(&mut buffer) {
+        pids.extend(
+            buffer[..read]
+                .chunks_exact(4)
+                .map(|bytes| i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
+        );
+        if read < buffer.len() {
+            return;
+        }
+    }
+}
+
 struct Reaper {
-    registry: Arc<Mutex<Registry>>,
+    registry: Mutex<Registry>,
     /// Spawns between their clone and their registration.
-    spawning: Arc<AtomicUsize>,
-    signals: Option<Arc<os::ChildSignals>>,
-    /// Why the reaper could not start; spawning then fails with it.
+    spawning: AtomicUsize,
+    signals: Option<os::ChildSignals>,
+    /// Why the reaper could not be set up; spawning then fails with it (a
+    /// child nobody reaps must not be started).
     broken: Option<String>,
 }
 
 fn reaper() -> &'static Reaper {
     static REAPER: OnceLock<Reaper> = OnceLock::new();
-    REAPER.get_or_init(Reaper::start)
+    REAPER.get_or_init(Reaper::new)
 }
 
 impl Reaper {
-    /// Installs the SIGCHLD handler and starts the thread; if that fails,
-    /// the reaper is broken and every spawn through it fails with the
-    /// reason (a child nobody reaps must not be started).
-    fn start() -> Reaper {
-        let registry = Arc::new(Mutex::new(Registry::new()));
-        let spawning = Arc::new(AtomicUsize::new(0));
-        let signals = match os::ChildSignals::install() {
-            Ok(signals) => Arc::new(signals),
-            Err(error) => {
-                return Reaper {
-                    registry,
-                    spawning,
-                    signals: None,
-                    broken: Some(format!("cannot set up the reaper: {error}")),
-                };
-            }
+    fn new() -> Reaper {
+        let (signals, broken) = match os::ChildSignals::install() {
+            Ok(signals) => (Some(signals), None),
+            Err(error) => (None, Some(format!("cannot set up the reaper: {error}"))),
         };
-        let (thread_registry, thread_signals, thread_spawning) =
-            (registry.clone(), signals.clone(), spawning.clone());
-        let started = std::thread::Builder::new()
-            .name("spindle-reaper".to_owned())
-            .spawn(move || {
-                let mut signalled = Vec::new();
-                loop {
-                    thread_signals.wait(&mut signalled);
-                    thread_registry
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .pass(&signalled, &thread_spawning);
-                }
-            });
-        let broken = started
-            .err()
-            .map(|error| format!("cannot start the reaper thread: {error}"));
         Reaper {
-            registry,
-            spawning,
-            signals: Some(signals),
+            registry: Mutex::new(Registry::new()),
+            spawning: AtomicUsize::new(0),
+            signals,
             broken,
         }
     }
@@ -231,6 +301,7 @@ impl Reaper {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Wakes the drivers.
     fn poke(&self) {
         if let Some(signals) = &self.signals {
             signals.poke();
@@ -266,31 +337,34 @@ impl Registry {
         }
     }
 
-    /// Reaps every exited child that is watched, swept or an orphan:
-    /// first the `signalled` ones (pids from SIGCHLD, reaped by pid), then
-    /// any other (signals coalesce).
+    /// Reaps every exited child that is watched, swept or an orphan: first
+    /// the `signalled` ones (pids from SIGCHLD, reaped by pid); then, if
+    /// `look_for_others`, any other (signals coalesce), by peeking until no
+    /// exited child is left.
     ///
-    /// A child left alone hides the exited children behind it from the
-    /// peek, so they are looked for in the list of children; unless a spawn
-    /// is between clone and registration (the child left alone is most
-    /// likely that one, exited early): then the registration triggers the
-    /// next pass, and listing the children now would be wasted.
-    fn pass(&mut self, signalled: &[i32], spawning: &AtomicUsize) {
+    /// A child met exited but not ours while a spawn is between clone and
+    /// registration is most likely that spawn's (it exited early): the pass
+    /// defers to the registration, which triggers the next pass. Otherwise a
+    /// child left alone hides the exited children behind it from the peek,
+    /// so they are looked for in the list of children.
+    fn pass(&mut self, signalled: &[i32], spawning: &AtomicUsize, look_for_others: bool) {
+        let mut left_alone = false;
         for pid in signalled {
-            if *pid > 0 && os::has_exited(*pid) {
-                self.reap_if_ours(*pid);
+            if *pid > 0 && os::has_exited(*pid) && !self.reap_if_ours(*pid) {
+                left_alone = true;
             }
         }
-        let mut left_alone = false;
-        while let Some(pid) = os::peek_exited_child() {
-            if !self.reap_if_ours(pid) {
-                left_alone = true;
-                break;
+        if look_for_others {
+            while let Some(pid) = os::peek_exited_child() {
+                if !self.reap_if_ours(pid) {
+                    left_alone = true;
+                    break;
+                }
             }
         }
         if left_alone && spawning.load(Ordering::SeqCst) > 0 {
             self.deferred = true;
-        } else if left_alone {
+        } else if left_alone && look_for_others {
             for pid in os::children_of_this_process() {
                 if os::has_exited(pid) {
                     self.reap_if_ours(pid);

@@ -178,6 +178,9 @@ impl Runner {
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> RunOutcome {
         let kill_now = self.config.kill_now.clone();
         let mut killed_now = false;
+        // Reaps this run's children (and any orphan) until the run is over.
+        let stop_reaping = CancellationToken::new();
+        let reaping = tokio::spawn(reaper::drive(stop_reaping.clone()));
         self.advance();
         loop {
             if self
@@ -216,6 +219,8 @@ impl Runner {
             let _ = tokio::time::timeout(Duration::from_secs(2), reaper::reap_swept(swept.clone()))
                 .await;
         }
+        stop_reaping.cancel();
+        let _ = reaping.await;
         RunOutcome {
             services: self
                 .services
