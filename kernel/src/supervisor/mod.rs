@@ -93,7 +93,10 @@ pub enum SupervisorError {
 /// Runs `graph` until `shutdown` is cancelled, every service has come to
 /// rest, or a critical service gives up; then stops everything still running
 /// in reverse dependency order and returns. Must run inside a tokio runtime
-/// (with the `process`, `time`, `net` and `io` drivers enabled).
+/// with the `time` and `io` drivers enabled; while it runs it also drives
+/// the process's reaper (see `reaper`), so call
+/// [`become_child_subreaper`] first if orphans below the services should
+/// be reaped (and swept) here rather than by init.
 pub async fn run(
     graph: GraphSpec,
     config: SupervisorConfig,

@@ -19,9 +19,10 @@
 //!   watcher; an *orphan* is reaped and counted; anything else is left
 //!   alone. Since signals that arrive while one is pending are merged, it
 //!   also peeks at every other exited child (`waitid(P_ALL, WNOWAIT)`, which
-//!   reaps nothing, until none is left), at most every 50 ms: that is a
-//!   scan of all children, which 100 exec probes a second would otherwise
-//!   pay for 100 times a second.
+//!   reaps nothing, until none is left), at once when exits come in bursts
+//!   and otherwise at most every 50 ms: that is a scan of all children,
+//!   which 100 exec probes a second would otherwise pay for 100 times a
+//!   second.
 //! - An orphan is a child in another session than this process (it or an
 //!   ancestor called `setsid`: daemons, `setsid cmd &`) or a member, not the
 //!   leader, of a process group the supervisor created (every service and
@@ -186,6 +187,10 @@ const LOOK_WITHOUT_SIGNALS: Duration = Duration::from_millis(50);
 /// signal was merged is reaped within this delay, every other at once.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
 
+/// After a look found children whose signal was merged, look at every
+/// wake-up for this long (exits come in a burst).
+const EAGER_AFTER_MERGED: Duration = Duration::from_secs(1);
+
 /// Runs the reaper's passes on the caller's runtime until `stop`. Every
 /// supervisor run drives it for as long as it runs: each SIGCHLD wakes the
 /// drivers, and the first to read the pipe passes for all (the registry is
@@ -210,6 +215,7 @@ pub(crate) async fn drive(stop: CancellationToken) {
     // When the other exited children were last looked for (see LOOK_EVERY).
     let mut looked_at = tokio::time::Instant::now();
     let mut look_pending = false;
+    let mut eager_until = looked_at;
     loop {
         let woken = async {
             match &pipe {
@@ -235,12 +241,21 @@ pub(crate) async fn drive(stop: CancellationToken) {
         if let Some(pipe) = &pipe {
             read_pids(pipe, &mut signalled);
         }
-        // A poke (0), no signal handler, or time: look for every exited
-        // child now; otherwise reap the signalled ones and look later.
+        // Look for every exited child now after a poke (0), without a
+        // signal handler, when it is time, or while exits come in bursts
+        // (several signals at once, or the last look found merged ones: a
+        // shutdown, a group killed); otherwise reap the signalled ones and
+        // look later.
         let now = tokio::time::Instant::now();
-        let look =
-            pipe.is_none() || signalled.contains(&0) || now.duration_since(looked_at) >= LOOK_EVERY;
-        reaper.lock().pass(&signalled, &reaper.spawning, look);
+        let look = pipe.is_none()
+            || signalled.contains(&0)
+            || signalled.len() > 1
+            || now < eager_until
+            || now.duration_since(looked_at) >= LOOK_EVERY;
+        let merged = reaper.lock().pass(&signalled, &reaper.spawning, look);
+        if merged > 0 {
+            eager_until = now + EAGER_AFTER_MERGED;
+        }
         if look {
             looked_at = now;
             look_pending = false;
@@ -347,8 +362,12 @@ impl Registry {
     /// defers to the registration, which triggers the next pass. Otherwise a
     /// child left alone hides the exited children behind it from the peek,
     /// so they are looked for in the list of children.
-    fn pass(&mut self, signalled: &[i32], spawning: &AtomicUsize, look_for_others: bool) {
+    ///
+    /// Returns how many children the look found besides the signalled ones
+    /// (their signals were merged).
+    fn pass(&mut self, signalled: &[i32], spawning: &AtomicUsize, look_for_others: bool) -> usize {
         let mut left_alone = false;
+        let mut merged = 0;
         for pid in signalled {
             if *pid > 0 && os::has_exited(*pid) && !self.reap_if_ours(*pid) {
                 left_alone = true;
@@ -360,6 +379,7 @@ impl Registry {
                     left_alone = true;
                     break;
                 }
+                merged += 1;
             }
         }
         if left_alone && spawning.load(Ordering::SeqCst) > 0 {
@@ -373,6 +393,7 @@ impl Registry {
         }
         self.settle_swept();
         self.retired_groups.retain(|pgid| os::group_exists(*pgid));
+        merged
     }
 
     /// Reaps `pid`, an exited child, if it is ours to reap; whether it was.
