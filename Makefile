@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc
+.PHONY: demo test bench longrun setup lint layering doc
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 demo: setup
@@ -20,6 +20,11 @@ test: setup lint layering doc
 bench: setup
 	$(CARGO) bench --bench supervisor
 	$(CARGO) bench --bench embed
+
+## Not in CI: 50 services under load for 30 minutes; slopes of zombies, fds,
+## threads, RSS and CPU (target/bench/longrun.json). DURATION=3m for a trial.
+longrun:
+	$(CARGO) bench --bench longrun -- --duration $(or $(DURATION),30m)
 
 setup:
 	bash scripts/setup.sh
