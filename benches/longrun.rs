@@ -3,7 +3,8 @@
 //! in CI (it runs for half an hour by default).
 //!
 //! The graph (50 services, `benches/longrun.rs` writes the script):
-//! - `web`: `python3 -m http.server`, which the http and tcp probes target;
+//! - `web`: a small threading Python HTTP server (answers 200), which the
+//!   http and tcp probes target;
 //! - `restarter`: exits with status 1 every 3 s (restart on-failure, the
 //!   crash-loop limit out of reach);
 //! - `spawner`: starts a short-lived orphan ten times a second
@@ -306,8 +307,21 @@ impl Sample {
 
 fn graph_script(web_port: u16) -> String {
     let mut script = String::from("local s = require(\"spindle\")\n");
+    // A threading HTTP server with a deep accept queue: `python3 -m
+    // http.server` keeps a queue of 5 and serves one request at a time, so
+    // on a busy machine 31 probes a second overflow it and connections
+    // time out, which is the stand-in's limit, not spindle's.
+    let web = format!(
+        "import http.server as h\n\
+         class Handler(h.BaseHTTPRequestHandler):\n    \
+             def do_GET(self):\n        \
+                 self.send_response(200); self.send_header('Content-Length', '0'); self.end_headers()\n    \
+             def log_message(self, *args): pass\n\
+         class Server(h.ThreadingHTTPServer):\n    request_queue_size = 1024\n\
+         Server(('127.0.0.1', {web_port}), Handler).serve_forever()\n"
+    );
     script.push_str(&format!(
-        "s.service \"web\" {{ command = {{ \"python3\", \"-m\", \"http.server\", \"{web_port}\", \"--bind\", \"127.0.0.1\" }},\n  ready = s.tcp_probe {{ address = \"127.0.0.1:{web_port}\", period = \"200ms\" }} }}\n"
+        "s.service \"web\" {{ command = {{ \"python3\", \"-c\", {web:?} }},\n  ready = s.tcp_probe {{ address = \"127.0.0.1:{web_port}\", period = \"200ms\" }} }}\n"
     ));
     script.push_str(
         "s.service \"restarter\" { command = \"sleep 3; exit 1\",\n  restart = { policy = \"on-failure\", backoff = \"100ms..100ms\", max = 1000000, window = \"1s\" } }\n",
