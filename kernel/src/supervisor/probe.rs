@@ -6,8 +6,9 @@
 //! successes); liveness starts as passing (failing after
 //! `failure_threshold` failures).
 
-use spindle_scripting::{ProbeCheck, ProbeSpec};
 use std::sync::Arc;
+
+use spindle_scripting::{ProbeCheck, ProbeSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
