@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e
+.PHONY: demo test bench longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -47,6 +47,11 @@ fuzz:
 ## The kernel module and the daemon in a real Linux kernel under qemu.
 kmod-e2e: setup
 	bash kmod/e2e/run.sh
+
+## Not in CI: 50 services under load for 30 minutes; slopes of zombies, fds,
+## threads, RSS and CPU (target/bench/longrun.json). DURATION=3m for a trial.
+longrun:
+	$(CARGO) bench --bench longrun -- --duration $(or $(DURATION),30m)
 
 setup:
 	bash scripts/setup.sh

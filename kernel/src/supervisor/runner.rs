@@ -19,7 +19,8 @@ use super::control::{ApplyReport, Control, ControlError};
 use super::event::{Event, ServiceState};
 use super::guard::sweep_run;
 use super::probe::{self, ProbeContext, ProbeKind};
-use super::process::{self, Exit, InstanceContext, LogTarget, ProcessHandle, StopRequest};
+use super::process::{self, Exit, InstanceContext, LogTarget, ProcessHandle, Spawner, StopRequest};
+use super::reaper;
 use super::seams::InProcessService;
 use super::{RunOutcome, SupervisorConfig, os};
 
@@ -127,10 +128,10 @@ pub(crate) struct Runner {
     shutting_down: bool,
     timers: CancellationToken,
     critical_failures: Vec<(String, String)>,
-    spawner: os::Spawner,
+    spawner: Spawner,
 }
 
-/// Threads forking services at once; see [`os::Spawner`].
+/// Threads spawning services at once; see [`Spawner`].
 const SPAWNER_THREADS: usize = 4;
 
 impl Runner {
@@ -152,7 +153,7 @@ impl Runner {
             shutting_down: false,
             timers: CancellationToken::new(),
             critical_failures: Vec::new(),
-            spawner: os::Spawner::new(SPAWNER_THREADS),
+            spawner: Spawner::new(SPAWNER_THREADS),
         }
     }
 
@@ -160,6 +161,9 @@ impl Runner {
         let kill_now = self.config.kill_now.clone();
         let mut controls = self.config.control.take().map(|receiver| receiver.0);
         let mut killed_now = false;
+        // Reaps this run's children (and any orphan) until the run is over.
+        let stop_reaping = CancellationToken::new();
+        let reaping = tokio::spawn(reaper::drive(stop_reaping.clone()));
         self.advance();
         loop {
             let at_rest = self
@@ -192,14 +196,20 @@ impl Runner {
         let run_id = self.config.run_id.clone();
         let swept = tokio::task::spawn_blocking(move || {
             if run_id.is_empty() {
-                return 0;
+                return Vec::new();
             }
-            let swept = sweep_run(&run_id, Duration::from_secs(2));
-            os::reap_zombie_children(&swept);
-            swept.len()
+            sweep_run(&run_id, Duration::from_secs(2))
         })
         .await
-        .unwrap_or(0);
+        .unwrap_or_default();
+        if !swept.is_empty() {
+            // Those that reparented here are reaped as they die; the sweep's
+            // SIGKILLs may still be landing.
+            let _ = tokio::time::timeout(Duration::from_secs(2), reaper::reap_swept(swept.clone()))
+                .await;
+        }
+        stop_reaping.cancel();
+        let _ = reaping.await;
         RunOutcome {
             services: self
                 .services
@@ -208,7 +218,7 @@ impl Runner {
                 .map(|service| (service.spec.name.clone(), service.state))
                 .collect(),
             critical_failures: self.critical_failures,
-            swept,
+            swept: swept.len(),
         }
     }
 
