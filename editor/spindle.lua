@@ -169,6 +169,13 @@
 ---@field timeout? spindle.Duration A deadline shorter than the pipeline's timeout.
 ---@field correlation_id? string The caller's id, to find or cancel the request.
 
+---What `s.up()` or `s.down()` changed, by service name.
+---@class spindle.ApplyReport
+---@field added string[] Services started.
+---@field changed string[] Services restarted with their new declaration.
+---@field removed string[] Services stopped and removed.
+---@field unchanged string[] Services left running as they were.
+
 ---The answer to a request submitted from a cell.
 ---@class spindle.Answer
 ---@field outcome "ok"|"error"|"timeout"|"rejected"|"cancelled" The request's one terminal answer.
@@ -266,11 +273,24 @@ function spindle.embed(spec) end
 function spindle.http_route(route) end
 
 ---A source: requests from the Linux kernel module through the generic netlink
----family. Accepted but not served yet: every check warns at the call, and the
----pipeline is reached over HTTP only.
+---family. `spindle run` serves such pipelines to the module (waiting for it
+---to be loaded); see docs/netlink-protocol.md.
 ---@param fields? spindle.NetlinkFields
 ---@return spindle.Source
 function spindle.netlink(fields) end
+
+---Notebook cells only: runs the services and pipelines declared so far (by
+---the script and by cells; a name declared again replaces the earlier
+---declaration) as the kernel's graph: new services start, changed ones
+---restart, removed ones stop, untouched ones keep running. A mistake in a
+---declaration is the cell's error, with its line. Returns what changed.
+---@return spindle.ApplyReport
+function spindle.up() end
+
+---Notebook cells only: stops every service (in reverse dependency order)
+---and removes every pipeline; the declarations stay for the next `s.up()`.
+---@return spindle.ApplyReport
+function spindle.down() end
 
 ---Notebook cells only: submits a request to a pipeline and waits for its
 ---one answer. The cell waits; other requests flow on meanwhile. A request

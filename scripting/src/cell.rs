@@ -412,6 +412,7 @@ pub(crate) fn handle(context: &Rc<RunContext>, spawner: &impl LocalSpawnExt, job
             streams,
             reply,
         } => {
+            crate::notebook_graph::enter_cell(&context.lua, context, &cell.path, &cell.code);
             let state = Rc::new(CellState {
                 effects,
                 streams,

@@ -24,6 +24,8 @@ pub(crate) struct Loaded {
     pub lua: Lua,
     pub evaluation: Evaluation,
     pub functions: Vec<Function>,
+    /// What the script declared, for cells that declare more.
+    pub declarations: Declarations,
 }
 
 pub(crate) fn load(path: &Path) -> Loaded {
@@ -42,6 +44,7 @@ pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
             diagnostics: vec![diagnostic],
         },
         functions: Vec::new(),
+        declarations: Declarations::default(),
     };
     let source = match overlay.read_bytes(&file) {
         Ok(source) => source,
@@ -76,12 +79,36 @@ pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
     if let Err(error) = result {
         diagnostics.push(lua_error_diagnostic_with(&error, &file, overlay));
     }
+    let (mut evaluation, functions) = convert(&declarations, &file, overlay, Vec::new());
+    diagnostics.append(&mut evaluation.diagnostics);
+    diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    Loaded {
+        lua,
+        evaluation: Evaluation {
+            graph: evaluation.graph.filter(|_| !has_errors),
+            diagnostics,
+        },
+        functions,
+        declarations,
+    }
+}
+
+/// Turns recorded declarations into a graph and its diagnostics. The Lua
+/// functions the specs refer to are appended to `functions`, whose ids
+/// stay what they were (a notebook converts again as cells declare more).
+pub(crate) fn convert(
+    declarations: &Declarations,
+    file: &Path,
+    overlay: &Overlay,
+    functions: Vec<Function>,
+) -> (Evaluation, Vec<Function>) {
     let mut locator = Locator::with_overlay(overlay.clone());
     let mut converter = Converter {
         locator: &mut locator,
         diagnostics: Vec::new(),
-        functions: Vec::new(),
-        script_dir: script_dir(&file),
+        functions,
+        script_dir: script_dir(file),
     };
     for (site, message, hint) in &declarations.mistakes {
         converter.error(site, None, Part::Key, message.clone(), hint.clone());
@@ -120,19 +147,15 @@ pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
         }
     }
     let functions = converter.functions;
-    diagnostics.extend(converter.diagnostics);
+    let mut diagnostics = converter.diagnostics;
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     let graph = (!has_errors).then(|| GraphSpec {
-        file: file.clone(),
+        file: file.to_path_buf(),
         services: converted.into_iter().map(|(_, service)| service).collect(),
         pipelines,
     });
-    Loaded {
-        lua,
-        evaluation: Evaluation { graph, diagnostics },
-        functions,
-    }
+    (Evaluation { graph, diagnostics }, functions)
 }
 
 /// Memory limit, `require` next to the script only, and the `spindle`
@@ -456,6 +479,8 @@ pub(crate) fn lua_error_diagnostic_with(
                 "embed",
                 "http_route",
                 "netlink",
+                "up",
+                "down",
                 "submit",
                 "submit_all",
                 "status",

@@ -169,10 +169,13 @@ impl ScriptHost {
                         .create_table()
                         .expect("an empty table fits in the memory limit"),
                 };
+                // Cells may declare more and apply it (`s.up()`): keep the
+                // script's declarations where the module records new ones.
+                loaded.lua.set_app_data(loaded.declarations);
                 let context = Rc::new(RunContext {
                     lua: loaded.lua,
-                    graph: loaded.evaluation.graph,
-                    functions: loaded.functions,
+                    graph: RefCell::new(loaded.evaluation.graph.map(Rc::new)),
+                    functions: RefCell::new(loaded.functions),
                     effects,
                     config,
                     registry: RefCell::new(Registry::default()),
@@ -312,8 +315,8 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     timeout,
                     reply,
                 } => {
-                    let result = match context.functions.get(function.0 as usize) {
-                        Some(check) => call_with_deadline(&context, check, timeout),
+                    let result = match context.function(function) {
+                        Some(check) => call_with_deadline(&context, &check, timeout),
                         None => Err(format!("no Lua function with id {}", function.0)),
                     };
                     reply(result);

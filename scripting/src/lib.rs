@@ -33,6 +33,7 @@ mod host;
 mod lua_raw;
 mod lua_vector;
 mod notebook_api;
+mod notebook_graph;
 mod pipeline_run;
 mod run_registry;
 mod source_map;

@@ -83,6 +83,26 @@ fn in_cell(lua: &Lua, function: &str) -> mlua::Result<Rc<CellState>> {
 
 /// Adds the notebook functions to the `spindle` module table.
 pub(crate) fn extend(lua: &Lua, module: &Table) -> mlua::Result<()> {
+    for (name, up) in [("up", true), ("down", false)] {
+        module.set(
+            name,
+            lua.create_async_function(move |lua, ()| {
+                let prepared = in_cell(&lua, name).and_then(|cell| {
+                    let graph = if up {
+                        crate::notebook_graph::declared_graph(&lua)?
+                    } else {
+                        crate::notebook_graph::empty_graph(&lua)?
+                    };
+                    Ok((cell, graph))
+                });
+                async move {
+                    let (cell, graph) = prepared?;
+                    let report = ask(|reply| cell.effects.apply_graph(graph, reply)).await;
+                    report.into_lua(&lua)
+                }
+            })?,
+        )?;
+    }
     module.set(
         "submit",
         lua.create_async_function(|lua, (pipeline, request): (String, Value)| {

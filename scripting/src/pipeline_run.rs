@@ -192,6 +192,13 @@ pub trait Effects: Send + Sync + 'static {
     fn query(&self, query: KernelQuery, reply: DataReply) {
         reply(Err(format!("no kernel is attached to answer {query:?}")));
     }
+
+    /// A notebook cell applies the graph declared so far (`s.up()`) or an
+    /// empty one (`s.down()`); `reply` gets what changed.
+    fn apply_graph(&self, graph: GraphSpec, reply: DataReply) {
+        let _ = graph;
+        reply(Err("no kernel is attached to run a graph".to_owned()));
+    }
 }
 
 /// Effects of a host with no kernel attached: every embedding fails.
@@ -209,8 +216,12 @@ impl Effects for NoEffects {
 /// What a pipeline run needs from the host thread.
 pub(crate) struct RunContext {
     pub lua: Lua,
-    pub graph: Option<GraphSpec>,
-    pub functions: Vec<Function>,
+    /// The graph new runs use. A notebook's `s.up()` replaces it; a run
+    /// holds the one it started with.
+    pub graph: RefCell<Option<Rc<GraphSpec>>>,
+    /// The Lua functions specs refer to by id; only ever appended to, so
+    /// an id keeps its meaning for runs in flight.
+    pub functions: RefCell<Vec<Function>>,
     pub effects: Arc<dyn Effects>,
     pub config: HostConfig,
     /// The runs in flight; borrowed only between resumes, never across an
@@ -219,6 +230,18 @@ pub(crate) struct RunContext {
     pub watchdog: Watchdog,
     /// Lua's `debug` library, for Rust only (see `lua_raw`).
     pub debug: Table,
+}
+
+impl RunContext {
+    /// The graph new runs use now.
+    pub fn graph(&self) -> Option<Rc<GraphSpec>> {
+        self.graph.borrow().clone()
+    }
+
+    /// The Lua function with id `function`.
+    pub fn function(&self, function: FunctionId) -> Option<Function> {
+        self.functions.borrow().get(function.0 as usize).cloned()
+    }
 }
 
 /// Fields of `req` that the runner owns; everything else is reported back as
@@ -245,9 +268,9 @@ pub(crate) async fn run(
         cause: None,
         stopped: None,
     };
-    let Some(pipeline) = context
-        .graph
-        .as_ref()
+    let graph = context.graph();
+    let Some(pipeline) = graph
+        .as_deref()
         .and_then(|graph| graph.pipeline(&request.pipeline))
     else {
         return Err(failure(
@@ -417,13 +440,13 @@ async fn call_function(
     function: FunctionId,
     args: impl mlua::IntoLuaMulti,
 ) -> Result<Value, CallError> {
-    let function = context.functions.get(function.0 as usize).ok_or_else(|| {
+    let function = context.function(function).ok_or_else(|| {
         CallError::Lua(mlua::Error::runtime(format!(
             "no Lua function with id {}",
             function.0
         )))
     })?;
-    coroutine::call(context, call, function, args).await
+    coroutine::call(context, call, &function, args).await
 }
 
 async fn call_fallback(

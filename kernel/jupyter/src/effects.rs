@@ -8,8 +8,8 @@ use std::str::FromStr;
 use spindle_kernel::{Kernel, Submission};
 use spindle_scheduler::{Priority, Source};
 use spindle_scripting::{
-    CellSubmission, DataReply, Effects, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError,
-    KernelQuery,
+    CellSubmission, DataReply, Effects, EmbedCall, EmbedFailure, EmbedReply, GraphSpec,
+    HostEmbedError, KernelQuery,
 };
 
 use crate::to_data;
@@ -61,6 +61,19 @@ impl Effects for NotebookEffects {
                 KernelQuery::ServiceGraph => to_data::service_graph(&kernel),
             };
             reply(Ok(data));
+        });
+    }
+
+    fn apply_graph(&self, graph: GraphSpec, reply: DataReply) {
+        let kernel = self.kernel.clone();
+        self.runtime.spawn(async move {
+            reply(
+                kernel
+                    .apply(graph)
+                    .await
+                    .map(|report| to_data::apply_report(&report))
+                    .map_err(|error| error.to_string()),
+            );
         });
     }
 }

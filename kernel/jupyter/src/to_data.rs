@@ -14,6 +14,20 @@ fn ms(duration: std::time::Duration) -> Data {
     Data::Number(duration.as_secs_f64() * 1000.0)
 }
 
+/// What applying a graph changed, of kind `spindle.apply`.
+pub fn apply_report(report: &spindle_kernel::supervisor::ApplyReport) -> Data {
+    let names = |names: &[String]| Data::list(names.iter().map(Data::text).collect());
+    Data::record(
+        Some("spindle.apply"),
+        vec![
+            ("added", names(&report.added)),
+            ("changed", names(&report.changed)),
+            ("removed", names(&report.removed)),
+            ("unchanged", names(&report.unchanged)),
+        ],
+    )
+}
+
 /// A request's one answer, of kind `spindle.answer`.
 pub fn answer(answer: &RequestAnswer) -> Data {
     let mut fields = vec![
