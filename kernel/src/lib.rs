@@ -31,4 +31,6 @@ pub use kernel::{
     GuardCommand, Kernel, KernelConfig, KernelOutcome, KernelSource, MetricsSnapshot, new_run_id,
 };
 pub use requests::{RequestAnswer, RequestPathConfig, Submission};
-pub use services::{KernelSnapshot, PipelineStatus, Readiness, ServiceStatus};
+pub use services::{
+    KernelSnapshot, PipelineStatus, RECENT_LOG_LINES, Readiness, ServiceDetail, ServiceStatus,
+};

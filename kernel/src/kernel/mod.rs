@@ -34,7 +34,9 @@ use crate::metrics::LatencySeries;
 use crate::requests::{
     EffectsWiring, HostCell, RequestAnswer, RequestPath, RequestPathConfig, Submission,
 };
-use crate::services::{KernelSnapshot, PipelineStatus, Readiness, ServiceBoard, ServiceStatus};
+use crate::services::{
+    KernelSnapshot, PipelineStatus, Readiness, ServiceBoard, ServiceDetail, ServiceStatus,
+};
 use crate::supervisor::{
     self, GuardLink, LogLine, LuaProbes, RunOutcome, SupervisorConfig, SupervisorControl,
 };
@@ -231,11 +233,13 @@ impl Kernel {
         let (supervisor, control) = SupervisorControl::new();
         let (event_sender, service_events) = mpsc::unbounded_channel();
         let (log_sender, log_lines) = mpsc::unbounded_channel();
+        let (probe_sender, probe_results) = mpsc::unbounded_channel();
         let supervisor_config = SupervisorConfig {
             run_id: run_id.clone(),
             log_dir,
             subscribers: vec![event_sender],
             logs: Some(log_sender),
+            probe_results: Some(probe_sender),
             lua_probes: Some(Arc::new(ScriptProbes(host.clone())) as Arc<dyn LuaProbes>),
             in_process: Some(Arc::new(EmbeddingRuntime {
                 directory: directory.clone(),
@@ -250,6 +254,7 @@ impl Kernel {
         tokio::spawn(hub.run(
             service_events,
             log_lines,
+            probe_results,
             requests.scheduler.clone(),
             hub_done.clone(),
         ));
@@ -334,6 +339,12 @@ impl Kernel {
     /// Every service's state now, in declaration order.
     pub fn services(&self) -> Vec<ServiceStatus> {
         self.inner.board.snapshot().services
+    }
+
+    /// One service in detail: status, uptime, its probes' last results and
+    /// its recent output lines; `None` if no service has that name.
+    pub fn service(&self, name: &str) -> Option<ServiceDetail> {
+        self.inner.board.detail(name)
     }
 
     /// Every pipeline and whether it can be served now.
@@ -429,6 +440,18 @@ impl Kernel {
     /// 8,192 lines behind is told how many it missed (`Lagged`).
     pub fn subscribe_logs(&self) -> broadcast::Receiver<LogLine> {
         self.inner.subscriptions.subscribe_logs()
+    }
+
+    /// A service's recent output lines (oldest first) and a subscription
+    /// to its lines from then on (filter by `LogLine::service`): no line is
+    /// in both or missing between them. `None` for an unknown service.
+    pub fn follow_logs(
+        &self,
+        service: &str,
+    ) -> Option<(Vec<LogLine>, broadcast::Receiver<LogLine>)> {
+        self.inner
+            .board
+            .recent_logs_then(service, || self.inner.subscriptions.subscribe_logs())
     }
 
     /// Counters, queues, batching, latency, engines and services.
