@@ -21,6 +21,8 @@ enum Command {
     Check(cli::check::Args),
     Graph(cli::graph::Args),
     Run(cli::run::Args),
+    Ps(cli::ps::Args),
+    Ctl(cli::ctl::Args),
     Models(cli::models::Args),
     Embed(cli::embed::Args),
     #[command(hide = true, name = "__guard")]
@@ -33,6 +35,8 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run(args),
         Command::Graph(args) => cli::graph::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Ps(args) => cli::ps::run(args),
+        Command::Ctl(args) => cli::ctl::run(args),
         Command::Models(args) => cli::models::run(args),
         Command::Embed(args) => cli::embed::run(args),
         Command::Guard => cli::run::guard(),
