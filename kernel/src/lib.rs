@@ -24,6 +24,7 @@ mod services;
 pub mod supervisor;
 
 pub use debug::LiveRequest;
+pub use embedding::{RemoteEngine, RemoteEngines, RemoteStatus};
 pub use error::KernelError;
 pub use events::{KernelEvent, KernelSubscription};
 pub use faults::Fault;

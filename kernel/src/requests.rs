@@ -368,7 +368,12 @@ impl BatchingSetup {
                 service: service.name.clone(),
                 max_batch_tokens: embedding.max_batch_tokens as usize,
                 max_wait: self.config.max_batch_wait,
-                batch_timeout: self.config.batch_timeout,
+                batch_timeout: embedding
+                    .remote
+                    .as_ref()
+                    .map_or(self.config.batch_timeout, |remote| remote.timeout),
+                // A server computes several batches at once.
+                max_in_flight: if embedding.remote.is_some() { 4 } else { 1 },
                 breaker: self.config.breaker.clone(),
                 availability: board.availability(&service.name),
                 ..BatcherConfig::default()
@@ -472,6 +477,14 @@ impl Effects for KernelEffects {
             return;
         };
         let mut client = EmbedClient::new(primary.clone(), wired.retry.clone());
+        if !call.shared_with.is_empty() {
+            client = client.shared_with(
+                call.shared_with
+                    .iter()
+                    .filter_map(|name| clients.get(name).cloned())
+                    .collect(),
+            );
+        }
         if let Some(fallback) = call.fallback.as_ref().and_then(|name| clients.get(name)) {
             client = client.with_fallback(fallback.clone());
         }

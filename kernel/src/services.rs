@@ -123,8 +123,8 @@ struct BoardState {
     services: Vec<ServiceStatus>,
     restart_policies: Vec<RestartPolicy>,
     pipelines: Vec<PipelineStatus>,
-    /// Per pipeline: per embed stage, (primary, fallback).
-    embed_stages: Vec<Vec<(String, Option<String>)>>,
+    /// Per pipeline: per embed stage, (the services sharing it, fallback).
+    embed_stages: Vec<Vec<EmbedStage>>,
     /// Per service: recent output lines and the last probe results.
     recent: HashMap<String, Recent>,
 }
@@ -429,16 +429,24 @@ impl BoardState {
         changes
     }
 
-    fn pipeline_gate(&self, stages: &[(String, Option<String>)]) -> Gate {
+    fn pipeline_gate(&self, stages: &[EmbedStage]) -> Gate {
         let mut waiting = Vec::new();
-        for (primary, fallback) in stages {
-            let gate = match (self.gate_of(primary), fallback) {
-                (Gate::Open, _) => Gate::Open,
-                (primary_gate, Some(fallback)) => match self.gate_of(fallback) {
-                    Gate::Open => Gate::Open,
-                    _ => primary_gate,
-                },
-                (primary_gate, None) => primary_gate,
+        for (pool, fallback) in stages {
+            // Open when any service of the pool (or the fallback) is; else
+            // waiting when one will come back; else failed.
+            let gates: Vec<Gate> = pool.iter().map(|service| self.gate_of(service)).collect();
+            let fallback_open = fallback
+                .as_ref()
+                .is_some_and(|fallback| self.gate_of(fallback).is_open());
+            let gate = if fallback_open || gates.iter().any(Gate::is_open) {
+                Gate::Open
+            } else {
+                gates
+                    .iter()
+                    .find(|gate| matches!(gate, Gate::Closed { .. }))
+                    .or(gates.first())
+                    .cloned()
+                    .unwrap_or(Gate::Open)
             };
             match gate {
                 Gate::Open => {}
@@ -484,22 +492,34 @@ fn service_gate(policy: RestartPolicy, name: &str, state: ServiceState, reason: 
     }
 }
 
-fn embed_stages_of(pipeline: &PipelineSpec) -> Vec<(String, Option<String>)> {
+/// An embed stage: the services that share its work, and its fallback.
+type EmbedStage = (Vec<String>, Option<String>);
+
+fn embed_stages_of(pipeline: &PipelineSpec) -> Vec<EmbedStage> {
     pipeline
         .stages
         .iter()
         .filter_map(|stage| match &stage.kind {
-            StageKind::Embed { service, fallback } => Some((service.clone(), fallback.clone())),
+            StageKind::Embed {
+                service,
+                fallback,
+                shared_with,
+            } => Some((
+                std::iter::once(service.clone())
+                    .chain(shared_with.iter().cloned())
+                    .collect(),
+                fallback.clone(),
+            )),
             _ => None,
         })
         .collect()
 }
 
-fn needs_of(stages: &[(String, Option<String>)]) -> Vec<String> {
+fn needs_of(stages: &[EmbedStage]) -> Vec<String> {
     let mut needs: Vec<String> = Vec::new();
     for name in stages
         .iter()
-        .map(|(primary, _)| primary)
+        .flat_map(|(pool, _)| pool)
         .chain(stages.iter().filter_map(|(_, fallback)| fallback.as_ref()))
     {
         if !needs.contains(name) {

@@ -120,6 +120,8 @@ pub struct EmbedCall {
     pub scope: RequestScope,
     pub service: String,
     pub fallback: Option<String>,
+    /// Services that share the work with `service` (least in flight).
+    pub shared_with: Vec<String>,
     pub text: String,
 }
 
@@ -335,7 +337,11 @@ async fn run_stage(
                 Err(error) => Err(call_failure(pipeline, &stage.name, &stage.location, error)),
             }
         }
-        StageKind::Embed { service, fallback } => {
+        StageKind::Embed {
+            service,
+            fallback,
+            shared_with,
+        } => {
             context
                 .registry
                 .borrow_mut()
@@ -360,6 +366,7 @@ async fn run_stage(
                     scope: request.scope.clone(),
                     service: service.clone(),
                     fallback: fallback.clone(),
+                    shared_with: shared_with.clone(),
                     text,
                 },
                 Box::new(move |answer| {

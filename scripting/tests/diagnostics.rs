@@ -309,7 +309,8 @@ s.pipeline "ingest" {
         pipeline.stages[1].kind,
         spindle_scripting::StageKind::Embed {
             service: "embedder".to_owned(),
-            fallback: Some("small".to_owned())
+            fallback: Some("small".to_owned()),
+            shared_with: Vec::new(),
         }
     );
     assert_eq!(pipeline.stages[2].location.line, 10);

@@ -4,7 +4,7 @@
 //! alive is stale: it is removed when found.
 //!
 //! The runtime folder is `$XDG_RUNTIME_DIR/spindle/`; without
-//! `XDG_RUNTIME_DIR` it is `/tmp/spindle-<uid>/` (created 0700, and
+//! `XDG_RUNTIME_DIR` it is `/tmp/spindle-runtime-<uid>/` (created 0700, and
 //! refused when another user owns it). Files in it are written 0600 (they
 //! hold the control token). Other front ends put their own connection
 //! files beside ours as `<run_id>.<front end>.json` (for example
@@ -50,7 +50,7 @@ pub fn runtime_dir() -> anyhow::Result<PathBuf> {
         None => {
             // SAFETY: getuid(2) has no preconditions and cannot fail.
             let uid = unsafe { libc::getuid() };
-            let dir = std::env::temp_dir().join(format!("spindle-{uid}"));
+            let dir = std::env::temp_dir().join(format!("spindle-runtime-{uid}"));
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}

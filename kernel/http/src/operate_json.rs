@@ -149,10 +149,15 @@ pub(crate) fn graph(graph: &GraphSpec) -> Value {
                 .iter()
                 .map(|stage| match &stage.kind {
                     StageKind::Lua { .. } => json!({ "name": stage.name, "kind": "lua" }),
-                    StageKind::Embed { service, fallback } => json!({
+                    StageKind::Embed {
+                        service,
+                        fallback,
+                        shared_with,
+                    } => json!({
                         "name": stage.name,
                         "kind": "embed",
                         "service": service,
+                        "shared_with": shared_with,
                         "fallback": fallback,
                     }),
                 })

@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::debug::{self, LiveRequest};
-use crate::embedding::{EmbeddingRuntime, EngineDirectory, EngineStatus};
+use crate::embedding::{EmbeddingRuntime, EngineDirectory, EngineStatus, RemoteEngines};
 use crate::error::KernelError;
 use crate::events::{EventHub, KernelSubscription, Subscriptions};
 use crate::faults::{Fault, Faults};
@@ -52,7 +52,7 @@ pub enum KernelSource {
 }
 
 /// How the kernel runs; `Default` suits tests (no log files, no guard).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct KernelConfig {
     /// Unique per run; every child gets it as `SPINDLE_RUN_ID`. Default:
     /// `<unix seconds>-<pid>`.
@@ -80,6 +80,20 @@ pub struct KernelConfig {
     /// rest and there is no pipeline (a notebook's kernel, an operated
     /// graph). Without it such a graph ends by itself.
     pub until_shutdown: bool,
+    /// Connects embedding services with a `url` (the binary plugs in
+    /// `spindle-remote`); without it they fail to start with a reason.
+    pub remote_engines: Option<Arc<dyn RemoteEngines>>,
+}
+
+impl std::fmt::Debug for KernelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelConfig")
+            .field("run_id", &self.run_id)
+            .field("data_dir", &self.data_dir)
+            .field("until_shutdown", &self.until_shutdown)
+            .field("remote_engines", &self.remote_engines.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The command line of the guard process (`spindle __guard`).
@@ -244,6 +258,7 @@ impl Kernel {
             in_process: Some(Arc::new(EmbeddingRuntime {
                 directory: directory.clone(),
                 cache: config.model_cache.clone(),
+                remote: config.remote_engines.clone(),
             })),
             guard,
             kill_now: kill_now.clone(),

@@ -28,8 +28,9 @@ pub(super) struct ControlSettings {
 /// The serving API and the connection file that names it.
 pub(super) struct ControlPort {
     pub(super) address: SocketAddr,
-    /// Removes the connection file when dropped.
-    _published: Published,
+    /// Removes the connection file when dropped; `None` when it could not
+    /// be written (the run goes on, reachable on its address).
+    _published: Option<Published>,
 }
 
 /// Binds, serves the kernel until it begins to shut down, and publishes
@@ -113,7 +114,16 @@ pub(super) async fn start(
             .map(|since| since.as_secs_f64())
             .unwrap_or_default(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-    })?;
+    });
+    let published = match published {
+        Ok(published) => Some(published),
+        Err(error) => {
+            eprintln!(
+                "spindle: warning: no connection file, `spindle ctl` will not find this run: {error:#}"
+            );
+            None
+        }
+    };
     Ok(ControlPort {
         address: bound,
         _published: published,

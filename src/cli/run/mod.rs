@@ -190,6 +190,7 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         data_dir: Some(data_dir.clone()),
         child_subreaper: true,
         guard,
+        remote_engines: Some(std::sync::Arc::new(spindle_remote::RemoteBackend::new())),
         ..KernelConfig::default()
     };
     let kernel = match Kernel::start(KernelSource::Script(args.file.clone()), config) {
