@@ -430,6 +430,7 @@ impl Converter<'_> {
             );
             return None;
         };
+        let authority = authority.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') {
             self.error(
                 site,
