@@ -91,21 +91,73 @@ struct BatchingSetup {
 
 /// The script host new requests run on. Swapped when a reloaded script
 /// brings a new one; a request in flight finishes on the host it started
-/// on (it holds that host).
+/// on (it holds that host). The hosts a reload replaced are kept while
+/// requests may still run on them, so that a debugger finds a request
+/// paused on an older version (see `debug.rs`); `retire_idle` lets go of
+/// those with no run left.
 #[derive(Clone, Default)]
-pub(crate) struct HostCell(Arc<RwLock<Option<ScriptHost>>>);
+pub(crate) struct HostCell(Arc<RwLock<Hosts>>);
+
+#[derive(Default)]
+struct Hosts {
+    current: Option<ScriptHost>,
+    replaced: Vec<ScriptHost>,
+}
 
 impl HostCell {
     pub(crate) fn new(host: Option<ScriptHost>) -> HostCell {
-        HostCell(Arc::new(RwLock::new(host)))
+        HostCell(Arc::new(RwLock::new(Hosts {
+            current: host,
+            replaced: Vec::new(),
+        })))
     }
 
     pub(crate) fn get(&self) -> Option<ScriptHost> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+            .clone()
+    }
+
+    /// The current host first, then the ones reloads replaced, newest
+    /// first.
+    pub(crate) fn all(&self) -> Vec<ScriptHost> {
+        let hosts = self.0.read().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .current
+            .iter()
+            .chain(hosts.replaced.iter().rev())
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn set(&self, host: ScriptHost) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(host);
+        let mut hosts = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = hosts.current.replace(host) {
+            hosts.replaced.push(previous);
+        }
+    }
+
+    /// Forgets the replaced hosts that run no request any more.
+    pub(crate) async fn retire_idle(&self) {
+        let replaced =
+            std::mem::take(&mut self.0.write().unwrap_or_else(|p| p.into_inner()).replaced);
+        let mut busy = Vec::new();
+        for host in replaced {
+            let (sender, receiver) = oneshot::channel();
+            host.runs(Box::new(move |runs| {
+                let _ = sender.send(runs.len());
+            }));
+            if receiver.await.unwrap_or(0) > 0 {
+                busy.push(host);
+            }
+        }
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replaced
+            .extend(busy);
     }
 }
 

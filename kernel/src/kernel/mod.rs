@@ -401,7 +401,7 @@ impl Kernel {
     /// the Lua stage each running one is in and whether it is paused.
     pub async fn requests(&self) -> Vec<LiveRequest> {
         let summaries = self.inner.requests.scheduler.requests().await;
-        debug::live_requests(summaries, self.inner.host.get().as_ref()).await
+        debug::live_requests(summaries, &self.inner.host.all()).await
     }
 
     /// Pauses request `id` at the next Lua line it runs (at once if it runs
@@ -411,20 +411,20 @@ impl Kernel {
     /// `Paused` state shows in [`Kernel::requests`] and its scheduler
     /// events.
     pub async fn pause(&self, id: RequestId) -> Result<(), KernelError> {
-        debug::pause(self.inner.host.get().as_ref(), id).await
+        debug::pause(&self.inner.host.all(), id).await
     }
 
     /// Lets a paused request go on; its deadline clock runs again with the
     /// time it had left.
     pub async fn resume(&self, id: RequestId) -> Result<(), KernelError> {
-        debug::resume(self.inner.host.get().as_ref(), id).await
+        debug::resume(&self.inner.host.all(), id).await
     }
 
     /// The stack of paused request `id`: frames (innermost first) with
     /// their script path, line, locals and upvalues, and the request's
     /// fields.
     pub async fn stack(&self, id: RequestId) -> Result<RunStack, KernelError> {
-        debug::stack(self.inner.host.get().as_ref(), id).await
+        debug::stack(&self.inner.host.all(), id).await
     }
 
     /// The children of an expandable value of paused request `id`.
@@ -433,7 +433,7 @@ impl Kernel {
         id: RequestId,
         reference: VariablesRef,
     ) -> Result<Vec<Variable>, KernelError> {
-        debug::variables(self.inner.host.get().as_ref(), id, reference).await
+        debug::variables(&self.inner.host.all(), id, reference).await
     }
 
     /// Stops the Lua code running right now (a runaway stage or cell) from

@@ -92,6 +92,7 @@ impl Kernel {
                     KernelError::Crashed(format!("the evaluation task failed: {error}"))
                 })??;
         self.inner.host.set(host);
+        self.inner.host.retire_idle().await;
         self.apply(graph).await
     }
 }
