@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc
+.PHONY: demo test bench bench-operate setup lint layering doc
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -20,6 +20,11 @@ test: setup lint layering doc
 bench: setup
 	$(CARGO) bench --bench supervisor
 	$(CARGO) bench --bench embed
+	$(CARGO) bench --bench operate
+
+## Control-plane latency and reload of a 200-service graph beside supervisord.
+bench-operate:
+	$(CARGO) bench --bench operate
 
 setup:
 	bash scripts/setup.sh

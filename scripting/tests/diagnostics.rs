@@ -385,7 +385,11 @@ s.pipeline "shared" { s.stage("embed", s.embed { services = { "remote", "local" 
     )
     .expect("write");
     let evaluation = spindle_scripting::evaluate_file(&file);
-    assert!(evaluation.diagnostics.is_empty(), "{:?}", evaluation.diagnostics);
+    assert!(
+        evaluation.diagnostics.is_empty(),
+        "{:?}",
+        evaluation.diagnostics
+    );
     let graph = evaluation.graph.expect("valid");
     let remote = graph.service("remote").expect("remote");
     let spindle_scripting::ServiceKind::Embedding(embedding) = &remote.kind else {
@@ -395,7 +399,10 @@ s.pipeline "shared" { s.stage("embed", s.embed { services = { "remote", "local" 
     assert_eq!(spec.url, "http://127.0.0.1:7997");
     assert_eq!(spec.api, spindle_scripting::RemoteApi::Tei);
     assert_eq!(spec.timeout, std::time::Duration::from_secs(5));
-    let probe = remote.readiness.as_ref().expect("an implied readiness probe");
+    let probe = remote
+        .readiness
+        .as_ref()
+        .expect("an implied readiness probe");
     assert_eq!(
         probe.check,
         spindle_scripting::ProbeCheck::Http {

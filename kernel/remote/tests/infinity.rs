@@ -109,6 +109,11 @@ s.service "remote" {{
   embedding = {{ url = "http://127.0.0.1:{port}", api = "openai", model = "all-MiniLM-L6-v2", dimensions = 384 }},
   depends_on = {{ infinity = "healthy" }},
 }}
+s.service "misnamed" {{
+  embedding = {{ url = "http://127.0.0.1:{port}", model = "no-such-model" }},
+  depends_on = {{ infinity = "healthy" }},
+  restart = {{ policy = "no" }},
+}}
 s.service "local" {{ embedding = {{ model = "all-MiniLM-L6-v2-fp32", threads = 1 }} }}
 s.pipeline "near" {{ s.stage("embed", s.embed "local") }}
 s.pipeline "far" {{ s.stage("embed", s.embed "remote") }}
@@ -129,6 +134,13 @@ s.pipeline "both" {{ s.stage("embed", s.embed {{ services = {{ "remote", "local"
     )
     .expect("starts");
     all_pipelines_ready(&kernel).await;
+    // A model the server does not serve: refused at start, with the
+    // server's own words.
+    let misnamed = wait_for_state(&kernel, "misnamed", ServiceState::Failed).await;
+    assert!(
+        misnamed.contains("does not embed") && misnamed.contains("answered 4"),
+        "{misnamed}"
+    );
     let engines = kernel.metrics().await.engines;
     let remote = engines
         .iter()
@@ -206,6 +218,58 @@ s.pipeline "both" {{ s.stage("embed", s.embed {{ services = {{ "remote", "local"
             .iter()
             .all(|answer| answer.outcome.kind().as_str() == "ok")
     );
+    kernel.shutdown();
+    kernel.wait().await.expect("stops");
+}
+
+/// Waits on events until `service` is in `state`; its reason then.
+async fn wait_for_state(kernel: &Kernel, service: &str, state: ServiceState) -> String {
+    let mut events = kernel.subscribe(false);
+    loop {
+        if let Some(status) = kernel
+            .services()
+            .into_iter()
+            .find(|status| status.name == service && status.state == state)
+        {
+            return status.reason;
+        }
+        if events.recv().await.is_none() {
+            panic!("the kernel stopped: {:#?}", kernel.services());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_not_there_fails_the_start_with_the_reason() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("remote.lua");
+    std::fs::write(
+        &file,
+        format!(
+            r#"local s = require("spindle")
+s.service "remote" {{
+  embedding = {{ url = "http://127.0.0.1:{port}", model = "m" }},
+  ready = s.tcp_probe {{ address = "127.0.0.1:1" }},
+  restart = {{ policy = "no" }},
+}}
+"#
+        ),
+    )
+    .expect("write");
+    let kernel = Kernel::start(
+        KernelSource::Script(file),
+        KernelConfig {
+            remote_engines: Some(Arc::new(RemoteBackend::new())),
+            until_shutdown: true,
+            ..KernelConfig::default()
+        },
+    )
+    .expect("starts");
+    let reason = wait_for_state(&kernel, "remote", ServiceState::Failed).await;
+    assert!(reason.contains("cannot reach"), "{reason}");
+    assert!(reason.contains("Connection refused"), "{reason}");
+    assert!(reason.contains("hint:"), "{reason}");
     kernel.shutdown();
     kernel.wait().await.expect("stops");
 }

@@ -107,7 +107,10 @@ pub(super) async fn start(
         http: bound.to_string(),
         token: token.clone(),
         script,
-        data_dir: kernel.data_dir().map(Into::into).unwrap_or_default(),
+        data_dir: kernel
+            .data_dir()
+            .and_then(|dir| std::path::absolute(dir).ok())
+            .unwrap_or_default(),
         started_at: kernel
             .started_at()
             .duration_since(std::time::UNIX_EPOCH)
