@@ -61,7 +61,7 @@ pub(crate) enum Control {
 
 type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
 
-/// The handle that sends [`Control`] commands; cheap to clone.
+/// The handle that sends `Control` commands; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SupervisorControl {
     sender: mpsc::UnboundedSender<Control>,
