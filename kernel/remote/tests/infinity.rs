@@ -83,6 +83,15 @@ async fn all_pipelines_ready(kernel: &Kernel) {
         .iter()
         .all(|pipeline| pipeline.gate.is_open())
     {
+        let failed = kernel
+            .pipelines()
+            .iter()
+            .any(|pipeline| matches!(pipeline.gate, spindle_scheduler::Gate::Failed { .. }));
+        assert!(
+            !failed,
+            "a pipeline cannot be served: {:#?}",
+            kernel.services()
+        );
         match events.recv().await {
             Some(_) => {}
             None => panic!("the kernel stopped: {:#?}", kernel.services()),
@@ -109,8 +118,8 @@ s.service "remote" {{
   embedding = {{ url = "http://127.0.0.1:{port}", api = "openai", model = "all-MiniLM-L6-v2", dimensions = 384 }},
   depends_on = {{ infinity = "healthy" }},
 }}
-s.service "misnamed" {{
-  embedding = {{ url = "http://127.0.0.1:{port}", model = "no-such-model" }},
+s.service "mismatched" {{
+  embedding = {{ url = "http://127.0.0.1:{port}", model = "all-MiniLM-L6-v2", dimensions = 768 }},
   depends_on = {{ infinity = "healthy" }},
   restart = {{ policy = "no" }},
 }}
@@ -134,12 +143,12 @@ s.pipeline "both" {{ s.stage("embed", s.embed {{ services = {{ "remote", "local"
     )
     .expect("starts");
     all_pipelines_ready(&kernel).await;
-    // A model the server does not serve: refused at start, with the
-    // server's own words.
-    let misnamed = wait_for_state(&kernel, "misnamed", ServiceState::Failed).await;
+    // The vectors contract is checked at start: a service declaring 768
+    // dimensions against a server giving 384 does not start.
+    let mismatched = wait_for_state(&kernel, "mismatched", ServiceState::Failed).await;
     assert!(
-        misnamed.contains("does not embed") && misnamed.contains("answered 4"),
-        "{misnamed}"
+        mismatched.contains("384 dimensions") && mismatched.contains("dimensions = 768"),
+        "{mismatched}"
     );
     let engines = kernel.metrics().await.engines;
     let remote = engines

@@ -605,10 +605,17 @@ impl LuaProbes for ScriptProbes {
     }
 }
 
-/// A fresh run id: `<unix seconds>-<pid>`.
+/// A fresh run id: `<unix seconds>-<pid>`, then `<unix seconds>-<pid>-<n>`
+/// for the n-th more in the same process. Unique per kernel: the final
+/// sweep kills every process carrying its run id, so two kernels of one
+/// process (tests, notebooks) must never share one.
 pub fn new_run_id() -> String {
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{}-{}", now.as_secs(), std::process::id())
+    match STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{}-{}", now.as_secs(), std::process::id()),
+        more => format!("{}-{}-{more}", now.as_secs(), std::process::id()),
+    }
 }
