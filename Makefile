@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e
+.PHONY: demo test bench bench-operate longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -39,6 +39,7 @@ bench: setup
 	$(CARGO) bench --bench supervisor
 	$(CARGO) bench --bench embed
 	$(CARGO) bench -p spindle-netlink --bench bridge
+	$(CARGO) bench --bench operate
 
 ## The netlink codec's fuzz targets, FUZZ_SECONDS (default 60) each.
 fuzz:
@@ -52,6 +53,10 @@ kmod-e2e: setup
 ## threads, RSS and CPU (target/bench/longrun.json). DURATION=3m for a trial.
 longrun:
 	$(CARGO) bench --bench longrun -- --duration $(or $(DURATION),30m)
+
+## Control-plane latency and reload of a 200-service graph beside supervisord.
+bench-operate:
+	$(CARGO) bench --bench operate
 
 setup:
 	bash scripts/setup.sh

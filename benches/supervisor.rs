@@ -355,7 +355,7 @@ fn run_supervisord(root: &Path, work: &Path, steady: Duration) -> Option<Row> {
             .status();
         let installed = created.is_ok_and(|status| status.success())
             && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "supervisor"])
+                .args(["install", "--quiet", "supervisor==4.3.0"])
                 .status()
                 .is_ok_and(|status| status.success());
         if !installed {

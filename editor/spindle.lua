@@ -64,12 +64,23 @@
 ---@field critical? boolean When a critical service gives up, the whole run stops and exits non-zero (default false).
 ---@field description? string Free text for people and tools.
 
----The `embedding` table of a service: an ONNX Runtime engine in the kernel.
+---The `embedding` table of a service: an ONNX Runtime engine in the kernel,
+---or, with `url`, an embedding server elsewhere.
 ---@class spindle.Embedding
----@field model string A model from `spindle models list`, e.g. "all-MiniLM-L6-v2".
----@field providers? spindle.Provider[] In order of preference (default `{ "cpu" }`); the engine says which one it runs on.
+---@field model string A model from `spindle models list`, e.g. "all-MiniLM-L6-v2"; with `url`, the name the server knows the model by.
+---@field providers? spindle.Provider[] In order of preference (default `{ "cpu" }`); the engine says which one it runs on. Not for a server.
 ---@field max_batch_tokens? integer Token budget of one batch (default 8192).
----@field threads? integer Intra-op threads (default one per core).
+---@field threads? integer Intra-op threads (default one per core). Not for a server.
+---@field url? string An embedding server's root, "http://host:port": the vectors are computed there, in batches, with the same breaker, retries and readiness as a local engine.
+---@field api? spindle.RemoteApi What the server speaks (default "openai": `POST /v1/embeddings`; "tei": `POST /embed`).
+---@field timeout? spindle.Duration How long one batch may take on the server (default "30s").
+---@field dimensions? integer The vectors' dimension; checked against the server's when the service starts.
+---@field health? string The server's health route, polled as the service's readiness probe unless it declares `ready` (default "/health").
+
+---The HTTP API of an embedding server.
+---@alias spindle.RemoteApi
+---| "openai" # OpenAI-compatible `POST /v1/embeddings` (infinity, vLLM, LiteLLM, ...)
+---| "tei" # Text Embeddings Inference's `POST /embed`
 
 ---The `restart` table of a service.
 ---@class spindle.Restart
@@ -153,7 +164,8 @@
 
 ---The table form of `s.embed { ... }`.
 ---@class spindle.EmbedFields
----@field service string The embedding service that embeds `req.text` into `req.vector`.
+---@field service? string The embedding service that embeds `req.text` into `req.vector` (or name several with `services`).
+---@field services? string[] Embedding services that share the stage's work: each text goes to the one serving with the fewest texts in flight, and to the next when one fails (local and remote services mix).
 ---@field fallback? string An embedding service used when `service` fails or its circuit breaker is open; such answers are marked `embed_fallback`.
 
 ---The fields of `s.netlink { ... }`.
@@ -260,8 +272,9 @@ function spindle.pipeline(name, fields) end
 function spindle.stage(name, body) end
 
 ---The embedding stage's body: embeds `req.text` with an embedding service
----into `req.vector`. `s.embed "embedder"`, or
----`s.embed { service = "embedder", fallback = "small" }`.
+---into `req.vector`. `s.embed "embedder"`,
+---`s.embed { service = "embedder", fallback = "small" }`, or
+---`s.embed { services = { "local", "remote" } }` to share the work.
 ---@param spec string|spindle.EmbedFields
 ---@return spindle.Embed
 function spindle.embed(spec) end

@@ -784,6 +784,7 @@ fn embedding(name: &str) -> ServiceSpec {
             providers: vec!["cpu".to_owned()],
             max_batch_tokens: 8192,
             intra_threads: None,
+            remote: None,
         }),
         ..service(name, "unused", Path::new("/"))
     }

@@ -289,10 +289,15 @@ fn check_embed_stages(
         .map(|(_, service)| service.name.as_str())
         .collect();
     for stage in &pipeline.stages {
-        let crate::spec::StageKind::Embed { service, fallback } = &stage.kind else {
+        let crate::spec::StageKind::Embed {
+            service,
+            fallback,
+            shared_with,
+        } = &stage.kind
+        else {
             continue;
         };
-        for name in std::iter::once(service).chain(fallback) {
+        for name in std::iter::once(service).chain(shared_with).chain(fallback) {
             if embedding.contains(&name.as_str()) {
                 continue;
             }

@@ -121,6 +121,8 @@ pub struct EmbedCall {
     pub scope: RequestScope,
     pub service: String,
     pub fallback: Option<String>,
+    /// Services that share the work with `service` (least in flight).
+    pub shared_with: Vec<String>,
     pub text: String,
 }
 
@@ -375,7 +377,11 @@ async fn run_stage(
                 Err(error) => Err(call_failure(pipeline, &stage.name, &stage.location, error)),
             }
         }
-        StageKind::Embed { service, fallback } => {
+        StageKind::Embed {
+            service,
+            fallback,
+            shared_with,
+        } => {
             context
                 .registry
                 .borrow_mut()
@@ -400,6 +406,7 @@ async fn run_stage(
                     scope: request.scope.clone(),
                     service: service.clone(),
                     fallback: fallback.clone(),
+                    shared_with: shared_with.clone(),
                     text,
                 },
                 Box::new(move |answer| {

@@ -24,8 +24,8 @@ pub mod seams;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use control::{ApplyReport, ControlError, ControlReceiver, SupervisorControl};
-pub use event::{Event, LogLine, LogStream, ServiceState};
+pub use control::{ApplyReport, ControlError, ControlReceiver, StopMode, SupervisorControl};
+pub use event::{Event, LogLine, LogStream, ProbeResult, ServiceState};
 pub use guard::{GuardLink, ignore_terminal_signals, run_guard, sweep_run};
 pub use os::{
     become_child_subreaper, own_cpu_seconds, own_rss_kib, process_state, processes_of_run,
@@ -49,6 +49,8 @@ pub struct SupervisorConfig {
     pub subscribers: Vec<mpsc::UnboundedSender<Event>>,
     /// Captured output lines, if someone shows them.
     pub logs: Option<mpsc::UnboundedSender<LogLine>>,
+    /// Every health check's result, if someone shows them.
+    pub probe_results: Option<mpsc::UnboundedSender<ProbeResult>>,
     /// Runs `lua_probe` checks; without it Lua probes fail with a reason.
     pub lua_probes: Option<Arc<dyn LuaProbes>>,
     /// Runs in-process services (embedding); without it they fail to start

@@ -7,6 +7,7 @@
 //! `failure_threshold` failures).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use spindle_scripting::{ProbeCheck, ProbeSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::event::ProbeResult;
 use super::os;
 use super::reaper;
 use super::runner::Message;
@@ -46,6 +48,8 @@ pub(crate) struct ProbeContext {
     pub lua: Option<Arc<dyn LuaProbes>>,
     pub messages: mpsc::UnboundedSender<Message>,
     pub cancel: CancellationToken,
+    /// Where every check's result goes (the status views), if anywhere.
+    pub results: Option<(Arc<str>, mpsc::UnboundedSender<ProbeResult>)>,
 }
 
 /// Starts the probe task; it ends when `context.cancel` is cancelled.
@@ -74,6 +78,7 @@ async fn probe_loop(spec: ProbeSpec, context: &ProbeContext) {
             Ok(result) => result,
             Err(_) => Err(format!("timed out after {:?}", spec.timeout)),
         };
+        let checked = result.clone();
         match result {
             Ok(()) => {
                 successes += 1;
@@ -104,7 +109,23 @@ async fn probe_loop(spec: ProbeSpec, context: &ProbeContext) {
                 }
             }
         }
+        publish(context, checked, passing, started.elapsed());
         tokio::time::sleep_until(started + spec.period).await;
+    }
+}
+
+/// Hands one check's result to the status views.
+fn publish(context: &ProbeContext, checked: Result<(), String>, passing: bool, took: Duration) {
+    if let Some((service, results)) = &context.results {
+        let _ = results.send(ProbeResult {
+            service: service.to_string(),
+            probe: context.kind.name(),
+            ok: checked.is_ok(),
+            detail: checked.err().unwrap_or_default(),
+            passing,
+            at: std::time::SystemTime::now(),
+            took,
+        });
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::control::{ApplyReport, Control, ControlError};
+use super::control::{ApplyReport, Control, ControlError, StopMode};
 use super::event::{Event, ServiceState};
 use super::guard::sweep_run;
 use super::probe::{self, ProbeContext, ProbeKind};
@@ -107,6 +107,8 @@ struct Service {
     next_spec: Option<ServiceSpec>,
     /// Stopped by request: not started again until asked.
     held: bool,
+    /// Its next stop skips the grace period (SIGKILL at once).
+    kill_on_stop: bool,
     /// No longer part of the graph; kept only so that indices stay stable.
     retired: bool,
 }
@@ -350,6 +352,7 @@ impl Runner {
             service.generation += 1;
             service.stop_intent = None;
             service.completed = false;
+            service.kill_on_stop = false;
         }
         self.transition(service_idx, via, reason);
         let service = &self.services[service_idx];
@@ -435,6 +438,11 @@ impl Runner {
                         lua: self.config.lua_probes.clone(),
                         messages: self.messages.clone(),
                         cancel: token.clone(),
+                        results: self
+                            .config
+                            .probe_results
+                            .clone()
+                            .map(|results| (service.name.clone(), results)),
                     },
                 );
             }
@@ -830,14 +838,16 @@ impl Runner {
 
     fn stop_instance(&mut self, service_idx: usize) {
         let service = &mut self.services[service_idx];
-        let grace = service.spec.shutdown.grace;
+        let kill = std::mem::take(&mut service.kill_on_stop);
+        let (signal, grace) = if kill {
+            (os::SIGKILL, Duration::ZERO)
+        } else {
+            (service.spec.shutdown.signal, service.spec.shutdown.grace)
+        };
         match &mut service.instance {
             Some(Instance::Process { stop }) => {
                 if let Some(stop) = stop.take() {
-                    let _ = stop.send(StopRequest {
-                        signal: service.spec.shutdown.signal,
-                        grace,
-                    });
+                    let _ = stop.send(StopRequest { signal, grace });
                 }
             }
             Some(Instance::InProcess {
@@ -1059,8 +1069,11 @@ impl Runner {
                     runner.queue_stop(idx, StopIntent::Restart, "restarting by request");
                 }));
             }
-            Control::Stop(name, reply) => {
+            Control::Stop(name, mode, reply) => {
                 let _ = reply.send(self.control_one(&name, |runner, idx| {
+                    if mode == StopMode::Immediate {
+                        runner.kill_on_stop_with_dependents(idx);
+                    }
                     runner.queue_stop(idx, StopIntent::Requested, "stopping by request");
                 }));
             }
@@ -1097,6 +1110,19 @@ impl Runner {
         let service_idx = self.find(name)?;
         action(self, service_idx);
         Ok(())
+    }
+
+    /// Marks a service and every service that depends on it, directly or
+    /// not, to be killed without grace when they stop next.
+    fn kill_on_stop_with_dependents(&mut self, service_idx: usize) {
+        let mut stack = vec![service_idx];
+        while let Some(idx) = stack.pop() {
+            if self.services[idx].kill_on_stop {
+                continue;
+            }
+            self.services[idx].kill_on_stop = true;
+            stack.extend(self.services[idx].dependents.iter().copied());
+        }
     }
 
     /// Stops the services bound to it first; its own stop waits for them.
@@ -1251,6 +1277,7 @@ fn new_service(spec: ServiceSpec, run_id: &str) -> Service {
         queued_stop: None,
         next_spec: None,
         held: false,
+        kill_on_stop: false,
         retired: false,
     }
 }
