@@ -116,8 +116,8 @@ const SERVICE: &[ApiDoc] = &[
     ),
     doc(
         "embedding",
-        "{ model, providers?, max_batch_tokens?, threads? }",
-        "An in-process ONNX Runtime embedding engine instead of a process.",
+        "{ model, providers?, max_batch_tokens?, threads?, url?, api?, timeout?, dimensions?, health? }",
+        "An in-process ONNX Runtime embedding engine instead of a process, or with `url` an embedding server elsewhere.",
         "embedding = { model = \"${1:all-MiniLM-L6-v2}\" },",
     ),
     doc(
@@ -252,8 +252,38 @@ const EMBEDDING: &[ApiDoc] = &[
     doc(
         "threads",
         "integer",
-        "Intra-op threads (default one per core).",
+        "Intra-op threads (default one per core). Not for a server.",
         "threads = ${1:2},",
+    ),
+    doc(
+        "url",
+        "string",
+        "An embedding server's root, `\"http://host:port\"`: the vectors are computed there, in batches, with the breaker, retries and readiness of a local engine.",
+        "url = \"http://${1:127.0.0.1:7997}\",",
+    ),
+    doc(
+        "api",
+        "string",
+        "What the server speaks: `\"openai\"` (`POST /v1/embeddings`, the default) or `\"tei\"` (`POST /embed`).",
+        "api = \"${1|openai,tei|}\",",
+    ),
+    doc(
+        "timeout",
+        "duration",
+        "How long one batch may take on the server (default `\"30s\"`).",
+        "timeout = \"${1:30s}\",",
+    ),
+    doc(
+        "dimensions",
+        "integer",
+        "The vectors' dimension, checked against the server's when the service starts.",
+        "dimensions = ${1:384},",
+    ),
+    doc(
+        "health",
+        "string",
+        "The server's health route, polled as readiness unless the service declares `ready` (default `\"/health\"`).",
+        "health = \"${1:/health}\",",
     ),
 ];
 
@@ -375,6 +405,12 @@ const EMBED: &[ApiDoc] = &[
         "string",
         "The embedding service that embeds `req.text`.",
         "service = \"${1:embedder}\",",
+    ),
+    doc(
+        "services",
+        "string[]",
+        "Several embedding services (local or remote) sharing the stage: each text goes to the one serving now with the fewest texts in flight, and to the next when one fails.",
+        "services = { \"${1:embedder}\", \"${2:remote}\" },",
     ),
     doc(
         "fallback",
