@@ -65,6 +65,24 @@ impl std::fmt::Debug for Interrupter {
 }
 
 impl Interrupter {
+    /// Pauses the coroutine running now if it runs for request `tag` (a
+    /// request busy in a long loop cannot wait for the host to look between
+    /// two resumes): it stops at its next instruction where it may yield.
+    /// Returns whether it was running.
+    pub(crate) fn pause_running(&self, tag: u64) -> bool {
+        let slot = self.shared.lock();
+        let Some(running) = &slot.running else {
+            return false;
+        };
+        if running.tag != tag || tag == 0 || running.verdict.is_some() {
+            return false;
+        }
+        // SAFETY: as in `interrupt`: the slot names the coroutine only while
+        // the Lua thread runs it, and we hold the lock it takes to clear it.
+        unsafe { lua_raw::install_pause_hook(running.thread) };
+        true
+    }
+
     /// Stops the Lua code running now. Returns `false` when no Lua code was
     /// running (the host was idle, or every request waits or is paused):
     /// nothing is remembered for later.
@@ -125,6 +143,8 @@ struct Slot {
 
 struct Running {
     thread: RawThread,
+    /// The request it runs for (0: none), for a pause from outside.
+    tag: u64,
     /// Coroutines the script resumed from `thread`, innermost last.
     nested: Vec<RawThread>,
     deadline: Option<Instant>,
@@ -184,9 +204,15 @@ impl Watchdog {
         }
     }
 
-    /// Records that `thread` runs from now until the guard leaves; with a
-    /// `deadline`, the watchdog stops it at that instant.
-    pub(crate) fn enter(&self, thread: &Thread, deadline: Option<Instant>) -> RunningGuard<'_> {
+    /// Records that `thread` runs from now until the guard leaves, for
+    /// request `tag` (0 for none); with a `deadline`, the watchdog stops it
+    /// at that instant.
+    pub(crate) fn enter(
+        &self,
+        thread: &Thread,
+        deadline: Option<Instant>,
+        tag: u64,
+    ) -> RunningGuard<'_> {
         let mut slot = self.shared.lock();
         slot.enters = slot.enters.wrapping_add(1);
         if deadline.is_some() {
@@ -194,6 +220,7 @@ impl Watchdog {
         }
         slot.running = Some(Running {
             thread: RawThread::of(thread),
+            tag,
             nested: Vec::new(),
             deadline,
             verdict: None,

@@ -35,7 +35,11 @@ mod source_map;
 pub mod spec;
 
 pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
-pub use debug::{RunStack, StackFrame, Variable, VariablesRef};
+pub use debug::{
+    BreakpointStatus, DebugCommand, DebugEvent, EvaluateContext, ExceptionFilter,
+    FunctionBreakpoint, HookCounters, HookReport, Output, OutputCategory, Page, RunStack, Scope,
+    ScopeKind, SourceBreakpoint, StackFrame, StepKind, Stop, StopReason, Variable, VariablesRef,
+};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
@@ -90,6 +94,8 @@ pub enum ScriptError {
     UnknownVariables { request_id: u64, reference: u32 },
     #[error("cannot read the stack of request {request_id}: {message}")]
     Inspect { request_id: u64, message: String },
+    #[error("{message}")]
+    Evaluate { message: String },
 }
 
 /// Evaluates a script file into a graph and its diagnostics. Lua probes in

@@ -139,3 +139,226 @@ unsafe fn raise_at_current_line(
         ffi::lua_error(state)
     }
 }
+
+/// The debugger's hook: one C function for every coroutine the debugger
+/// watches. It hands each event to `crate::debug::hooks` through a
+/// [`HookSite`] and yields when told to stop. It is a plain C function (no
+/// mlua trampoline, no allocation), since it runs on every call of a
+/// watched coroutine while breakpoints exist.
+pub(crate) fn install_debug_hook(thread: &Thread, mask: HookMask) {
+    // SAFETY: `thread` is a live coroutine owned by the caller, and we are
+    // on the Lua thread (the only one that calls this).
+    unsafe { set_debug_hook(thread.state(), mask) }
+}
+
+/// Removes any hook from `thread` (the debugger's or a pause's), the way
+/// mlua does it, so that a coroutine yielded by a hook stays resumable.
+pub(crate) fn remove_hook(thread: &Thread) {
+    thread.remove_hook();
+}
+
+/// The hook mask of `thread` now, for the hook-policy tests and reports.
+pub(crate) fn hook_mask(thread: &Thread) -> HookMask {
+    // SAFETY: reading the mask of a live coroutine on the Lua thread.
+    HookMask(unsafe { ffi::lua_gethookmask(thread.state()) })
+}
+
+/// Which events a hook receives (Lua's `LUA_MASK*` bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct HookMask(pub c_int);
+
+impl HookMask {
+    pub(crate) const NONE: HookMask = HookMask(0);
+    pub(crate) const CALL: HookMask = HookMask(ffi::LUA_MASKCALL);
+    pub(crate) const RETURN: HookMask = HookMask(ffi::LUA_MASKRET);
+    pub(crate) const LINE: HookMask = HookMask(ffi::LUA_MASKLINE);
+    pub(crate) const COUNT: HookMask = HookMask(ffi::LUA_MASKCOUNT);
+
+    pub(crate) fn with(self, other: HookMask) -> HookMask {
+        HookMask(self.0 | other.0)
+    }
+
+    pub(crate) fn has(self, other: HookMask) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+}
+
+/// What the debugger's hook saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HookEvent {
+    Call,
+    TailCall,
+    Return,
+    Line(u32),
+    Count,
+}
+
+/// A function's chunk name and line range, as `lua_getinfo("S")` gives it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FunctionSite<'a> {
+    /// The chunk name (`@/abs/path.lua`, `=[C]` for C functions).
+    pub source: &'a [u8],
+    pub first_line: i32,
+    pub last_line: i32,
+}
+
+/// The coroutine and activation record of one hook call; valid only while
+/// the hook runs (it is never stored).
+pub(crate) struct HookSite {
+    state: *mut ffi::lua_State,
+    ar: *mut ffi::lua_Debug,
+}
+
+impl HookSite {
+    /// Identifies the coroutine (its state's address).
+    pub(crate) fn thread_key(&self) -> usize {
+        self.state as usize
+    }
+
+    /// The function the event concerns (the one called, returning, or
+    /// running the line).
+    pub(crate) fn function(&self) -> FunctionSite<'_> {
+        // SAFETY: `ar` is the hook's own activation record on `state`
+        // (HookSite exists only inside the hook); "S" fills the source (a
+        // string Lua keeps alive while the function is on the stack).
+        unsafe {
+            ffi::lua_getinfo(self.state, c"S".as_ptr(), self.ar);
+            site_of(&*self.ar)
+        }
+    }
+
+    /// The function at `level` of the stack (0 = the one the event
+    /// concerns), read into `scratch`; `None` past the bottom.
+    pub(crate) fn function_at<'s>(
+        &self,
+        level: c_int,
+        scratch: &'s mut ScratchRecord,
+    ) -> Option<FunctionSite<'s>> {
+        // SAFETY: a zeroed lua_Debug is a valid argument to getstack and
+        // getinfo; the source string lives while the function is on the
+        // stack, and the site is used before the hook returns.
+        unsafe {
+            if ffi::lua_getstack(self.state, level, &mut scratch.0) == 0 {
+                return None;
+            }
+            ffi::lua_getinfo(self.state, c"S".as_ptr(), &mut scratch.0);
+            Some(site_of(&scratch.0))
+        }
+    }
+
+    /// How many functions are active on this coroutine.
+    pub(crate) fn depth(&self) -> u32 {
+        // SAFETY: as in `function_at`.
+        unsafe { stack_depth(self.state) }
+    }
+
+    pub(crate) fn set_mask(&self, mask: HookMask) {
+        // SAFETY: we are on the Lua thread inside a hook of `state`.
+        unsafe { set_debug_hook(self.state, mask) }
+    }
+
+    pub(crate) fn mask(&self) -> HookMask {
+        // SAFETY: as above.
+        HookMask(unsafe { ffi::lua_gethookmask(self.state) })
+    }
+}
+
+/// A `lua_Debug` for reading other levels of the stack from a hook.
+pub(crate) struct ScratchRecord(ffi::lua_Debug);
+
+impl ScratchRecord {
+    pub(crate) fn new() -> ScratchRecord {
+        // SAFETY: lua_Debug is plain data; all zeroes is its initial state.
+        ScratchRecord(unsafe { std::mem::zeroed() })
+    }
+}
+
+/// How many functions are active on a suspended coroutine (the count a
+/// step over or out compares with).
+pub(crate) fn thread_depth(thread: &Thread) -> u32 {
+    // SAFETY: the coroutine is alive (the caller holds it) and suspended;
+    // lua_getstack only reads its call-info list.
+    unsafe { stack_depth(thread.state()) }
+}
+
+unsafe fn stack_depth(state: *mut ffi::lua_State) -> u32 {
+    // SAFETY: the caller guarantees `state` is alive on this thread.
+    unsafe {
+        let mut ar: ffi::lua_Debug = std::mem::zeroed();
+        let mut level = 0;
+        while ffi::lua_getstack(state, level, &mut ar) != 0 {
+            level += 1;
+        }
+        level as u32
+    }
+}
+
+unsafe fn site_of(ar: &ffi::lua_Debug) -> FunctionSite<'_> {
+    let source = if ar.source.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: getinfo set `source` and `srclen` together.
+        unsafe { std::slice::from_raw_parts(ar.source.cast::<u8>(), ar.srclen) }
+    };
+    FunctionSite {
+        source,
+        first_line: ar.linedefined,
+        last_line: ar.lastlinedefined,
+    }
+}
+
+unsafe fn set_debug_hook(state: *mut ffi::lua_State, mask: HookMask) {
+    // SAFETY: the caller is on the Lua thread with a live `state`.
+    unsafe {
+        if mask == HookMask::NONE {
+            ffi::lua_sethook(state, None, 0, 0);
+        } else {
+            let count = if mask.has(HookMask::COUNT) { 1 } else { 0 };
+            ffi::lua_sethook(state, Some(debug_hook), mask.0, count);
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn debug_hook(state: *mut ffi::lua_State, ar: *mut ffi::lua_Debug) {
+    // SAFETY: Lua calls a hook on the Lua thread with its own state and
+    // activation record.
+    let event = unsafe {
+        match (*ar).event {
+            ffi::LUA_HOOKCALL => HookEvent::Call,
+            ffi::LUA_HOOKTAILCALL => HookEvent::TailCall,
+            ffi::LUA_HOOKRET => HookEvent::Return,
+            ffi::LUA_HOOKLINE => HookEvent::Line((*ar).currentline.max(0) as u32),
+            _ => HookEvent::Count,
+        }
+    };
+    let site = HookSite { state, ar };
+    let stop = crate::debug::hooks::on_event(&site, event);
+    // Only line and count events may yield, and only where Lua can (not
+    // inside a callback from C such as a `string.gsub` function).
+    if !stop {
+        return;
+    }
+    // SAFETY: asking whether it may yield is a plain read of `state`.
+    let yieldable = unsafe { ffi::lua_isyieldable(state) } != 0;
+    if yieldable && matches!(event, HookEvent::Line(_) | HookEvent::Count) {
+        // SAFETY: yielding from inside a line or count hook is what Lua
+        // allows hooks to do; the hook returns right after `lua_yield`
+        // (Lua 5.4 finishes the yield once the hook returns).
+        unsafe { ffi::lua_yield(state, 0) };
+    } else {
+        crate::debug::hooks::cannot_stop();
+    }
+}
+
+/// Installs the pause hook on a coroutine that is running Lua now, from
+/// another thread (a pause of a request busy in a long loop): a count hook
+/// of one, so it stops at its next instruction.
+///
+/// # Safety
+///
+/// As for [`install_stop_hook`]: the coroutine must stay alive for the
+/// whole call (the caller holds the watchdog's lock).
+pub(crate) unsafe fn install_pause_hook(thread: RawThread) {
+    // SAFETY: the caller guarantees the state is alive (see above).
+    unsafe { set_debug_hook(thread.0, HookMask::CALL.with(HookMask::COUNT)) };
+}

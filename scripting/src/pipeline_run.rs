@@ -175,6 +175,13 @@ pub trait Effects: Send + Sync + 'static {
     fn run_event(&self, event: RunEvent) {
         let _ = event;
     }
+
+    /// What the debugger tells its front end: a request stopped (and
+    /// why) or runs again, printed text and logpoints. Called on the host
+    /// thread: return quickly.
+    fn debug_event(&self, event: crate::debug::DebugEvent) {
+        let _ = event;
+    }
 }
 
 /// Effects of a host with no kernel attached: every embedding fails.
@@ -202,6 +209,8 @@ pub(crate) struct RunContext {
     pub watchdog: Watchdog,
     /// Lua's `debug` library, for Rust only (see `lua_raw`).
     pub debug: Table,
+    /// Breakpoints, steps and filters; borrowed only between resumes.
+    pub debugger: RefCell<crate::debug::debugger::Debugger>,
 }
 
 /// Fields of `req` that the runner owns; everything else is reported back as
@@ -315,7 +324,9 @@ async fn run_stage(
                 .set_stage(request.id, &stage.name, RunState::Running);
             let call = CoroutineCall {
                 request_id: request.id,
+                pipeline: &pipeline.name,
                 stage: &stage.name,
+                handled_by_fallback: pipeline.fallback.is_some(),
                 budget: pipeline
                     .stage_budget(stage)
                     .or(context.config.default_stage_budget),
@@ -340,6 +351,45 @@ async fn run_stage(
                 .registry
                 .borrow_mut()
                 .set_stage(request.id, &stage.name, RunState::Waiting);
+            let services: Vec<&str> = std::iter::once(service.as_str())
+                .chain(fallback.as_deref())
+                .collect();
+            let breakpoints = context.debugger.borrow_mut().embed_breakpoints(
+                &pipeline.name,
+                &stage.name,
+                &services,
+            );
+            if !breakpoints.is_empty() {
+                // Stopped before the embed call: no coroutine, `req` as the
+                // Request scope, the stage's declaration as the place.
+                context.registry.borrow_mut().attach_req(request.id, req);
+                let call = CoroutineCall {
+                    request_id: request.id,
+                    pipeline: &pipeline.name,
+                    stage: &stage.name,
+                    handled_by_fallback: pipeline.fallback.is_some(),
+                    budget: None,
+                    req: Some(req),
+                };
+                let place = (
+                    stage.location.file.display().to_string(),
+                    stage.location.line,
+                );
+                coroutine::stop_here(
+                    context,
+                    &call,
+                    crate::debug::StopReason::FunctionBreakpoint,
+                    place,
+                    breakpoints,
+                    None,
+                )
+                .await;
+                context.registry.borrow_mut().detach(request.id);
+                context
+                    .registry
+                    .borrow_mut()
+                    .set_stage(request.id, &stage.name, RunState::Waiting);
+            }
             let text = match req.raw_get::<Value>("text") {
                 Ok(Value::String(text)) => text.to_string_lossy(),
                 Ok(other) => {
@@ -423,7 +473,9 @@ async fn call_fallback(
         .set_stage(request.id, "fallback", RunState::Running);
     let call = CoroutineCall {
         request_id: request.id,
+        pipeline: &pipeline.name,
         stage: "fallback",
+        handled_by_fallback: false,
         budget: pipeline.budget.or(context.config.default_stage_budget),
         req: Some(req),
     };
