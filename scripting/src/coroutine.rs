@@ -81,6 +81,8 @@ pub(crate) async fn call(
             .plan_stage(call.request_id, call.pipeline, call.stage, function);
     if mode.is_some() || reaches {
         hooks::watch(&thread, reaches, mode);
+    } else {
+        hooks::count_bare();
     }
     let result = drive(context, &call, &thread, args).await;
     let leftover = hooks::unwatch(&thread);

@@ -153,10 +153,7 @@ pub(crate) fn watch(thread: &Thread, reaches_breakpoint: bool, mode: Option<Mode
                 table.counters.call_only += 1;
                 HookMask::CALL
             }
-            (None, false) => {
-                table.counters.bare += 1;
-                HookMask::NONE
-            }
+            (None, false) => HookMask::NONE,
         };
         if mask != HookMask::NONE {
             if mode.is_some() {
@@ -169,6 +166,11 @@ pub(crate) fn watch(thread: &Thread, reaches_breakpoint: bool, mode: Option<Mode
     if mask != HookMask::NONE {
         lua_raw::install_debug_hook(thread, mask);
     }
+}
+
+/// A stage coroutine starts with no hook at all.
+pub(crate) fn count_bare() {
+    TABLE.with_borrow_mut(|table| table.counters.bare += 1);
 }
 
 /// The coroutine stopped at a line and resumes now: sets its new mode and
