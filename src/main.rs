@@ -23,6 +23,7 @@ enum Command {
     Run(cli::run::Args),
     Models(cli::models::Args),
     Embed(cli::embed::Args),
+    Dap(cli::dap::Args),
     #[command(hide = true, name = "__guard")]
     Guard,
 }
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Models(args) => cli::models::run(args),
         Command::Embed(args) => cli::embed::run(args),
+        Command::Dap(args) => cli::dap::run(args),
         Command::Guard => cli::run::guard(),
     };
     match result {

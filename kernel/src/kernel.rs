@@ -134,6 +134,7 @@ struct Inner {
     kill_now: CancellationToken,
     outcome: watch::Receiver<Option<Result<KernelOutcome, KernelError>>>,
     started_at: SystemTime,
+    debug_events: Option<broadcast::Sender<spindle_scripting::DebugEvent>>,
 }
 
 impl Kernel {
@@ -278,6 +279,7 @@ impl Kernel {
                 kill_now,
                 outcome,
                 started_at: SystemTime::now(),
+                debug_events: wiring.debug_events.clone(),
             }),
         })
     }
@@ -387,6 +389,18 @@ impl Kernel {
         reference: VariablesRef,
     ) -> Result<Vec<Variable>, KernelError> {
         debug::variables(self.inner.host.as_ref(), id, reference).await
+    }
+
+    /// The script host, for the debugger's commands (`debug.rs`).
+    pub(crate) fn host(&self) -> Option<&ScriptHost> {
+        self.inner.host.as_ref()
+    }
+
+    /// The sender of the debugger core's events (`debug.rs`).
+    pub(crate) fn debug_event_sender(
+        &self,
+    ) -> Option<&broadcast::Sender<spindle_scripting::DebugEvent>> {
+        self.inner.debug_events.as_ref()
     }
 
     /// Stops the Lua code running right now (a runaway stage or cell) from

@@ -1,6 +1,7 @@
 //! One module per subcommand, and the few helpers they share.
 
 pub mod check;
+pub mod dap;
 pub mod embed;
 pub mod graph;
 pub mod models;

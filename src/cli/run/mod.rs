@@ -64,6 +64,11 @@ pub struct Args {
     /// one; the address is printed). See docs/http.md.
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
+    /// Let debuggers attach on 127.0.0.1:PORT (0 picks one); the port and
+    /// the token file (DATA_DIR/debug-token) are printed. See
+    /// docs/debugging.md.
+    #[arg(long, value_name = "PORT")]
+    debug_port: Option<u16>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -132,6 +137,9 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
     let logs = kernel.subscribe_logs();
     if let Some(address) = args.http {
         start_http(&kernel, address).await?;
+    }
+    if let Some(port) = args.debug_port {
+        super::dap::start_debug_port(&kernel, port, &data_dir).await?;
     }
     watch_signals(kernel.clone())?;
     let output = match args.events {
