@@ -205,7 +205,11 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                 let stop = self.launched && terminate != Some(false);
                 let mut forwarded = message.clone();
                 forwarded["arguments"]["terminateDebuggee"] = json!(stop);
-                if self.graph.as_ref().is_some_and(|graph| graph.writer.is_some()) {
+                if self
+                    .graph
+                    .as_ref()
+                    .is_some_and(|graph| graph.writer.is_some())
+                {
                     self.to_graph(forwarded).await;
                 } else {
                     self.send(protocol::response(&request, Value::Null)).await;
@@ -235,9 +239,8 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                     self.configuration.insert(key, message.clone());
                 }
                 if self.graph.is_none() {
-                    let text = format!(
-                        "`{command}` before `launch` or `attach`: start the session first"
-                    );
+                    let text =
+                        format!("`{command}` before `launch` or `attach`: start the session first");
                     self.send(protocol::error_response(request.seq, command, &text))
                         .await;
                 } else {
@@ -282,8 +285,20 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
         self.generation += 1;
         let generation = self.generation;
         for (pipe, category) in [
-            (child.stdout.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Unpin + Send>), "stdout"),
-            (child.stderr.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Unpin + Send>), "console"),
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn AsyncRead + Unpin + Send>),
+                "stdout",
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn AsyncRead + Unpin + Send>),
+                "console",
+            ),
         ] {
             let Some(pipe) = pipe else { continue };
             let events = self.events.clone();
@@ -321,7 +336,8 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             graph.token = token;
         }
         if let Err(text) = self.connect(address.trim()).await {
-            self.output("console", format!("spindle dap: {text}\n")).await;
+            self.output("console", format!("spindle dap: {text}\n"))
+                .await;
         }
     }
 
@@ -376,7 +392,8 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
         let token = graph.token.clone();
         let opening = graph.opening.take();
         let queued = std::mem::take(&mut graph.queued);
-        self.own_request("initialize", json!({ "adapterID": "spindle" })).await;
+        self.own_request("initialize", json!({ "adapterID": "spindle" }))
+            .await;
         if let Some((mut request, relay)) = opening {
             request["arguments"]["token"] = json!(token);
             if !relay {
@@ -423,7 +440,9 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
 
     async fn from_graph(&mut self, message: Value) {
         let own = message["type"] == "response"
-            && message["request_seq"].as_i64().is_some_and(|seq| seq > OWN_SEQ);
+            && message["request_seq"]
+                .as_i64()
+                .is_some_and(|seq| seq > OWN_SEQ);
         if own {
             return;
         }

@@ -35,7 +35,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let mut line = String::new();
             if self.reader.read_line(&mut line).await? == 0 {
                 return Ok(if saw_header {
-                    Some(Frame::Malformed("the stream ended inside a header".to_owned()))
+                    Some(Frame::Malformed(
+                        "the stream ended inside a header".to_owned(),
+                    ))
                 } else {
                     None
                 });

@@ -302,3 +302,12 @@ impl Kernel {
         ask_debug(|reply| host.debug(command(reply))).await
     }
 }
+
+/// Lets every request a debugger holds go on (at shutdown).
+pub(crate) fn release_stopped(kernel: &Kernel) {
+    if let Some(host) = kernel.host() {
+        host.debug(DebugCommand::Detach {
+            reply: Box::new(|_| {}),
+        });
+    }
+}

@@ -445,6 +445,8 @@ impl Kernel {
     /// stopped in reverse dependency order. Returns at once.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        // A request a debugger holds would never drain: let it go.
+        crate::debug::release_stopped(self);
     }
 
     /// Skips what is left of every grace period: in-flight requests are

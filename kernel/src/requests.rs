@@ -18,9 +18,9 @@ use spindle_scheduler::{
     Scheduler, SchedulerConfig, SchedulerHandle, Source, Stats,
 };
 use spindle_scripting::{
-    DebugEvent, Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec, PipelineAnswer,
-    PipelineRequest, RequestScope, RunEvent, RunEventKind, RunOutcome, ScriptHost, ServiceKind,
-    SourceSpec,
+    DebugEvent, Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec,
+    PipelineAnswer, PipelineRequest, RequestScope, RunEvent, RunEventKind, RunOutcome, ScriptHost,
+    ServiceKind, SourceSpec,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;

@@ -74,11 +74,12 @@ pub(crate) async fn call(
         .registry
         .borrow_mut()
         .attach(call.request_id, &thread, call.req);
-    let (mode, reaches) =
-        context
-            .debugger
-            .borrow_mut()
-            .plan_stage(call.request_id, call.pipeline, call.stage, function);
+    let (mode, reaches) = context.debugger.borrow_mut().plan_stage(
+        call.request_id,
+        call.pipeline,
+        call.stage,
+        function,
+    );
     if mode.is_some() || reaches {
         hooks::watch(&thread, reaches, mode);
     } else {
@@ -264,7 +265,10 @@ async fn drive(
                 line: place.1,
                 emit: &emit,
             };
-            context.debugger.borrow_mut().decide(&stop_context, cause.clone())
+            context
+                .debugger
+                .borrow_mut()
+                .decide(&stop_context, cause.clone())
         };
         match decision {
             None => {

@@ -372,6 +372,7 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     reply(runs);
                 }
                 Job::Pause { request_id, reply } => {
+                    context.watchdog.interrupter().forget_pause(request_id);
                     let armed = commands::pause(&context, request_id);
                     reply(armed);
                 }
@@ -379,7 +380,16 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     let resumed = commands::resume(&context, request_id);
                     reply(resumed);
                 }
-                Job::Debug(command) => commands::handle(&context, command),
+                Job::Debug(command) => {
+                    if let DebugCommand::Pause {
+                        request_id: Some(request_id),
+                        ..
+                    } = &command
+                    {
+                        context.watchdog.interrupter().forget_pause(*request_id);
+                    }
+                    commands::handle(&context, command);
+                }
                 Job::Stack { request_id, reply } => {
                     let stack = read_stack(&context, request_id);
                     reply(stack);

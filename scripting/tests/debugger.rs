@@ -79,7 +79,10 @@ fn debug<T: Send + 'static>(
     ask(|reply| fixture.host.debug(command(reply))).expect("the debugger answers")
 }
 
-fn breakpoints(fixture: &Fixture, list: Vec<SourceBreakpoint>) -> Vec<spindle_scripting::BreakpointStatus> {
+fn breakpoints(
+    fixture: &Fixture,
+    list: Vec<SourceBreakpoint>,
+) -> Vec<spindle_scripting::BreakpointStatus> {
     let file = fixture.file.display().to_string();
     debug(fixture, |reply| DebugCommand::SetBreakpoints {
         file,
@@ -139,11 +142,17 @@ fn breakpoints_bind_to_lines_with_code_and_say_why_not() {
     let fixture = start(SCRIPT);
     let statuses = breakpoints(
         &fixture,
-        vec![at(CLEAN_FIRST), at(CLEAN_BLANK), at(1), at(400), SourceBreakpoint {
-            line: TAG_FIRST,
-            hit_condition: Some("~ 3".to_owned()),
-            ..SourceBreakpoint::default()
-        }],
+        vec![
+            at(CLEAN_FIRST),
+            at(CLEAN_BLANK),
+            at(1),
+            at(400),
+            SourceBreakpoint {
+                line: TAG_FIRST,
+                hit_condition: Some("~ 3".to_owned()),
+                ..SourceBreakpoint::default()
+            },
+        ],
     );
     let shown: Vec<(bool, Option<u32>, Option<&str>)> = statuses
         .iter()
@@ -191,7 +200,11 @@ fn a_condition_on_req_stops_only_the_matching_request_and_hit_counts_and_logpoin
     logged.extend(logpoints(&fixture));
     assert_eq!(
         logged,
-        ["tagging a dog (5 chars)\n", "tagging a bird (6 chars)\n", "tagging a cat (5 chars)\n"]
+        [
+            "tagging a dog (5 chars)\n",
+            "tagging a bird (6 chars)\n",
+            "tagging a cat (5 chars)\n"
+        ]
     );
 
     // A hit count: stops at the third request only.
@@ -230,7 +243,12 @@ fn steps_cross_stages_and_a_set_variable_changes_the_answer() {
     let kinds: Vec<ScopeKind> = scopes.iter().map(|scope| scope.kind).collect();
     assert_eq!(
         kinds,
-        [ScopeKind::Locals, ScopeKind::Upvalues, ScopeKind::Request, ScopeKind::Globals]
+        [
+            ScopeKind::Locals,
+            ScopeKind::Upvalues,
+            ScopeKind::Request,
+            ScopeKind::Globals
+        ]
     );
     let locals = debug(&fixture, |reply| DebugCommand::Variables {
         request_id: 7,
@@ -238,7 +256,12 @@ fn steps_cross_stages_and_a_set_variable_changes_the_answer() {
         page: Page::default(),
         reply,
     });
-    assert!(locals.iter().any(|v| v.name == "text" && v.value == "\"quiet please\""), "{locals:?}");
+    assert!(
+        locals
+            .iter()
+            .any(|v| v.name == "text" && v.value == "\"quiet please\""),
+        "{locals:?}"
+    );
     let evaluated = debug(&fixture, |reply| DebugCommand::Evaluate {
         request_id: Some(7),
         frame: 0,
@@ -251,7 +274,10 @@ fn steps_cross_stages_and_a_set_variable_changes_the_answer() {
     let page = debug(&fixture, |reply| DebugCommand::Variables {
         request_id: 7,
         reference: scopes[2].variables,
-        page: Page { start: 1, count: Some(2) },
+        page: Page {
+            start: 1,
+            count: Some(2),
+        },
         reply,
     });
     assert_eq!(page.len(), 2);
@@ -276,14 +302,32 @@ fn steps_cross_stages_and_a_set_variable_changes_the_answer() {
 
     // Step over to `return req`, then out of the stage: the next stop is
     // the first line of the next Lua stage (past the embed stage).
-    debug(&fixture, |reply| DebugCommand::Step { request_id: 7, kind: StepKind::Over, reply });
+    debug(&fixture, |reply| DebugCommand::Step {
+        request_id: 7,
+        kind: StepKind::Over,
+        reply,
+    });
     let stop = next_stop(&fixture);
-    assert_eq!((stop.reason, stop.line), (StopReason::Step, CLEAN_FIRST + 3));
-    debug(&fixture, |reply| DebugCommand::Step { request_id: 7, kind: StepKind::Out, reply });
+    assert_eq!(
+        (stop.reason, stop.line),
+        (StopReason::Step, CLEAN_FIRST + 3)
+    );
+    debug(&fixture, |reply| DebugCommand::Step {
+        request_id: 7,
+        kind: StepKind::Out,
+        reply,
+    });
     let stop = next_stop(&fixture);
-    assert_eq!((stop.reason, stop.stage.as_str(), stop.line), (StopReason::Step, "tag", TAG_FIRST));
+    assert_eq!(
+        (stop.reason, stop.stage.as_str(), stop.line),
+        (StopReason::Step, "tag", TAG_FIRST)
+    );
     // Step in: into `shout`.
-    debug(&fixture, |reply| DebugCommand::Step { request_id: 7, kind: StepKind::In, reply });
+    debug(&fixture, |reply| DebugCommand::Step {
+        request_id: 7,
+        kind: StepKind::In,
+        reply,
+    });
     let stop = next_stop(&fixture);
     assert_eq!((stop.reason, stop.line), (StopReason::Step, SHOUT_BODY));
     resume(&fixture, 7);
@@ -306,7 +350,10 @@ fn exception_breakpoints_stop_on_errors_all_or_only_unhandled() {
     let stop = next_stop(&fixture);
     assert_eq!(stop.reason, StopReason::Exception);
     assert_eq!(stop.line, 31);
-    assert!(stop.text.as_deref().unwrap_or("").contains("no luck"), "{stop:?}");
+    assert!(
+        stop.text.as_deref().unwrap_or("").contains("no luck"),
+        "{stop:?}"
+    );
     let why = debug(&fixture, |reply| DebugCommand::Evaluate {
         request_id: Some(2),
         frame: 1,
@@ -333,21 +380,37 @@ fn function_breakpoints_stop_at_a_stage_or_before_a_service_call() {
     let fixture = start(SCRIPT);
     let statuses = debug(&fixture, |reply| DebugCommand::SetFunctionBreakpoints {
         breakpoints: vec![
-            FunctionBreakpoint { name: "ingest/tag".to_owned(), ..FunctionBreakpoint::default() },
-            FunctionBreakpoint { name: "embedder".to_owned(), ..FunctionBreakpoint::default() },
-            FunctionBreakpoint { name: "nope".to_owned(), ..FunctionBreakpoint::default() },
+            FunctionBreakpoint {
+                name: "ingest/tag".to_owned(),
+                ..FunctionBreakpoint::default()
+            },
+            FunctionBreakpoint {
+                name: "embedder".to_owned(),
+                ..FunctionBreakpoint::default()
+            },
+            FunctionBreakpoint {
+                name: "nope".to_owned(),
+                ..FunctionBreakpoint::default()
+            },
         ],
         reply,
     });
     assert_eq!(
-        statuses.iter().map(|status| status.verified).collect::<Vec<_>>(),
+        statuses
+            .iter()
+            .map(|status| status.verified)
+            .collect::<Vec<_>>(),
         [true, true, false]
     );
     let run = submit(&fixture.host, request(4, "ingest", "x"));
     let stop = next_stop(&fixture);
     assert_eq!(
         (stop.reason, stop.stage.as_str(), stop.breakpoints.clone()),
-        (StopReason::FunctionBreakpoint, "embed", vec![statuses[1].id])
+        (
+            StopReason::FunctionBreakpoint,
+            "embed",
+            vec![statuses[1].id]
+        )
     );
     resume(&fixture, 4);
     let stop = next_stop(&fixture);
@@ -374,7 +437,11 @@ fn a_request_busy_in_a_loop_can_be_paused_and_changed() {
         }
     };
     assert_eq!((stop.request_id, stop.reason), (9, StopReason::Pause));
-    let scopes = debug(&fixture, |reply| DebugCommand::Scopes { request_id: 9, frame: 0, reply });
+    let scopes = debug(&fixture, |reply| DebugCommand::Scopes {
+        request_id: 9,
+        frame: 0,
+        reply,
+    });
     debug(&fixture, |reply| DebugCommand::SetVariable {
         request_id: 9,
         reference: scopes[2].variables,
@@ -395,22 +462,32 @@ fn hook_policy_only_the_coroutines_that_can_reach_a_breakpoint_pay() {
         answered(&submit(&fixture.host, request(id, "ingest", "x")));
     }
     let none = counters();
-    assert_eq!((none.bare, none.call_only, none.line, none.line_on), (6, 0, 0, 0));
+    assert_eq!(
+        (none.bare, none.call_only, none.line, none.line_on),
+        (6, 0, 0, 0)
+    );
 
     // A breakpoint inside the `clean` stage: `clean` coroutines carry the
     // call hook (the line hook inside `clean` only: turned on entering it
     // and again on returning into it from `gsub`); `tag` carries none.
-    breakpoints(&fixture, vec![SourceBreakpoint {
-        line: CLEAN_FIRST,
-        condition: Some("false".to_owned()),
-        ..SourceBreakpoint::default()
-    }]);
+    breakpoints(
+        &fixture,
+        vec![SourceBreakpoint {
+            line: CLEAN_FIRST,
+            condition: Some("false".to_owned()),
+            ..SourceBreakpoint::default()
+        }],
+    );
     for id in 4..=6 {
         answered(&submit(&fixture.host, request(id, "ingest", "x")));
     }
     let inside = counters();
     assert_eq!(
-        (inside.bare - none.bare, inside.call_only - none.call_only, inside.line_on - none.line_on),
+        (
+            inside.bare - none.bare,
+            inside.call_only - none.call_only,
+            inside.line_on - none.line_on
+        ),
         (3, 3, 6)
     );
 
@@ -422,7 +499,11 @@ fn hook_policy_only_the_coroutines_that_can_reach_a_breakpoint_pay() {
     }
     let helper = counters();
     assert_eq!(
-        (helper.bare - inside.bare, helper.call_only - inside.call_only, helper.line_on - inside.line_on),
+        (
+            helper.bare - inside.bare,
+            helper.call_only - inside.call_only,
+            helper.line_on - inside.line_on
+        ),
         (0, 6, 0)
     );
 
@@ -433,7 +514,10 @@ fn hook_policy_only_the_coroutines_that_can_reach_a_breakpoint_pay() {
     let run = submit(&fixture.host, request(10, "ingest", "x"));
     next_stop(&fixture);
     let (reports, _) = debug(&fixture, |reply| DebugCommand::Hooks { reply });
-    let report = reports.iter().find(|report| report.request_id == 10).expect("listed");
+    let report = reports
+        .iter()
+        .find(|report| report.request_id == 10)
+        .expect("listed");
     assert!(report.call && report.line, "{report:?}");
     breakpoints(&fixture, Vec::new());
     resume(&fixture, 10);
@@ -441,5 +525,8 @@ fn hook_policy_only_the_coroutines_that_can_reach_a_breakpoint_pay() {
     let before = counters();
     answered(&submit(&fixture.host, request(11, "ingest", "x")));
     let after = counters();
-    assert_eq!((after.bare - before.bare, after.call_only - before.call_only), (2, 0));
+    assert_eq!(
+        (after.bare - before.bare, after.call_only - before.call_only),
+        (2, 0)
+    );
 }

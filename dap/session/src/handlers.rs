@@ -159,7 +159,9 @@ async fn set_exception_breakpoints(state: &mut State, request: &Request) -> Resu
         .set_exception_breakpoints(filters)
         .await
         .map_err(kernel_error)?;
-    Ok(json!({ "breakpoints": (0..count).map(|_| json!({ "verified": true })).collect::<Vec<_>>() }))
+    Ok(
+        json!({ "breakpoints": (0..count).map(|_| json!({ "verified": true })).collect::<Vec<_>>() }),
+    )
 }
 
 async fn threads(state: &mut State) -> Result<Value, String> {
@@ -196,7 +198,10 @@ async fn stack_trace(state: &mut State, request: &Request) -> Result<Value, Stri
         }
     };
     let start = arguments.start_frame.unwrap_or(0);
-    let levels = arguments.levels.filter(|levels| *levels > 0).unwrap_or(usize::MAX);
+    let levels = arguments
+        .levels
+        .filter(|levels| *levels > 0)
+        .unwrap_or(usize::MAX);
     let total = frames.len();
     let mut shown = Vec::new();
     for (level, frame) in frames.iter().enumerate().skip(start).take(levels) {
@@ -234,7 +239,11 @@ fn reference_of(state: &State, reference: i64) -> Result<(RequestId, VariablesRe
     })
 }
 
-fn child_reference(state: &mut State, id: RequestId, variable: &spindle_scripting::Variable) -> i64 {
+fn child_reference(
+    state: &mut State,
+    id: RequestId,
+    variable: &spindle_scripting::Variable,
+) -> i64 {
     match variable.children {
         Some(children) => {
             let reference = state.next_id();

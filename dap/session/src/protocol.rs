@@ -19,7 +19,9 @@ pub struct Request {
 /// Why an incoming message is not a request.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MessageError {
-    #[error("the message is not a JSON object with \"type\": \"request\", a \"seq\" and a \"command\"")]
+    #[error(
+        "the message is not a JSON object with \"type\": \"request\", a \"seq\" and a \"command\""
+    )]
     NotARequest,
 }
 

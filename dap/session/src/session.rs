@@ -49,7 +49,10 @@ impl Session {
     /// Starts a session on `kernel`; its messages come out of the
     /// receiver, which ends when the session does (after `disconnect`, or
     /// when every handle is dropped).
-    pub fn start(kernel: Kernel, config: SessionConfig) -> (Session, mpsc::UnboundedReceiver<Outgoing>) {
+    pub fn start(
+        kernel: Kernel,
+        config: SessionConfig,
+    ) -> (Session, mpsc::UnboundedReceiver<Outgoing>) {
         let (commands, command_receiver) = mpsc::unbounded_channel();
         let (outgoing, outgoing_receiver) = mpsc::unbounded_channel();
         let state = State {
@@ -162,7 +165,11 @@ impl State {
         let reply = crate::handlers::handle(self, &request).await;
         match reply {
             Ok(body) => self.send(protocol::response(&request, body)),
-            Err(text) => self.send(protocol::error_response(request.seq, &request.command, &text)),
+            Err(text) => self.send(protocol::error_response(
+                request.seq,
+                &request.command,
+                &text,
+            )),
         }
         for event in std::mem::take(&mut self.after_response) {
             self.send(event);

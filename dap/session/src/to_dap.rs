@@ -42,7 +42,12 @@ pub fn stopped(stop: &Stop) -> Value {
             stop.stage,
             stop.text.as_deref().unwrap_or("")
         ),
-        reason => format!("{} in {}/{}", stop_reason(reason), stop.pipeline, stop.stage),
+        reason => format!(
+            "{} in {}/{}",
+            stop_reason(reason),
+            stop.pipeline,
+            stop.stage
+        ),
     };
     let mut body = json!({
         "reason": stop_reason(stop.reason),

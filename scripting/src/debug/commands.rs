@@ -487,7 +487,10 @@ fn set_variable(
 /// A table key as the variables list names it: `[3]` is the integer 3,
 /// `["a b"]` a string, anything else the string itself.
 fn table_key(lua: &mlua::Lua, name: &str) -> mlua::Result<Value> {
-    if let Some(inner) = name.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+    if let Some(inner) = name
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
         if let Ok(number) = inner.parse::<i64>() {
             return Ok(Value::Integer(number));
         }

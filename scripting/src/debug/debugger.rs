@@ -323,7 +323,10 @@ impl Debugger {
         }
         if !entry.is_empty() && mode.is_none() {
             mode = Some(Mode::NextLine(Reason::Entry));
-            self.requests.entry(request_id).or_default().entry_breakpoints = entry;
+            self.requests
+                .entry(request_id)
+                .or_default()
+                .entry_breakpoints = entry;
         } else if mode.is_none() && self.stop_on_entry {
             self.stop_on_entry = false;
             mode = Some(Mode::NextLine(Reason::Entry));
@@ -599,7 +602,10 @@ impl Debugger {
                 Some(Ok(condition)) => Some(condition),
                 None => None,
             };
-            if let Some(condition) = breakpoint.condition.as_deref().filter(|c| !c.trim().is_empty())
+            if let Some(condition) = breakpoint
+                .condition
+                .as_deref()
+                .filter(|c| !c.trim().is_empty())
                 && let Err(message) = check_syntax(lua, condition)
             {
                 statuses.push(BreakpointStatus {
@@ -659,7 +665,10 @@ impl Debugger {
                 .map(|(chunk, breakpoints)| {
                     (
                         chunk.clone(),
-                        breakpoints.iter().map(|breakpoint| breakpoint.line).collect(),
+                        breakpoints
+                            .iter()
+                            .map(|breakpoint| breakpoint.line)
+                            .collect(),
                     )
                 })
                 .collect(),
@@ -849,7 +858,11 @@ impl Debugger {
             .as_ref()
             .ok_or("the debugger could not start its evaluator")?;
         let env = evaluator
-            .environment(frame.map(|(thread, _)| thread), frame.map_or(0, |f| f.1), req)
+            .environment(
+                frame.map(|(thread, _)| thread),
+                frame.map_or(0, |f| f.1),
+                req,
+            )
             .map_err(|error| evaluate::lua_message(&error))?;
         evaluate::evaluate(
             lua,

@@ -81,7 +81,8 @@ impl Evaluator {
         level: u32,
         req: Option<&Table>,
     ) -> mlua::Result<Table> {
-        self.frame_env.call((thread.cloned(), i64::from(level), req.cloned()))
+        self.frame_env
+            .call((thread.cloned(), i64::from(level), req.cloned()))
     }
 }
 

@@ -180,7 +180,10 @@ pub(crate) fn rewatch(thread: &Thread, mode: Option<Mode>) {
     let key = thread_key(thread);
     let mask = TABLE.with_borrow_mut(|table| {
         let before = table.threads.remove(&key);
-        if before.as_ref().is_some_and(|watched| watched.mode.is_some()) {
+        if before
+            .as_ref()
+            .is_some_and(|watched| watched.mode.is_some())
+        {
             table.modes -= 1;
         }
         if mode.is_some() {
@@ -191,9 +194,7 @@ pub(crate) fn rewatch(thread: &Thread, mode: Option<Mode>) {
         } else if !table.chunks.is_empty() {
             // Where it stands is read again at the next event; until then
             // keep every event so that no breakpoint line is missed.
-            HookMask::CALL
-                .with(HookMask::RETURN)
-                .with(HookMask::LINE)
+            HookMask::CALL.with(HookMask::RETURN).with(HookMask::LINE)
         } else {
             HookMask::NONE
         };
@@ -215,7 +216,10 @@ pub(crate) fn unwatch(thread: &Thread) -> Option<Mode> {
     let key = thread_key(thread);
     let watched = TABLE.with_borrow_mut(|table| {
         let watched = table.threads.remove(&key);
-        if watched.as_ref().is_some_and(|watched| watched.mode.is_some()) {
+        if watched
+            .as_ref()
+            .is_some_and(|watched| watched.mode.is_some())
+        {
             table.modes -= 1;
         }
         watched
@@ -285,8 +289,11 @@ impl HookTable {
             HookEvent::Line(line) => self.on_line(site, line),
             HookEvent::Call | HookEvent::TailCall => {
                 let function = site.function();
-                let holds =
-                    self.range_has_breakpoint(function.source, function.first_line, function.last_line);
+                let holds = self.range_has_breakpoint(
+                    function.source,
+                    function.first_line,
+                    function.last_line,
+                );
                 let mut mask = HookMask::CALL;
                 if holds {
                     self.counters.line_on += 1;
@@ -306,7 +313,8 @@ impl HookTable {
                 let mut scratch = ScratchRecord::new();
                 let mut mask = HookMask::CALL;
                 if let Some(caller) = site.function_at(1, &mut scratch) {
-                    if self.range_has_breakpoint(caller.source, caller.first_line, caller.last_line) {
+                    if self.range_has_breakpoint(caller.source, caller.first_line, caller.last_line)
+                    {
                         self.counters.line_on += 1;
                         mask = mask.with(HookMask::LINE).with(HookMask::RETURN);
                     } else if self.breakpoint_below(site, 2) {
@@ -357,8 +365,12 @@ impl HookTable {
         {
             let stop = match mode {
                 Mode::NextLine(reason) => Some(StopCause::Mode(*reason)),
-                Mode::AtDepth(depth) => (site.depth() <= *depth).then_some(StopCause::Mode(Reason::Step)),
-                Mode::Above(depth) => (site.depth() < *depth).then_some(StopCause::Mode(Reason::Step)),
+                Mode::AtDepth(depth) => {
+                    (site.depth() <= *depth).then_some(StopCause::Mode(Reason::Step))
+                }
+                Mode::Above(depth) => {
+                    (site.depth() < *depth).then_some(StopCause::Mode(Reason::Step))
+                }
             };
             if let Some(stop) = stop {
                 self.stop = Some(stop);
@@ -370,7 +382,11 @@ impl HookTable {
             return false;
         }
         let function = site.function();
-        let Some(chunk) = self.chunks.iter().find(|chunk| chunk.source == function.source) else {
+        let Some(chunk) = self
+            .chunks
+            .iter()
+            .find(|chunk| chunk.source == function.source)
+        else {
             return false;
         };
         if chunk.lines.binary_search(&line).is_err() || !self.threads.contains_key(&key) {

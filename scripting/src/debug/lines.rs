@@ -35,7 +35,11 @@ pub(crate) enum Binding {
 
 impl ChunkMap {
     /// Compiles `source` (without running it) and reads its functions.
-    pub(crate) fn of_source(lua: &Lua, chunk_name: &str, source: &[u8]) -> Result<ChunkMap, String> {
+    pub(crate) fn of_source(
+        lua: &Lua,
+        chunk_name: &str,
+        source: &[u8],
+    ) -> Result<ChunkMap, String> {
         let function = lua
             .load(source)
             .set_name(chunk_name)

@@ -186,7 +186,9 @@ pub struct Output {
 pub enum DebugEvent {
     Stopped(Stop),
     /// A stopped request runs again.
-    Continued { request_id: u64 },
+    Continued {
+        request_id: u64,
+    },
     Output(Output),
 }
 

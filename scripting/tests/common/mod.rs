@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use spindle_scripting::{
-    DebugEvent, DebugReply, Effects, EmbedAnswer, EmbedCall, EmbedReply, HostConfig, LiveRun, PipelineRequest,
-    RunEvent, RunOutcome, ScriptError, ScriptHost,
+    DebugEvent, DebugReply, Effects, EmbedAnswer, EmbedCall, EmbedReply, HostConfig, LiveRun,
+    PipelineRequest, RunEvent, RunOutcome, ScriptError, ScriptHost,
 };
 
 pub struct TestEffects {
