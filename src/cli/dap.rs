@@ -29,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let spindle = std::env::current_exe().context("cannot find the spindle executable")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match args.port {
             None => {
                 spindle_dap::run_adapter(tokio::io::stdin(), tokio::io::stdout(), spindle).await;
@@ -51,7 +51,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Ok::<_, anyhow::Error>(())
-    })?;
+    });
+    // The blocking read of stdin never returns by itself: do not wait for
+    // it, or the adapter would outlive its client (and hold the debug port).
+    runtime.shutdown_background();
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

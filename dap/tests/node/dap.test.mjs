@@ -113,7 +113,11 @@ async function scope(dc, frameId, name) {
 
 test('a breakpoint in a stage stops one request; inspect, evaluate, set a variable, step across stages; others flow', async (t) => {
   const { dc, program, http } = await launched(t);
-  const set = await dc.setBreakpointsRequest({ source: { path: program }, breakpoints: [{ line: CLEAN_ASSIGN }] });
+  // Only the cat stops: the condition names the request.
+  const set = await dc.setBreakpointsRequest({
+    source: { path: program },
+    breakpoints: [{ line: CLEAN_ASSIGN, condition: 'req.text:find("cat")' }],
+  });
   assert.equal(set.body.breakpoints[0].verified, true);
   await dc.configurationDoneRequest();
 
@@ -216,8 +220,11 @@ test('pause stops a request busy in a loop; unknown commands get an error respon
   const spinning = submit(http, 'go', 'spin');
   const started = await dc.waitForEvent('thread');
   assert.equal(started.body.reason, 'started');
-  await dc.pauseRequest({ threadId: started.body.threadId });
-  const stop = await stopped(dc, 'pause');
+  // The stop may come before the pause's response: wait for both.
+  const [, stop] = await Promise.all([
+    dc.pauseRequest({ threadId: started.body.threadId }),
+    stopped(dc, 'pause'),
+  ]);
   const request = await scope(dc, (await topFrame(dc, stop.threadId)).id, 'Request');
   await dc.setVariableRequest({ variablesReference: request.variablesReference, name: 'text', value: '"stop"' });
   await dc.continueRequest({ threadId: stop.threadId });
@@ -232,21 +239,24 @@ test('attach to spindle run --debug-port; disconnect leaves the graph serving', 
   const { dir, program } = graphFile();
   const run = spawn(SPINDLE, ['run', program, '--http', '127.0.0.1:0', '--debug-port', '0', '--data-dir', join(dir, 'data')], { stdio: ['ignore', 'ignore', 'pipe'] });
   t.after(() => run.kill('SIGTERM'));
-  let http, port, tokenFile;
-  for await (const line of createInterface({ input: run.stderr })) {
-    const serving = /serving \d+ pipeline\(s\) on (http:\/\/[0-9.:]+)/.exec(line);
-    if (serving) http = serving[1];
-    const debug = /debugger listening on 127\.0\.0\.1:(\d+), token in (.+)$/.exec(line);
-    if (debug) { port = Number(debug[1]); tokenFile = debug[2]; }
-    if (http && port) break;
-  }
-  const dc = new DebugClient(SPINDLE, 'dap', 'spindle');
-  dc.defaultTimeout = 20000;
-  await dc.start();
-  t.after(() => dc.stop());
-  await dc.initializeRequest();
-  await assert.rejects(dc.attachRequest({ port, token: 'wrong' }), /token/);
-  await dc.stop();
+  // Read its stderr to the end (never close it early: spindle keeps
+  // printing there).
+  const { http, port, tokenFile } = await new Promise((resolveFound) => {
+    const found = {};
+    createInterface({ input: run.stderr }).on('line', (line) => {
+      const serving = /serving \d+ pipeline\(s\) on (http:\/\/[0-9.:]+)/.exec(line);
+      if (serving) found.http = serving[1];
+      const debug = /debugger listening on 127\.0\.0\.1:(\d+), token in (.+)$/.exec(line);
+      if (debug) { found.port = Number(debug[1]); found.tokenFile = debug[2]; }
+      if (found.http && found.port) resolveFound(found);
+    });
+  });
+  const refused = new DebugClient(SPINDLE, 'dap', 'spindle');
+  refused.defaultTimeout = 20000;
+  await refused.start();
+  await refused.initializeRequest();
+  await assert.rejects(refused.attachRequest({ port, token: 'wrong' }), /token/);
+  await refused.stop();
 
   const attached = new DebugClient(SPINDLE, 'dap', 'spindle');
   attached.defaultTimeout = 20000;
