@@ -37,9 +37,13 @@ pub enum KernelError {
     /// A debugger's reading of a paused request failed.
     #[error("{0}")]
     Inspect(String),
-    /// The kernel runs a graph without a script: there is no Lua to debug.
-    #[error("this kernel runs a graph without a script: there is no Lua to debug")]
+    /// The kernel runs a graph without a script: there is no Lua to debug
+    /// or reload.
+    #[error("this kernel runs a graph without a script (no Lua to debug, nothing to reload)")]
     NoScript,
+    /// A service command was refused (unknown service, shutting down).
+    #[error(transparent)]
+    Control(#[from] crate::supervisor::ControlError),
 }
 
 impl KernelError {

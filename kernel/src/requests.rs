@@ -9,7 +9,7 @@
 //! wire format.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use spindle_scheduler::{
@@ -75,9 +75,38 @@ pub type RequestAnswer = Answer<PipelineAnswer>;
 /// The running request path, owned by the kernel.
 pub(crate) struct RequestPath {
     pub(crate) scheduler: SchedulerHandle<String, PipelineAnswer>,
-    routes: HashMap<String, String>,
-    batchers: Vec<BatcherHandle>,
+    /// Route to pipeline; swapped whole when a new graph is applied.
+    routes: RwLock<HashMap<String, String>>,
+    wiring: EffectsWiring,
+    batching: BatchingSetup,
     pub(crate) metrics: Arc<Metrics>,
+}
+
+/// What a new embedding service's batcher is started with.
+struct BatchingSetup {
+    config: RequestPathConfig,
+    faults: Faults,
+    shutdown: CancellationToken,
+}
+
+/// The script host new requests run on. Swapped when a reloaded script
+/// brings a new one; a request in flight finishes on the host it started
+/// on (it holds that host).
+#[derive(Clone, Default)]
+pub(crate) struct HostCell(Arc<RwLock<Option<ScriptHost>>>);
+
+impl HostCell {
+    pub(crate) fn new(host: Option<ScriptHost>) -> HostCell {
+        HostCell(Arc::new(RwLock::new(host)))
+    }
+
+    pub(crate) fn get(&self) -> Option<ScriptHost> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set(&self, host: ScriptHost) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(host);
+    }
 }
 
 /// What a request's stages get from the scheduler, carried in its
@@ -95,7 +124,7 @@ impl RequestPath {
     /// tokio runtime. `host` must have been started with `wiring.effects()`.
     pub(crate) fn start(
         graph: &GraphSpec,
-        host: Option<ScriptHost>,
+        host: HostCell,
         wiring: &EffectsWiring,
         board: &ServiceBoard,
         faults: &Faults,
@@ -104,81 +133,79 @@ impl RequestPath {
     ) -> RequestPath {
         let mut scheduler_config = config.scheduler.clone();
         for pipeline in &graph.pipelines {
-            let timeouts = &pipeline.timeouts;
-            scheduler_config.pipeline_timeouts.insert(
-                pipeline.name.clone(),
-                spindle_scheduler::PerPriority {
-                    high: timeouts.high,
-                    medium: timeouts.medium,
-                    low: timeouts.low,
-                },
-            );
+            scheduler_config
+                .pipeline_timeouts
+                .insert(pipeline.name.clone(), timeouts_of(pipeline));
         }
         for (pipeline, gate) in board.gates() {
             if gate != Gate::Open {
                 scheduler_config.gates.insert(pipeline, gate);
             }
         }
-        let mut clients = HashMap::new();
-        let mut batchers = Vec::new();
-        for service in &graph.services {
-            let ServiceKind::Embedding(embedding) = &service.kind else {
-                continue;
-            };
-            let batcher = Batcher::start(
-                BatcherConfig {
-                    service: service.name.clone(),
-                    max_batch_tokens: embedding.max_batch_tokens as usize,
-                    max_wait: config.max_batch_wait,
-                    batch_timeout: config.batch_timeout,
-                    breaker: config.breaker.clone(),
-                    availability: board.availability(&service.name),
-                    ..BatcherConfig::default()
-                },
-                EngineBackend {
-                    service: service.name.clone(),
-                    directory: wiring.directory.clone(),
-                    faults: faults.clone(),
-                },
-                shutdown.clone(),
-            );
-            clients.insert(service.name.clone(), batcher.clone());
-            batchers.push(batcher);
-        }
+        let batching = BatchingSetup {
+            config: config.clone(),
+            faults: faults.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let clients = graph
+            .services
+            .iter()
+            .filter_map(|service| batching.start(service, wiring, board))
+            .collect();
         let _ = wiring.wired.set(Wired {
-            clients,
+            clients: RwLock::new(clients),
             retry: config.retry.clone(),
             runtime: tokio::runtime::Handle::current(),
         });
         let scheduler = Scheduler::start(
             scheduler_config,
-            move |job: Job<String>| run_job(host.clone(), job),
+            move |job: Job<String>| run_job(host.get(), job),
             shutdown,
         );
         let _ = wiring.scheduler.set(scheduler.clone());
-        let mut routes = HashMap::new();
-        for pipeline in &graph.pipelines {
-            routes.insert(
-                format!("/v1/pipelines/{}", pipeline.name),
-                pipeline.name.clone(),
-            );
-            for source in &pipeline.sources {
-                if let SourceSpec::Http { route } = source {
-                    routes.insert(route.clone(), pipeline.name.clone());
-                }
-            }
-        }
         RequestPath {
             scheduler,
-            routes,
-            batchers,
+            routes: RwLock::new(routes_of(graph)),
+            wiring: wiring.clone(),
+            batching,
             metrics: Arc::new(Metrics::default()),
         }
     }
 
+    /// Takes on a new graph's pipelines: their timeouts, routes and the
+    /// batchers of new embedding services (removed ones are let go; their
+    /// requests in flight finish). The board must know the new graph.
+    pub(crate) fn apply(&self, graph: &GraphSpec, board: &ServiceBoard) {
+        for pipeline in &graph.pipelines {
+            self.scheduler
+                .set_pipeline_timeouts(&pipeline.name, timeouts_of(pipeline));
+        }
+        if let Some(wired) = self.wiring.wired.get() {
+            let mut clients = wired.clients.write().unwrap_or_else(|p| p.into_inner());
+            clients.retain(|name, _| {
+                graph
+                    .service(name)
+                    .is_some_and(|service| matches!(service.kind, ServiceKind::Embedding(_)))
+            });
+            for service in &graph.services {
+                if clients.contains_key(&service.name) {
+                    continue;
+                }
+                if let Some((name, batcher)) = self.batching.start(service, &self.wiring, board) {
+                    clients.insert(name, batcher);
+                }
+            }
+        }
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes_of(graph);
+    }
+
     /// The pipeline a `POST` to `path` reaches.
-    pub(crate) fn pipeline_for_route(&self, path: &str) -> Option<&str> {
-        self.routes.get(path).map(String::as_str)
+    pub(crate) fn pipeline_for_route(&self, path: &str) -> Option<String> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned()
     }
 
     /// Submits a request and waits for its one answer. A full queue answers
@@ -241,8 +268,18 @@ impl RequestPath {
     }
 
     pub(crate) async fn batcher_stats(&self) -> Vec<(String, BatcherStats)> {
+        let batchers: Vec<BatcherHandle> = match self.wiring.wired.get() {
+            Some(wired) => wired
+                .clients
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
         let mut stats = Vec::new();
-        for batcher in &self.batchers {
+        for batcher in &batchers {
             if let Some(batcher_stats) = batcher.stats().await {
                 stats.push((batcher.service().to_owned(), batcher_stats));
             }
@@ -315,9 +352,69 @@ async fn run_job(
     }
 }
 
-/// The batchers embed calls use, set once when the path starts.
+impl BatchingSetup {
+    /// A batcher for `service` if it is an embedding service.
+    fn start(
+        &self,
+        service: &spindle_scripting::ServiceSpec,
+        wiring: &EffectsWiring,
+        board: &ServiceBoard,
+    ) -> Option<(String, BatcherHandle)> {
+        let ServiceKind::Embedding(embedding) = &service.kind else {
+            return None;
+        };
+        let batcher = Batcher::start(
+            BatcherConfig {
+                service: service.name.clone(),
+                max_batch_tokens: embedding.max_batch_tokens as usize,
+                max_wait: self.config.max_batch_wait,
+                batch_timeout: self.config.batch_timeout,
+                breaker: self.config.breaker.clone(),
+                availability: board.availability(&service.name),
+                ..BatcherConfig::default()
+            },
+            EngineBackend {
+                service: service.name.clone(),
+                directory: wiring.directory.clone(),
+                faults: self.faults.clone(),
+            },
+            self.shutdown.clone(),
+        );
+        Some((service.name.clone(), batcher))
+    }
+}
+
+fn timeouts_of(
+    pipeline: &spindle_scripting::PipelineSpec,
+) -> spindle_scheduler::PerPriority<Option<Duration>> {
+    let timeouts = &pipeline.timeouts;
+    spindle_scheduler::PerPriority {
+        high: timeouts.high,
+        medium: timeouts.medium,
+        low: timeouts.low,
+    }
+}
+
+fn routes_of(graph: &GraphSpec) -> HashMap<String, String> {
+    let mut routes = HashMap::new();
+    for pipeline in &graph.pipelines {
+        routes.insert(
+            format!("/v1/pipelines/{}", pipeline.name),
+            pipeline.name.clone(),
+        );
+        for source in &pipeline.sources {
+            if let SourceSpec::Http { route } = source {
+                routes.insert(route.clone(), pipeline.name.clone());
+            }
+        }
+    }
+    routes
+}
+
+/// The batchers embed calls use, set once when the path starts; new
+/// embedding services add theirs when a graph is applied.
 struct Wired {
-    clients: HashMap<String, BatcherHandle>,
+    clients: RwLock<HashMap<String, BatcherHandle>>,
     retry: RetryPolicy,
     runtime: tokio::runtime::Handle,
 }
@@ -363,7 +460,8 @@ impl Effects for KernelEffects {
             reply(Err(EmbedFailure::new(Error::ShuttingDown)));
             return;
         };
-        let Some(primary) = wired.clients.get(&call.service) else {
+        let clients = wired.clients.read().unwrap_or_else(|p| p.into_inner());
+        let Some(primary) = clients.get(&call.service) else {
             reply(Err(EmbedFailure::new(Error::Unavailable {
                 service: call.service.clone(),
                 reason: "no embedding service of that name is declared".to_owned(),
@@ -378,13 +476,10 @@ impl Effects for KernelEffects {
             return;
         };
         let mut client = EmbedClient::new(primary.clone(), wired.retry.clone());
-        if let Some(fallback) = call
-            .fallback
-            .as_ref()
-            .and_then(|name| wired.clients.get(name))
-        {
+        if let Some(fallback) = call.fallback.as_ref().and_then(|name| clients.get(name)) {
             client = client.with_fallback(fallback.clone());
         }
+        drop(clients);
         let deadline = scope.deadline.clone();
         let cancel = scope.cancel.clone();
         let directory = self.wiring.directory.clone();

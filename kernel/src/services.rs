@@ -92,12 +92,12 @@ pub struct Readiness {
 #[derive(Debug)]
 pub(crate) struct ServiceBoard {
     state: Mutex<BoardState>,
-    /// Each embedding service's availability, for its batcher.
-    availability: HashMap<String, watch::Sender<Gate>>,
 }
 
 #[derive(Debug)]
 struct BoardState {
+    /// Each embedding service's availability, for its batcher.
+    availability: HashMap<String, watch::Sender<Gate>>,
     as_of: u64,
     services: Vec<ServiceStatus>,
     restart_policies: Vec<RestartPolicy>,
@@ -111,66 +111,103 @@ pub(crate) type GateChange = (String, Gate);
 
 impl ServiceBoard {
     pub(crate) fn new(graph: &GraphSpec) -> ServiceBoard {
-        let now = SystemTime::now();
-        let services: Vec<ServiceStatus> = graph
-            .services
-            .iter()
-            .map(|spec| ServiceStatus {
-                name: spec.name.clone(),
-                kind: spec.kind.name(),
-                state: ServiceState::Pending,
-                reason: "not started yet".to_owned(),
-                pid: None,
-                restarts: 0,
-                since: now,
-                availability: service_gate(
-                    spec.restart.policy,
-                    &spec.name,
-                    ServiceState::Pending,
-                    "",
-                ),
-            })
-            .collect();
-        let availability = graph
-            .services
-            .iter()
-            .zip(&services)
-            .filter(|(spec, _)| matches!(spec.kind, ServiceKind::Embedding(_)))
-            .map(|(spec, status)| {
-                (
-                    spec.name.clone(),
-                    watch::channel(status.availability.clone()).0,
-                )
-            })
-            .collect();
-        let embed_stages: Vec<Vec<(String, Option<String>)>> =
-            graph.pipelines.iter().map(embed_stages_of).collect();
-        let mut state = BoardState {
-            as_of: 0,
-            restart_policies: graph
-                .services
-                .iter()
-                .map(|spec: &ServiceSpec| spec.restart.policy)
-                .collect(),
-            services,
-            pipelines: graph
-                .pipelines
-                .iter()
-                .zip(&embed_stages)
-                .map(|(pipeline, stages)| PipelineStatus {
-                    name: pipeline.name.clone(),
-                    sources: pipeline.sources.clone(),
-                    needs: needs_of(stages),
-                    gate: Gate::Open,
-                })
-                .collect(),
-            embed_stages,
+        let board = ServiceBoard {
+            state: Mutex::new(BoardState {
+                availability: HashMap::new(),
+                as_of: 0,
+                services: Vec::new(),
+                restart_policies: Vec::new(),
+                pipelines: Vec::new(),
+                embed_stages: Vec::new(),
+            }),
         };
-        state.recompute_pipelines();
-        ServiceBoard {
-            state: Mutex::new(state),
-            availability,
+        board.apply_graph(graph);
+        board
+    }
+
+    /// Takes on a (new) graph: services keep their state by name, new ones
+    /// start pending, removed ones leave the board (their last events
+    /// still reach subscribers); pipelines are recomputed. Returns the
+    /// pipelines whose gate changed or that are new and not open.
+    pub(crate) fn apply_graph(&self, graph: &GraphSpec) -> Vec<GateChange> {
+        let now = SystemTime::now();
+        let mut state = self.lock();
+        let previous: Vec<ServiceStatus> = std::mem::take(&mut state.services);
+        state.services = graph
+            .services
+            .iter()
+            .map(|spec| {
+                previous
+                    .iter()
+                    .find(|status| status.name == spec.name)
+                    .cloned()
+                    .unwrap_or_else(|| ServiceStatus {
+                        name: spec.name.clone(),
+                        kind: spec.kind.name(),
+                        state: ServiceState::Pending,
+                        reason: "not started yet".to_owned(),
+                        pid: None,
+                        restarts: 0,
+                        since: now,
+                        availability: service_gate(
+                            spec.restart.policy,
+                            &spec.name,
+                            ServiceState::Pending,
+                            "",
+                        ),
+                    })
+            })
+            .collect();
+        state.restart_policies = graph
+            .services
+            .iter()
+            .map(|spec: &ServiceSpec| spec.restart.policy)
+            .collect();
+        let embedding: Vec<(String, Gate)> = graph
+            .services
+            .iter()
+            .zip(&state.services)
+            .filter(|(spec, _)| matches!(spec.kind, ServiceKind::Embedding(_)))
+            .map(|(spec, status)| (spec.name.clone(), status.availability.clone()))
+            .collect();
+        state
+            .availability
+            .retain(|name, _| embedding.iter().any(|(known, _)| known == name));
+        for (name, gate) in embedding {
+            state
+                .availability
+                .entry(name)
+                .or_insert_with(|| watch::channel(gate).0);
         }
+        let previous_pipelines = std::mem::take(&mut state.pipelines);
+        state.embed_stages = graph.pipelines.iter().map(embed_stages_of).collect();
+        state.pipelines = graph
+            .pipelines
+            .iter()
+            .zip(&state.embed_stages)
+            .map(|(pipeline, stages)| PipelineStatus {
+                name: pipeline.name.clone(),
+                sources: pipeline.sources.clone(),
+                needs: needs_of(stages),
+                gate: previous_pipelines
+                    .iter()
+                    .find(|known| known.name == pipeline.name)
+                    .map_or(Gate::Open, |known| known.gate.clone()),
+            })
+            .collect();
+        let mut changes = state.recompute_pipelines();
+        for pipeline in &state.pipelines {
+            let is_new = !previous_pipelines
+                .iter()
+                .any(|known| known.name == pipeline.name);
+            if is_new
+                && !pipeline.gate.is_open()
+                && !changes.iter().any(|(name, _)| *name == pipeline.name)
+            {
+                changes.push((pipeline.name.clone(), pipeline.gate.clone()));
+            }
+        }
+        changes
     }
 
     /// Applies one supervisor event as event number `seq`; returns the
@@ -195,7 +232,7 @@ impl ServiceBoard {
         service.since = event.at;
         if service.availability != availability {
             service.availability = availability.clone();
-            if let Some(sender) = self.availability.get(&event.service) {
+            if let Some(sender) = state.availability.get(&event.service) {
                 sender.send_replace(availability);
             }
         }
@@ -228,7 +265,10 @@ impl ServiceBoard {
 
     /// The availability of embedding service `service`, for its batcher.
     pub(crate) fn availability(&self, service: &str) -> Option<watch::Receiver<Gate>> {
-        self.availability.get(service).map(watch::Sender::subscribe)
+        self.lock()
+            .availability
+            .get(service)
+            .map(watch::Sender::subscribe)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BoardState> {

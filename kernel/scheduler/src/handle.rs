@@ -329,6 +329,19 @@ impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
         });
     }
 
+    /// Sets `pipeline`'s timeouts per priority (`None`: the default) for
+    /// requests admitted from now on (a reloaded script changed them).
+    pub fn set_pipeline_timeouts(
+        &self,
+        pipeline: &str,
+        timeouts: PerPriority<Option<std::time::Duration>>,
+    ) {
+        let _ = self.commands.send(Command::SetPipelineTimeouts {
+            pipeline: pipeline.to_owned(),
+            timeouts,
+        });
+    }
+
     /// Stops the request's deadline clock (a debugger paused it). `false`
     /// if unknown, answered or already paused.
     pub async fn pause(&self, id: RequestId) -> bool {
@@ -405,6 +418,10 @@ pub(crate) enum Command<P, T> {
     SetGate {
         pipeline: String,
         gate: Gate,
+    },
+    SetPipelineTimeouts {
+        pipeline: String,
+        timeouts: PerPriority<Option<std::time::Duration>>,
     },
     Pause {
         id: RequestId,

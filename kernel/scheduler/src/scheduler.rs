@@ -340,6 +340,9 @@ where
                 let _ = reply.send(cancelled.then_some(id).flatten());
             }
             Command::SetGate { pipeline, gate } => self.set_gate(pipeline, gate),
+            Command::SetPipelineTimeouts { pipeline, timeouts } => {
+                self.config.pipeline_timeouts.insert(pipeline, timeouts);
+            }
             Command::Pause { id, reply } => {
                 let _ = reply.send(self.pause(id));
             }

@@ -9,6 +9,7 @@
 //! JSON and no Lua: Lua probes and in-process services come in through the
 //! traits in [`seams`].
 
+mod control;
 mod event;
 mod guard;
 mod os;
@@ -20,6 +21,7 @@ pub mod seams;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use control::{ApplyReport, ControlError, ControlReceiver, SupervisorControl};
 pub use event::{Event, LogLine, LogStream, ServiceState};
 pub use guard::{GuardLink, ignore_terminal_signals, run_guard, sweep_run};
 pub use os::{
@@ -54,6 +56,12 @@ pub struct SupervisorConfig {
     /// service's process group gets SIGKILL at once (and shutdown begins if
     /// it had not). `spindle run` cancels it on a second Ctrl-C.
     pub kill_now: CancellationToken,
+    /// Commands from a [`SupervisorControl`] (restart, stop, start,
+    /// recover, apply a new graph). With it the run goes on until
+    /// shutdown, even when every service is at rest.
+    pub control: Option<ControlReceiver>,
+    /// Run until shutdown even when every service is at rest.
+    pub run_until_shutdown: bool,
 }
 
 /// How a run ended.

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::control::{ApplyReport, Control, ControlError};
 use super::event::{Event, ServiceState};
 use super::guard::sweep_run;
 use super::probe::{self, ProbeContext, ProbeKind};
@@ -61,6 +62,13 @@ enum StopIntent {
     Dependency(String),
     /// The liveness probe failed; restart by the policy.
     Liveness(String),
+    /// Stopped by request; stays stopped until started.
+    Requested,
+    /// Restarted by request or because its declaration changed (then with
+    /// `Service::next_spec`).
+    Restart,
+    /// No longer declared: stopped and retired.
+    Retire,
 }
 
 enum Instance {
@@ -91,6 +99,15 @@ struct Service {
     restart_times: VecDeque<Instant>,
     backoff_streak: u32,
     completed: bool,
+    /// A stop asked for while services bound to it still run: it begins
+    /// once they have stopped (dependency order).
+    queued_stop: Option<StopIntent>,
+    /// The declaration it restarts with (a changed graph was applied).
+    next_spec: Option<ServiceSpec>,
+    /// Stopped by request: not started again until asked.
+    held: bool,
+    /// No longer part of the graph; kept only so that indices stay stable.
+    retired: bool,
 }
 
 enum Readiness {
@@ -104,6 +121,9 @@ pub(crate) struct Runner {
     config: SupervisorConfig,
     messages: mpsc::UnboundedSender<Message>,
     inbox: mpsc::UnboundedReceiver<Message>,
+    /// Someone operates the graph (a control command arrived): it runs
+    /// until shutdown, even when every service is at rest.
+    controlled: bool,
     shutting_down: bool,
     timers: CancellationToken,
     critical_failures: Vec<(String, String)>,
@@ -115,58 +135,20 @@ const SPAWNER_THREADS: usize = 4;
 
 impl Runner {
     pub(crate) fn new(graph: GraphSpec, config: SupervisorConfig) -> Runner {
-        let index_of = |name: &str| {
-            graph
-                .services
-                .iter()
-                .position(|service| service.name == name)
-        };
         let mut services: Vec<Service> = graph
             .services
             .iter()
-            .map(|spec| {
-                let mut env = match &spec.kind {
-                    ServiceKind::Process(process) => process.env.clone(),
-                    _ => Vec::new(),
-                };
-                env.push(("SPINDLE_SERVICE".to_owned(), spec.name.clone()));
-                env.push(("SPINDLE_RUN_ID".to_owned(), config.run_id.clone()));
-                Service {
-                    name: Arc::from(spec.name.as_str()),
-                    dependencies: spec
-                        .depends_on
-                        .iter()
-                        .filter_map(|dependency| {
-                            index_of(&dependency.service).map(|idx| (idx, dependency.condition))
-                        })
-                        .collect(),
-                    dependents: Vec::new(),
-                    env: Arc::new(env),
-                    spec: spec.clone(),
-                    state: ServiceState::Pending,
-                    generation: 0,
-                    pid: None,
-                    instance: None,
-                    probes: None,
-                    stop_intent: None,
-                    restarts: 0,
-                    restart_times: VecDeque::new(),
-                    backoff_streak: 0,
-                    completed: false,
-                }
-            })
+            .map(|spec| new_service(spec.clone(), &config.run_id))
             .collect();
-        for service_idx in 0..services.len() {
-            for (dependency_idx, _) in services[service_idx].dependencies.clone() {
-                services[dependency_idx].dependents.push(service_idx);
-            }
-        }
+        link_dependencies(&mut services);
         let (messages, inbox) = mpsc::unbounded_channel();
+        let until_shutdown = config.run_until_shutdown;
         Runner {
             services,
             config,
             messages,
             inbox,
+            controlled: until_shutdown,
             shutting_down: false,
             timers: CancellationToken::new(),
             critical_failures: Vec::new(),
@@ -176,14 +158,16 @@ impl Runner {
 
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> RunOutcome {
         let kill_now = self.config.kill_now.clone();
+        let mut controls = self.config.control.take().map(|receiver| receiver.0);
         let mut killed_now = false;
         self.advance();
         loop {
-            if self
+            let at_rest = self
                 .services
                 .iter()
-                .all(|service| service.state.is_at_rest())
-            {
+                .filter(|service| !service.retired)
+                .all(|service| service.state.is_at_rest());
+            if at_rest && (self.shutting_down || !self.controlled) {
                 if !self.shutting_down {
                     self.begin_shutdown("every service has come to rest");
                 }
@@ -197,6 +181,11 @@ impl Runner {
                     self.kill_now();
                 }
                 Some(message) = self.inbox.recv() => self.handle(message),
+                control = async { controls.as_mut().expect("guarded").recv().await },
+                    if controls.is_some() => match control {
+                    Some(control) => self.on_control(control),
+                    None => controls = None,
+                },
             }
         }
         self.timers.cancel();
@@ -215,6 +204,7 @@ impl Runner {
             services: self
                 .services
                 .iter()
+                .filter(|service| !service.retired)
                 .map(|service| (service.spec.name.clone(), service.state))
                 .collect(),
             critical_failures: self.critical_failures,
@@ -263,10 +253,16 @@ impl Runner {
             self.advance_shutdown();
             return;
         }
+        self.advance_queued_stops();
         loop {
             let mut changed = false;
             for service_idx in 0..self.services.len() {
-                if self.services[service_idx].state != ServiceState::Pending {
+                let service = &self.services[service_idx];
+                if service.state != ServiceState::Pending
+                    || service.retired
+                    || service.held
+                    || service.queued_stop.is_some()
+                {
                     continue;
                 }
                 match self.readiness_of_dependencies(service_idx) {
@@ -299,6 +295,11 @@ impl Runner {
         let mut met = Vec::new();
         for (dependency_idx, condition) in &service.dependencies {
             let dependency = &self.services[*dependency_idx];
+            if dependency.queued_stop.is_some() || dependency.held {
+                // Going down, or stopped by request: wait for it to be
+                // started again.
+                return Readiness::Waiting;
+            }
             let state = dependency.state;
             let satisfied = match condition {
                 DependencyCondition::Started => {
@@ -522,6 +523,38 @@ impl Runner {
                 let reason = format!("{detail} ({exit})");
                 self.transition(service_idx, ServiceState::Failed, reason.clone());
                 self.restart_or_rest(service_idx, reason);
+            }
+            Some(StopIntent::Requested) => {
+                self.services[service_idx].held = true;
+                self.transition(
+                    service_idx,
+                    ServiceState::Stopped,
+                    format!("stopped by request ({exit})"),
+                );
+            }
+            Some(StopIntent::Restart) => {
+                let changed = self.take_next_spec(service_idx);
+                self.transition(
+                    service_idx,
+                    ServiceState::Stopped,
+                    format!("stopped to restart ({exit})"),
+                );
+                if !self.shutting_down {
+                    let reason = if changed {
+                        "restarting with its new declaration"
+                    } else {
+                        "restarting by request"
+                    };
+                    self.transition(service_idx, ServiceState::Pending, reason.to_owned());
+                }
+            }
+            Some(StopIntent::Retire) => {
+                self.transition(
+                    service_idx,
+                    ServiceState::Stopped,
+                    format!("removed from the graph ({exit})"),
+                );
+                self.services[service_idx].retired = true;
             }
             None if exit.success() => {
                 self.services[service_idx].completed = true;
@@ -907,6 +940,247 @@ impl Runner {
         }
     }
 
+    /// Begins the stops that were waiting for dependents to go down.
+    fn advance_queued_stops(&mut self) {
+        for service_idx in 0..self.services.len() {
+            if self.services[service_idx].queued_stop.is_none() {
+                continue;
+            }
+            let dependents_active = self.services[service_idx]
+                .dependents
+                .iter()
+                .any(|dependent_idx| self.services[*dependent_idx].state.is_active());
+            if dependents_active {
+                continue;
+            }
+            let intent = self.services[service_idx]
+                .queued_stop
+                .take()
+                .expect("checked above");
+            if self.services[service_idx].state.is_active() {
+                let reason = match &intent {
+                    StopIntent::Requested => "stopping by request",
+                    StopIntent::Restart => "stopping to restart",
+                    StopIntent::Retire => "stopping: removed from the graph",
+                    _ => "stopping",
+                };
+                self.begin_stop(service_idx, intent, reason.to_owned());
+                continue;
+            }
+            // Not running: the stop takes effect at once.
+            match intent {
+                StopIntent::Requested => {
+                    self.services[service_idx].held = true;
+                    if self.services[service_idx].state != ServiceState::Stopped {
+                        self.transition(
+                            service_idx,
+                            ServiceState::Stopped,
+                            "stopped by request".to_owned(),
+                        );
+                    }
+                }
+                StopIntent::Restart => {
+                    let changed = self.take_next_spec(service_idx);
+                    let service = &mut self.services[service_idx];
+                    service.restart_times.clear();
+                    service.backoff_streak = 0;
+                    service.generation += 1;
+                    let reason = if changed {
+                        "starting with its new declaration"
+                    } else {
+                        "starting by request"
+                    };
+                    self.transition(service_idx, ServiceState::Pending, reason.to_owned());
+                }
+                StopIntent::Retire => {
+                    if self.services[service_idx].state != ServiceState::Stopped {
+                        self.transition(
+                            service_idx,
+                            ServiceState::Stopped,
+                            "removed from the graph".to_owned(),
+                        );
+                    }
+                    self.services[service_idx].retired = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Swaps in the declaration a changed graph gave the service; whether
+    /// there was one.
+    fn take_next_spec(&mut self, service_idx: usize) -> bool {
+        let Some(spec) = self.services[service_idx].next_spec.take() else {
+            return false;
+        };
+        let run_id = self.config.run_id.clone();
+        let replacement = new_service(spec, &run_id);
+        let service = &mut self.services[service_idx];
+        service.env = replacement.env;
+        service.spec = replacement.spec;
+        service.restart_times.clear();
+        service.backoff_streak = 0;
+        service.completed = false;
+        link_dependencies(&mut self.services);
+        true
+    }
+
+    fn find(&self, name: &str) -> Result<usize, ControlError> {
+        self.services
+            .iter()
+            .position(|service| !service.retired && &*service.name == name)
+            .ok_or_else(|| ControlError::UnknownService {
+                name: name.to_owned(),
+                known: self
+                    .services
+                    .iter()
+                    .filter(|service| !service.retired)
+                    .map(|service| service.spec.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    fn on_control(&mut self, control: Control) {
+        self.controlled = true;
+        match control {
+            Control::Restart(name, reply) => {
+                let _ = reply.send(self.control_one(&name, |runner, idx| {
+                    runner.queue_stop(idx, StopIntent::Restart, "restarting by request");
+                }));
+            }
+            Control::Stop(name, reply) => {
+                let _ = reply.send(self.control_one(&name, |runner, idx| {
+                    runner.queue_stop(idx, StopIntent::Requested, "stopping by request");
+                }));
+            }
+            Control::Start(name, reply) => {
+                let _ = reply.send(self.control_one(&name, |runner, idx| {
+                    runner.start_by_request(idx, false);
+                }));
+            }
+            Control::Recover(name, reply) => {
+                let _ = reply.send(self.control_one(&name, |runner, idx| {
+                    runner.start_by_request(idx, true);
+                }));
+            }
+            Control::Apply(graph, reply) => {
+                let result = if self.shutting_down {
+                    Err(ControlError::ShuttingDown)
+                } else {
+                    Ok(self.apply(*graph))
+                };
+                let _ = reply.send(result);
+            }
+        }
+        self.advance();
+    }
+
+    fn control_one(
+        &mut self,
+        name: &str,
+        action: impl FnOnce(&mut Runner, usize),
+    ) -> Result<(), ControlError> {
+        if self.shutting_down {
+            return Err(ControlError::ShuttingDown);
+        }
+        let service_idx = self.find(name)?;
+        action(self, service_idx);
+        Ok(())
+    }
+
+    /// Stops the services bound to it first; its own stop waits for them.
+    fn queue_stop(&mut self, service_idx: usize, intent: StopIntent, reason: &str) {
+        self.services[service_idx].held = false;
+        self.services[service_idx].queued_stop = Some(intent);
+        self.stop_dependents(service_idx, reason);
+    }
+
+    /// Starts a service that is at rest (stopped, failed, gave up,
+    /// exited), and the services it needs that were stopped by request.
+    /// `recover` also forgets its crash loop and backoff.
+    fn start_by_request(&mut self, service_idx: usize, recover: bool) {
+        let mut stack = vec![service_idx];
+        while let Some(idx) = stack.pop() {
+            let service = &mut self.services[idx];
+            let was_held = service.held;
+            service.held = false;
+            if idx == service_idx && recover {
+                service.restart_times.clear();
+                service.backoff_streak = 0;
+            }
+            let restartable = matches!(
+                service.state,
+                ServiceState::Stopped
+                    | ServiceState::Failed
+                    | ServiceState::GaveUp
+                    | ServiceState::Exited
+                    | ServiceState::BackingOff
+            );
+            if restartable && (idx == service_idx || was_held) {
+                if service.state == ServiceState::GaveUp {
+                    service.restart_times.clear();
+                    service.backoff_streak = 0;
+                }
+                // A pending backoff timer of the old generation is ignored.
+                service.generation += 1;
+                let reason = if recover {
+                    "recovering by request"
+                } else {
+                    "starting by request"
+                };
+                self.transition(idx, ServiceState::Pending, reason.to_owned());
+            }
+            for (dependency_idx, _) in self.services[idx].dependencies.clone() {
+                if self.services[dependency_idx].held {
+                    stack.push(dependency_idx);
+                }
+            }
+        }
+    }
+
+    /// Applies a new graph as a diff; see [`ApplyReport`].
+    fn apply(&mut self, graph: GraphSpec) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let declared: Vec<String> = graph
+            .services
+            .iter()
+            .map(|spec| spec.name.clone())
+            .collect();
+        for service_idx in 0..self.services.len() {
+            let service = &self.services[service_idx];
+            if service.retired || declared.iter().any(|name| **name == *service.name) {
+                continue;
+            }
+            report.removed.push(service.spec.name.clone());
+            self.queue_stop(service_idx, StopIntent::Retire, "removed from the graph");
+        }
+        let run_id = self.config.run_id.clone();
+        for spec in graph.services {
+            match self.find(&spec.name) {
+                Ok(service_idx) => {
+                    if same_declaration(&self.services[service_idx].spec, &spec) {
+                        // Positions may have moved; behaviour did not.
+                        self.services[service_idx].spec = spec;
+                        report
+                            .unchanged
+                            .push(self.services[service_idx].spec.name.clone());
+                        continue;
+                    }
+                    report.changed.push(spec.name.clone());
+                    self.services[service_idx].next_spec = Some(spec);
+                    self.queue_stop(service_idx, StopIntent::Restart, "its declaration changed");
+                }
+                Err(_) => {
+                    report.added.push(spec.name.clone());
+                    self.services.push(new_service(spec, &run_id));
+                }
+            }
+        }
+        link_dependencies(&mut self.services);
+        report
+    }
+
     fn transition(&mut self, service_idx: usize, to: ServiceState, reason: String) {
         self.emit(service_idx, to, reason, None);
     }
@@ -939,6 +1213,87 @@ impl Runner {
             .subscribers
             .retain(|subscriber| subscriber.send(event.clone()).is_ok());
     }
+}
+
+fn new_service(spec: ServiceSpec, run_id: &str) -> Service {
+    let mut env = match &spec.kind {
+        ServiceKind::Process(process) => process.env.clone(),
+        _ => Vec::new(),
+    };
+    env.push(("SPINDLE_SERVICE".to_owned(), spec.name.clone()));
+    env.push(("SPINDLE_RUN_ID".to_owned(), run_id.to_owned()));
+    Service {
+        name: Arc::from(spec.name.as_str()),
+        dependencies: Vec::new(),
+        dependents: Vec::new(),
+        env: Arc::new(env),
+        spec,
+        state: ServiceState::Pending,
+        generation: 0,
+        pid: None,
+        instance: None,
+        probes: None,
+        stop_intent: None,
+        restarts: 0,
+        restart_times: VecDeque::new(),
+        backoff_streak: 0,
+        completed: false,
+        queued_stop: None,
+        next_spec: None,
+        held: false,
+        retired: false,
+    }
+}
+
+/// Resolves every service's dependencies by name, among the services still
+/// in the graph (a service being replaced keeps its index).
+fn link_dependencies(services: &mut [Service]) {
+    for service in services.iter_mut() {
+        service.dependents.clear();
+    }
+    for service_idx in 0..services.len() {
+        if services[service_idx].retired {
+            services[service_idx].dependencies.clear();
+            continue;
+        }
+        let dependencies: Vec<(usize, DependencyCondition)> = services[service_idx]
+            .spec
+            .depends_on
+            .iter()
+            .filter_map(|dependency| {
+                services
+                    .iter()
+                    .position(|other| !other.retired && *other.name == *dependency.service)
+                    .map(|idx| (idx, dependency.condition))
+            })
+            .collect();
+        for (dependency_idx, _) in &dependencies {
+            services[*dependency_idx].dependents.push(service_idx);
+        }
+        services[service_idx].dependencies = dependencies;
+    }
+}
+
+/// Whether two declarations of a service behave the same (positions in the
+/// script aside), so that a reload leaves it running.
+fn same_declaration(running: &ServiceSpec, declared: &ServiceSpec) -> bool {
+    fn without_positions(spec: &ServiceSpec) -> ServiceSpec {
+        let mut spec = spec.clone();
+        let nowhere = spindle_scripting::Location {
+            file: std::path::PathBuf::new(),
+            line: 0,
+            column: 0,
+        };
+        spec.location = nowhere.clone();
+        for probe in [&mut spec.readiness, &mut spec.liveness]
+            .into_iter()
+            .flatten()
+        {
+            probe.location = nowhere.clone();
+        }
+        spec
+    }
+    without_positions(running) == without_positions(declared)
 }
 
 /// `min(initial · 2^(streak-1), max) · (1 + jitter · unit)`, `unit` in [0, 1).

@@ -145,7 +145,7 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
     let output = match args.events {
         Some(EventFormat::Jsonl) => Output::Jsonl,
         None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
-            Output::Table(table::StatusTable::new(kernel.graph()))
+            Output::Table(table::StatusTable::new(&kernel.graph()))
         }
         None => Output::Plain,
     };

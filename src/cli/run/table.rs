@@ -105,13 +105,19 @@ impl StatusTable {
     }
 
     pub(super) fn apply(&mut self, event: &Event) {
-        let Some(row) = self
-            .index
-            .get(&event.service)
-            .map(|idx| &mut self.rows[*idx])
-        else {
-            return;
-        };
+        if !self.index.contains_key(&event.service) {
+            // A service a reloaded script added.
+            self.index.insert(event.service.clone(), self.rows.len());
+            self.rows.push(Row {
+                service: event.service.clone(),
+                state: ServiceState::Pending,
+                pid: None,
+                restarts: 0,
+                running_since: None,
+                reason: String::new(),
+            });
+        }
+        let row = &mut self.rows[self.index[&event.service]];
         row.state = event.to;
         row.pid = event.pid;
         row.restarts = event.restarts;

@@ -12,8 +12,10 @@
 //! grace periods. A graph without pipelines ends by itself once every
 //! service has come to rest; a critical service giving up ends any run.
 
+mod operate;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use spindle_scheduler::{BatcherStats, Counters, RequestId, Stats};
@@ -29,9 +31,13 @@ use crate::error::KernelError;
 use crate::events::{EventHub, KernelSubscription, Subscriptions};
 use crate::faults::{Fault, Faults};
 use crate::metrics::LatencySeries;
-use crate::requests::{EffectsWiring, RequestAnswer, RequestPath, RequestPathConfig, Submission};
+use crate::requests::{
+    EffectsWiring, HostCell, RequestAnswer, RequestPath, RequestPathConfig, Submission,
+};
 use crate::services::{KernelSnapshot, PipelineStatus, Readiness, ServiceBoard, ServiceStatus};
-use crate::supervisor::{self, GuardLink, LogLine, LuaProbes, RunOutcome, SupervisorConfig};
+use crate::supervisor::{
+    self, GuardLink, LogLine, LuaProbes, RunOutcome, SupervisorConfig, SupervisorControl,
+};
 
 /// What a kernel runs.
 #[derive(Debug, Clone)]
@@ -68,6 +74,10 @@ pub struct KernelConfig {
     /// How many events a subscriber may fall behind before it gets
     /// `KernelEvent::Lagged` and a snapshot; 0 means the default, 4,096.
     pub event_buffer: usize,
+    /// Run until [`Kernel::shutdown`] even when every service has come to
+    /// rest and there is no pipeline (a notebook's kernel, an operated
+    /// graph). Without it such a graph ends by itself.
+    pub until_shutdown: bool,
 }
 
 /// The command line of the guard process (`spindle __guard`).
@@ -121,10 +131,15 @@ impl std::fmt::Debug for Kernel {
 struct Inner {
     run_id: String,
     data_dir: Option<PathBuf>,
-    graph: GraphSpec,
+    /// The script the graph came from, for `reload`.
+    script: Option<PathBuf>,
+    graph: RwLock<GraphSpec>,
     diagnostics: Vec<Diagnostic>,
     notices: Vec<String>,
-    host: Option<ScriptHost>,
+    host: HostCell,
+    host_config: HostConfig,
+    wiring: EffectsWiring,
+    supervisor: SupervisorControl,
     requests: RequestPath,
     board: Arc<ServiceBoard>,
     subscriptions: Subscriptions,
@@ -149,27 +164,18 @@ impl Kernel {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| KernelError::NoRuntime)?;
         let directory = EngineDirectory::default();
         let wiring = EffectsWiring::new(directory.clone());
-        let (host, graph, diagnostics) = match source {
+        let mut host_config = HostConfig::default();
+        if config.stage_budget.is_some() {
+            host_config.default_stage_budget = config.stage_budget;
+        }
+        let (script, host, graph, diagnostics) = match source {
             KernelSource::Script(path) => {
-                let mut host_config = HostConfig::default();
-                if config.stage_budget.is_some() {
-                    host_config.default_stage_budget = config.stage_budget;
-                }
-                let (host, evaluation) =
-                    ScriptHost::start_with_config(&path, wiring.effects(), host_config)?;
-                let has_errors = evaluation.has_errors();
-                match evaluation.graph {
-                    Some(graph) if !has_errors => (Some(host), graph, evaluation.diagnostics),
-                    _ => {
-                        return Err(KernelError::Script {
-                            file: path,
-                            diagnostics: evaluation.diagnostics,
-                        });
-                    }
-                }
+                let (host, graph, diagnostics) = operate::evaluate(&path, &wiring, &host_config)?;
+                (Some(path), Some(host), graph, diagnostics)
             }
-            KernelSource::Graph(graph) => (None, graph, Vec::new()),
+            KernelSource::Graph(graph) => (None, None, graph, Vec::new()),
         };
+        let host = HostCell::new(host);
         let run_id = config.run_id.clone().unwrap_or_else(new_run_id);
         let log_dir = config.data_dir.as_ref().map(|dir| dir.join("logs"));
         if let Some(log_dir) = &log_dir {
@@ -223,6 +229,7 @@ impl Kernel {
             requests_shutdown.clone(),
         );
 
+        let (supervisor, control) = SupervisorControl::new();
         let (event_sender, service_events) = mpsc::unbounded_channel();
         let (log_sender, log_lines) = mpsc::unbounded_channel();
         let supervisor_config = SupervisorConfig {
@@ -230,15 +237,15 @@ impl Kernel {
             log_dir,
             subscribers: vec![event_sender],
             logs: Some(log_sender),
-            lua_probes: host
-                .clone()
-                .map(|host| Arc::new(ScriptProbes(host)) as Arc<dyn LuaProbes>),
+            lua_probes: Some(Arc::new(ScriptProbes(host.clone())) as Arc<dyn LuaProbes>),
             in_process: Some(Arc::new(EmbeddingRuntime {
                 directory: directory.clone(),
                 cache: config.model_cache.clone(),
             })),
             guard,
             kill_now: kill_now.clone(),
+            control: Some(control),
+            run_until_shutdown: config.until_shutdown,
         };
         let hub_done = CancellationToken::new();
         tokio::spawn(hub.run(
@@ -254,7 +261,7 @@ impl Kernel {
             requests_shutdown,
             supervisor_shutdown: CancellationToken::new(),
             hub_done,
-            has_pipelines: !graph.pipelines.is_empty(),
+            has_pipelines: !graph.pipelines.is_empty() || config.until_shutdown,
         };
         tokio::spawn(lifecycle.run(
             graph.clone(),
@@ -266,10 +273,14 @@ impl Kernel {
             inner: Arc::new(Inner {
                 run_id,
                 data_dir: config.data_dir,
-                graph,
+                script,
+                graph: RwLock::new(graph),
                 diagnostics,
                 notices,
                 host,
+                host_config,
+                wiring,
+                supervisor,
                 requests,
                 board,
                 subscriptions,
@@ -296,9 +307,19 @@ impl Kernel {
         self.inner.started_at
     }
 
-    /// The graph the kernel runs.
-    pub fn graph(&self) -> &GraphSpec {
-        &self.inner.graph
+    /// The graph the kernel runs now (it changes when a graph is applied
+    /// or the script reloaded).
+    pub fn graph(&self) -> GraphSpec {
+        self.inner
+            .graph
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The script the kernel was started on, if any.
+    pub fn script(&self) -> Option<&Path> {
+        self.inner.script.as_deref()
     }
 
     /// The script's warnings (errors keep a kernel from starting).
@@ -334,7 +355,7 @@ impl Kernel {
 
     /// The pipeline a `POST` to `route` reaches (`/v1/pipelines/NAME` and
     /// the routes the script declares).
-    pub fn route(&self, route: &str) -> Option<&str> {
+    pub fn route(&self, route: &str) -> Option<String> {
         self.inner.requests.pipeline_for_route(route)
     }
 
@@ -356,7 +377,7 @@ impl Kernel {
     /// the Lua stage each running one is in and whether it is paused.
     pub async fn requests(&self) -> Vec<LiveRequest> {
         let summaries = self.inner.requests.scheduler.requests().await;
-        debug::live_requests(summaries, self.inner.host.as_ref()).await
+        debug::live_requests(summaries, self.inner.host.get().as_ref()).await
     }
 
     /// Pauses request `id` at the next Lua line it runs (at once if it runs
@@ -366,20 +387,20 @@ impl Kernel {
     /// `Paused` state shows in [`Kernel::requests`] and its scheduler
     /// events.
     pub async fn pause(&self, id: RequestId) -> Result<(), KernelError> {
-        debug::pause(self.inner.host.as_ref(), id).await
+        debug::pause(self.inner.host.get().as_ref(), id).await
     }
 
     /// Lets a paused request go on; its deadline clock runs again with the
     /// time it had left.
     pub async fn resume(&self, id: RequestId) -> Result<(), KernelError> {
-        debug::resume(self.inner.host.as_ref(), id).await
+        debug::resume(self.inner.host.get().as_ref(), id).await
     }
 
     /// The stack of paused request `id`: frames (innermost first) with
     /// their script path, line, locals and upvalues, and the request's
     /// fields.
     pub async fn stack(&self, id: RequestId) -> Result<RunStack, KernelError> {
-        debug::stack(self.inner.host.as_ref(), id).await
+        debug::stack(self.inner.host.get().as_ref(), id).await
     }
 
     /// The children of an expandable value of paused request `id`.
@@ -388,7 +409,7 @@ impl Kernel {
         id: RequestId,
         reference: VariablesRef,
     ) -> Result<Vec<Variable>, KernelError> {
-        debug::variables(self.inner.host.as_ref(), id, reference).await
+        debug::variables(self.inner.host.get().as_ref(), id, reference).await
     }
 
     /// The script host, for the debugger's commands (`debug.rs`).
@@ -407,7 +428,7 @@ impl Kernel {
     /// any thread; the Lua state and its globals stay. `None` without a
     /// script.
     pub fn interrupter(&self) -> Option<Interrupter> {
-        self.inner.host.as_ref().map(ScriptHost::interrupter)
+        self.inner.host.get().as_ref().map(ScriptHost::interrupter)
     }
 
     /// Service and pipeline events from now on; with `with_requests`, the
@@ -543,8 +564,8 @@ impl Lifecycle {
     }
 }
 
-/// Lua probes run on the script host's thread.
-struct ScriptProbes(ScriptHost);
+/// Lua probes run on the current script host's thread.
+struct ScriptProbes(HostCell);
 
 impl LuaProbes for ScriptProbes {
     fn call_check(
@@ -553,7 +574,12 @@ impl LuaProbes for ScriptProbes {
         timeout: std::time::Duration,
         reply: Box<dyn FnOnce(Result<bool, String>) + Send>,
     ) {
-        self.0.call_check(function, timeout, reply);
+        match self.0.get() {
+            Some(host) => host.call_check(function, timeout, reply),
+            None => reply(Err(
+                "this graph has no script: Lua probes cannot run".to_owned()
+            )),
+        }
     }
 }
 
