@@ -42,6 +42,8 @@ struct Graph {
     queued: Vec<Value>,
     /// The launch or attach request and whether its answer is relayed.
     opening: Option<(Value, bool)>,
+    /// Started by `restart`: the client already had its `initialized`.
+    restarted: bool,
     token: Option<String>,
 }
 
@@ -57,6 +59,8 @@ struct Adapter<W> {
     configuration: HashMap<String, Value>,
     own_seq: i64,
     pending_restart: Option<Request>,
+    /// Whether the `disconnect` in flight ends a launched graph.
+    stop_on_disconnect: bool,
     done: bool,
 }
 
@@ -101,6 +105,7 @@ where
         configuration: HashMap::new(),
         own_seq: OWN_SEQ,
         pending_restart: None,
+        stop_on_disconnect: false,
         done: false,
     };
     while let Some(event) = receiver.recv().await {
@@ -203,6 +208,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             "disconnect" => {
                 let terminate = request.arguments["terminateDebuggee"].as_bool();
                 let stop = self.launched && terminate != Some(false);
+                self.stop_on_disconnect = stop;
                 let mut forwarded = message.clone();
                 forwarded["arguments"]["terminateDebuggee"] = json!(stop);
                 if self
@@ -318,6 +324,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             writer: None,
             queued: Vec::new(),
             opening: Some((request.clone(), relay_answer)),
+            restarted: !relay_answer,
             token: None,
         });
         Ok(())
@@ -363,6 +370,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             writer: None,
             queued: Vec::new(),
             opening: Some((request.clone(), true)),
+            restarted: false,
             token,
         });
         self.connect(&format!("127.0.0.1:{port}")).await
@@ -406,7 +414,9 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             self.to_graph(message).await;
         }
         if let Some(restart) = self.pending_restart.take() {
-            let replay: Vec<Value> = self.configuration.values().cloned().collect();
+            // Breakpoints first, `configurationDone` last.
+            let mut replay: Vec<Value> = self.configuration.values().cloned().collect();
+            replay.sort_by_key(|message| message["command"] == "configurationDone");
             for mut message in replay {
                 self.own_seq += 1;
                 message["seq"] = json!(self.own_seq);
@@ -446,17 +456,26 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
         if own {
             return;
         }
-        // The graph's `initialized` after a restart is not news.
+        // The graph's `initialized` after a restart is not news: the
+        // adapter replays the configuration itself.
+        let restarted = self.graph.as_ref().is_some_and(|graph| graph.restarted);
+        if restarted && message["type"] == "event" && message["event"] == "initialized" {
+            return;
+        }
         let is_response = message["type"] == "response";
         let command = message["command"].as_str().unwrap_or("").to_owned();
         self.send(message).await;
+        // Disconnected: the graph connection goes (and a launched graph
+        // with it, unless told otherwise), but the adapter answers its
+        // client until the client closes the stream: a client may send
+        // `disconnect` again on its way out.
         if is_response && command == "disconnect" {
-            self.done = true;
+            self.stop_graph(self.stop_on_disconnect).await;
         }
     }
 
     async fn restart(&mut self, request: Request) {
-        let Some(launch) = self.launch_request.clone().filter(|_| self.launched) else {
+        let Some(mut launch) = self.launch_request.clone().filter(|_| self.launched) else {
             self.send(protocol::error_response(
                 request.seq,
                 "restart",
@@ -465,6 +484,11 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             .await;
             return;
         };
+        // The client may send the launch configuration as it is now.
+        if request.arguments["arguments"].is_object() {
+            launch["arguments"] = request.arguments["arguments"].clone();
+            self.launch_request = Some(launch.clone());
+        }
         self.pending_restart = Some(request.clone());
         self.stop_graph(true).await;
         if let Err(text) = self.launch(&launch, false) {

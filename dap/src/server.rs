@@ -20,7 +20,7 @@ where
 {
     let (session, mut outgoing) = Session::start(kernel, config);
     let mut writer = FrameWriter::new(writer);
-    let writing = tokio::spawn(async move {
+    let mut writing = tokio::spawn(async move {
         while let Some(message) = outgoing.recv().await {
             if writer.write(message).await.is_err() {
                 break;
@@ -37,13 +37,18 @@ where
             }
         }
     };
-    let mut writing = writing;
-    tokio::select! {
-        _ = reading => {}
-        _ = &mut writing => {}
-    }
+    // The session ends when the client's stream does (dropping the
+    // handle ends it) or when it ended itself (`disconnect`), which closes
+    // its outgoing channel and so the writer. A finished JoinHandle must
+    // not be awaited again.
+    let session_ended = tokio::select! {
+        _ = reading => false,
+        _ = &mut writing => true,
+    };
     drop(session);
-    let _ = writing.await;
+    if !session_ended {
+        let _ = writing.await;
+    }
 }
 
 /// A bound debug port and its token.
@@ -64,8 +69,10 @@ impl DebugPort {
     }
 }
 
-/// Serves debug sessions on `port`, one at a time, until the kernel shuts
-/// down. A session that does not present the token is refused.
+/// Serves debug sessions on `port` until the kernel shuts down, each
+/// connection on a task of its own: one that never presents the token (or
+/// presents a wrong one) keeps nobody else waiting. Only one session is
+/// attached at a time: the debugger core refuses a second `attach`.
 pub async fn serve_debug_port(port: DebugPort, kernel: Kernel) {
     loop {
         let accepted = tokio::select! {
@@ -80,7 +87,7 @@ pub async fn serve_debug_port(port: DebugPort, kernel: Kernel) {
         let config = SessionConfig {
             token: Some(port.token.clone()),
         };
-        serve_session(kernel.clone(), config, reader, writer).await;
+        tokio::spawn(serve_session(kernel.clone(), config, reader, writer));
     }
 }
 

@@ -92,6 +92,12 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         FrameWriter { writer, seq: 0 }
     }
 
+    /// The stream underneath (to write bytes that are not a frame, or to
+    /// shut it down).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.writer
+    }
+
     /// Writes `message` with the next `seq`.
     pub async fn write(&mut self, mut message: Value) -> std::io::Result<()> {
         self.seq += 1;

@@ -96,6 +96,11 @@ pub enum ScriptError {
     Inspect { request_id: u64, message: String },
     #[error("{message}")]
     Evaluate { message: String },
+    #[error(
+        "another debugger is attached to this script host: one at a time (their breakpoints \
+         would mix); detach it first"
+    )]
+    DebuggerAttached,
 }
 
 /// Evaluates a script file into a graph and its diagnostics. Lua probes in

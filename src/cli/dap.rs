@@ -46,7 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     let (stream, _) = listener.accept().await.context("accept failed")?;
                     let _ = stream.set_nodelay(true);
                     let (reader, writer) = stream.into_split();
-                    spindle_dap::run_adapter(reader, writer, spindle.clone()).await;
+                    // Each client its own adapter: one that idles keeps
+                    // no other waiting.
+                    tokio::spawn(spindle_dap::run_adapter(reader, writer, spindle.clone()));
                 }
             }
         }

@@ -37,6 +37,8 @@ enum Command {
     Message(Value),
     /// Bytes from the client that are not a DAP message.
     Malformed(String),
+    /// The kernel has ended (a `terminate`, a signal, its last service).
+    KernelEnded,
 }
 
 /// A handle to a running session; dropping it ends the session.
@@ -55,6 +57,16 @@ impl Session {
     ) -> (Session, mpsc::UnboundedReceiver<Outgoing>) {
         let (commands, command_receiver) = mpsc::unbounded_channel();
         let (outgoing, outgoing_receiver) = mpsc::unbounded_channel();
+        // Tells the session when the kernel ends; a weak sender, so that
+        // the session still ends when every handle is dropped.
+        let ended = commands.downgrade();
+        let watched = kernel.clone();
+        tokio::spawn(async move {
+            let _ = watched.wait().await;
+            if let Some(commands) = ended.upgrade() {
+                let _ = commands.send(Command::KernelEnded);
+            }
+        });
         let state = State {
             requests: kernel.subscribe(true),
             debug_events: kernel.debug_events(),
@@ -122,6 +134,10 @@ impl State {
                             self.malformed
                         );
                         self.send(protocol::error_response(0, "", &text));
+                    }
+                    Some(Command::KernelEnded) => {
+                        self.send(protocol::event("terminated", Value::Null));
+                        break;
                     }
                     None => break,
                 },

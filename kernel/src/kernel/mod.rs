@@ -149,7 +149,6 @@ struct Inner {
     kill_now: CancellationToken,
     outcome: watch::Receiver<Option<Result<KernelOutcome, KernelError>>>,
     started_at: SystemTime,
-    debug_events: Option<broadcast::Sender<spindle_scripting::DebugEvent>>,
 }
 
 impl Kernel {
@@ -290,7 +289,6 @@ impl Kernel {
                 kill_now,
                 outcome,
                 started_at: SystemTime::now(),
-                debug_events: wiring.debug_events.clone(),
             }),
         })
     }
@@ -413,15 +411,16 @@ impl Kernel {
     }
 
     /// The script host, for the debugger's commands (`debug.rs`).
-    pub(crate) fn host(&self) -> Option<&ScriptHost> {
-        self.inner.host.as_ref()
+    /// The current one: a reloaded script swaps it.
+    pub(crate) fn host(&self) -> Option<ScriptHost> {
+        self.inner.host.get()
     }
 
     /// The sender of the debugger core's events (`debug.rs`).
     pub(crate) fn debug_event_sender(
         &self,
     ) -> Option<&broadcast::Sender<spindle_scripting::DebugEvent>> {
-        self.inner.debug_events.as_ref()
+        self.inner.wiring.debug_events.as_ref()
     }
 
     /// Stops the Lua code running right now (a runaway stage or cell) from

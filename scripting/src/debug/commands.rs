@@ -18,8 +18,12 @@ use crate::run_registry::Inspected;
 pub(crate) fn handle(context: &RunContext, command: DebugCommand) {
     match command {
         DebugCommand::Attach { reply } => {
-            context.debugger.borrow_mut().attach();
-            reply(Ok(()));
+            let attached = context.debugger.borrow_mut().attach();
+            reply(if attached {
+                Ok(())
+            } else {
+                Err(ScriptError::DebuggerAttached)
+            });
         }
         DebugCommand::Detach { reply } => {
             context.debugger.borrow_mut().detach();

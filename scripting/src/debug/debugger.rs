@@ -254,8 +254,10 @@ impl Debugger {
         }
     }
 
-    pub(crate) fn attach(&mut self) {
-        self.attached.set(true);
+    /// A front end attaches; `false` if one already is (two would set
+    /// and clear each other's breakpoints).
+    pub(crate) fn attach(&mut self) -> bool {
+        !self.attached.replace(true)
     }
 
     /// The front end left: nothing of what it set stays.
