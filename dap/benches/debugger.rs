@@ -49,7 +49,7 @@ end
 s.pipeline "heavy" {
   s.stage("crunch", function(req)
     local counts, total = {}, 0
-    for round = 1, 12 do
+    for round = 1, 100 do
       for word in req.text:gmatch("%a+") do
         local key = word:lower()
         counts[key] = (counts[key] or 0) + 1

@@ -81,7 +81,10 @@ pub(crate) async fn call(
         function,
     );
     if mode.is_some() || reaches {
-        hooks::watch(&thread, reaches, mode);
+        let req = call
+            .req
+            .and_then(|req| context.lua.create_registry_value(req.clone()).ok());
+        hooks::watch(&thread, reaches, mode, req);
     } else {
         hooks::count_bare();
     }

@@ -175,6 +175,16 @@ impl ScriptHost {
                     Ok(evaluator) => debugger.set_evaluator(evaluator),
                     Err(error) => eprintln!("spindle: the debugger cannot evaluate: {error}"),
                 }
+                // Without it, conditions are checked on the host after a
+                // yield (slower in hot loops, the same answers).
+                if let Ok(runtime) = crate::lua_raw::ConditionRuntime::new(&loaded.lua) {
+                    debugger.set_condition_runtime(runtime);
+                }
+                // Without it, a breakpoint in any helper puts a call hook
+                // on every stage that uses a helper.
+                if let Ok(reach) = crate::debug::reach::Reach::new(&loaded.lua, &debug) {
+                    debugger.set_reach(reach);
+                }
                 for function in &loaded.functions {
                     debugger.learn_stage_function(function);
                 }

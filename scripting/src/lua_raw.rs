@@ -362,3 +362,263 @@ pub(crate) unsafe fn install_pause_hook(thread: RawThread) {
     // SAFETY: the caller guarantees the state is alive (see above).
     unsafe { set_debug_hook(thread.0, HookMask::CALL.with(HookMask::COUNT)) };
 }
+
+/// What a breakpoint condition needs to run inside the debugger's hook,
+/// without a yield to the host: a Lua thread of its own (hooks never run
+/// on the coroutine whose hook is running, so only on another thread can a
+/// budget stop a runaway condition) and the environment every compiled
+/// condition has as its `_ENV`: an empty table whose `__index` reads the
+/// hooked frame's locals, then its function's upvalues, then `req`, then
+/// the globals (the order of `debug::evaluate`).
+pub(crate) struct ConditionRuntime {
+    thread: Thread,
+    env: Table,
+}
+
+impl ConditionRuntime {
+    pub(crate) fn new(lua: &Lua) -> mlua::Result<ConditionRuntime> {
+        // SAFETY: `lua_newthread` pushes one new thread, which `exec_raw`
+        // returns as a `Thread` (anchored by mlua from then on).
+        let thread: Thread = unsafe {
+            lua.exec_raw((), |state| {
+                ffi::lua_newthread(state);
+            })
+        }?;
+        let env = lua.create_table()?;
+        let metatable = lua.create_table()?;
+        // SAFETY: `frame_index` reads only the frame published by
+        // `check_conditions` for the time of one evaluation, and returns
+        // nil when none is.
+        let index = unsafe { lua.create_c_function(frame_index) }?;
+        metatable.raw_set("__index", index)?;
+        env.set_metatable(Some(metatable))?;
+        Ok(ConditionRuntime { thread, env })
+    }
+
+    /// The `_ENV` a condition is compiled with.
+    pub(crate) fn env(&self) -> &Table {
+        &self.env
+    }
+
+    pub(crate) fn raw(&self) -> RawConditionThread {
+        RawConditionThread(self.thread.state())
+    }
+}
+
+/// The condition thread's state, for the hook table (which lives on the
+/// Lua thread; the [`ConditionRuntime`] owning it outlives every hook that
+/// reads it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RawConditionThread(*mut ffi::lua_State);
+
+/// A compiled condition, by its registry reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConditionRef {
+    pub breakpoint: u32,
+    pub function: c_int,
+}
+
+/// What a condition gave: `Ok(true)` stops, `Ok(false)` goes on, an error
+/// stops too (so that the mistake shows).
+pub(crate) type ConditionVerdict = Result<bool, String>;
+
+/// How long one condition may run inside the hook.
+const CONDITION_BUDGET: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The hooked frame, while a condition runs.
+#[derive(Clone, Copy)]
+struct Frame {
+    state: *mut ffi::lua_State,
+    ar: *mut ffi::lua_Debug,
+    /// Registry reference of the request's `req` table, if known.
+    req: Option<c_int>,
+    deadline: std::time::Instant,
+}
+
+thread_local! {
+    static FRAME: std::cell::Cell<Option<Frame>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs each condition on the condition thread with the frame of `site`
+/// visible to it; the verdict of each, in order.
+pub(crate) fn check_conditions(
+    site: &HookSite,
+    thread: RawConditionThread,
+    req: Option<c_int>,
+    conditions: &[ConditionRef],
+) -> Vec<ConditionVerdict> {
+    let frame = Frame {
+        state: site.state,
+        ar: site.ar,
+        req,
+        deadline: std::time::Instant::now() + CONDITION_BUDGET,
+    };
+    let before = FRAME.replace(Some(frame));
+    let verdicts = conditions
+        .iter()
+        // SAFETY: the condition thread is alive (its runtime outlives the
+        // hook table's entries) and not running: conditions run only here,
+        // one at a time, on the Lua thread.
+        .map(|condition| unsafe { run_condition(thread.0, condition.function) })
+        .collect();
+    FRAME.set(before);
+    verdicts
+}
+
+/// Calls the compiled condition `function` (a registry reference) on
+/// `thread` under the condition budget.
+///
+/// # Safety
+///
+/// `thread` must be a live Lua thread that is not running, on the Lua
+/// thread that owns it.
+unsafe fn run_condition(thread: *mut ffi::lua_State, function: c_int) -> ConditionVerdict {
+    // SAFETY: the caller's contract; every push is balanced by the
+    // `lua_settop` at the end.
+    unsafe {
+        let top = ffi::lua_gettop(thread);
+        if ffi::lua_checkstack(thread, 4) == 0 {
+            return Err("no stack for the condition".to_owned());
+        }
+        ffi::lua_rawgeti(
+            thread,
+            ffi::LUA_REGISTRYINDEX,
+            ffi::lua_Integer::from(function),
+        );
+        ffi::lua_sethook(
+            thread,
+            Some(condition_budget_hook),
+            ffi::LUA_MASKCOUNT,
+            1000,
+        );
+        let status = ffi::lua_pcall(thread, 0, 1, 0);
+        ffi::lua_sethook(thread, None, 0, 0);
+        let verdict = if status == ffi::LUA_OK {
+            Ok(ffi::lua_toboolean(thread, -1) != 0)
+        } else {
+            let mut length = 0;
+            let text = ffi::lua_tolstring(thread, -1, &mut length);
+            Err(if text.is_null() {
+                "the condition raised an error that is not a string".to_owned()
+            } else {
+                String::from_utf8_lossy(std::slice::from_raw_parts(text.cast::<u8>(), length))
+                    .into_owned()
+            })
+        };
+        ffi::lua_settop(thread, top);
+        verdict
+    }
+}
+
+unsafe extern "C-unwind" fn condition_budget_hook(
+    state: *mut ffi::lua_State,
+    _ar: *mut ffi::lua_Debug,
+) {
+    let late = FRAME
+        .get()
+        .is_none_or(|frame| std::time::Instant::now() > frame.deadline);
+    if late {
+        let message = format!("the condition ran past {CONDITION_BUDGET:?} and was stopped");
+        // SAFETY: raising an error from a count hook of the condition
+        // thread unwinds to its `lua_pcall`; the message is copied by the
+        // push, and nothing here needs dropping after it (the String is
+        // dropped before the raise).
+        unsafe {
+            ffi::lua_pushlstring(state, message.as_ptr().cast(), message.len());
+            drop(message);
+            ffi::lua_error(state);
+        }
+    }
+}
+
+/// `__index` of the condition environment: `(env, key)` on the condition
+/// thread.
+unsafe extern "C-unwind" fn frame_index(condition: *mut ffi::lua_State) -> c_int {
+    // SAFETY: Lua calls this with the condition thread and its two
+    // arguments; the frame, when set, belongs to a hook that is running
+    // (it waits in `check_conditions` for this very call), so its state
+    // and activation record are valid, and pushing a few values on the
+    // hooked coroutine is what a hook may do (Lua reserved LUA_MINSTACK
+    // slots for it).
+    unsafe {
+        ffi::lua_checkstack(condition, 4);
+        if let Some(frame) = FRAME.get()
+            && ffi::lua_type(condition, 2) == ffi::LUA_TSTRING
+        {
+            let mut length = 0;
+            let key = ffi::lua_tolstring(condition, 2, &mut length);
+            let key = std::slice::from_raw_parts(key.cast::<u8>(), length);
+            if find_in_frame(frame, key, condition) {
+                return 1;
+            }
+        }
+        ffi::lua_rawgeti(condition, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_GLOBALS);
+        ffi::lua_pushvalue(condition, 2);
+        ffi::lua_gettable(condition, -2);
+        1
+    }
+}
+
+/// Pushes the value `key` names in the hooked frame onto `condition`:
+/// the innermost active local of that name, else an upvalue of the frame's
+/// function, else `req`. `false` when none has that name.
+///
+/// # Safety
+///
+/// As for `frame_index`.
+unsafe fn find_in_frame(frame: Frame, key: &[u8], condition: *mut ffi::lua_State) -> bool {
+    // SAFETY: see `frame_index`; every value pushed on the hooked
+    // coroutine is popped or moved before returning.
+    unsafe {
+        let named = |name: *const std::os::raw::c_char| {
+            !name.is_null() && std::ffi::CStr::from_ptr(name).to_bytes() == key
+        };
+        let mut found = 0;
+        let mut local = 1;
+        loop {
+            let name = ffi::lua_getlocal(frame.state, frame.ar, local);
+            if name.is_null() {
+                break;
+            }
+            ffi::lua_pop(frame.state, 1);
+            if named(name) {
+                found = local;
+            }
+            local += 1;
+        }
+        if found > 0 {
+            ffi::lua_getlocal(frame.state, frame.ar, found);
+            ffi::lua_xmove(frame.state, condition, 1);
+            return true;
+        }
+        if key != b"_ENV" {
+            ffi::lua_getinfo(frame.state, c"f".as_ptr(), frame.ar);
+            let mut upvalue = 1;
+            loop {
+                let name = ffi::lua_getupvalue(frame.state, -1, upvalue);
+                if name.is_null() {
+                    break;
+                }
+                if named(name) {
+                    ffi::lua_xmove(frame.state, condition, 1);
+                    ffi::lua_pop(frame.state, 1);
+                    return true;
+                }
+                ffi::lua_pop(frame.state, 1);
+                upvalue += 1;
+            }
+            ffi::lua_pop(frame.state, 1);
+        }
+        if key == b"req"
+            && let Some(req) = frame.req
+        {
+            ffi::lua_rawgeti(
+                condition,
+                ffi::LUA_REGISTRYINDEX,
+                ffi::lua_Integer::from(req),
+            );
+            return true;
+        }
+        false
+    }
+}

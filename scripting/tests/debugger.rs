@@ -468,8 +468,8 @@ fn hook_policy_only_the_coroutines_that_can_reach_a_breakpoint_pay() {
     );
 
     // A breakpoint inside the `clean` stage: `clean` coroutines carry the
-    // call hook (the line hook inside `clean` only: turned on entering it
-    // and again on returning into it from `gsub`); `tag` carries none.
+    // call hook (the line hook inside `clean` only: turned on entering it;
+    // a C function it calls, `gsub`, leaves it on); `tag` carries none.
     breakpoints(
         &fixture,
         vec![SourceBreakpoint {
@@ -488,11 +488,11 @@ fn hook_policy_only_the_coroutines_that_can_reach_a_breakpoint_pay() {
             inside.call_only - none.call_only,
             inside.line_on - none.line_on
         ),
-        (3, 3, 6)
+        (3, 3, 3)
     );
 
-    // A breakpoint in a helper no stage calls: every stage can reach it,
-    // so each carries the call hook, and none ever turns the line hook on.
+    // A breakpoint in a helper no stage calls: nothing a request can reach
+    // holds it, so no stage coroutine carries a hook.
     breakpoints(&fixture, vec![at(UNUSED_BODY)]);
     for id in 7..=9 {
         answered(&submit(&fixture.host, request(id, "ingest", "x")));
@@ -504,8 +504,35 @@ fn hook_policy_only_the_coroutines_that_can_reach_a_breakpoint_pay() {
             helper.call_only - inside.call_only,
             helper.line_on - inside.line_on
         ),
-        (0, 6, 0)
+        (6, 0, 0)
     );
+
+    // A breakpoint in a helper a stage calls (`shout`, from `tag`): every
+    // stage that can reach a helper carries the call hook (which stage
+    // calls which helper is known only when it does), and the line hook
+    // is on inside `shout` only (its condition never holds: checked in
+    // the hook, no request stops).
+    breakpoints(
+        &fixture,
+        vec![SourceBreakpoint {
+            line: SHOUT_BODY,
+            condition: Some("req.text == 'never'".to_owned()),
+            ..SourceBreakpoint::default()
+        }],
+    );
+    for id in 20..=22 {
+        answered(&submit(&fixture.host, request(id, "ingest", "x")));
+    }
+    let called = counters();
+    assert_eq!(
+        (
+            called.bare - helper.bare,
+            called.call_only - helper.call_only,
+            called.line_on - helper.line_on
+        ),
+        (0, 6, 3)
+    );
+    breakpoints(&fixture, Vec::new());
 
     // Stopped at a breakpoint, the coroutine carries call, return and line
     // hooks; once every breakpoint is gone, nobody pays again.
@@ -528,5 +555,115 @@ fn hook_policy_only_the_coroutines_that_can_reach_a_breakpoint_pay() {
     assert_eq!(
         (after.bare - before.bare, after.call_only - before.call_only),
         (2, 0)
+    );
+}
+
+const LOOP_SCRIPT: &str = r#"local s = require("spindle")
+local function double(i) return i * 2 end
+s.pipeline "count" {
+  s.stage("loop", function(req)
+    local total = 0
+    for i = 1, 10 do
+      total = total + double(i)
+    end
+    req.total = total
+    return req
+  end),
+}
+"#;
+const LOOP_BODY: u32 = 7;
+
+fn conditional(line: u32, condition: &str) -> SourceBreakpoint {
+    SourceBreakpoint {
+        line,
+        condition: Some(condition.to_owned()),
+        ..SourceBreakpoint::default()
+    }
+}
+
+fn evaluated(fixture: &Fixture, id: u64, expression: &str) -> String {
+    debug(fixture, |reply| DebugCommand::Evaluate {
+        request_id: Some(id),
+        frame: 0,
+        expression: expression.to_owned(),
+        context: EvaluateContext::Watch,
+        reply,
+    })
+    .value
+}
+
+/// The next console output (a condition's failure), skipping the rest.
+fn next_console_line(fixture: &Fixture) -> String {
+    loop {
+        match fixture
+            .debug_events
+            .recv_timeout(common::PATIENCE)
+            .expect("a debug event")
+        {
+            DebugEvent::Output(output) if output.category == OutputCategory::Console => {
+                return output.text;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn conditions_in_a_hot_loop_are_checked_in_the_hook_with_the_frames_names() {
+    let fixture = start(LOOP_SCRIPT);
+    // Locals (`i`), upvalues (`double`), the request and the globals, in
+    // the order a paused frame's evaluation uses; only the fifth pass
+    // stops.
+    breakpoints(
+        &fixture,
+        vec![conditional(
+            LOOP_BODY,
+            r#"double(i) == 10 and req.text == "go" and math.max(i, 1) == 5"#,
+        )],
+    );
+    let run = submit(&fixture.host, request(1, "count", "go"));
+    let stop = next_stop(&fixture);
+    assert_eq!(
+        (stop.reason, stop.line),
+        (StopReason::Breakpoint, LOOP_BODY)
+    );
+    assert_eq!(evaluated(&fixture, 1, "i"), "5");
+    assert_eq!(evaluated(&fixture, 1, "total"), "20");
+    resume(&fixture, 1);
+    assert_eq!(
+        answered(&run).fields.get("total").map(String::as_str),
+        Some("110")
+    );
+    // Another request's text: the condition never holds, nothing stops.
+    let other = answered(&submit(&fixture.host, request(2, "count", "no")));
+    assert_eq!(other.fields.get("total").map(String::as_str), Some("110"));
+
+    // A condition that raises stops at once and says why.
+    breakpoints(&fixture, vec![conditional(LOOP_BODY, "nothere.field")]);
+    let run = submit(&fixture.host, request(3, "count", "go"));
+    let why = next_console_line(&fixture);
+    assert!(
+        why.starts_with("breakpoint condition `nothere.field` failed:") && why.contains("nothere"),
+        "{why}"
+    );
+    assert_eq!(next_stop(&fixture).line, LOOP_BODY);
+    assert_eq!(evaluated(&fixture, 3, "i"), "1");
+    // A runaway condition is stopped by its budget, and stops the request.
+    breakpoints(
+        &fixture,
+        vec![conditional(
+            LOOP_BODY,
+            "(function() while true do end end)()",
+        )],
+    );
+    resume(&fixture, 3);
+    let why = next_console_line(&fixture);
+    assert!(why.contains("ran past"), "{why}");
+    assert_eq!(next_stop(&fixture).line, LOOP_BODY);
+    breakpoints(&fixture, Vec::new());
+    resume(&fixture, 3);
+    assert_eq!(
+        answered(&run).fields.get("total").map(String::as_str),
+        Some("110")
     );
 }

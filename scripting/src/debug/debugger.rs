@@ -12,8 +12,9 @@ use std::path::Path;
 use mlua::{Function, Table, Thread, Value};
 
 use super::evaluate::{self, Evaluator};
-use super::hooks::{self, Mode, Reason, StopCause};
+use super::hooks::{self, ChunkBreakpoints, Mode, Reason, StopCause};
 use super::lines::{Binding, ChunkMap};
+use super::reach::{Reach, Reachable};
 use super::{
     BreakpointStatus, DebugEvent, EvaluateContext, ExceptionFilter, FunctionBreakpoint,
     HookCounters, HookReport, Output, OutputCategory, Page, Scope, SourceBreakpoint, StepKind,
@@ -21,6 +22,7 @@ use super::{
 };
 use crate::ScriptError;
 use crate::host::DebugReply;
+use crate::lua_raw::{ConditionRef, ConditionRuntime};
 use crate::spec::{GraphSpec, StageKind};
 
 /// A command for the debugger core, with its reply; send it with
@@ -147,6 +149,9 @@ struct LineBreakpoint {
     id: u32,
     line: u32,
     condition: Option<String>,
+    /// The condition compiled for the hook to check itself (see
+    /// `hooks::ChunkBreakpoints::checked_in_hook`).
+    compiled: Option<mlua::RegistryKey>,
     hit_condition: Option<HitCondition>,
     log_message: Option<String>,
     hits: u64,
@@ -223,6 +228,16 @@ struct RequestDebug {
 pub(crate) struct Debugger {
     attached: std::rc::Rc<std::cell::Cell<bool>>,
     evaluator: Option<Evaluator>,
+    /// Where the hook runs conditions; `None` checks them after a yield.
+    conditions: Option<ConditionRuntime>,
+    /// Finds which functions requests can reach; `None`: all of them.
+    reach: Option<Reach>,
+    /// Its answer since the breakpoints last changed (`Some(None)`: the
+    /// walk gave up).
+    reachable: Option<Option<Reachable>>,
+    /// The functions the host calls (stages, fallbacks, probes): where
+    /// the walk starts.
+    roots: Vec<Function>,
     /// Line breakpoints by chunk name (`@/abs/path`).
     lines: HashMap<String, Vec<LineBreakpoint>>,
     functions: Vec<FunctionBreakpointEntry>,
@@ -242,6 +257,10 @@ impl Debugger {
         Debugger {
             attached,
             evaluator: None,
+            conditions: None,
+            reach: None,
+            reachable: None,
+            roots: Vec::new(),
             lines: HashMap::new(),
             functions: Vec::new(),
             exceptions: HashSet::new(),
@@ -269,6 +288,7 @@ impl Debugger {
     /// Learns a stage function's line range up front, so that a
     /// breakpoint in one stage costs no other stage a hook.
     pub(crate) fn learn_stage_function(&mut self, function: &Function) {
+        self.roots.push(function.clone());
         let key = function.to_pointer() as usize;
         self.ranges.entry(key).or_insert_with(|| {
             let info = function.info();
@@ -282,6 +302,16 @@ impl Debugger {
 
     pub(crate) fn set_evaluator(&mut self, evaluator: Evaluator) {
         self.evaluator = Some(evaluator);
+    }
+
+    pub(crate) fn set_reach(&mut self, reach: Reach) {
+        self.reach = Some(reach);
+    }
+
+    /// Lets the hook check conditions itself, on `runtime`'s thread.
+    pub(crate) fn set_condition_runtime(&mut self, runtime: ConditionRuntime) {
+        hooks::set_condition_thread(Some(runtime.raw()));
+        self.conditions = Some(runtime);
     }
 
     fn next_id(&mut self) -> u32 {
@@ -338,8 +368,9 @@ impl Debugger {
     }
 
     /// A stage can reach a line breakpoint in its own function, or one
-    /// outside every stage function (a helper any stage may call); one
-    /// inside another stage's function is out of its reach.
+    /// outside every stage function in a function some request can reach
+    /// (`reach`: a helper nothing calls is out of reach); one inside
+    /// another stage's function is out of its reach.
     fn stage_reaches_breakpoint(&mut self, function: &Function) -> bool {
         let key = function.to_pointer() as usize;
         let range = self.ranges.entry(key).or_insert_with(|| {
@@ -352,17 +383,37 @@ impl Debugger {
         });
         let (source, first, last) = range.clone();
         let stage_ranges: Vec<(String, u32, u32)> = self.ranges.values().cloned().collect();
-        self.lines.iter().any(|(chunk, breakpoints)| {
-            breakpoints.iter().any(|breakpoint| {
+        let mut helpers = Vec::new();
+        for (chunk, breakpoints) in &self.lines {
+            for breakpoint in breakpoints {
                 let line = breakpoint.line;
                 if *chunk == source && first <= line && line <= last {
                     return true;
                 }
-                !stage_ranges
+                let in_a_stage = stage_ranges
                     .iter()
-                    .any(|(other, from, to)| other == chunk && *from <= line && line <= *to)
-            })
-        })
+                    .any(|(other, from, to)| other == chunk && *from <= line && line <= *to);
+                if !in_a_stage {
+                    helpers.push((chunk.clone(), line));
+                }
+            }
+        }
+        if helpers.is_empty() {
+            return false;
+        }
+        if self.reachable.is_none() {
+            self.reachable = Some(
+                self.reach
+                    .as_ref()
+                    .and_then(|reach| reach.reachable(&self.roots)),
+            );
+        }
+        match self.reachable.as_ref().and_then(Option::as_ref) {
+            Some(reachable) => helpers
+                .iter()
+                .any(|(chunk, line)| reachable.may_run(chunk, *line)),
+            None => true,
+        }
     }
 
     /// The stage's coroutine ended with `mode` still waiting (a step that
@@ -633,10 +684,15 @@ impl Debugger {
                             )
                         }),
                     });
+                    let condition = breakpoint.condition.filter(|text| !text.trim().is_empty());
+                    let compiled = condition
+                        .as_deref()
+                        .and_then(|condition| self.compile_condition(lua, condition));
                     kept.push(LineBreakpoint {
                         id,
                         line,
-                        condition: breakpoint.condition.filter(|text| !text.trim().is_empty()),
+                        condition,
+                        compiled,
                         hit_condition,
                         log_message: breakpoint.log_message,
                         hits: 0,
@@ -660,21 +716,36 @@ impl Debugger {
         statuses
     }
 
-    fn publish_lines(&self) {
+    fn publish_lines(&mut self) {
+        // What a request can reach is read again for the new breakpoints.
+        self.reachable = None;
         hooks::set_lines(
             self.lines
                 .iter()
-                .map(|(chunk, breakpoints)| {
-                    (
-                        chunk.clone(),
-                        breakpoints
-                            .iter()
-                            .map(|breakpoint| breakpoint.line)
-                            .collect(),
-                    )
+                .map(|(chunk, breakpoints)| ChunkBreakpoints {
+                    source: chunk.clone(),
+                    lines: breakpoints
+                        .iter()
+                        .map(|breakpoint| breakpoint.line)
+                        .collect(),
+                    checked_in_hook: checked_in_hook(breakpoints),
                 })
                 .collect(),
         );
+    }
+
+    /// `condition` compiled as an expression in the hook's frame
+    /// environment, kept in the registry; `None` when the hook cannot
+    /// check it (no runtime), so the host does after a yield.
+    fn compile_condition(&self, lua: &mlua::Lua, condition: &str) -> Option<mlua::RegistryKey> {
+        let runtime = self.conditions.as_ref()?;
+        let function = lua
+            .load(format!("return {condition}"))
+            .set_name("=(condition)")
+            .set_environment(runtime.env().clone())
+            .into_function()
+            .ok()?;
+        lua.create_registry_value(function).ok()
     }
 
     fn chunk_map(&mut self, lua: &mlua::Lua, file: &str) -> Result<ChunkMap, String> {
@@ -759,20 +830,52 @@ impl Debugger {
                 }
                 (!hit.is_empty()).then_some((StopReason::FunctionBreakpoint, hit))
             }
-            StopCause::Breakpoint { line } => {
+            StopCause::Breakpoint { line, checked } => {
                 let chunk = format!("@{}", context.file);
-                let candidates: Vec<(u32, Option<String>)> = self
-                    .lines
-                    .get(&chunk)?
-                    .iter()
-                    .filter(|breakpoint| breakpoint.line == line)
-                    .map(|breakpoint| (breakpoint.id, breakpoint.condition.clone()))
-                    .collect();
+                // What is left to check of each breakpoint of the line: its
+                // condition, unless the hook checked it (and it held, or
+                // failed with why).
+                let candidates: Vec<(u32, Checked)> = match checked {
+                    Some(checked) => checked
+                        .into_iter()
+                        .map(|(id, failure)| match failure {
+                            Some(failure) => (id, Checked::Failed(failure)),
+                            None => (id, Checked::Held),
+                        })
+                        .collect(),
+                    None => self
+                        .lines
+                        .get(&chunk)?
+                        .iter()
+                        .filter(|breakpoint| breakpoint.line == line)
+                        .map(|breakpoint| {
+                            (
+                                breakpoint.id,
+                                breakpoint
+                                    .condition
+                                    .clone()
+                                    .map_or(Checked::Held, Checked::Unchecked),
+                            )
+                        })
+                        .collect(),
+                };
                 let mut hit = Vec::new();
-                for (id, condition) in candidates {
-                    if let Some(condition) = condition
-                        && !self.condition_holds(context, &condition)
-                    {
+                for (id, checked) in candidates {
+                    let holds = match checked {
+                        Checked::Held => true,
+                        Checked::Unchecked(condition) => self.condition_holds(context, &condition),
+                        Checked::Failed(failure) => {
+                            let condition = self
+                                .lines
+                                .get(&chunk)
+                                .and_then(|list| list.iter().find(|b| b.id == id))
+                                .and_then(|b| b.condition.clone())
+                                .unwrap_or_default();
+                            self.report_condition_failure(context, &condition, &failure);
+                            true
+                        }
+                    };
+                    if !holds {
                         continue;
                     }
                     let Some(breakpoint) = self
@@ -816,17 +919,22 @@ impl Debugger {
         match self.evaluate_in(context, condition, false) {
             Ok(value) => evaluate::is_true(&value),
             Err(error) => {
-                // A condition that fails stops, so that the mistake shows.
-                context.emit(DebugEvent::Output(Output {
-                    category: OutputCategory::Console,
-                    text: format!("breakpoint condition `{condition}` failed: {error}\n"),
-                    file: context.file.to_owned(),
-                    line: context.line,
-                    request_id: Some(context.request_id),
-                }));
+                self.report_condition_failure(context, condition, &error);
                 true
             }
         }
+    }
+
+    /// A condition that fails stops, so that the mistake shows; this says
+    /// why.
+    fn report_condition_failure(&self, context: &StopContext<'_>, condition: &str, error: &str) {
+        context.emit(DebugEvent::Output(Output {
+            category: OutputCategory::Console,
+            text: format!("breakpoint condition `{condition}` failed: {error}\n"),
+            file: context.file.to_owned(),
+            line: context.line,
+            request_id: Some(context.request_id),
+        }));
     }
 
     fn evaluate_in(
@@ -992,4 +1100,47 @@ pub(crate) fn stop_event(
         breakpoints,
         text,
     }
+}
+
+/// A breakpoint's condition, as far as it was checked when a hook stopped.
+enum Checked {
+    /// No condition, or the hook found it true.
+    Held,
+    /// The hook ran it and it raised an error.
+    Failed(String),
+    /// Still to evaluate on the host.
+    Unchecked(String),
+}
+
+/// The lines of `breakpoints` whose every breakpoint is a plain
+/// conditional one with a compiled condition: the hook checks those.
+fn checked_in_hook(breakpoints: &[LineBreakpoint]) -> Vec<(u32, Vec<ConditionRef>)> {
+    let mut lines: Vec<u32> = breakpoints
+        .iter()
+        .map(|breakpoint| breakpoint.line)
+        .collect();
+    lines.sort_unstable();
+    lines.dedup();
+    lines
+        .into_iter()
+        .filter_map(|line| {
+            let on_line: Vec<&LineBreakpoint> = breakpoints
+                .iter()
+                .filter(|breakpoint| breakpoint.line == line)
+                .collect();
+            let conditions: Option<Vec<ConditionRef>> = on_line
+                .iter()
+                .map(
+                    |breakpoint| match (&breakpoint.compiled, &breakpoint.log_message) {
+                        (Some(compiled), None) => Some(ConditionRef {
+                            breakpoint: breakpoint.id,
+                            function: compiled.id(),
+                        }),
+                        _ => None,
+                    },
+                )
+                .collect();
+            conditions.map(|conditions| (line, conditions))
+        })
+        .collect()
 }

@@ -22,10 +22,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use mlua::Thread;
 
-use crate::lua_raw::{self, HookEvent, HookMask, HookSite, ScratchRecord};
+use crate::lua_raw::{
+    self, ConditionRef, ConditionVerdict, HookEvent, HookMask, HookSite, RawConditionThread,
+    ScratchRecord,
+};
 
 /// Why a watched coroutine should stop at its next line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,9 +58,14 @@ pub(crate) enum Reason {
 pub(crate) enum StopCause {
     /// Its mode asked for it (pause, step, entry).
     Mode(Reason),
-    /// It reached a line that holds a breakpoint; conditions, hit counts
-    /// and logpoints are the host's to check.
-    Breakpoint { line: u32 },
+    /// It reached a line that holds a breakpoint; hit counts, logpoints
+    /// and conditions are the host's to check, except those the hook
+    /// checked already: `checked` then lists each breakpoint of the line
+    /// whose condition held or failed (with why).
+    Breakpoint {
+        line: u32,
+        checked: Option<Vec<(u32, Option<String>)>>,
+    },
     /// The pause hook installed from another thread.
     CrossThreadPause,
 }
@@ -67,6 +76,19 @@ struct ChunkLines {
     source: Vec<u8>,
     /// Sorted, deduplicated.
     lines: Vec<u32>,
+    /// Lines whose every breakpoint is a plain conditional one: the hook
+    /// checks their conditions itself and stops only when one holds (a
+    /// never-true condition in a hot loop costs no yield per pass).
+    checked_in_hook: Vec<(u32, Rc<[ConditionRef]>)>,
+}
+
+/// The breakpoints of one chunk, as the debugger publishes them.
+pub(crate) struct ChunkBreakpoints {
+    /// `@/abs/path.lua`.
+    pub source: String,
+    pub lines: Vec<u32>,
+    /// See [`ChunkLines::checked_in_hook`].
+    pub checked_in_hook: Vec<(u32, Vec<ConditionRef>)>,
 }
 
 #[derive(Default)]
@@ -83,10 +105,15 @@ struct HookTable {
     /// Set by the hook just before it yields.
     stop: Option<StopCause>,
     counters: HookCounters,
+    /// Where conditions run inside the hook; `None` checks them on the
+    /// host (after a yield).
+    condition_thread: Option<RawConditionThread>,
 }
 
 struct Watched {
     mode: Option<Mode>,
+    /// The request's `req`, for conditions checked in the hook.
+    req: Option<Rc<mlua::RegistryKey>>,
 }
 
 /// How often coroutines got which hook; for the hook-policy tests.
@@ -108,19 +135,26 @@ thread_local! {
     static TABLE: RefCell<HookTable> = RefCell::default();
 }
 
-/// Replaces the breakpoint lines: `(chunk name, lines)`.
-pub(crate) fn set_lines(chunks: Vec<(String, Vec<u32>)>) {
+/// Replaces the breakpoint lines.
+pub(crate) fn set_lines(chunks: Vec<ChunkBreakpoints>) {
     TABLE.with_borrow_mut(|table| {
         table.line_bits = [0; 16];
         table.chunks = chunks
             .into_iter()
-            .filter(|(_, lines)| !lines.is_empty())
-            .map(|(source, mut lines)| {
-                lines.sort_unstable();
-                lines.dedup();
+            .filter(|chunk| !chunk.lines.is_empty())
+            .map(|mut chunk| {
+                chunk.lines.sort_unstable();
+                chunk.lines.dedup();
+                let mut checked_in_hook: Vec<(u32, Rc<[ConditionRef]>)> = chunk
+                    .checked_in_hook
+                    .into_iter()
+                    .map(|(line, conditions)| (line, Rc::from(conditions)))
+                    .collect();
+                checked_in_hook.sort_unstable_by_key(|(line, _)| *line);
                 ChunkLines {
-                    source: source.into_bytes(),
-                    lines,
+                    source: chunk.source.into_bytes(),
+                    lines: chunk.lines,
+                    checked_in_hook,
                 }
             })
             .collect();
@@ -133,6 +167,11 @@ pub(crate) fn set_lines(chunks: Vec<(String, Vec<u32>)>) {
     });
 }
 
+/// Where the hook runs conditions (see [`lua_raw::ConditionRuntime`]).
+pub(crate) fn set_condition_thread(thread: Option<RawConditionThread>) {
+    TABLE.with_borrow_mut(|table| table.condition_thread = thread);
+}
+
 /// Whether any line breakpoint exists.
 pub(crate) fn has_lines() -> bool {
     TABLE.with_borrow(|table| !table.chunks.is_empty())
@@ -140,8 +179,14 @@ pub(crate) fn has_lines() -> bool {
 
 /// Starts watching a stage coroutine: installs the hook it needs now.
 /// `reaches_breakpoint` says whether its stage can reach a line
-/// breakpoint; `mode` is the request's pending step, pause or entry stop.
-pub(crate) fn watch(thread: &Thread, reaches_breakpoint: bool, mode: Option<Mode>) {
+/// breakpoint; `mode` is the request's pending step, pause or entry stop;
+/// `req` the request's table (for conditions checked in the hook).
+pub(crate) fn watch(
+    thread: &Thread,
+    reaches_breakpoint: bool,
+    mode: Option<Mode>,
+    req: Option<mlua::RegistryKey>,
+) {
     let mask = TABLE.with_borrow_mut(|table| {
         let key = thread_key(thread);
         let mask = match (&mode, reaches_breakpoint) {
@@ -159,7 +204,13 @@ pub(crate) fn watch(thread: &Thread, reaches_breakpoint: bool, mode: Option<Mode
             if mode.is_some() {
                 table.modes += 1;
             }
-            table.threads.insert(key, Watched { mode });
+            table.threads.insert(
+                key,
+                Watched {
+                    mode,
+                    req: req.map(Rc::new),
+                },
+            );
         }
         mask
     });
@@ -199,7 +250,8 @@ pub(crate) fn rewatch(thread: &Thread, mode: Option<Mode>) {
             HookMask::NONE
         };
         if mask != HookMask::NONE || before.is_some() {
-            table.threads.insert(key, Watched { mode });
+            let req = before.and_then(|watched| watched.req);
+            table.threads.insert(key, Watched { mode, req });
         }
         mask
     });
@@ -259,9 +311,60 @@ fn thread_key(thread: &Thread) -> usize {
     thread.state() as usize
 }
 
+/// What the hook does after reading the table.
+enum Decision {
+    Go,
+    Stop,
+    /// A line whose breakpoints are all conditional: run the conditions
+    /// (outside the table's borrow: they run Lua) and stop if one holds.
+    Check {
+        line: u32,
+        conditions: Rc<[ConditionRef]>,
+        thread: RawConditionThread,
+        req: Option<Rc<mlua::RegistryKey>>,
+    },
+}
+
 /// The hook's decision for one event: `true` to stop (yield) here.
 pub(crate) fn on_event(site: &HookSite, event: HookEvent) -> bool {
-    TABLE.with_borrow_mut(|table| table.on_event(site, event))
+    match TABLE.with_borrow_mut(|table| table.on_event(site, event)) {
+        Decision::Go => false,
+        Decision::Stop => true,
+        Decision::Check {
+            line,
+            conditions,
+            thread,
+            req,
+        } => {
+            let verdicts = lua_raw::check_conditions(
+                site,
+                thread,
+                req.as_deref().map(mlua::RegistryKey::id),
+                &conditions,
+            );
+            let checked: Vec<(u32, Option<String>)> = conditions
+                .iter()
+                .zip(verdicts)
+                .filter_map(
+                    |(condition, verdict): (&ConditionRef, ConditionVerdict)| match verdict {
+                        Ok(false) => None,
+                        Ok(true) => Some((condition.breakpoint, None)),
+                        Err(message) => Some((condition.breakpoint, Some(message))),
+                    },
+                )
+                .collect();
+            if checked.is_empty() {
+                return false;
+            }
+            TABLE.with_borrow_mut(|table| {
+                table.stop = Some(StopCause::Breakpoint {
+                    line,
+                    checked: Some(checked),
+                });
+            });
+            true
+        }
+    }
 }
 
 impl HookTable {
@@ -284,11 +387,16 @@ impl HookTable {
             .is_some_and(|line| (*line as i32) <= last)
     }
 
-    fn on_event(&mut self, site: &HookSite, event: HookEvent) -> bool {
+    fn on_event(&mut self, site: &HookSite, event: HookEvent) -> Decision {
         match event {
             HookEvent::Line(line) => self.on_line(site, line),
             HookEvent::Call | HookEvent::TailCall => {
                 let function = site.function();
+                if function.first_line < 0 {
+                    // A C function: it runs no line, and whatever Lua it
+                    // calls back gets its own call event. The mask stays.
+                    return Decision::Go;
+                }
                 let holds = self.range_has_breakpoint(
                     function.source,
                     function.first_line,
@@ -306,9 +414,16 @@ impl HookTable {
                     mask = mask.with(HookMask::RETURN);
                 }
                 self.with_mode_lines(site, mask);
-                false
+                Decision::Go
             }
             HookEvent::Return => {
+                // Returning from a C function with the line hook still on:
+                // nothing changed since its call (a Lua callback that ran
+                // meanwhile would have turned the line hook off on its way
+                // back).
+                if site.mask().has(HookMask::LINE) && site.function().first_line < 0 {
+                    return Decision::Go;
+                }
                 // Level 1 is the function we return into.
                 let mut scratch = ScratchRecord::new();
                 let mut mask = HookMask::CALL;
@@ -322,11 +437,11 @@ impl HookTable {
                     }
                 }
                 self.with_mode_lines(site, mask);
-                false
+                Decision::Go
             }
             HookEvent::Count => {
                 self.stop = Some(StopCause::CrossThreadPause);
-                true
+                Decision::Stop
             }
         }
     }
@@ -358,10 +473,12 @@ impl HookTable {
         false
     }
 
-    fn on_line(&mut self, site: &HookSite, line: u32) -> bool {
+    fn on_line(&mut self, site: &HookSite, line: u32) -> Decision {
         let key = site.thread_key();
         if self.modes > 0
-            && let Some(Watched { mode: Some(mode) }) = self.threads.get(&key)
+            && let Some(Watched {
+                mode: Some(mode), ..
+            }) = self.threads.get(&key)
         {
             let stop = match mode {
                 Mode::NextLine(reason) => Some(StopCause::Mode(*reason)),
@@ -374,12 +491,12 @@ impl HookTable {
             };
             if let Some(stop) = stop {
                 self.stop = Some(stop);
-                return true;
+                return Decision::Stop;
             }
         }
         let bit = (line % 1024) as usize;
         if self.line_bits[bit / 64] & (1 << (bit % 64)) == 0 {
-            return false;
+            return Decision::Go;
         }
         let function = site.function();
         let Some(chunk) = self
@@ -387,14 +504,32 @@ impl HookTable {
             .iter()
             .find(|chunk| chunk.source == function.source)
         else {
-            return false;
+            return Decision::Go;
         };
-        if chunk.lines.binary_search(&line).is_err() || !self.threads.contains_key(&key) {
-            // Not a breakpoint line, or a coroutine the script resumes
-            // itself: a yield there would go to the script, not the host.
-            return false;
+        let Some(watched) = self.threads.get(&key) else {
+            // A coroutine the script resumes itself: a yield there would
+            // go to the script, not the host.
+            return Decision::Go;
+        };
+        if chunk.lines.binary_search(&line).is_err() {
+            return Decision::Go;
         }
-        self.stop = Some(StopCause::Breakpoint { line });
-        true
+        if let Some(thread) = self.condition_thread
+            && let Ok(index) = chunk
+                .checked_in_hook
+                .binary_search_by_key(&line, |(line, _)| *line)
+        {
+            return Decision::Check {
+                line,
+                conditions: chunk.checked_in_hook[index].1.clone(),
+                thread,
+                req: watched.req.clone(),
+            };
+        }
+        self.stop = Some(StopCause::Breakpoint {
+            line,
+            checked: None,
+        });
+        Decision::Stop
     }
 }

@@ -21,6 +21,7 @@ pub(crate) mod hooks;
 pub(crate) mod inspect;
 pub(crate) mod lines;
 pub(crate) mod output;
+pub(crate) mod reach;
 
 pub use debugger::DebugCommand;
 pub use hooks::HookCounters;
