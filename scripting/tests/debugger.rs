@@ -570,8 +570,16 @@ s.pipeline "count" {
     return req
   end),
 }
+s.pipeline "guarded" {
+  s.stage("wrap", function(req)
+    local ok, value = pcall(double, 21)
+    req.value = value
+    return req
+  end),
+}
 "#;
 const LOOP_BODY: u32 = 7;
+const GUARDED_AFTER: u32 = 16;
 
 fn conditional(line: u32, condition: &str) -> SourceBreakpoint {
     SourceBreakpoint {
@@ -665,5 +673,27 @@ fn conditions_in_a_hot_loop_are_checked_in_the_hook_with_the_frames_names() {
     assert_eq!(
         answered(&run).fields.get("total").map(String::as_str),
         Some("110")
+    );
+}
+
+#[test]
+fn a_breakpoint_after_a_lua_callback_from_c_still_stops() {
+    // `wrap` holds the breakpoint; `pcall` (C) calls `double` (Lua) back:
+    // on `double`'s return the line hook is turned on again for `wrap`,
+    // found below the C function.
+    let fixture = start(LOOP_SCRIPT);
+    breakpoints(&fixture, vec![at(GUARDED_AFTER)]);
+    let run = submit(&fixture.host, request(1, "guarded", "x"));
+    let stop = next_stop(&fixture);
+    assert_eq!(
+        (stop.reason, stop.line),
+        (StopReason::Breakpoint, GUARDED_AFTER)
+    );
+    assert_eq!(evaluated(&fixture, 1, "value"), "42");
+    breakpoints(&fixture, Vec::new());
+    resume(&fixture, 1);
+    assert_eq!(
+        answered(&run).fields.get("value").map(String::as_str),
+        Some("42")
     );
 }

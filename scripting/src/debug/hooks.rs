@@ -417,24 +417,32 @@ impl HookTable {
                 Decision::Go
             }
             HookEvent::Return => {
-                // Returning from a C function with the line hook still on:
-                // nothing changed since its call (a Lua callback that ran
-                // meanwhile would have turned the line hook off on its way
-                // back).
-                if site.mask().has(HookMask::LINE) && site.function().first_line < 0 {
+                // A C function returning: the mask is already the one of the
+                // Lua function it returns into. Its call left the mask
+                // alone, and a Lua function it called back set it for
+                // that function on returning (below: C functions are
+                // skipped to find whom the mask is for).
+                if site.function().first_line < 0 {
                     return Decision::Go;
                 }
-                // Level 1 is the function we return into.
+                // The Lua function we return into: the first one from
+                // level 1 down that is not a C function.
                 let mut scratch = ScratchRecord::new();
                 let mut mask = HookMask::CALL;
-                if let Some(caller) = site.function_at(1, &mut scratch) {
+                let mut level = 1;
+                while let Some(caller) = site.function_at(level, &mut scratch) {
+                    if caller.first_line < 0 {
+                        level += 1;
+                        continue;
+                    }
                     if self.range_has_breakpoint(caller.source, caller.first_line, caller.last_line)
                     {
                         self.counters.line_on += 1;
                         mask = mask.with(HookMask::LINE).with(HookMask::RETURN);
-                    } else if self.breakpoint_below(site, 2) {
+                    } else if self.breakpoint_below(site, level + 1) {
                         mask = mask.with(HookMask::RETURN);
                     }
+                    break;
                 }
                 self.with_mode_lines(site, mask);
                 Decision::Go
