@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc
+.PHONY: demo test bench bench-debugger setup lint layering doc test-dap
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -17,9 +17,23 @@ test: setup lint layering doc
 	$(CARGO) test --workspace --doc
 
 ## Benchmarks with their anchors in the same run; JSON under target/bench/.
-bench: setup
+bench: setup bench-debugger
 	$(CARGO) bench --bench supervisor
 	$(CARGO) bench --bench embed
+
+## What an attached debugger costs the requests it does not stop
+## (target/bench/debugger.json).
+bench-debugger:
+	$(CARGO) bench -p spindle-dap --bench debugger
+
+## `spindle dap` driven by a DAP client nobody here wrote
+## (@vscode/debugadapter-testsupport's DebugClient, pinned by
+## dap/tests/node/package-lock.json), on the debug build of the binary.
+test-dap:
+	$(CARGO) build --bin spindle
+	cd dap/tests/node && npm ci --no-audit --no-fund
+	cd dap/tests/node && SPINDLE_BIN="$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/spindle" \
+		node --test --test-concurrency=1 dap.test.mjs
 
 setup:
 	bash scripts/setup.sh

@@ -41,6 +41,7 @@ forbid spindle-kernel 'serde|serde_json' "the kernel knows no JSON protocol: fro
 forbid spindle-http "spindle-dap|spindle-jupyter|spindle-netlink|spindle-lsp|spindle" "the HTTP front end depends on the kernel only"
 forbid spindle-lsp 'spindle-kernel|spindle-embed|spindle-scheduler|spindle-dap|spindle-http|spindle' "the language server depends on scripting only"
 forbid spindle-dap "spindle-http|spindle-jupyter|spindle-netlink|spindle-lsp|spindle" "the debug adapter depends on kernel and scripting only"
+forbid spindle-dap-session "spindle-http|spindle-dap|spindle-jupyter|spindle-netlink|spindle-lsp|spindle" "the debug session depends on kernel and scripting only"
 
 if [ "$failed" -ne 0 ]; then
     exit 1

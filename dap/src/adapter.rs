@@ -61,6 +61,8 @@ struct Adapter<W> {
     pending_restart: Option<Request>,
     /// Whether the `disconnect` in flight ends a launched graph.
     stop_on_disconnect: bool,
+    /// The client was told `terminated` for the current graph.
+    terminated: bool,
     done: bool,
 }
 
@@ -106,6 +108,7 @@ where
         own_seq: OWN_SEQ,
         pending_restart: None,
         stop_on_disconnect: false,
+        terminated: false,
         done: false,
     };
     while let Some(event) = receiver.recv().await {
@@ -161,7 +164,8 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                     .await;
                 }
                 self.graph = None;
-                if self.pending_restart.is_none() {
+                if self.pending_restart.is_none() && !self.terminated {
+                    self.terminated = true;
                     self.send(protocol::event("terminated", Value::Null)).await;
                 }
             }
@@ -289,6 +293,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             .spawn()
             .map_err(|error| format!("cannot start {}: {error}", self.spindle.display()))?;
         self.generation += 1;
+        self.terminated = false;
         let generation = self.generation;
         for (pipe, category) in [
             (
@@ -364,6 +369,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             (None, None) => None,
         };
         self.generation += 1;
+        self.terminated = false;
         self.graph = Some(Graph {
             generation: self.generation,
             child: None,
@@ -461,6 +467,12 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
         let restarted = self.graph.as_ref().is_some_and(|graph| graph.restarted);
         if restarted && message["type"] == "event" && message["event"] == "initialized" {
             return;
+        }
+        if message["type"] == "event" && message["event"] == "terminated" {
+            if self.terminated {
+                return;
+            }
+            self.terminated = true;
         }
         let is_response = message["type"] == "response";
         let command = message["command"].as_str().unwrap_or("").to_owned();

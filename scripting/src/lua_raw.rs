@@ -384,6 +384,16 @@ impl ConditionRuntime {
                 ffi::lua_newthread(state);
             })
         }?;
+        // SAFETY: a fresh thread that nothing runs yet; its budget hook
+        // stays for good (it runs only while a condition does).
+        unsafe {
+            ffi::lua_sethook(
+                thread.state(),
+                Some(condition_budget_hook),
+                ffi::LUA_MASKCOUNT,
+                1000,
+            )
+        };
         let env = lua.create_table()?;
         let metatable = lua.create_table()?;
         // SAFETY: `frame_index` reads only the frame published by
@@ -432,37 +442,66 @@ struct Frame {
     ar: *mut ffi::lua_Debug,
     /// Registry reference of the request's `req` table, if known.
     req: Option<c_int>,
-    deadline: std::time::Instant,
+    /// The condition running (its registry reference): the key of the
+    /// name cache.
+    condition: c_int,
+    /// Set by the budget hook when it first runs (a condition that ends
+    /// within 1,000 instructions never reads the clock).
+    started: Option<std::time::Instant>,
+}
+
+/// Where a name of a condition was found last time: the same breakpoint
+/// line has the same locals active each time, so one `lua_getlocal`
+/// (checked against the name) usually replaces a scan of all of them.
+struct NameSlot {
+    condition: c_int,
+    name: Box<[u8]>,
+    local: c_int,
 }
 
 thread_local! {
     static FRAME: std::cell::Cell<Option<Frame>> = const { std::cell::Cell::new(None) };
+    static NAME_SLOTS: std::cell::RefCell<Vec<NameSlot>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many name slots are kept (oldest forgotten first).
+const NAME_SLOTS_KEPT: usize = 64;
+
+/// Forgets where names were found (the breakpoints changed: a registry
+/// reference may now name another condition). A line that declares a
+/// second local of a name a condition reads, after the line's first
+/// instruction, is the one case the cache can misread (it finds the outer
+/// one); the breakpoint's line is entered at its first instruction.
+pub(crate) fn forget_name_slots() {
+    NAME_SLOTS.with_borrow_mut(Vec::clear);
 }
 
 /// Runs each condition on the condition thread with the frame of `site`
-/// visible to it; the verdict of each, in order.
+/// visible to it, and hands each verdict to `verdict`, in order.
 pub(crate) fn check_conditions(
     site: &HookSite,
     thread: RawConditionThread,
     req: Option<c_int>,
     conditions: &[ConditionRef],
-) -> Vec<ConditionVerdict> {
-    let frame = Frame {
-        state: site.state,
-        ar: site.ar,
-        req,
-        deadline: std::time::Instant::now() + CONDITION_BUDGET,
-    };
-    let before = FRAME.replace(Some(frame));
-    let verdicts = conditions
-        .iter()
+    mut verdict: impl FnMut(&ConditionRef, ConditionVerdict),
+) {
+    let before = FRAME.get();
+    for condition in conditions {
+        FRAME.set(Some(Frame {
+            state: site.state,
+            ar: site.ar,
+            req,
+            condition: condition.function,
+            started: None,
+        }));
         // SAFETY: the condition thread is alive (its runtime outlives the
         // hook table's entries) and not running: conditions run only here,
         // one at a time, on the Lua thread.
-        .map(|condition| unsafe { run_condition(thread.0, condition.function) })
-        .collect();
+        verdict(condition, unsafe {
+            run_condition(thread.0, condition.function)
+        });
+    }
     FRAME.set(before);
-    verdicts
 }
 
 /// Calls the compiled condition `function` (a registry reference) on
@@ -485,14 +524,7 @@ unsafe fn run_condition(thread: *mut ffi::lua_State, function: c_int) -> Conditi
             ffi::LUA_REGISTRYINDEX,
             ffi::lua_Integer::from(function),
         );
-        ffi::lua_sethook(
-            thread,
-            Some(condition_budget_hook),
-            ffi::LUA_MASKCOUNT,
-            1000,
-        );
         let status = ffi::lua_pcall(thread, 0, 1, 0);
-        ffi::lua_sethook(thread, None, 0, 0);
         let verdict = if status == ffi::LUA_OK {
             Ok(ffi::lua_toboolean(thread, -1) != 0)
         } else {
@@ -514,9 +546,19 @@ unsafe extern "C-unwind" fn condition_budget_hook(
     state: *mut ffi::lua_State,
     _ar: *mut ffi::lua_Debug,
 ) {
-    let late = FRAME
-        .get()
-        .is_none_or(|frame| std::time::Instant::now() > frame.deadline);
+    let late = match FRAME.get() {
+        None => true,
+        Some(frame) => match frame.started {
+            None => {
+                FRAME.set(Some(Frame {
+                    started: Some(std::time::Instant::now()),
+                    ..frame
+                }));
+                false
+            }
+            Some(started) => started.elapsed() > CONDITION_BUDGET,
+        },
+    };
     if late {
         let message = format!("the condition ran past {CONDITION_BUDGET:?} and was stopped");
         // SAFETY: raising an error from a count hook of the condition
@@ -573,6 +615,22 @@ unsafe fn find_in_frame(frame: Frame, key: &[u8], condition: *mut ffi::lua_State
         let named = |name: *const std::os::raw::c_char| {
             !name.is_null() && std::ffi::CStr::from_ptr(name).to_bytes() == key
         };
+        let cached = NAME_SLOTS.with_borrow(|slots| {
+            slots
+                .iter()
+                .find(|slot| slot.condition == frame.condition && *slot.name == *key)
+                .map(|slot| slot.local)
+        });
+        if let Some(local) = cached {
+            let name = ffi::lua_getlocal(frame.state, frame.ar, local);
+            if named(name) {
+                ffi::lua_xmove(frame.state, condition, 1);
+                return true;
+            }
+            if !name.is_null() {
+                ffi::lua_pop(frame.state, 1);
+            }
+        }
         let mut found = 0;
         let mut local = 1;
         loop {
@@ -587,6 +645,17 @@ unsafe fn find_in_frame(frame: Frame, key: &[u8], condition: *mut ffi::lua_State
             local += 1;
         }
         if found > 0 {
+            NAME_SLOTS.with_borrow_mut(|slots| {
+                slots.retain(|slot| !(slot.condition == frame.condition && *slot.name == *key));
+                if slots.len() >= NAME_SLOTS_KEPT {
+                    slots.remove(0);
+                }
+                slots.push(NameSlot {
+                    condition: frame.condition,
+                    name: key.into(),
+                    local: found,
+                });
+            });
             ffi::lua_getlocal(frame.state, frame.ar, found);
             ffi::lua_xmove(frame.state, condition, 1);
             return true;

@@ -281,7 +281,18 @@ test('attach to spindle run --debug-port; disconnect leaves the graph serving', 
   await attached.start();
   t.after(() => attached.stop());
   await attached.initializeRequest();
-  await Promise.all([attached.waitForEvent('initialized'), attached.attachRequest({ port, token: readFileSync(tokenFile, 'utf8').trim() })]);
+  const token = readFileSync(tokenFile, 'utf8').trim();
+  await Promise.all([attached.waitForEvent('initialized'), attached.attachRequest({ port, token })]);
+
+  // One debugger at a time: a second one with the right token is refused
+  // while the first stays attached.
+  const second = new DebugClient(SPINDLE, 'dap', 'spindle');
+  second.defaultTimeout = 20000;
+  await second.start();
+  await second.initializeRequest();
+  await assert.rejects(second.attachRequest({ port, token }), /another debugger is attached/);
+  await second.stop();
+
   await attached.setBreakpointsRequest({ source: { path: program }, breakpoints: [{ line: CLEAN_ASSIGN }] });
   await attached.configurationDoneRequest();
   const held = submit(http, 'held');
@@ -292,4 +303,36 @@ test('attach to spindle run --debug-port; disconnect leaves the graph serving', 
   const after = await submit(http, 'after  detach');
   assert.equal(after.status, 'ok');
   assert.equal(after.text, 'after detach');
+});
+
+test('restart relaunches the graph with its breakpoints; terminate ends it', async (t) => {
+  const { dc, program, http } = await launched(t);
+  await dc.setBreakpointsRequest({ source: { path: program }, breakpoints: [{ line: CLEAN_ASSIGN }] });
+  await dc.configurationDoneRequest();
+
+  // The relaunched graph prints its new address (port 0: a new one).
+  const relaunched = new Promise((resolveAddress) => {
+    dc.on('output', (event) => {
+      const found = /serving \d+ pipeline\(s\) on (http:\/\/[0-9.:]+)/.exec(event.body.output);
+      if (found && found[1] !== http) resolveAddress(found[1]);
+    });
+  });
+  await dc.restartRequest({});
+  const again = await relaunched;
+  await assert.rejects(fetch(`${http}/v1/status`), 'the first graph is gone');
+
+  // The breakpoint set before the restart holds in the new graph.
+  const held = submit(again, 'again');
+  const stop = await stopped(dc, 'breakpoint');
+  await dc.continueRequest({ threadId: stop.threadId });
+  assert.equal((await held).text, 'again');
+
+  // terminate: the graph shuts down, the client hears `terminated` once.
+  let terminatedEvents = 0;
+  dc.on('terminated', () => { terminatedEvents += 1; });
+  await Promise.all([dc.terminateRequest(), dc.waitForEvent('terminated')]);
+  await assert.rejects(fetch(`${again}/v1/status`), 'the graph is gone');
+  // The adapter still answers; a second terminated would have come by now.
+  await dc.customRequest('threads').catch(() => {});
+  assert.equal(terminatedEvents, 1);
 });

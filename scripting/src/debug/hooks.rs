@@ -137,6 +137,7 @@ thread_local! {
 
 /// Replaces the breakpoint lines.
 pub(crate) fn set_lines(chunks: Vec<ChunkBreakpoints>) {
+    lua_raw::forget_name_slots();
     TABLE.with_borrow_mut(|table| {
         table.line_bits = [0; 16];
         table.chunks = chunks
@@ -336,23 +337,19 @@ pub(crate) fn on_event(site: &HookSite, event: HookEvent) -> bool {
             thread,
             req,
         } => {
-            let verdicts = lua_raw::check_conditions(
+            // Allocates only when one holds (when the request stops).
+            let mut checked: Vec<(u32, Option<String>)> = Vec::new();
+            lua_raw::check_conditions(
                 site,
                 thread,
                 req.as_deref().map(mlua::RegistryKey::id),
                 &conditions,
+                |condition: &ConditionRef, verdict: ConditionVerdict| match verdict {
+                    Ok(false) => {}
+                    Ok(true) => checked.push((condition.breakpoint, None)),
+                    Err(message) => checked.push((condition.breakpoint, Some(message))),
+                },
             );
-            let checked: Vec<(u32, Option<String>)> = conditions
-                .iter()
-                .zip(verdicts)
-                .filter_map(
-                    |(condition, verdict): (&ConditionRef, ConditionVerdict)| match verdict {
-                        Ok(false) => None,
-                        Ok(true) => Some((condition.breakpoint, None)),
-                        Err(message) => Some((condition.breakpoint, Some(message))),
-                    },
-                )
-                .collect();
             if checked.is_empty() {
                 return false;
             }
