@@ -139,10 +139,10 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                 let text = format!("malformed message ignored: {problem}");
                 self.send(protocol::error_response(0, "", &text)).await;
             }
-            Event::Client(Frame::Message(message)) => self.from_client(message).await,
+            Event::Client(Frame::Message(message)) => self.on_client_message(message).await,
             Event::ClientClosed | Event::Signal => self.done = true,
             Event::Graph(generation, message) if self.is_current(generation) => {
-                self.from_graph(message).await;
+                self.on_graph_message(message).await;
             }
             Event::GraphOutput(generation, category, line) if self.is_current(generation) => {
                 if let Some(address) = line.strip_prefix("spindle: debugger listening on ") {
@@ -179,7 +179,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             .is_some_and(|graph| graph.generation == generation)
     }
 
-    async fn from_client(&mut self, message: Value) {
+    async fn on_client_message(&mut self, message: Value) {
         let request = match Request::from_json(&message) {
             Ok(request) => request,
             Err(error) => {
@@ -220,7 +220,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                     .as_ref()
                     .is_some_and(|graph| graph.writer.is_some())
                 {
-                    self.to_graph(forwarded).await;
+                    self.send_to_graph(forwarded).await;
                 } else {
                     self.send(protocol::response(&request, Value::Null)).await;
                 }
@@ -254,7 +254,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                     self.send(protocol::error_response(request.seq, command, &text))
                         .await;
                 } else {
-                    self.to_graph(message).await;
+                    self.send_to_graph(message).await;
                 }
             }
         }
@@ -414,10 +414,10 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                 self.own_seq += 1;
                 request["seq"] = json!(self.own_seq);
             }
-            self.to_graph(request).await;
+            self.send_to_graph(request).await;
         }
         for message in queued {
-            self.to_graph(message).await;
+            self.send_to_graph(message).await;
         }
         if let Some(restart) = self.pending_restart.take() {
             // Breakpoints first, `configurationDone` last.
@@ -426,7 +426,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             for mut message in replay {
                 self.own_seq += 1;
                 message["seq"] = json!(self.own_seq);
-                self.to_graph(message).await;
+                self.send_to_graph(message).await;
             }
             self.send(protocol::response(&restart, Value::Null)).await;
         }
@@ -441,10 +441,10 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             "command": command,
             "arguments": arguments,
         });
-        self.to_graph(message).await;
+        self.send_to_graph(message).await;
     }
 
-    async fn to_graph(&mut self, message: Value) {
+    async fn send_to_graph(&mut self, message: Value) {
         let Some(graph) = &mut self.graph else { return };
         match &mut graph.writer {
             Some(writer) => {
@@ -454,7 +454,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
         }
     }
 
-    async fn from_graph(&mut self, message: Value) {
+    async fn on_graph_message(&mut self, message: Value) {
         let own = message["type"] == "response"
             && message["request_seq"]
                 .as_i64()

@@ -25,6 +25,7 @@ use futures::{FutureExt, StreamExt};
 use mlua::{Function, Value};
 
 use crate::budget::{self, DEFAULT_STAGE_BUDGET, Interrupter, Verdict, Watchdog};
+use crate::cell::{self, NotebookJob};
 use crate::debug::debugger::Debugger;
 use crate::debug::{DebugCommand, Page, RunStack, Variable, VariablesRef, commands, inspect};
 use crate::pipeline_run::{
@@ -110,6 +111,7 @@ enum Job {
         reply: DebugReply<Vec<Variable>>,
     },
     Debug(DebugCommand),
+    Notebook(NotebookJob),
 }
 
 /// A handle to the thread that runs a script's Lua. Dropping every handle
@@ -189,10 +191,13 @@ impl ScriptHost {
                     debugger.learn_stage_function(function);
                 }
                 let _ = crate::debug::output::redirect_print(&loaded.lua, attached, &effects);
+                // Cells may declare more and apply it (`s.up()`): keep the
+                // script's declarations where the module records new ones.
+                loaded.lua.set_app_data(loaded.declarations);
                 let context = Rc::new(RunContext {
                     lua: loaded.lua,
-                    graph: loaded.evaluation.graph,
-                    functions: loaded.functions,
+                    graph: RefCell::new(loaded.evaluation.graph.map(Rc::new)),
+                    functions: RefCell::new(loaded.functions),
                     effects,
                     config,
                     registry: RefCell::new(Registry::default()),
@@ -309,6 +314,16 @@ impl ScriptHost {
         });
     }
 
+    /// Runs a notebook job (a cell, a completion, an inspection) on the
+    /// host thread (`cell`).
+    pub fn notebook(&self, job: NotebookJob) {
+        if let Err(error) = self.jobs.unbounded_send(Job::Notebook(job))
+            && let Job::Notebook(job) = error.into_inner()
+        {
+            job.host_gone();
+        }
+    }
+
     /// A handle that stops the Lua running right now from any thread.
     pub fn interrupter(&self) -> Interrupter {
         self.interrupter.clone()
@@ -343,8 +358,8 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     timeout,
                     reply,
                 } => {
-                    let result = match context.functions.get(function.0 as usize) {
-                        Some(check) => call_with_deadline(&context, check, timeout),
+                    let result = match context.function(function) {
+                        Some(check) => call_with_deadline(&context, &check, timeout),
                         None => Err(format!("no Lua function with id {}", function.0)),
                     };
                     reply(result);
@@ -412,6 +427,7 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     let variables = read_variables(&context, request_id, reference);
                     reply(variables);
                 }
+                Job::Notebook(job) => cell::handle(&context, &spawner, job),
             }
         }
     });

@@ -3,6 +3,11 @@
 //! open. Answers say which service produced them, so a fallback answer is
 //! always marked as one.
 //!
+//! Several services can share the work (`shared_with`): each text goes to
+//! the one serving now (ready, breaker not open) with the fewest texts in
+//! flight, and on a failure (not a timeout or a cancellation) to the next,
+//! so a stage fails over within the pool before its fallback is tried.
+//!
 //! It composes [`BatcherHandle`]s; it knows nothing of Lua. A Lua fallback
 //! function producing a degraded answer is the kernel's business: it gets
 //! the [`Error`] from here and marks its own answer.
@@ -47,6 +52,8 @@ impl Embedded {
 #[derive(Debug, Clone)]
 pub struct EmbedClient {
     primary: BatcherHandle,
+    /// Services sharing the work with the primary.
+    shared_with: Vec<BatcherHandle>,
     fallback: Option<BatcherHandle>,
     retry: RetryPolicy,
 }
@@ -55,9 +62,30 @@ impl EmbedClient {
     pub fn new(primary: BatcherHandle, retry: RetryPolicy) -> Self {
         EmbedClient {
             primary,
+            shared_with: Vec::new(),
             fallback: None,
             retry,
         }
+    }
+
+    /// Lets `others` share the work with the primary (least in flight,
+    /// failing over among them).
+    pub fn shared_with(mut self, others: Vec<BatcherHandle>) -> Self {
+        self.shared_with = others;
+        self
+    }
+
+    /// The pool in the order to try it: serving services first, fewest in
+    /// flight first (declaration order breaks ties).
+    fn pool_order(&self) -> Vec<&BatcherHandle> {
+        let mut pool: Vec<(usize, &BatcherHandle)> = std::iter::once(&self.primary)
+            .chain(&self.shared_with)
+            .enumerate()
+            .collect();
+        pool.sort_by_key(|(position, service)| {
+            (!service.is_serving(), service.in_flight(), *position)
+        });
+        pool.into_iter().map(|(_, service)| service).collect()
     }
 
     /// Names the service to use when the primary fails.
@@ -78,21 +106,33 @@ impl EmbedClient {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Embedded, Error> {
-        let primary_error = match self
-            .embed_with(&self.primary, text, tokens, deadline, cancel)
-            .await
-        {
-            Ok((vector, attempts)) => {
-                return Ok(Embedded {
-                    vector,
-                    served_by: ServedBy::Primary {
-                        service: self.primary.service().to_owned(),
-                    },
-                    attempts,
-                });
+        let mut primary_error = None;
+        for service in self.pool_order() {
+            match self
+                .embed_with(service, text, tokens, deadline, cancel)
+                .await
+            {
+                Ok((vector, attempts)) => {
+                    return Ok(Embedded {
+                        vector,
+                        served_by: ServedBy::Primary {
+                            service: service.service().to_owned(),
+                        },
+                        attempts,
+                    });
+                }
+                Err(error @ (Error::Timeout | Error::Cancelled | Error::ShuttingDown)) => {
+                    return Err(error);
+                }
+                Err(error) => {
+                    if !self.shared_with.is_empty() {
+                        tracing::warn!(service = service.service(), %error, "embedding fails over within its pool");
+                    }
+                    primary_error.get_or_insert(error);
+                }
             }
-            Err(error) => error,
-        };
+        }
+        let primary_error = primary_error.expect("the pool has at least the primary");
         let Some(fallback) = &self.fallback else {
             return Err(primary_error);
         };
@@ -130,8 +170,17 @@ impl EmbedClient {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<(Vec<f32>, u32), Error> {
-        retry(&self.retry, deadline, cancel, |_attempt| {
-            service.embed(text.to_owned(), tokens, deadline, cancel)
+        let pooled = !self.shared_with.is_empty();
+        retry(&self.retry, deadline, cancel, |_attempt| async move {
+            if pooled {
+                service
+                    .embed_or_leave(text.to_owned(), tokens, deadline, cancel)
+                    .await
+            } else {
+                service
+                    .embed(text.to_owned(), tokens, deadline, cancel)
+                    .await
+            }
         })
         .await
     }

@@ -46,7 +46,7 @@ pub(crate) fn handle(context: &RunContext, command: DebugCommand) {
             let statuses = context
                 .debugger
                 .borrow_mut()
-                .set_function_breakpoints(context.graph.as_ref(), breakpoints);
+                .set_function_breakpoints(context.graph().as_deref(), breakpoints);
             reply(Ok(statuses));
         }
         DebugCommand::SetExceptionBreakpoints { filters, reply } => {
@@ -511,10 +511,10 @@ fn table_key(lua: &mlua::Lua, name: &str) -> mlua::Result<Value> {
 /// The script and the files of every stage and probe function.
 fn loaded_sources(context: &RunContext) -> Vec<String> {
     let mut sources: Vec<String> = Vec::new();
-    if let Some(graph) = &context.graph {
+    if let Some(graph) = context.graph() {
         sources.push(graph.file.display().to_string());
     }
-    for function in &context.functions {
+    for function in context.functions.borrow().iter() {
         if let Some(source) = function.info().source
             && let Some(file) = source.strip_prefix('@')
             && !sources.iter().any(|known| known == file)

@@ -210,7 +210,7 @@ impl HitCondition {
             HitCondition::Greater(n) => hits > n,
             HitCondition::Less(n) => hits < n,
             HitCondition::AtMost(n) => hits <= n,
-            HitCondition::Every(n) => hits % n == 0,
+            HitCondition::Every(n) => hits.is_multiple_of(n),
         }
     }
 }
@@ -289,6 +289,8 @@ impl Debugger {
     /// breakpoint in one stage costs no other stage a hook.
     pub(crate) fn learn_stage_function(&mut self, function: &Function) {
         self.roots.push(function.clone());
+        // What the roots reach is walked again when next asked.
+        self.reachable = None;
         let key = function.to_pointer() as usize;
         self.ranges.entry(key).or_insert_with(|| {
             let info = function.info();
@@ -547,9 +549,15 @@ impl Debugger {
                     }
                     for stage_spec in &spec.stages {
                         let service_matches = match &stage_spec.kind {
-                            StageKind::Embed { service, fallback } => {
+                            StageKind::Embed {
+                                service,
+                                fallback,
+                                shared_with,
+                            } => {
                                 pipeline.is_none()
-                                    && (*service == stage || fallback.as_deref() == Some(&stage))
+                                    && (*service == stage
+                                        || fallback.as_deref() == Some(&stage)
+                                        || shared_with.contains(&stage))
                             }
                             StageKind::Lua { .. } => false,
                         };
