@@ -289,6 +289,13 @@ impl Kernel {
             .await
     }
 
+    /// The globals a user defined in the script host's Lua state (Lua's
+    /// own left out): a variables view while no request is stopped.
+    pub async fn global_variables(&self) -> Result<Vec<Variable>, KernelError> {
+        self.debug_command(|reply| DebugCommand::Globals { reply })
+            .await
+    }
+
     /// Source text for a chunk that is not a file (a notebook cell,
     /// named `path`), so breakpoints in it bind.
     pub fn register_source(&self, path: &str, text: &str) -> Result<(), KernelError> {

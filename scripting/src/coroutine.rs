@@ -251,39 +251,47 @@ async fn drive(
             return Ok(value);
         }
         // A hook's stop, or a plain `coroutine.yield()` (ignored).
-        let Some(cause) = hooks::take_stop() else {
-            continue;
+        after_yield(context, call, thread).await;
+    }
+}
+
+/// After a yield of a watched coroutine: if its hook asked to stop, the
+/// debugger decides (conditions, hit counts, logpoints) and the run stops
+/// there until resumed; then the hook is set for what comes next. A plain
+/// `coroutine.yield()` leaves everything as it was.
+pub(crate) async fn after_yield(context: &RunContext, call: &CoroutineCall<'_>, thread: &Thread) {
+    let Some(cause) = hooks::take_stop() else {
+        return;
+    };
+    let place = debugger::current_line(&context.debug, thread);
+    let decision = {
+        let req = call.req;
+        let emit = |event: DebugEvent| context.effects.debug_event(event);
+        let stop_context = StopContext {
+            lua: &context.lua,
+            watchdog: &context.watchdog,
+            request_id: call.request_id,
+            thread,
+            req,
+            file: &place.0,
+            line: place.1,
+            emit: &emit,
         };
-        let place = debugger::current_line(&context.debug, thread);
-        let decision = {
-            let req = call.req;
-            let emit = |event: DebugEvent| context.effects.debug_event(event);
-            let stop_context = StopContext {
-                lua: &context.lua,
-                watchdog: &context.watchdog,
-                request_id: call.request_id,
-                thread,
-                req,
-                file: &place.0,
-                line: place.1,
-                emit: &emit,
-            };
-            context
-                .debugger
-                .borrow_mut()
-                .decide(&stop_context, cause.clone())
-        };
-        match decision {
-            None => {
-                if matches!(cause, StopCause::Mode(_) | StopCause::CrossThreadPause) {
-                    hooks::rewatch(thread, None);
-                }
+        context
+            .debugger
+            .borrow_mut()
+            .decide(&stop_context, cause.clone())
+    };
+    match decision {
+        None => {
+            if matches!(cause, StopCause::Mode(_) | StopCause::CrossThreadPause) {
+                hooks::rewatch(thread, None);
             }
-            Some((reason, breakpoints)) => {
-                stop_here(context, call, reason, place, breakpoints, None).await;
-                let mode = context.debugger.borrow_mut().take_mode(call.request_id);
-                hooks::rewatch(thread, mode);
-            }
+        }
+        Some((reason, breakpoints)) => {
+            stop_here(context, call, reason, place, breakpoints, None).await;
+            let mode = context.debugger.borrow_mut().take_mode(call.request_id);
+            hooks::rewatch(thread, mode);
         }
     }
 }

@@ -48,9 +48,10 @@ pub use cell::{
 };
 pub use cell_data::{DATA_DEPTH, DATA_ENTRIES, Data};
 pub use debug::{
-    BreakpointStatus, DebugCommand, DebugEvent, EvaluateContext, ExceptionFilter,
-    FunctionBreakpoint, HookCounters, HookReport, Output, OutputCategory, Page, RunStack, Scope,
-    ScopeKind, SourceBreakpoint, StackFrame, StepKind, Stop, StopReason, Variable, VariablesRef,
+    BreakpointStatus, CELL_PIPELINE, CELL_THREAD_BASE, DebugCommand, DebugEvent, EvaluateContext,
+    ExceptionFilter, FunctionBreakpoint, HookCounters, HookReport, Output, OutputCategory, Page,
+    RunStack, Scope, ScopeKind, SourceBreakpoint, StackFrame, StepKind, Stop, StopReason, Variable,
+    VariablesRef,
 };
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};

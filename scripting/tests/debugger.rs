@@ -697,3 +697,78 @@ fn a_breakpoint_after_a_lua_callback_from_c_still_stops() {
         Some("42")
     );
 }
+
+#[test]
+fn a_breakpoint_in_a_cell_stops_the_cell_while_requests_are_answered() {
+    use spindle_scripting::{
+        CELL_PIPELINE, CELL_THREAD_BASE, CellAnswer, CellRequest, CellStreams,
+    };
+
+    let fixture = start(SCRIPT);
+    debug(&fixture, |reply| DebugCommand::Attach { reply });
+    let cell = fixture.file.with_file_name("cell-7.lua");
+    let path = cell.display().to_string();
+    let code = "local base = 40\n\nlocal answer = base + 2\nanswer";
+    // What a notebook's `dumpCell` does: the cell's text is known before
+    // it runs, so its breakpoints bind.
+    fixture.host.debug(DebugCommand::RegisterSource {
+        path: path.clone(),
+        text: code.to_owned(),
+    });
+    let statuses = debug(&fixture, |reply| DebugCommand::SetBreakpoints {
+        file: path.clone(),
+        breakpoints: vec![at(2)],
+        reply,
+    });
+    assert!(statuses[0].verified, "{statuses:?}");
+    assert_eq!(
+        statuses[0].line,
+        Some(3),
+        "moved to the next line with code"
+    );
+    // The script's own top-level lines still refuse a breakpoint.
+    assert!(!breakpoints(&fixture, vec![at(1)])[0].verified);
+
+    let (answer_sender, answers) = std::sync::mpsc::channel::<CellAnswer>();
+    fixture
+        .host
+        .notebook(spindle_scripting::NotebookJob::Execute {
+            cell: CellRequest {
+                code: code.to_owned(),
+                path: cell.clone(),
+                allow_stdin: false,
+                user_expressions: Vec::new(),
+            },
+            effects: fixture.effects.clone(),
+            streams: CellStreams::new(std::sync::Arc::new(|_| {})),
+            reply: Box::new(move |answer| {
+                let _ = answer_sender.send(answer);
+            }),
+        });
+    let stop = next_stop(&fixture);
+    assert!(stop.request_id > CELL_THREAD_BASE);
+    assert_eq!(
+        (
+            stop.pipeline.as_str(),
+            stop.file.as_str(),
+            stop.line,
+            stop.reason
+        ),
+        (CELL_PIPELINE, path.as_str(), 3, StopReason::Breakpoint)
+    );
+    assert_eq!(evaluated(&fixture, stop.request_id, "base * 2"), "80");
+
+    // Stopped, the cell holds nothing up: a request runs to its answer.
+    let flowing = submit(&fixture.host, request(5, "spin", "stop"));
+    assert_eq!(answered(&flowing).text, "stop");
+    assert!(answers.try_recv().is_err(), "the cell is still stopped");
+
+    resume(&fixture, stop.request_id);
+    let answer = answers
+        .recv_timeout(common::PATIENCE)
+        .expect("the cell ends");
+    assert_eq!(
+        answer.outcome.expect("the cell succeeds").to_vec(),
+        vec![spindle_scripting::Data::Integer(42)]
+    );
+}

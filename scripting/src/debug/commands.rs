@@ -129,6 +129,9 @@ pub(crate) fn handle(context: &RunContext, command: DebugCommand) {
             let sources = loaded_sources(context);
             reply(Ok(sources));
         }
+        DebugCommand::Globals { reply } => {
+            reply(Ok(user_globals(context)));
+        }
         DebugCommand::RegisterSource { path, text } => {
             context.debugger.borrow_mut().register_source(path, text);
         }
@@ -506,6 +509,62 @@ fn table_key(lua: &mlua::Lua, name: &str) -> mlua::Result<Value> {
         }
     }
     lua.create_string(name).map(Value::String)
+}
+
+/// Lua 5.4's own globals, left out of [`user_globals`].
+const LUA_GLOBALS: &[&str] = &[
+    "_G",
+    "_VERSION",
+    "assert",
+    "collectgarbage",
+    "coroutine",
+    "debug",
+    "dofile",
+    "error",
+    "getmetatable",
+    "io",
+    "ipairs",
+    "load",
+    "loadfile",
+    "math",
+    "next",
+    "os",
+    "package",
+    "pairs",
+    "pcall",
+    "print",
+    "rawequal",
+    "rawget",
+    "rawlen",
+    "rawset",
+    "require",
+    "select",
+    "setmetatable",
+    "string",
+    "table",
+    "tonumber",
+    "tostring",
+    "type",
+    "utf8",
+    "warn",
+    "xpcall",
+];
+
+/// The globals a user defined, sorted by name, as plain variables.
+fn user_globals(context: &RunContext) -> Vec<Variable> {
+    let mut variables: Vec<Variable> = context
+        .lua
+        .globals()
+        .pairs::<Value, Value>()
+        .filter_map(Result::ok)
+        .filter_map(|(key, value)| {
+            let name = key.as_string()?.to_str().ok()?.to_owned();
+            (!LUA_GLOBALS.contains(&name.as_str()))
+                .then(|| debugger::plain_variable(&context.lua, &name, &value))
+        })
+        .collect();
+    variables.sort_by(|a, b| a.name.cmp(&b.name));
+    variables
 }
 
 /// The script and the files of every stage and probe function.

@@ -106,6 +106,9 @@ pub enum DebugCommand {
     /// that breakpoints in it can bind. `path` is its chunk name without
     /// the `@`.
     RegisterSource { path: String, text: String },
+    /// The globals a user defined (Lua's own libraries and functions left
+    /// out), for a variables view while nothing is stopped.
+    Globals { reply: DebugReply<Vec<Variable>> },
     /// The hook each live request's coroutine carries, and the counters of
     /// the hook policy.
     Hooks {
@@ -139,6 +142,7 @@ impl DebugCommand {
                 reply(Err(error()))
             }
             DebugCommand::LoadedSources { reply } => reply(Err(error())),
+            DebugCommand::Globals { reply } => reply(Err(error())),
             DebugCommand::RegisterSource { .. } => {}
             DebugCommand::Hooks { reply } => reply(Err(error())),
         }
@@ -647,7 +651,7 @@ impl Debugger {
             let id = self.next_id();
             let binding = map
                 .as_ref()
-                .map(|map| map.bind(breakpoint.line))
+                .map(|map| map.bind(breakpoint.line, self.sources.contains_key(file)))
                 .unwrap_or(Binding::Unbound("no such file".to_owned()));
             let hit_condition = match breakpoint.hit_condition.as_deref().map(HitCondition::parse) {
                 Some(Err(message)) => {
@@ -737,6 +741,9 @@ impl Debugger {
                         .map(|breakpoint| breakpoint.line)
                         .collect(),
                     checked_in_hook: checked_in_hook(breakpoints),
+                    main_is_code: self
+                        .sources
+                        .contains_key(chunk.strip_prefix('@').unwrap_or(chunk)),
                 })
                 .collect(),
         );
@@ -760,12 +767,14 @@ impl Debugger {
         if let Some(map) = self.maps.get(file) {
             return Ok(map.clone());
         }
-        let text = match self.sources.get(file) {
-            Some(text) => text.clone().into_bytes(),
-            None => std::fs::read(Path::new(file))
-                .map_err(|error| format!("cannot read {file}: {error}"))?,
+        let map = match self.sources.get(file) {
+            Some(code) => ChunkMap::of_cell(lua, &format!("@{file}"), code)?,
+            None => {
+                let text = std::fs::read(Path::new(file))
+                    .map_err(|error| format!("cannot read {file}: {error}"))?;
+                ChunkMap::of_source(lua, &format!("@{file}"), &text)?
+            }
         };
-        let map = ChunkMap::of_source(lua, &format!("@{file}"), &text)?;
         self.maps.insert(file.to_owned(), map.clone());
         Ok(map)
     }
@@ -781,6 +790,13 @@ impl Debugger {
     pub(crate) fn register_source(&mut self, path: String, text: String) {
         self.maps.remove(&path);
         self.sources.insert(path, text);
+        // Its main chunk is code now (a cell): the hook must know.
+        self.publish_lines();
+    }
+
+    /// Whether a front end is attached.
+    pub(crate) fn is_attached(&self) -> bool {
+        self.attached.get()
     }
 
     /// Clears everything a front end set.

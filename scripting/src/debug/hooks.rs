@@ -80,6 +80,8 @@ struct ChunkLines {
     /// checks their conditions itself and stops only when one holds (a
     /// never-true condition in a hot loop costs no yield per pass).
     checked_in_hook: Vec<(u32, Rc<[ConditionRef]>)>,
+    /// See [`ChunkBreakpoints::main_is_code`].
+    main_is_code: bool,
 }
 
 /// The breakpoints of one chunk, as the debugger publishes them.
@@ -89,6 +91,9 @@ pub(crate) struct ChunkBreakpoints {
     pub lines: Vec<u32>,
     /// See [`ChunkLines::checked_in_hook`].
     pub checked_in_hook: Vec<(u32, Vec<ConditionRef>)>,
+    /// The chunk's main function is code a person runs and debugs (a
+    /// notebook cell), not a script's declarations.
+    pub main_is_code: bool,
 }
 
 #[derive(Default)]
@@ -156,6 +161,7 @@ pub(crate) fn set_lines(chunks: Vec<ChunkBreakpoints>) {
                     source: chunk.source.into_bytes(),
                     lines: chunk.lines,
                     checked_in_hook,
+                    main_is_code: chunk.main_is_code,
                 }
             })
             .collect();
@@ -372,10 +378,11 @@ impl HookTable {
         let Some(chunk) = self.chunks.iter().find(|chunk| chunk.source == source) else {
             return false;
         };
-        // The main chunk (line 0) spans the whole file but runs only when
-        // the script loads; its lines are not request code.
+        // A script's main chunk (line 0) spans the whole file but runs
+        // only when the script loads; its lines are not request code. A
+        // cell's main chunk is the cell's code.
         if first == 0 {
-            return false;
+            return chunk.main_is_code;
         }
         let start = chunk.lines.partition_point(|line| (*line as i32) < first);
         chunk

@@ -48,6 +48,15 @@ impl ChunkMap {
         ChunkMap::of_function(lua, &function)
     }
 
+    /// Compiles a notebook cell as the cell runs it (an expression, or
+    /// statements with a trailing expression returned) and reads its
+    /// functions: the main function is the cell's code.
+    pub(crate) fn of_cell(lua: &Lua, chunk_name: &str, code: &str) -> Result<ChunkMap, String> {
+        let function = crate::cell::compile_cell(lua, code, chunk_name)
+            .map_err(|error| format!("the cell does not compile: {error}"))?;
+        ChunkMap::of_function(lua, &function)
+    }
+
     fn of_function(lua: &Lua, function: &Function) -> Result<ChunkMap, String> {
         let string: mlua::Table = lua.globals().get("string").map_err(|e| e.to_string())?;
         let dump: Function = string.get("dump").map_err(|e| e.to_string())?;
@@ -62,8 +71,10 @@ impl ChunkMap {
         Ok(map)
     }
 
-    /// Where a breakpoint at `line` binds.
-    pub(crate) fn bind(&self, line: u32) -> Binding {
+    /// Where a breakpoint at `line` binds. With `main_is_code` (a cell),
+    /// the main function's lines are code that runs and a breakpoint binds
+    /// there too.
+    pub(crate) fn bind(&self, line: u32, main_is_code: bool) -> Binding {
         // The innermost request-time function whose range holds the line.
         let around = self
             .functions
@@ -75,6 +86,17 @@ impl ChunkMap {
             around.and_then(|function| function.lines.iter().find(|code| **code >= line))
         {
             return Binding::Line(*found);
+        }
+        if main_is_code
+            && let Some(found) = self
+                .functions
+                .iter()
+                .filter(|function| function.first_line == 0)
+                .flat_map(|function| function.lines.iter().copied())
+                .filter(|code| *code >= line)
+                .min()
+        {
+            return Binding::Line(found);
         }
         if self.main_has(line) {
             return Binding::Unbound(format!(

@@ -10,10 +10,13 @@
 //!   steps) and the commands ([`DebugCommand`]).
 //! - `evaluate`: expressions and assignments in a paused frame.
 //! - `inspect`: reading a paused coroutine raw.
+//! - `cell_run`: a notebook cell as a debuggable run while a front end is
+//!   attached.
 //!
 //! No protocol: the DAP and Jupyter front ends turn these into their own
 //! messages. Everything here runs on the script host's thread.
 
+pub(crate) mod cell_run;
 pub(crate) mod commands;
 pub(crate) mod debugger;
 pub(crate) mod evaluate;
@@ -23,6 +26,7 @@ pub(crate) mod lines;
 pub(crate) mod output;
 pub(crate) mod reach;
 
+pub use cell_run::{CELL_PIPELINE, CELL_THREAD_BASE};
 pub use debugger::DebugCommand;
 pub use hooks::HookCounters;
 
