@@ -67,8 +67,8 @@ bench-debugger:
 ## (@vscode/debugadapter-testsupport's DebugClient, pinned by
 ## dap/tests/node/package-lock.json), on the debug build of the binary.
 test-dap:
+	bash scripts/setup_dap.sh
 	$(CARGO) build --bin spindle
-	cd dap/tests/node && npm ci --no-audit --no-fund
 	cd dap/tests/node && SPINDLE_BIN="$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/spindle" \
 		node --test --test-concurrency=1 dap.test.mjs
 
