@@ -19,15 +19,16 @@ test: setup lint layering doc
 ## The Jupyter front end against real clients: jupyter_kernel_test,
 ## nbclient on every notebook in notebooks/, jupyter console --existing on
 ## spindle run --jupyter, robustness (interrupt, forged signatures,
-## disconnects), and JupyterLab in headless Chromium (screenshot in
-## target/jupyter-lab/lab.png).
+## disconnects), the debugger (debug_request/debug_event), and JupyterLab
+## in headless Chromium, its debugger panel included (screenshots in
+## target/jupyter-lab/).
 JUPYTER_VENV := .cache/jupyter-venv/bin
 SPINDLE_DEBUG_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/spindle
 SPINDLE_RELEASE_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/release/spindle
 test-jupyter: setup
 	$(CARGO) build --bin spindle
 	cd kernel/jupyter/tests/clients && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) $(CURDIR)/$(JUPYTER_VENV)/python -m pytest -q
-	cd kernel/jupyter/tests/lab && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) node --test lab.test.mjs
+	cd kernel/jupyter/tests/lab && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) node --test --test-concurrency=1 lab.test.mjs debugger.test.mjs
 
 ## Spindle's Jupyter kernel against ipykernel (target/bench/jupyter.json).
 bench-jupyter: setup

@@ -442,11 +442,15 @@ fn read_stack(context: &RunContext, request_id: u64) -> Result<RunStack, ScriptE
         return Err(ScriptError::NotPaused { request_id });
     };
     let req = entry.req.clone();
-    let stage = entry.stage.clone();
+    let bottom_name = if entry.request.pipeline == crate::debug::CELL_PIPELINE {
+        format!("cell {}", entry.stage)
+    } else {
+        format!("stage {}", entry.stage)
+    };
     inspect::read_stack(
         &context.debug,
         &thread,
-        &stage,
+        &bottom_name,
         req.as_ref(),
         &mut entry.inspected,
     )

@@ -104,6 +104,8 @@ enum Waiting {
     Rich(oneshot::Sender<Value>),
     /// `modules`, asked of the session as `loadedSources`.
     Modules(oneshot::Sender<Value>),
+    /// `variables`: types named as JupyterLab shows values.
+    Variables(oneshot::Sender<Value>),
 }
 
 impl DebuggerState {
@@ -141,7 +143,7 @@ impl DebuggerState {
                     json!({ "variables": variables.iter().map(|variable| json!({
                         "name": variable.name,
                         "value": variable.value,
-                        "type": variable.type_name,
+                        "type": shown_type(&variable.type_name),
                         "evaluateName": variable.name,
                         "variablesReference": 0,
                     })).collect::<Vec<_>>() }),
@@ -191,6 +193,7 @@ impl DebuggerState {
                 json!({ "type": "request", "seq": seq, "command": "loadedSources", "arguments": {} }),
                 Waiting::Modules(reply),
             ),
+            "variables" => (request, Waiting::Variables(reply)),
             _ => (request, Waiting::Plain(reply)),
         };
         let session = self
@@ -224,6 +227,22 @@ impl DebuggerState {
                     }
                     Waiting::Modules(reply) => {
                         let _ = reply.send(numbered(modules_reply(message)));
+                    }
+                    Waiting::Variables(reply) => {
+                        let mut message = message;
+                        if let Some(variables) = message
+                            .pointer_mut("/body/variables")
+                            .and_then(Value::as_array_mut)
+                        {
+                            for variable in variables {
+                                if let Some(type_name) =
+                                    variable.get("type").and_then(Value::as_str)
+                                {
+                                    variable["type"] = json!(shown_type(type_name));
+                                }
+                            }
+                        }
+                        let _ = reply.send(numbered(message));
                     }
                 }
             }
@@ -272,7 +291,10 @@ impl DebuggerState {
         self.breakpoints.clear();
         for (seq, waiting) in self.waiting.drain() {
             let reply = match waiting {
-                Waiting::Plain(reply) | Waiting::Rich(reply) | Waiting::Modules(reply) => reply,
+                Waiting::Plain(reply)
+                | Waiting::Rich(reply)
+                | Waiting::Modules(reply)
+                | Waiting::Variables(reply) => reply,
             };
             let _ = reply.send(error_reply(
                 seq,
@@ -338,6 +360,19 @@ fn source(seq: i64, command: &str, arguments: &Value) -> Value {
             json!({ "content": content, "mimeType": "text/x-lua" }),
         ),
         Err(error) => error_reply(seq, command, &format!("cannot read {path}: {error}")),
+    }
+}
+
+/// A Lua type as JupyterLab's variables view names it: it shows the
+/// value of an `int`, `float`, `bool` or `str` and only the type of
+/// anything else (so a table reads `table` and expands).
+fn shown_type(lua_type: &str) -> &str {
+    match lua_type {
+        "integer" => "int",
+        "number" => "float",
+        "boolean" => "bool",
+        "string" => "str",
+        other => other,
     }
 }
 

@@ -27,7 +27,7 @@ const EXPAND_ENTRIES: usize = 100_000;
 pub(crate) fn read_stack(
     debug: &Table,
     thread: &Thread,
-    stage: &str,
+    bottom_name: &str,
     req: Option<&Table>,
     inspected: &mut Vec<Inspected>,
 ) -> mlua::Result<RunStack> {
@@ -78,11 +78,11 @@ pub(crate) fn read_stack(
             upvalues,
         });
     }
-    // The bottom frame is the stage's own function.
+    // The bottom frame is the stage's own function (or the cell's code).
     if let Some(bottom) = frames.iter_mut().rev().find(|frame| !frame.file.is_empty())
         && bottom.function.starts_with("function <")
     {
-        bottom.function = format!("stage {stage}");
+        bottom.function = bottom_name.to_owned();
     }
     let request = match req {
         Some(req) => reader.entries(&Value::Table(req.clone()))?,

@@ -199,10 +199,12 @@ def test_a_breakpoint_in_a_cell_stops_it_while_requests_flow(graph):
     frames = debugger.ok("stackTrace", {"threadId": thread})["stackFrames"]
     assert frames[0]["source"]["path"] == cell_path
     assert frames[0]["line"] == 2
+    assert frames[0]["name"] == "cell " + os.path.basename(cell_path)
     scopes = debugger.ok("scopes", {"frameId": frames[0]["id"]})["scopes"]
     locals_scope = next(scope for scope in scopes if scope["name"] == "Locals")
     variables = debugger.ok("variables", {"variablesReference": locals_scope["variablesReference"]})["variables"]
-    assert {"name": "base", "value": "40"}.items() <= next(v for v in variables if v["name"] == "base").items()
+    # Types as JupyterLab's variables view shows values (int, float, bool, str).
+    assert {"name": "base", "value": "40", "type": "int"}.items() <= next(v for v in variables if v["name"] == "base").items()
     evaluated = debugger.ok("evaluate", {"expression": "base * 2", "frameId": frames[0]["id"], "context": "repl"})
     assert evaluated["result"] == "80"
     rich = debugger.ok("richInspectVariables", {"variableName": "base", "frameId": frames[0]["id"]})
@@ -227,7 +229,7 @@ def test_a_breakpoint_in_a_cell_stops_it_while_requests_flow(graph):
     assert debugger.ok("debugInfo")["stoppedThreads"] == []
 
     globals_now = debugger.ok("inspectVariables")["variables"]
-    assert {"name": "greeting", "value": '"hello"', "type": "string"}.items() <= next(
+    assert {"name": "greeting", "value": '"hello"', "type": "str"}.items() <= next(
         v for v in globals_now if v["name"] == "greeting"
     ).items()
 
