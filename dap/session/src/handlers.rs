@@ -166,7 +166,21 @@ async fn set_exception_breakpoints(state: &mut State, request: &Request) -> Resu
 
 async fn threads(state: &mut State) -> Result<Value, String> {
     let live = state.kernel.requests().await;
-    Ok(json!({ "threads": live.iter().map(to_dap::thread).collect::<Vec<_>>() }))
+    let mut threads: Vec<Value> = live.iter().map(to_dap::thread).collect();
+    // A stopped notebook cell is a thread too, though no scheduler request.
+    let mut cells: Vec<_> = state
+        .stops
+        .values()
+        .filter(|stop| !live.iter().any(|live| live.summary.id.0 == stop.request_id))
+        .collect();
+    cells.sort_by_key(|stop| stop.request_id);
+    for stop in cells {
+        threads.push(json!({
+            "id": stop.request_id,
+            "name": format!("{} {}", stop.pipeline, stop.stage),
+        }));
+    }
+    Ok(json!({ "threads": threads }))
 }
 
 fn stopped_request(state: &State, thread_id: u64) -> Result<RequestId, String> {

@@ -195,6 +195,8 @@ def test_a_breakpoint_in_a_cell_stops_it_while_requests_flow(graph):
     stopped = debugger.event("stopped", reason="breakpoint")
     thread = stopped["body"]["threadId"]
     assert debugger.ok("debugInfo")["stoppedThreads"] == [thread]
+    threads = debugger.ok("threads")["threads"]
+    assert {"id": thread, "name": "cell " + os.path.basename(cell_path)} in threads
 
     frames = debugger.ok("stackTrace", {"threadId": thread})["stackFrames"]
     assert frames[0]["source"]["path"] == cell_path
@@ -281,3 +283,29 @@ def test_a_breakpoint_in_the_graph_script_stops_one_request(graph):
     debugger.ok("disconnect", {"restart": False, "terminateDebuggee": False})
     # Detached: the graph serves on.
     assert shout(address, "after")[1]["text"] == "AFTER"
+
+
+def test_an_interrupt_ends_a_cell_stopped_at_a_breakpoint(graph):
+    kc, _, _ = graph
+    debugger = Debugger(kc)
+    start(debugger)
+    code = "local spent = 1\nspent = spent + 1\nspent"
+    cell_path = debugger.ok("dumpCell", {"code": code})["sourcePath"]
+    debugger.ok("setBreakpoints", {"source": {"path": cell_path}, "breakpoints": [{"line": 2}]})
+    debugger.ok("configurationDone")
+    execute_kept = kc.execute("kept = 41")
+    assert kc.get_shell_msg(timeout=TIMEOUT)["parent_header"]["msg_id"] == execute_kept
+    msg_id = kc.execute(code)
+    thread = debugger.event("stopped", reason="breakpoint")["body"]["threadId"]
+    kc.control_channel.send(kc.session.msg("interrupt_request", {}))
+    assert kc.get_control_msg(timeout=TIMEOUT)["msg_type"] == "interrupt_reply"
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error"
+    debugger.event("continued", threadId=thread)
+    assert debugger.ok("debugInfo")["stoppedThreads"] == []
+    # The state is kept and the next cell runs (the breakpoint is elsewhere).
+    msg_id = kc.execute("kept + 1")
+    assert kc.get_shell_msg(timeout=TIMEOUT)["content"]["status"] == "ok"
+    assert debugger.iopub_of(msg_id, "execute_result")["content"]["data"]["text/plain"] == "42"
+    debugger.ok("disconnect", {"restart": False, "terminateDebuggee": False})
