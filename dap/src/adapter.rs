@@ -59,6 +59,10 @@ struct Adapter<W> {
     configuration: HashMap<String, Value>,
     own_seq: i64,
     pending_restart: Option<Request>,
+    /// A `restart` answered once the new graph has answered the last
+    /// replayed configuration request (its own seq): a request sent after
+    /// the answer meets the replayed breakpoints.
+    restart_answer: Option<(i64, Request)>,
     /// Whether the `disconnect` in flight ends a launched graph.
     stop_on_disconnect: bool,
     /// The client was told `terminated` for the current graph.
@@ -107,6 +111,7 @@ where
         configuration: HashMap::new(),
         own_seq: OWN_SEQ,
         pending_restart: None,
+        restart_answer: None,
         stop_on_disconnect: false,
         terminated: false,
         done: false,
@@ -423,12 +428,17 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             // Breakpoints first, `configurationDone` last.
             let mut replay: Vec<Value> = self.configuration.values().cloned().collect();
             replay.sort_by_key(|message| message["command"] == "configurationDone");
+            let replayed = !replay.is_empty();
             for mut message in replay {
                 self.own_seq += 1;
                 message["seq"] = json!(self.own_seq);
                 self.send_to_graph(message).await;
             }
-            self.send(protocol::response(&restart, Value::Null)).await;
+            if replayed {
+                self.restart_answer = Some((self.own_seq, restart));
+            } else {
+                self.send(protocol::response(&restart, Value::Null)).await;
+            }
         }
         Ok(())
     }
@@ -460,6 +470,14 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                 .as_i64()
                 .is_some_and(|seq| seq > OWN_SEQ);
         if own {
+            let answered = message["request_seq"].as_i64();
+            if let Some((seq, restart)) = self.restart_answer.take() {
+                if answered == Some(seq) {
+                    self.send(protocol::response(&restart, Value::Null)).await;
+                } else {
+                    self.restart_answer = Some((seq, restart));
+                }
+            }
             return;
         }
         // The graph's `initialized` after a restart is not news: the
@@ -512,6 +530,14 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
 
     /// Ends the launched graph (SIGTERM, then waits) when `stop`.
     async fn stop_graph(&mut self, stop: bool) {
+        if let Some((_, restart)) = self.restart_answer.take() {
+            self.send(protocol::error_response(
+                restart.seq,
+                "restart",
+                "the graph stopped before its breakpoints were set again; launch it again",
+            ))
+            .await;
+        }
         let Some(mut graph) = self.graph.take() else {
             return;
         };
