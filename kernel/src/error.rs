@@ -34,6 +34,11 @@ pub enum KernelError {
     /// A debugger asked a running request for what only a paused one has.
     #[error("request {request_id} is not paused\n  hint: pause it first")]
     NotPaused { request_id: u64 },
+    /// A debugger tried to attach while another one is.
+    #[error(
+        "another debugger is attached to this kernel; one at a time\n  hint: disconnect the other one first"
+    )]
+    DebuggerAttached,
     /// A debugger's reading of a paused request failed.
     #[error("{0}")]
     Inspect(String),
@@ -53,6 +58,7 @@ impl KernelError {
                 KernelError::UnknownRequest { request_id }
             }
             ScriptError::NotPaused { request_id } => KernelError::NotPaused { request_id },
+            ScriptError::DebuggerAttached => KernelError::DebuggerAttached,
             ScriptError::Thread(_) | ScriptError::HostGone => KernelError::Host(error.to_string()),
             other => KernelError::Inspect(other.to_string()),
         }

@@ -61,6 +61,8 @@ pub struct KernelSubscription {
     requests: Option<broadcast::Receiver<RequestEvent>>,
     /// After a resync: events up to this number are in the snapshot.
     skip_until: u64,
+    /// The service events have ended (request events may go on).
+    events_closed: bool,
 }
 
 impl KernelSubscription {
@@ -68,13 +70,17 @@ impl KernelSubscription {
     /// was delivered.
     pub async fn recv(&mut self) -> Option<KernelEvent> {
         loop {
-            let received = match &mut self.requests {
-                Some(requests) => tokio::select! {
+            let received = match (&mut self.requests, self.events_closed) {
+                (Some(requests), false) => tokio::select! {
                     biased;
                     event = self.events.recv() => Received::Kernel(event),
                     request = requests.recv() => Received::Request(request),
                 },
-                None => Received::Kernel(self.events.recv().await),
+                // A graph whose services all came to rest still answers
+                // requests: their events go on.
+                (Some(requests), true) => Received::Request(requests.recv().await),
+                (None, false) => Received::Kernel(self.events.recv().await),
+                (None, true) => return None,
             };
             match received {
                 Received::Kernel(Ok(numbered)) => {
@@ -91,7 +97,9 @@ impl KernelSubscription {
                         snapshot: Box::new(snapshot),
                     });
                 }
-                Received::Kernel(Err(broadcast::error::RecvError::Closed)) => return None,
+                Received::Kernel(Err(broadcast::error::RecvError::Closed)) => {
+                    self.events_closed = true;
+                }
                 Received::Request(Ok(event)) => return Some(KernelEvent::Request(event)),
                 Received::Request(Err(broadcast::error::RecvError::Lagged(missed))) => {
                     return Some(KernelEvent::RequestsLagged { missed });
@@ -129,6 +137,7 @@ impl Subscriptions {
             events: self.events.resubscribe(),
             requests: scheduler.map(SchedulerHandle::subscribe),
             skip_until: 0,
+            events_closed: false,
         }
     }
 

@@ -18,9 +18,9 @@ use spindle_scheduler::{
     Scheduler, SchedulerConfig, SchedulerHandle, Source, Stats,
 };
 use spindle_scripting::{
-    Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec, PipelineAnswer,
-    PipelineRequest, RequestScope, RunEvent, RunEventKind, RunOutcome, ScriptHost, ServiceKind,
-    SourceSpec,
+    DebugEvent, Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec,
+    PipelineAnswer, PipelineRequest, RequestScope, RunEvent, RunEventKind, RunOutcome, ScriptHost,
+    ServiceKind, SourceSpec,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -485,12 +485,16 @@ pub(crate) struct EffectsWiring {
     /// For the debugger's pauses: a paused request's deadline clock stops.
     scheduler: Arc<OnceLock<SchedulerHandle<String, PipelineAnswer>>>,
     pub(crate) directory: EngineDirectory,
+    /// The debugger core's events (stops, output), for every debugger
+    /// front end.
+    pub(crate) debug_events: Option<tokio::sync::broadcast::Sender<DebugEvent>>,
 }
 
 impl EffectsWiring {
     pub(crate) fn new(directory: EngineDirectory) -> EffectsWiring {
         EffectsWiring {
             directory,
+            debug_events: Some(tokio::sync::broadcast::channel(1024).0),
             ..EffectsWiring::default()
         }
     }
@@ -565,6 +569,12 @@ impl Effects for KernelEffects {
 
     fn run_event(&self, event: RunEvent) {
         self.deadline_follows(&event);
+    }
+
+    fn debug_event(&self, event: DebugEvent) {
+        if let Some(sender) = &self.wiring.debug_events {
+            let _ = sender.send(event);
+        }
     }
 }
 

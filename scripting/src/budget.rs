@@ -65,6 +65,42 @@ impl std::fmt::Debug for Interrupter {
 }
 
 impl Interrupter {
+    /// Pauses the coroutine running now if it runs for request `tag` (a
+    /// request busy in a long loop cannot wait for the host to look between
+    /// two resumes): it stops at its next instruction where it may yield.
+    /// Returns whether it was running.
+    pub(crate) fn pause_running(&self, tag: u64) -> bool {
+        let mut slot = self.shared.lock();
+        let running_now = slot
+            .running
+            .as_ref()
+            .is_some_and(|running| running.tag == tag && tag != 0 && running.verdict.is_none());
+        if !running_now {
+            // Not running now: when its next resume starts, it is paused
+            // then (the host may be busy in another request's loop and not
+            // read its jobs meanwhile).
+            if tag != 0 && !slot.pending_pauses.contains(&tag) {
+                slot.pending_pauses.push(tag);
+            }
+            return false;
+        }
+        let Some(running) = &slot.running else {
+            return false;
+        };
+        // SAFETY: as in `interrupt`: the slot names the coroutine only while
+        // the Lua thread runs it, and we hold the lock it takes to clear it.
+        unsafe { lua_raw::install_pause_hook(running.thread) };
+        true
+    }
+
+    /// The host has taken over a pause asked with [`Interrupter::pause_running`].
+    pub(crate) fn forget_pause(&self, tag: u64) {
+        self.shared
+            .lock()
+            .pending_pauses
+            .retain(|pending| *pending != tag);
+    }
+
     /// Stops the Lua code running now. Returns `false` when no Lua code was
     /// running (the host was idle, or every request waits or is paused):
     /// nothing is remembered for later.
@@ -121,10 +157,14 @@ struct Slot {
     enters: u64,
     latest_deadline: Option<Instant>,
     stopping: bool,
+    /// Requests to pause at their next resume.
+    pending_pauses: Vec<u64>,
 }
 
 struct Running {
     thread: RawThread,
+    /// The request it runs for (0: none), for a pause from outside.
+    tag: u64,
     /// Coroutines the script resumed from `thread`, innermost last.
     nested: Vec<RawThread>,
     deadline: Option<Instant>,
@@ -184,16 +224,34 @@ impl Watchdog {
         }
     }
 
-    /// Records that `thread` runs from now until the guard leaves; with a
-    /// `deadline`, the watchdog stops it at that instant.
-    pub(crate) fn enter(&self, thread: &Thread, deadline: Option<Instant>) -> RunningGuard<'_> {
+    /// Records that `thread` runs from now until the guard leaves, for
+    /// request `tag` (0 for none); with a `deadline`, the watchdog stops it
+    /// at that instant.
+    pub(crate) fn enter(
+        &self,
+        thread: &Thread,
+        deadline: Option<Instant>,
+        tag: u64,
+    ) -> RunningGuard<'_> {
         let mut slot = self.shared.lock();
         slot.enters = slot.enters.wrapping_add(1);
         if deadline.is_some() {
             slot.latest_deadline = deadline;
         }
+        if tag != 0
+            && let Some(at) = slot
+                .pending_pauses
+                .iter()
+                .position(|pending| *pending == tag)
+        {
+            slot.pending_pauses.swap_remove(at);
+            // SAFETY: `thread` is alive (the caller holds it) and about to be
+            // resumed on this thread; no other thread knows it yet.
+            unsafe { lua_raw::install_pause_hook(RawThread::of(thread)) };
+        }
         slot.running = Some(Running {
             thread: RawThread::of(thread),
+            tag,
             nested: Vec::new(),
             deadline,
             verdict: None,

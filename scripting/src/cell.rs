@@ -36,6 +36,7 @@ use mlua::{Function, Lua, MultiValue, Table, Thread, Value};
 
 use crate::budget::Verdict;
 use crate::cell_data::{Data, tostring};
+use crate::debug::cell_run::CellRun;
 use crate::pipeline_run::{Effects, RunContext};
 use crate::{eval, notebook_api};
 
@@ -499,7 +500,7 @@ async fn run_cell(context: Rc<RunContext>, state: Rc<CellState>, cell: CellReque
     let lua = &context.lua;
     let name = format!("@{}", cell.path.display());
     let outcome = match compile_cell(lua, &cell.code, &name) {
-        Ok(function) => drive(&context, &state, function, &cell.path).await,
+        Ok(function) => drive(&context, &state, function, &cell.path, true).await,
         Err(error) => Err(lua_cell_error(&error, &cell.path)),
     };
     let outcome = outcome.map(|values| {
@@ -516,7 +517,7 @@ async fn run_cell(context: Rc<RunContext>, state: Rc<CellState>, cell: CellReque
                 .set_name("=user_expression")
                 .into_function()
             {
-                Ok(function) => drive(&context, &state, function, &cell.path)
+                Ok(function) => drive(&context, &state, function, &cell.path, false)
                     .await
                     .map(|values| {
                         values
@@ -538,7 +539,7 @@ async fn run_cell(context: Rc<RunContext>, state: Rc<CellState>, cell: CellReque
 /// The cell as a function: an expression (`return code`), statements with
 /// a trailing expression (`prefix; return last lines`), or statements.
 /// Line numbers stay those of the cell: `return ` goes on the same line.
-fn compile_cell(lua: &Lua, code: &str, name: &str) -> mlua::Result<Function> {
+pub(crate) fn compile_cell(lua: &Lua, code: &str, name: &str) -> mlua::Result<Function> {
     let compile = |text: &str| lua.load(text).set_name(name).into_function();
     if let Ok(function) = compile(&format!("return {code}")) {
         return Ok(function);
@@ -565,17 +566,24 @@ fn compile_cell(lua: &Lua, code: &str, name: &str) -> mlua::Result<Function> {
 
 /// Resumes the cell's coroutine until it ends, under the watchdog (no
 /// deadline: only an interrupt stops it), with the cell current while its
-/// Lua runs. A plain `coroutine.yield()` in the cell is ignored.
+/// Lua runs. A plain `coroutine.yield()` in the cell is ignored. With
+/// `debuggable` and a debugger attached, the cell stops at breakpoints
+/// (`debug::cell_run`).
 async fn drive(
     context: &RunContext,
     state: &Rc<CellState>,
     function: Function,
     path: &Path,
+    debuggable: bool,
 ) -> Result<MultiValue, CellError> {
     let lua = &context.lua;
     let thread = lua
-        .create_thread(function)
+        .create_thread(function.clone())
         .map_err(|error| lua_cell_error(&error, path))?;
+    let debugging = debuggable
+        .then(|| CellRun::start(context, &thread, &function, path))
+        .flatten();
+    let tag = debugging.as_ref().map_or(0, CellRun::id);
     let mut stream = thread
         .clone()
         .into_async::<MultiValue>(())
@@ -585,7 +593,7 @@ async fn drive(
             set_current(lua, Some(state.clone()));
             let running = &state.streams.lua_running;
             running.store(true, std::sync::atomic::Ordering::SeqCst);
-            let guard = context.watchdog.enter(&thread, None);
+            let guard = context.watchdog.enter(&thread, None, tag);
             let poll = Pin::new(&mut stream).poll_next(cx);
             let verdict = guard.leave();
             running.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -616,6 +624,9 @@ async fn drive(
             Some(Ok(values)) => {
                 if thread.status() != ThreadStatus::Resumable {
                     return Ok(values);
+                }
+                if let Some(debugging) = &debugging {
+                    debugging.after_yield().await;
                 }
             }
             Some(Err(error)) => {

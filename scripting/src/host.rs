@@ -26,7 +26,8 @@ use mlua::{Function, Value};
 
 use crate::budget::{self, DEFAULT_STAGE_BUDGET, Interrupter, Verdict, Watchdog};
 use crate::cell::{self, NotebookJob};
-use crate::debug::{RunStack, Variable, VariablesRef, inspect};
+use crate::debug::debugger::Debugger;
+use crate::debug::{DebugCommand, Page, RunStack, Variable, VariablesRef, commands, inspect};
 use crate::pipeline_run::{
     self, Effects, NoEffects, PipelineAnswer, PipelineRequest, RunContext, StageFailure,
 };
@@ -109,6 +110,7 @@ enum Job {
         reference: VariablesRef,
         reply: DebugReply<Vec<Variable>>,
     },
+    Debug(DebugCommand),
     Notebook(NotebookJob),
 }
 
@@ -169,6 +171,26 @@ impl ScriptHost {
                         .create_table()
                         .expect("an empty table fits in the memory limit"),
                 };
+                let attached = Rc::new(std::cell::Cell::new(false));
+                let mut debugger = Debugger::new(attached.clone());
+                match crate::debug::evaluate::Evaluator::new(&loaded.lua, &debug) {
+                    Ok(evaluator) => debugger.set_evaluator(evaluator),
+                    Err(error) => eprintln!("spindle: the debugger cannot evaluate: {error}"),
+                }
+                // Without it, conditions are checked on the host after a
+                // yield (slower in hot loops, the same answers).
+                if let Ok(runtime) = crate::lua_raw::ConditionRuntime::new(&loaded.lua) {
+                    debugger.set_condition_runtime(runtime);
+                }
+                // Without it, a breakpoint in any helper puts a call hook
+                // on every stage that uses a helper.
+                if let Ok(reach) = crate::debug::reach::Reach::new(&loaded.lua, &debug) {
+                    debugger.set_reach(reach);
+                }
+                for function in &loaded.functions {
+                    debugger.learn_stage_function(function);
+                }
+                let _ = crate::debug::output::redirect_print(&loaded.lua, attached, &effects);
                 // Cells may declare more and apply it (`s.up()`): keep the
                 // script's declarations where the module records new ones.
                 loaded.lua.set_app_data(loaded.declarations);
@@ -181,6 +203,7 @@ impl ScriptHost {
                     registry: RefCell::new(Registry::default()),
                     watchdog,
                     debug,
+                    debugger: RefCell::new(debugger),
                 });
                 serve(context, job_receiver);
             })
@@ -242,7 +265,27 @@ impl ScriptHost {
     /// [`Effects::run_event`] reports where. The reply says the pause is
     /// armed (a request that finishes first is simply answered).
     pub fn pause(&self, request_id: u64, reply: DebugReply<()>) {
+        // A request busy in a long loop keeps the host from reading jobs:
+        // stop it from here (it yields at its next instruction).
+        self.interrupter.pause_running(request_id);
         self.send_debug(Job::Pause { request_id, reply });
+    }
+
+    /// Sends a command to the debugger core (breakpoints, steps, scopes,
+    /// evaluation, ...); its reply runs on the host thread.
+    pub fn debug(&self, command: DebugCommand) {
+        if let DebugCommand::Pause {
+            request_id: Some(request_id),
+            ..
+        } = &command
+        {
+            self.interrupter.pause_running(*request_id);
+        }
+        if let Err(error) = self.jobs.unbounded_send(Job::Debug(command))
+            && let Job::Debug(command) = error.into_inner()
+        {
+            command.fail(|| ScriptError::HostGone);
+        }
     }
 
     /// Lets a paused request go on (or withdraws a pause not reached yet).
@@ -338,6 +381,7 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                             Err(_aborted) => RunOutcome::Cancelled,
                         };
                         context.registry.borrow_mut().remove(request_id, generation);
+                        context.debugger.borrow_mut().forget(request_id);
                         reply(outcome);
                     };
                     if spawner.spawn_local(task).is_err() {
@@ -353,12 +397,23 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     reply(runs);
                 }
                 Job::Pause { request_id, reply } => {
-                    let armed = context.registry.borrow_mut().request_pause(request_id);
+                    context.watchdog.interrupter().forget_pause(request_id);
+                    let armed = commands::pause(&context, request_id);
                     reply(armed);
                 }
                 Job::Resume { request_id, reply } => {
-                    let resumed = context.registry.borrow_mut().resume(request_id);
+                    let resumed = commands::resume(&context, request_id);
                     reply(resumed);
+                }
+                Job::Debug(command) => {
+                    if let DebugCommand::Pause {
+                        request_id: Some(request_id),
+                        ..
+                    } = &command
+                    {
+                        context.watchdog.interrupter().forget_pause(*request_id);
+                    }
+                    commands::handle(&context, command);
                 }
                 Job::Stack { request_id, reply } => {
                     let stack = read_stack(&context, request_id);
@@ -387,11 +442,15 @@ fn read_stack(context: &RunContext, request_id: u64) -> Result<RunStack, ScriptE
         return Err(ScriptError::NotPaused { request_id });
     };
     let req = entry.req.clone();
-    let stage = entry.stage.clone();
+    let bottom_name = if entry.request.pipeline == crate::debug::CELL_PIPELINE {
+        format!("cell {}", entry.stage)
+    } else {
+        format!("stage {}", entry.stage)
+    };
     inspect::read_stack(
         &context.debug,
         &thread,
-        &stage,
+        &bottom_name,
         req.as_ref(),
         &mut entry.inspected,
     )
@@ -411,7 +470,7 @@ fn read_variables(
     if !entry.is_paused() {
         return Err(ScriptError::NotPaused { request_id });
     }
-    let value = (reference.0 as usize)
+    let item = (reference.0 as usize)
         .checked_sub(1)
         .and_then(|idx| entry.inspected.get(idx))
         .cloned()
@@ -419,7 +478,15 @@ fn read_variables(
             request_id,
             reference: reference.0,
         })?;
-    inspect::expand(&context.debug, &value, &mut entry.inspected).map_err(|error| {
+    let thread = entry.thread.clone();
+    let req = entry.req.clone();
+    let paused = inspect::Paused {
+        lua: &context.lua,
+        debug: &context.debug,
+        thread: thread.as_ref(),
+        req: req.as_ref(),
+    };
+    inspect::list(&paused, &item, &mut entry.inspected, Page::default()).map_err(|error| {
         ScriptError::Inspect {
             request_id,
             message: error.to_string(),
@@ -452,7 +519,7 @@ fn call_with_deadline(context: &RunContext, check: &Function, timeout: Duration)
         .map_err(|error| error.to_string())?;
     let guard = context
         .watchdog
-        .enter(&thread, Some(Instant::now() + timeout));
+        .enter(&thread, Some(Instant::now() + timeout), 0);
     let result = thread.resume::<Value>(());
     let verdict = guard.leave();
     if verdict.is_some() {

@@ -47,7 +47,12 @@ pub use cell::{
     STREAM_FLUSH_INTERVAL, StreamName, cell_completeness,
 };
 pub use cell_data::{DATA_DEPTH, DATA_ENTRIES, Data};
-pub use debug::{RunStack, StackFrame, Variable, VariablesRef};
+pub use debug::{
+    BreakpointStatus, CELL_PIPELINE, CELL_THREAD_BASE, DebugCommand, DebugEvent, EvaluateContext,
+    ExceptionFilter, FunctionBreakpoint, HookCounters, HookReport, Output, OutputCategory, Page,
+    RunStack, Scope, ScopeKind, SourceBreakpoint, StackFrame, StepKind, Stop, StopReason, Variable,
+    VariablesRef,
+};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
@@ -105,6 +110,13 @@ pub enum ScriptError {
     UnknownVariables { request_id: u64, reference: u32 },
     #[error("cannot read the stack of request {request_id}: {message}")]
     Inspect { request_id: u64, message: String },
+    #[error("{message}")]
+    Evaluate { message: String },
+    #[error(
+        "another debugger is attached to this script host: one at a time (their breakpoints \
+         would mix); detach it first"
+    )]
+    DebuggerAttached,
 }
 
 /// Evaluates a script file into a graph and its diagnostics. Lua probes in

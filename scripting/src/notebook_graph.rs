@@ -60,6 +60,14 @@ pub(crate) fn declared_graph(lua: &Lua) -> mlua::Result<GraphSpec> {
     let Some(graph) = evaluation.graph else {
         return Err(mlua::Error::runtime(describe(&evaluation.diagnostics)));
     };
+    // Stages the cells declared are the debugger's too: a breakpoint in
+    // one of them binds, and hooks only the coroutines that can reach it.
+    if let Ok(mut debugger) = context.debugger.try_borrow_mut() {
+        let known = context.functions.borrow().len();
+        for function in functions.iter().skip(known) {
+            debugger.learn_stage_function(function);
+        }
+    }
     *context.functions.borrow_mut() = functions;
     *context.graph.borrow_mut() = Some(Rc::new(graph.clone()));
     Ok(graph)

@@ -179,6 +179,13 @@ pub trait Effects: Send + Sync + 'static {
         let _ = event;
     }
 
+    /// What the debugger tells its front end: a request stopped (and
+    /// why) or runs again, printed text and logpoints. Called on the host
+    /// thread: return quickly.
+    fn debug_event(&self, event: crate::debug::DebugEvent) {
+        let _ = event;
+    }
+
     /// A notebook cell submits a request (`s.submit`); `reply` gets the
     /// answer as data (a table of kind `spindle.answer`). The cell's own
     /// effects answer this; the default has no kernel to ask.
@@ -232,6 +239,8 @@ pub(crate) struct RunContext {
     pub watchdog: Watchdog,
     /// Lua's `debug` library, for Rust only (see `lua_raw`).
     pub debug: Table,
+    /// Breakpoints, steps and filters; borrowed only between resumes.
+    pub debugger: RefCell<crate::debug::debugger::Debugger>,
 }
 
 impl RunContext {
@@ -357,7 +366,9 @@ async fn run_stage(
                 .set_stage(request.id, &stage.name, RunState::Running);
             let call = CoroutineCall {
                 request_id: request.id,
+                pipeline: &pipeline.name,
                 stage: &stage.name,
+                handled_by_fallback: pipeline.fallback.is_some(),
                 budget: pipeline
                     .stage_budget(stage)
                     .or(context.config.default_stage_budget),
@@ -386,6 +397,45 @@ async fn run_stage(
                 .registry
                 .borrow_mut()
                 .set_stage(request.id, &stage.name, RunState::Waiting);
+            let services: Vec<&str> = std::iter::once(service.as_str())
+                .chain(fallback.as_deref())
+                .collect();
+            let breakpoints = context.debugger.borrow_mut().embed_breakpoints(
+                &pipeline.name,
+                &stage.name,
+                &services,
+            );
+            if !breakpoints.is_empty() {
+                // Stopped before the embed call: no coroutine, `req` as the
+                // Request scope, the stage's declaration as the place.
+                context.registry.borrow_mut().attach_req(request.id, req);
+                let call = CoroutineCall {
+                    request_id: request.id,
+                    pipeline: &pipeline.name,
+                    stage: &stage.name,
+                    handled_by_fallback: pipeline.fallback.is_some(),
+                    budget: None,
+                    req: Some(req),
+                };
+                let place = (
+                    stage.location.file.display().to_string(),
+                    stage.location.line,
+                );
+                coroutine::stop_here(
+                    context,
+                    &call,
+                    crate::debug::StopReason::FunctionBreakpoint,
+                    place,
+                    breakpoints,
+                    None,
+                )
+                .await;
+                context.registry.borrow_mut().detach(request.id);
+                context
+                    .registry
+                    .borrow_mut()
+                    .set_stage(request.id, &stage.name, RunState::Waiting);
+            }
             let text = match req.raw_get::<Value>("text") {
                 Ok(Value::String(text)) => text.to_string_lossy(),
                 Ok(other) => {
@@ -470,7 +520,9 @@ async fn call_fallback(
         .set_stage(request.id, "fallback", RunState::Running);
     let call = CoroutineCall {
         request_id: request.id,
+        pipeline: &pipeline.name,
         stage: "fallback",
+        handled_by_fallback: false,
         budget: pipeline.budget.or(context.config.default_stage_budget),
         req: Some(req),
     };

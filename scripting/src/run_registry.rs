@@ -7,14 +7,13 @@
 //! owner); the runs update their own entry between resumes, never while
 //! Lua runs. It knows no runtime, channel protocol or wire format.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use futures::channel::oneshot;
 use futures::future::AbortHandle;
-use mlua::{HookTriggers, Table, Thread, Value, VmState};
+use mlua::{Table, Thread, Value};
 
 use crate::ScriptError;
 use crate::pipeline_run::{PipelineRequest, RequestScope};
@@ -53,13 +52,22 @@ pub struct PausePoint {
     pub line: u32,
 }
 
-/// Why a request stopped. More reasons come with the debugger
-/// (breakpoints, steps, exceptions); match with a wildcard arm.
+/// Why a request stopped; match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PauseReason {
     /// [`crate::ScriptHost::pause`] asked for it.
     Requested,
+    /// A line breakpoint hit.
+    Breakpoint,
+    /// A function breakpoint on its stage or service hit.
+    FunctionBreakpoint,
+    /// A step ended.
+    Step,
+    /// An error escaped a stage (exception breakpoints).
+    Exception,
+    /// Stop on entry: the first line of its first Lua stage.
+    Entry,
 }
 
 /// What the host tells the kernel about a request's run, through
@@ -84,9 +92,16 @@ pub enum RunEventKind {
     Resumed,
 }
 
-/// Where the pause hook stopped a coroutine (file, line), shared between
-/// the hook and the run.
-type PauseHit = Rc<Cell<Option<(String, u32)>>>;
+/// What a variables reference of a stopped request names: a value, or a
+/// scope of one of its frames.
+#[derive(Debug, Clone)]
+pub(crate) enum Inspected {
+    Value(Value),
+    Locals { level: u32 },
+    Upvalues { level: u32 },
+    Request,
+    Globals,
+}
 
 /// The host's registry of runs.
 #[derive(Default)]
@@ -132,15 +147,10 @@ pub(crate) struct RunEntry {
     pub thread: Option<Thread>,
     /// `req` as the current stage sees it.
     pub req: Option<Table>,
-    pause_requested: bool,
-    hooked: bool,
-    /// Written by the pause hook on the Lua thread, read by the run after
-    /// the coroutine yields; made with the first pause.
-    pause_hit: Option<PauseHit>,
     resume: Option<oneshot::Sender<()>>,
-    /// Values of expandable variables shown while paused; a variables
-    /// reference is an index into it plus one. Cleared on resume.
-    pub inspected: Vec<Value>,
+    /// Values and scopes shown while paused; a variables reference is an
+    /// index into it plus one. Cleared on resume.
+    pub inspected: Vec<Inspected>,
 }
 
 impl Registry {
@@ -158,9 +168,6 @@ impl Registry {
             abort,
             thread: None,
             req: None,
-            pause_requested: false,
-            hooked: false,
-            pause_hit: None,
             resume: None,
             inspected: Vec::new(),
         };
@@ -227,120 +234,82 @@ impl Registry {
         }
     }
 
-    /// A stage's coroutine is about to start; a pause asked for earlier
-    /// applies to it.
+    /// A stage's coroutine is about to start.
     pub(crate) fn attach(&mut self, request_id: u64, thread: &Thread, req: Option<&Table>) {
         if let Some(entry) = self.runs.get_mut(&request_id) {
             entry.thread = Some(thread.clone());
             entry.req = req.cloned();
-            if let Some(hit) = &entry.pause_hit {
-                hit.set(None);
-            }
-            if entry.pause_requested {
-                entry.install_pause_hook();
-            }
+        }
+    }
+
+    /// The request stops between stages (before an embed call), with
+    /// `req` for its Request scope and no coroutine.
+    pub(crate) fn attach_req(&mut self, request_id: u64, req: &Table) {
+        if let Some(entry) = self.runs.get_mut(&request_id) {
+            entry.thread = None;
+            entry.req = Some(req.clone());
         }
     }
 
     /// The stage's coroutine has ended.
     pub(crate) fn detach(&mut self, request_id: u64) {
         if let Some(entry) = self.runs.get_mut(&request_id) {
-            if let Some(thread) = entry.thread.take()
-                && entry.hooked
-            {
-                thread.remove_hook();
-            }
+            entry.thread = None;
             entry.req = None;
-            entry.hooked = false;
         }
     }
 
-    /// Asks a run to pause at its next line: now if its stage's coroutine
-    /// exists, else as soon as the next one starts.
-    pub(crate) fn request_pause(&mut self, request_id: u64) -> Result<(), ScriptError> {
-        let entry = self.get_mut(request_id)?;
-        if matches!(entry.state, RunState::Paused(_)) || entry.pause_requested {
-            return Ok(());
-        }
-        entry.pause_requested = true;
-        if entry.thread.is_some() {
-            entry.install_pause_hook();
-        }
-        Ok(())
-    }
-
-    /// After a yield: did the pause hook stop the coroutine? If so the run
-    /// is paused from now on, and the receiver resolves on resume.
-    pub(crate) fn take_pause(
+    /// The run stops at `point`; the receiver resolves on resume (or with
+    /// an error when the run is forgotten).
+    pub(crate) fn enter_pause(
         &mut self,
         request_id: u64,
-    ) -> Option<(PausePoint, oneshot::Receiver<()>)> {
+        point: PausePoint,
+    ) -> Option<oneshot::Receiver<()>> {
         let entry = self.runs.get_mut(&request_id)?;
-        let (file, line) = entry.pause_hit.as_ref()?.take()?;
-        let point = PausePoint {
-            reason: PauseReason::Requested,
-            file,
-            line,
-        };
         let (sender, receiver) = oneshot::channel();
-        entry.pause_requested = false;
         entry.resume = Some(sender);
-        entry.state = RunState::Paused(point.clone());
-        Some((point, receiver))
+        entry.state = RunState::Paused(point);
+        Some(receiver)
     }
 
-    /// Lets a paused run go on; a pause asked for but not reached yet is
-    /// withdrawn.
+    /// Lets a paused run go on.
     pub(crate) fn resume(&mut self, request_id: u64) -> Result<(), ScriptError> {
         let entry = self.get_mut(request_id)?;
-        if entry.pause_requested {
-            entry.pause_requested = false;
-            if let Some(thread) = &entry.thread
-                && entry.hooked
-            {
-                thread.remove_hook();
-            }
-            entry.hooked = false;
-            return Ok(());
-        }
         let Some(resume) = entry.resume.take() else {
             return Err(ScriptError::NotPaused { request_id });
         };
-        if let Some(thread) = &entry.thread
-            && entry.hooked
-        {
-            thread.remove_hook();
-        }
-        entry.hooked = false;
         entry.inspected.clear();
         entry.state = RunState::Running;
         let _ = resume.send(());
         Ok(())
     }
+
+    /// Every run: id, stage, coroutine (for the debugger's commands).
+    pub(crate) fn threads(&self) -> Vec<(u64, String, Option<Thread>)> {
+        let mut runs: Vec<_> = self
+            .runs
+            .values()
+            .map(|entry| (entry.request.id, entry.stage.clone(), entry.thread.clone()))
+            .collect();
+        runs.sort_by_key(|run| run.0);
+        runs
+    }
+
+    /// The ids of the paused runs.
+    pub(crate) fn paused(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .runs
+            .values()
+            .filter(|entry| entry.is_paused())
+            .map(|entry| entry.request.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
 }
 
 impl RunEntry {
-    /// A line hook on this run's coroutine only, which records the line and
-    /// yields; the host removes it when the run resumes.
-    fn install_pause_hook(&mut self) {
-        let Some(thread) = &self.thread else { return };
-        let hit = self.pause_hit.get_or_insert_with(Rc::default).clone();
-        let installed = thread.set_hook(HookTriggers::EVERY_LINE, move |_lua, debug| {
-            let source = debug.source();
-            let file = source
-                .source
-                .as_deref()
-                .map(|name| name.strip_prefix('@').unwrap_or(name).to_owned())
-                .unwrap_or_default();
-            let line = debug.current_line().unwrap_or(0) as u32;
-            hit.set(Some((file, line)));
-            // Lua yields only where it can (not across a C call such as a
-            // `string.gsub` callback); elsewhere the next line tries again.
-            Ok(VmState::Yield)
-        });
-        self.hooked = installed.is_ok();
-    }
-
     pub(crate) fn is_paused(&self) -> bool {
         matches!(self.state, RunState::Paused(_))
     }

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod ctl;
+pub mod dap;
 pub mod discovery;
 pub mod embed;
 pub mod graph;

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 use spindle_kernel::{Kernel, LiveRequest, PipelineStatus, RequestAnswer, ServiceStatus};
 use spindle_scheduler::{CancelReason, DeadlineState, Failure, Gate, Outcome, RejectReason};
-use spindle_scripting::RunState;
+use spindle_scripting::{PauseReason, RunState};
 
 fn millis(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
@@ -119,6 +119,20 @@ fn pipeline(status: &PipelineStatus) -> Value {
     })
 }
 
+/// Why a request is paused, as the status API spells it (the DAP
+/// `stopped` reasons).
+fn pause_reason(reason: PauseReason) -> &'static str {
+    match reason {
+        PauseReason::Breakpoint => "breakpoint",
+        PauseReason::FunctionBreakpoint => "function breakpoint",
+        PauseReason::Step => "step",
+        PauseReason::Exception => "exception",
+        PauseReason::Entry => "entry",
+        // `Requested`, and whatever a newer host may add.
+        _ => "pause",
+    }
+}
+
 /// One live request: where it is, the Lua stage it runs, and its deadline
 /// clock (stopped while a debugger holds it paused).
 fn live_request(request: &LiveRequest) -> Value {
@@ -151,6 +165,7 @@ fn live_request(request: &LiveRequest) -> Value {
             RunState::Waiting => json!({ "state": "waiting_on_effect" }),
             RunState::Paused(point) => json!({
                 "state": "paused",
+                "reason": pause_reason(point.reason),
                 "file": point.file,
                 "line": point.line,
             }),

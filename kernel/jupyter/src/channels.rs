@@ -3,11 +3,10 @@
 //! does), stdin (sends `input_request`s, routes `input_reply`s to the
 //! waiting `io.read`), and control.
 //!
-//! Control is served apart from shell so that an interrupt or a shutdown
-//! reaches the kernel while a cell runs. Its dispatch
-//! ([`control_reply`]) is the seam for the debugger: `debug_request`
-//! is answered there, and the debugger's `debug_event`s go out through
-//! [`Shared::iopub`](crate::shared::Shared) as messages of that type.
+//! Control is served apart from shell so that an interrupt, a shutdown or
+//! the debugger reaches the kernel while a cell runs (or is stopped at a
+//! breakpoint): `debug_request`s go to the debugger (`debugger.rs`),
+//! whose `debug_event`s go out on iopub.
 
 use std::sync::Arc;
 
@@ -142,7 +141,11 @@ pub(crate) async fn control(
             }
         };
         shared.status(&request, "busy");
-        if let Some(content) = control_reply(&shared, &request) {
+        let content = match request.msg_type() {
+            "debug_request" => Some(shared.debugger.ask(request.content.clone()).await),
+            _ => control_reply(&shared, &request),
+        };
+        if let Some(content) = content {
             let reply_type = request.msg_type().replace("_request", "_reply");
             if let Err(error) = socket
                 .send(wire::child(&request, &reply_type, content))
@@ -155,8 +158,7 @@ pub(crate) async fn control(
     }
 }
 
-/// The control channel's dispatch. The debugger (`debug_request`) plugs
-/// in here.
+/// The control channel's dispatch, besides the debugger.
 fn control_reply(shared: &Shared, request: &Incoming) -> Option<Value> {
     match request.msg_type() {
         "kernel_info_request" => Some(to_proto::kernel_info_reply(&shared.banner)),
@@ -169,16 +171,9 @@ fn control_reply(shared: &Shared, request: &Incoming) -> Option<Value> {
             let _ = shared.shutdown.send(Some(ShutdownAsked { restart }));
             Some(to_proto::shutdown_reply(restart))
         }
-        "debug_request" => Some(serde_json::json!({
-            "type": "response",
-            "request_seq": request.content.get("seq").cloned().unwrap_or(Value::from(0)),
-            "success": false,
-            "command": request.content.get("command").cloned().unwrap_or(Value::Null),
-            "message": "the Jupyter debugger is not served yet (kernel_info says debugger: false)",
-        })),
         other if other.ends_with("_request") => Some(to_proto::unsupported_reply(
             other,
-            "the control channel serves kernel_info, interrupt and shutdown",
+            "the control channel serves kernel_info, interrupt, shutdown and debug",
         )),
         _ => None,
     }

@@ -71,7 +71,7 @@ pub fn kernelspec_json(program: &Path) -> Value {
         "interrupt_mode": "message",
         "env": {},
         "metadata": {
-            "debugger": false,
+            "debugger": true,
             "spindle": { "file_extension": ".lua", "codemirror_mode": "lua" }
         }
     })

@@ -10,13 +10,18 @@
 //!   into MIME bundles (HTML tables, SVG charts and service graphs);
 //!   `to_data` and `effects` answer cells' questions from the kernel.
 //! - [`install_kernelspec`] writes the kernelspec Jupyter launches.
+//! - `debugger`: the JupyterLab debugger (`debug_request` on control,
+//!   `debug_event` on iopub) on `spindle-dap-session`, the debug session
+//!   the DAP server uses too.
 //!
-//! Depends on the kernel, the scheduler's and scripting's plain types, and
-//! no other front end. The only crate that knows ZeroMQ and Jupyter JSON.
+//! Depends on the kernel, the scheduler's and scripting's plain types, the
+//! debug session (`spindle-dap-session`, no transport), and no other front
+//! end. The only crate that knows ZeroMQ and Jupyter JSON.
 
 mod cell_path;
 mod channels;
 mod connection;
+mod debugger;
 mod effects;
 mod error;
 mod history;

@@ -132,9 +132,18 @@ pub async fn serve(kernel: Kernel, config: JupyterConfig) -> Result<JupyterServe
     let (iopub_sender, iopub_messages) = mpsc::unbounded_channel();
     let (stdin_sender, stdin_messages) = mpsc::unbounded_channel();
     let (shutdown_sender, shutdown) = watch::channel(None);
+    let events = iopub_sender.clone();
+    let debugger = crate::debugger::JupyterDebugger::start(
+        kernel.clone(),
+        config.cell_dir.clone(),
+        move |event| {
+            let _ = events.send(crate::wire::orphan("debug_event", event));
+        },
+    );
     let shared = Arc::new(Shared {
         kernel: kernel.clone(),
         iopub: iopub_sender,
+        debugger,
         banner: config.banner.clone(),
         cell_dir: config.cell_dir.clone(),
         executing: Mutex::new(None),

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     /// taken by the stdin task, an interrupt, or the asker's disconnect).
     pub pending_input: Mutex<Option<PendingInput>>,
     pub shutdown: watch::Sender<Option<ShutdownAsked>>,
+    /// Answers `debug_request`s (the control channel's).
+    pub debugger: crate::debugger::JupyterDebugger,
 }
 
 impl Shared {

@@ -35,7 +35,8 @@ pub fn kernel_info_reply(banner: &str) -> Value {
             {"text": "Spindle notebook API", "url": "https://example.invalid/spindle/docs/guide.md#notebooks"},
             {"text": "Lua 5.4 manual", "url": "https://www.lua.org/manual/5.4/"},
         ],
-        "debugger": false,
+        "debugger": true,
+        "supported_features": ["debugger"],
     })
 }
 

@@ -437,6 +437,19 @@ impl Kernel {
         debug::variables(&self.inner.host.all(), id, reference).await
     }
 
+    /// The script host, for the debugger's commands (`debug.rs`).
+    /// The current one: a reloaded script swaps it.
+    pub(crate) fn host(&self) -> Option<ScriptHost> {
+        self.inner.host.get()
+    }
+
+    /// The sender of the debugger core's events (`debug.rs`).
+    pub(crate) fn debug_event_sender(
+        &self,
+    ) -> Option<&broadcast::Sender<spindle_scripting::DebugEvent>> {
+        self.inner.wiring.debug_events.as_ref()
+    }
+
     /// Stops the Lua code running right now (a runaway stage or cell) from
     /// any thread; the Lua state and its globals stay. `None` without a
     /// script.
@@ -501,6 +514,8 @@ impl Kernel {
     /// stopped in reverse dependency order. Returns at once.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        // A request a debugger holds would never drain: let it go.
+        crate::debug::release_stopped(self);
     }
 
     /// Skips what is left of every grace period: in-flight requests are

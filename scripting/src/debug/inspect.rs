@@ -10,15 +10,16 @@ use std::cmp::Ordering;
 
 use mlua::{Function, Table, Thread, Value};
 
-use super::{RunStack, StackFrame, Variable, VariablesRef};
+use super::{Page, RunStack, StackFrame, Variable, VariablesRef};
 use crate::lua_vector::{LuaVector, number_text};
+use crate::run_registry::Inspected;
 
 /// Entries shown in a table's one-line preview.
 const PREVIEW_ENTRIES: usize = 6;
 /// Characters of a string shown before it is cut.
 const STRING_CHARS: usize = 120;
-/// Entries listed when a table is expanded (paging comes with the DAP).
-const EXPAND_ENTRIES: usize = 1000;
+/// Entries read from one table at most (then paged).
+const EXPAND_ENTRIES: usize = 100_000;
 
 /// Reads the stack of `thread`, paused by a hook, innermost frame first.
 /// Expandable values are appended to `inspected`; a [`VariablesRef`] is an
@@ -26,9 +27,9 @@ const EXPAND_ENTRIES: usize = 1000;
 pub(crate) fn read_stack(
     debug: &Table,
     thread: &Thread,
-    stage: &str,
+    bottom_name: &str,
     req: Option<&Table>,
-    inspected: &mut Vec<Value>,
+    inspected: &mut Vec<Inspected>,
 ) -> mlua::Result<RunStack> {
     let getinfo: Function = debug.get("getinfo")?;
     let getlocal: Function = debug.get("getlocal")?;
@@ -77,11 +78,11 @@ pub(crate) fn read_stack(
             upvalues,
         });
     }
-    // The bottom frame is the stage's own function.
+    // The bottom frame is the stage's own function (or the cell's code).
     if let Some(bottom) = frames.iter_mut().rev().find(|frame| !frame.file.is_empty())
         && bottom.function.starts_with("function <")
     {
-        bottom.function = format!("stage {stage}");
+        bottom.function = bottom_name.to_owned();
     }
     let request = match req {
         Some(req) => reader.entries(&Value::Table(req.clone()))?,
@@ -90,18 +91,81 @@ pub(crate) fn read_stack(
     Ok(RunStack { frames, request })
 }
 
-/// The entries of an expandable value.
-pub(crate) fn expand(
-    debug: &Table,
-    value: &Value,
-    inspected: &mut Vec<Value>,
+/// What a stopped request's variables are read from.
+pub(crate) struct Paused<'a> {
+    pub lua: &'a mlua::Lua,
+    pub debug: &'a Table,
+    pub thread: Option<&'a Thread>,
+    pub req: Option<&'a Table>,
+}
+
+/// The entries of an expandable value or scope, one page of them.
+pub(crate) fn list(
+    paused: &Paused<'_>,
+    item: &Inspected,
+    inspected: &mut Vec<Inspected>,
+    page: Page,
 ) -> mlua::Result<Vec<Variable>> {
-    Reader { debug, inspected }.entries(value)
+    let mut reader = Reader {
+        debug: paused.debug,
+        inspected,
+    };
+    let all = match item {
+        Inspected::Value(value) => return reader.entries_page(value, page),
+        Inspected::Request => match paused.req {
+            Some(req) => return reader.entries_page(&Value::Table(req.clone()), page),
+            None => Vec::new(),
+        },
+        Inspected::Globals => {
+            return reader.entries_page(&Value::Table(paused.lua.globals()), page);
+        }
+        Inspected::Locals { level } => match paused.thread {
+            Some(thread) => reader.locals(thread, *level)?,
+            None => Vec::new(),
+        },
+        Inspected::Upvalues { level } => match paused.thread {
+            Some(thread) => {
+                let getinfo: Function = paused.debug.get("getinfo")?;
+                match getinfo.call::<Option<Table>>((thread.clone(), i64::from(*level), "f"))? {
+                    Some(info) => match info.get::<Option<Function>>("func")? {
+                        Some(function) => reader.upvalues(&function)?,
+                        None => Vec::new(),
+                    },
+                    None => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        },
+    };
+    Ok(paginate(all, page))
+}
+
+/// How many variables a scope holds.
+pub(crate) fn count(paused: &Paused<'_>, item: &Inspected) -> usize {
+    let mut scratch = Vec::new();
+    list(paused, item, &mut scratch, Page::default())
+        .map(|list| list.len())
+        .unwrap_or(0)
+}
+
+/// A value as a variable named `name`, its children registered.
+pub(crate) fn variable(
+    debug: &Table,
+    inspected: &mut Vec<Inspected>,
+    name: String,
+    value: Value,
+) -> mlua::Result<Variable> {
+    Reader { debug, inspected }.variable(name, value)
+}
+
+fn paginate(all: Vec<Variable>, page: Page) -> Vec<Variable> {
+    let count = page.count.unwrap_or(usize::MAX);
+    all.into_iter().skip(page.start).take(count).collect()
 }
 
 struct Reader<'a> {
     debug: &'a Table,
-    inspected: &'a mut Vec<Value>,
+    inspected: &'a mut Vec<Inspected>,
 }
 
 impl Reader<'_> {
@@ -117,7 +181,7 @@ impl Reader<'_> {
         };
         let shown = self.display(&value, true)?;
         let children = expandable.then(|| {
-            self.inspected.push(value);
+            self.inspected.push(Inspected::Value(value));
             VariablesRef(self.inspected.len() as u32)
         });
         Ok(Variable {
@@ -126,6 +190,43 @@ impl Reader<'_> {
             value: shown,
             children,
         })
+    }
+
+    fn locals(&mut self, thread: &Thread, level: u32) -> mlua::Result<Vec<Variable>> {
+        let getlocal: Function = self.debug.get("getlocal")?;
+        let mut locals = Vec::new();
+        for idx in 1i64.. {
+            let (name, value): (Option<String>, Value) =
+                getlocal.call((thread.clone(), i64::from(level), idx))?;
+            let Some(name) = name else { break };
+            if name.starts_with('(') {
+                continue;
+            }
+            locals.push(self.variable(name, value)?);
+        }
+        Ok(locals)
+    }
+
+    fn entries_page(&mut self, value: &Value, page: Page) -> mlua::Result<Vec<Variable>> {
+        match value {
+            Value::Table(table) => {
+                let mut entries = Vec::new();
+                let count = page.count.unwrap_or(usize::MAX);
+                for (key, value) in sorted_entries(table, EXPAND_ENTRIES)
+                    .into_iter()
+                    .skip(page.start)
+                    .take(count)
+                {
+                    let name = match &key {
+                        Value::String(text) => text.to_string_lossy(),
+                        other => format!("[{}]", self.display(other, false)?),
+                    };
+                    entries.push(self.variable(name, value)?);
+                }
+                Ok(entries)
+            }
+            other => Ok(paginate(self.entries(other)?, page)),
+        }
     }
 
     fn upvalues(&mut self, function: &Function) -> mlua::Result<Vec<Variable>> {

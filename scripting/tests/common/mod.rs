@@ -9,14 +9,15 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use spindle_scripting::{
-    DebugReply, Effects, EmbedAnswer, EmbedCall, EmbedReply, HostConfig, LiveRun, PipelineRequest,
-    RunEvent, RunOutcome, ScriptError, ScriptHost,
+    DebugEvent, DebugReply, Effects, EmbedAnswer, EmbedCall, EmbedReply, HostConfig, LiveRun,
+    PipelineRequest, RunEvent, RunOutcome, ScriptError, ScriptHost,
 };
 
 pub struct TestEffects {
     held: Mutex<Vec<(EmbedCall, EmbedReply)>>,
     calls: Mutex<mpsc::Sender<u64>>,
     events: Mutex<mpsc::Sender<RunEvent>>,
+    debug_events: Mutex<mpsc::Sender<DebugEvent>>,
 }
 
 impl TestEffects {
@@ -48,6 +49,10 @@ impl Effects for TestEffects {
     fn run_event(&self, event: RunEvent) {
         let _ = self.events.lock().expect("lock").send(event);
     }
+
+    fn debug_event(&self, event: DebugEvent) {
+        let _ = self.debug_events.lock().expect("lock").send(event);
+    }
 }
 
 pub struct Fixture {
@@ -56,6 +61,8 @@ pub struct Fixture {
     /// Request ids, as each embed call arrives.
     pub embed_calls: mpsc::Receiver<u64>,
     pub events: mpsc::Receiver<RunEvent>,
+    /// The debugger's events (stops, output).
+    pub debug_events: mpsc::Receiver<DebugEvent>,
     /// The script's absolute path.
     pub file: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -71,10 +78,12 @@ pub fn start_configured(script: &str, config: HostConfig) -> Fixture {
     std::fs::write(&file, script).expect("write");
     let (calls, embed_calls) = mpsc::channel();
     let (events_sender, events) = mpsc::channel();
+    let (debug_sender, debug_events) = mpsc::channel();
     let effects = Arc::new(TestEffects {
         held: Mutex::default(),
         calls: Mutex::new(calls),
         events: Mutex::new(events_sender),
+        debug_events: Mutex::new(debug_sender),
     });
     let (host, evaluation) =
         ScriptHost::start_with_config(&file, effects.clone(), config).expect("host starts");
@@ -88,6 +97,7 @@ pub fn start_configured(script: &str, config: HostConfig) -> Fixture {
         effects,
         embed_calls,
         events,
+        debug_events,
         file: std::path::absolute(&file).expect("absolute"),
         _dir: dir,
     }

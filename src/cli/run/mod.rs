@@ -82,6 +82,11 @@ pub struct Args {
     /// one; the address is printed). See docs/http.md.
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
+    /// Let debuggers attach on 127.0.0.1:PORT (0 picks one); the port and
+    /// the token file (DATA_DIR/debug-token) are printed. See
+    /// docs/debugging.md.
+    #[arg(long, value_name = "PORT")]
+    debug_port: Option<u16>,
     /// Also serve the running kernel over Jupyter: cells run on the live
     /// graph. The connection file goes to
     /// $XDG_RUNTIME_DIR/spindle/kernel-RUN_ID.json (printed); see
@@ -269,6 +274,9 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         .or_else(|| declares_netlink.then(|| "genl".to_owned()));
     if let Some(transport) = &transport {
         super::netlink_peer::start_for_run(&kernel, transport)?;
+    }
+    if let Some(port) = args.debug_port {
+        super::dap::start_debug_port(&kernel, port, &data_dir).await?;
     }
     let output = match args.events {
         Some(EventFormat::Jsonl) => Output::Jsonl,
