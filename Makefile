@@ -18,6 +18,7 @@ test: setup lint layering doc
 	$(CARGO) test --workspace
 	$(CARGO) test --workspace --doc
 	$(MAKE) test-jupyter
+	$(MAKE) test-dap
 	$(MAKE) editor-test
 	$(MAKE) kmod-e2e
 

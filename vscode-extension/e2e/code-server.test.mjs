@@ -5,7 +5,7 @@
 // when the quick fix is applied; hover a service (kind, dependencies,
 // wave); go to a dependency's definition; run the graph and see its live
 // states in the status bar and the graph view; stop it. Then debug it: a
-// breakpoint in a stage, F5 (`spindle dap` through the extension's debug
+// breakpoint in a stage, Start Debugging (`spindle dap` through the extension's debug
 // adapter contribution), a request over HTTP stops there, the request's
 // fields show in the Variables view, continue, the answer arrives.
 //
@@ -122,7 +122,7 @@ before(async () => {
           type: "spindle",
           request: "launch",
           name: "Debug graph",
-          script: "${workspaceFolder}/graph.lua",
+          program: "${workspaceFolder}/graph.lua",
           http: `127.0.0.1:${debugPort}`,
         },
       ],
@@ -201,7 +201,9 @@ test("a misspelt field gets a diagnostic that goes when fixed", async () => {
   await squiggle.first().waitFor();
   await shot("1-diagnostic");
 
-  // The quick fix from the hint "did you mean `restart`?".
+  // The quick fix from the hint "did you mean `restart`?", once every
+  // extension has activated (a code action asked earlier finds none).
+  await page.locator(".statusbar-item", { hasText: "Activating Extensions" }).waitFor({ state: "detached" });
   await editor.locator(".view-line span", { hasText: /^restrat$/ }).first().click();
   await page.keyboard.press("Control+.");
   const fix = page.locator(".action-widget .monaco-list-row", { hasText: "Change to restart" });
@@ -258,12 +260,16 @@ test("run the graph and see it live in the status bar and the graph view", async
 
 test("a breakpoint in a stage stops a request; its fields show; continue answers it", async () => {
   const editor = page.locator(".editor-instance .monaco-editor").first();
+  // `upper` of `req.text:upper()`, on the stage's first line.
   await editor.locator(".view-line span", { hasText: /^upper$/ }).last().click();
-  await page.keyboard.press("ArrowDown");
   await page.keyboard.press("F9");
   await editor.locator(".codicon-debug-breakpoint").first().waitFor();
-  await page.keyboard.press("F5");
-  await page.locator(".debug-toolbar").waitFor();
+  await command("Debug: Start Debugging");
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "Debug graph" }).first().click();
+  await page.locator(".debug-toolbar").waitFor().catch(async (error) => {
+    await shot("8-debugging-did-not-start");
+    throw error;
+  });
 
   // The request waits for the graph to be ready, then stops at the breakpoint.
   const answer = fetch(`http://127.0.0.1:${debugPort}/v1/pipelines/echo`, {
@@ -277,11 +283,14 @@ test("a breakpoint in a stage stops a request; its fields show; continue answers
   await variables.locator(".monaco-list-row", { hasText: '"hello from code-server"' }).first().waitFor();
   await shot("8-stopped-at-breakpoint");
 
-  await page.keyboard.press("F5");
+  await page.locator(".debug-toolbar .codicon-debug-continue").click();
   const answered = await answer;
   assert.equal(answered.status, "ok", JSON.stringify(answered));
   assert.equal(answered.text, "HELLO FROM CODE-SERVER");
-  await page.keyboard.press("Shift+F5");
-  await page.locator(".debug-toolbar").waitFor({ state: "hidden" });
+  await page.locator(".debug-toolbar .codicon-debug-stop").click();
+  await page.locator(".debug-toolbar").waitFor({ state: "hidden" }).catch(async (error) => {
+    await shot("9-debugging-did-not-end");
+    throw error;
+  });
   await shot("9-debugging-ended");
 });

@@ -1,19 +1,15 @@
-// The `spindle` debugger: launch runs `spindle dap` (the debug adapter over
-// stdio) and hands it the configuration; attach connects to a kernel's
-// adapter listening on TCP. The adapter itself is Spindle's (`spindle dap`);
-// this file only starts or reaches it.
+// The `spindle` debugger: every session runs `spindle dap` (the debug
+// adapter over stdio) and hands it the configuration: launch runs the graph
+// under it, attach has it connect to a running `spindle run --debug-port N`
+// with the port's token. The adapter itself is Spindle's; this file only
+// starts it.
 
 import * as vscode from "vscode";
 
 export class SpindleDebugAdapterFactory implements vscode.DebugAdapterDescriptorFactory {
   constructor(private readonly spindlePath: () => string) {}
 
-  createDebugAdapterDescriptor(session: vscode.DebugSession): vscode.ProviderResult<vscode.DebugAdapterDescriptor> {
-    if (session.configuration.request === "attach") {
-      const address = String(session.configuration.address ?? "127.0.0.1:4711");
-      const colon = address.lastIndexOf(":");
-      return new vscode.DebugAdapterServer(Number(address.slice(colon + 1)), address.slice(0, colon) || "127.0.0.1");
-    }
+  createDebugAdapterDescriptor(_session: vscode.DebugSession): vscode.ProviderResult<vscode.DebugAdapterDescriptor> {
     return new vscode.DebugAdapterExecutable(this.spindlePath(), ["dap"]);
   }
 }
@@ -30,11 +26,11 @@ export class SpindleConfigurationProvider implements vscode.DebugConfigurationPr
         config.type = "spindle";
         config.name = "Debug graph";
         config.request = "launch";
-        config.script = editor.document.uri.fsPath;
+        config.program = editor.document.uri.fsPath;
       }
     }
-    if (config.request === "launch" && !config.script) {
-      return vscode.window.showErrorMessage("Name the graph script to debug (\"script\")").then(() => undefined);
+    if (config.request === "launch" && !config.program) {
+      return vscode.window.showErrorMessage("Name the graph script to debug (\"program\")").then(() => undefined);
     }
     return config;
   }
