@@ -17,6 +17,7 @@ mod error;
 mod events;
 pub mod failure;
 mod faults;
+mod journal;
 mod kernel;
 pub mod metrics;
 pub mod requests;

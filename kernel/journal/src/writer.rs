@@ -164,6 +164,11 @@ impl JournalHandle {
         at_ms_us.saturating_sub(self.started_unix_ms * 1000)
     }
 
+    /// The monotonic instant the journal's `at_us` times count from.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
