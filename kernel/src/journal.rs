@@ -23,6 +23,7 @@ use spindle_journal::{
     Record, ServiceRecord, StageRecord,
 };
 use spindle_scheduler::{Gate, Outcome, RequestId};
+use spindle_scripting::PipelineAnswer;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{KernelEvent, KernelSubscription};
@@ -80,36 +81,7 @@ impl RequestJournal {
                 stage_start += elapsed_us;
             }
         }
-        let outcome = match &answer.outcome {
-            Outcome::Ok(pipeline_answer) => OutcomeRecord::Ok {
-                text: pipeline_answer.text.clone(),
-                vector: pipeline_answer.vector.clone(),
-                fields: pipeline_answer
-                    .fields
-                    .iter()
-                    .map(|(name, value)| (name.clone(), value.clone()))
-                    .collect(),
-                degraded: pipeline_answer.degraded,
-                embed_fallback: pipeline_answer.embed_fallback,
-            },
-            Outcome::Error(failure) => {
-                let site = failure.site.as_deref();
-                OutcomeRecord::Error {
-                    message: failure.message.clone(),
-                    class: failure.class.as_str().to_owned(),
-                    stage: site.map(|site| site.stage.clone()).unwrap_or_default(),
-                    file: site.map(|site| site.file.clone()).unwrap_or_default(),
-                    line: site.map_or(0, |site| site.line),
-                }
-            }
-            Outcome::Timeout => OutcomeRecord::Timeout,
-            Outcome::Rejected(reason) => OutcomeRecord::Rejected {
-                reason: format!("{reason:?}"),
-            },
-            Outcome::Cancelled(reason) => OutcomeRecord::Cancelled {
-                reason: format!("{reason:?}"),
-            },
-        };
+        let outcome = outcome_record(&answer.outcome);
         let answered_us = us_at(handle, answer.answered_at.into_std());
         handle
             .record(Record::Answered(Answered {
@@ -120,6 +92,41 @@ impl RequestJournal {
                 outcome,
             }))
             .await;
+    }
+}
+
+/// A request's outcome as the journal records it (also what `spindle
+/// replay` compares with a recorded one).
+pub fn outcome_record(outcome: &Outcome<PipelineAnswer>) -> OutcomeRecord {
+    match outcome {
+        Outcome::Ok(pipeline_answer) => OutcomeRecord::Ok {
+            text: pipeline_answer.text.clone(),
+            vector: pipeline_answer.vector.clone(),
+            fields: pipeline_answer
+                .fields
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            degraded: pipeline_answer.degraded,
+            embed_fallback: pipeline_answer.embed_fallback,
+        },
+        Outcome::Error(failure) => {
+            let site = failure.site.as_deref();
+            OutcomeRecord::Error {
+                message: failure.message.clone(),
+                class: failure.class.as_str().to_owned(),
+                stage: site.map(|site| site.stage.clone()).unwrap_or_default(),
+                file: site.map(|site| site.file.clone()).unwrap_or_default(),
+                line: site.map_or(0, |site| site.line),
+            }
+        }
+        Outcome::Timeout => OutcomeRecord::Timeout,
+        Outcome::Rejected(reason) => OutcomeRecord::Rejected {
+            reason: format!("{reason:?}"),
+        },
+        Outcome::Cancelled(reason) => OutcomeRecord::Cancelled {
+            reason: format!("{reason:?}"),
+        },
     }
 }
 
@@ -251,7 +258,9 @@ fn admitted_record(id: u64, submission: &Submission, at_us: u64) -> Record {
         pipeline: submission.pipeline.clone(),
         priority: submission.priority.as_str().to_owned(),
         source: submission.source.as_str().to_owned(),
-        deadline_us: submission.deadline.map(|deadline| deadline.as_micros() as u64),
+        deadline_us: submission
+            .deadline
+            .map(|deadline| deadline.as_micros() as u64),
         text: submission.text.clone(),
         at_us,
     })

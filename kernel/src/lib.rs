@@ -29,6 +29,7 @@ pub use embedding::{RemoteEngine, RemoteEngines, RemoteStatus};
 pub use error::KernelError;
 pub use events::{KernelEvent, KernelSubscription};
 pub use faults::Fault;
+pub use journal::outcome_record;
 pub use kernel::{
     GuardCommand, Kernel, KernelConfig, KernelOutcome, KernelSource, MetricsSnapshot, new_run_id,
 };

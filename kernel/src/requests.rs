@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::embedding::{EngineBackend, EngineDirectory};
 use crate::failure;
-use crate::journal::RequestJournal;
 use crate::faults::Faults;
+use crate::journal::RequestJournal;
 use crate::metrics::Metrics;
 use crate::services::ServiceBoard;
 

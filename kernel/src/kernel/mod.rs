@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use spindle_journal::{Journal, JournalConfig, JournalStats};
 use spindle_scheduler::{BatcherStats, Counters, RequestId, Stats};
 use spindle_scripting::{
     Diagnostic, GraphSpec, HostConfig, Interrupter, NotebookJob, RunStack, ScriptHost, Variable,
     VariablesRef,
 };
-use spindle_journal::{Journal, JournalConfig, JournalStats};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -99,7 +99,10 @@ impl std::fmt::Debug for KernelConfig {
             .field("data_dir", &self.data_dir)
             .field("until_shutdown", &self.until_shutdown)
             .field("remote_engines", &self.remote_engines.is_some())
-            .field("journal", &self.journal.as_ref().map(|journal| &journal.dir))
+            .field(
+                "journal",
+                &self.journal.as_ref().map(|journal| &journal.dir),
+            )
             .finish_non_exhaustive()
     }
 }
