@@ -22,6 +22,7 @@ mod kernel;
 pub mod metrics;
 pub mod requests;
 mod services;
+mod state;
 pub mod supervisor;
 
 pub use debug::LiveRequest;

@@ -537,12 +537,18 @@ pub(crate) struct EffectsWiring {
     /// For the debugger's pauses: a paused request's deadline clock stops.
     scheduler: Arc<OnceLock<SchedulerHandle<String, PipelineAnswer>>>,
     pub(crate) directory: EngineDirectory,
+    /// The store behind `s.state`.
+    state: Option<spindle_state::StateStore>,
 }
 
 impl EffectsWiring {
-    pub(crate) fn new(directory: EngineDirectory) -> EffectsWiring {
+    pub(crate) fn new(
+        directory: EngineDirectory,
+        state: Option<spindle_state::StateStore>,
+    ) -> EffectsWiring {
         EffectsWiring {
             directory,
+            state,
             ..EffectsWiring::default()
         }
     }
@@ -617,6 +623,13 @@ impl Effects for KernelEffects {
 
     fn run_event(&self, event: RunEvent) {
         self.deadline_follows(&event);
+    }
+
+    fn state(&self, call: spindle_scripting::StateCall, reply: spindle_scripting::StateReply) {
+        match &self.wiring.state {
+            Some(store) => crate::state::call(store, call, reply),
+            None => reply(Err("this kernel keeps no state".to_owned())),
+        }
     }
 }
 

@@ -38,6 +38,7 @@ mod pipeline_run;
 mod run_registry;
 mod source_map;
 pub mod sources;
+mod state_api;
 pub mod spec;
 
 pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
@@ -62,6 +63,7 @@ pub use pipeline_run::{
 };
 pub use run_registry::{LiveRun, PausePoint, PauseReason, RunEvent, RunEventKind, RunState};
 pub use sources::Overlay;
+pub use state_api::{StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec};
 pub use spec::*;
 
 use std::path::Path;

@@ -191,7 +191,14 @@ impl Kernel {
     pub fn start(source: KernelSource, config: KernelConfig) -> Result<Kernel, KernelError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| KernelError::NoRuntime)?;
         let directory = EngineDirectory::default();
-        let wiring = EffectsWiring::new(directory.clone());
+        // `s.state`: durable under the data directory, in memory without one.
+        let state_config = match &config.data_dir {
+            Some(dir) => spindle_state::StateConfig::at(dir.join("state.redb")),
+            None => spindle_state::StateConfig::in_memory(),
+        };
+        let state = spindle_state::StateStore::open(state_config)
+            .map_err(|error| KernelError::State(error.to_string()))?;
+        let wiring = EffectsWiring::new(directory.clone(), Some(state));
         let mut host_config = HostConfig::default();
         if config.stage_budget.is_some() {
             host_config.default_stage_budget = config.stage_budget;
