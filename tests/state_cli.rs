@@ -84,7 +84,14 @@ with urllib.request.urlopen(request, timeout=60) as response:
 
 fn start(dir: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spindle"))
-        .args(["run", "graph.lua", "--http", "127.0.0.1:0", "--data-dir", "data"])
+        .args([
+            "run",
+            "graph.lua",
+            "--http",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+        ])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -114,8 +121,7 @@ fn read(base: &str, text: &str) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let answer: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("a JSON answer");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON answer");
     assert_eq!(answer["status"], "ok", "{answer}");
     answer["fields"].clone()
 }
@@ -134,12 +140,19 @@ fn concurrent_updates_lose_nothing_and_answered_writes_survive_sigkill() {
         "40",
     ]));
     let answered = String::from_utf8(output.stdout).expect("utf-8");
-    assert_eq!(answered.lines().filter(|l| l.starts_with('r')).count(), 40, "{answered}");
+    assert_eq!(
+        answered.lines().filter(|l| l.starts_with('r')).count(),
+        40,
+        "{answered}"
+    );
     let fields = read(&base, "r0 r39 nope");
     assert_eq!(fields["hits"], "40", "{fields}");
     assert_eq!(fields["cas"], "40", "{fields}");
     assert_eq!(fields["count_scope"], "40", "{fields}");
-    assert_eq!(fields["mine"], "none", "a pipeline's scope is its own: {fields}");
+    assert_eq!(
+        fields["mine"], "none",
+        "a pipeline's scope is its own: {fields}"
+    );
     assert_eq!(fields["found"], "2", "{fields}");
     assert_eq!(fields["listed"], "40", "{fields}");
 
@@ -165,17 +178,30 @@ fn concurrent_updates_lose_nothing_and_answered_writes_survive_sigkill() {
     let _ = flood.wait();
 
     // 3. A new run on the same data directory has every answered write.
-    let (mut child, base) = start(dir.path());
+    let (child, base) = start(dir.path());
     let fields = read(&base, &answered.join(" "));
     assert_eq!(fields["found"], "10", "{fields}");
     // Requests killed in flight may have counted `hits` and not yet `cas`
     // (each does one, then the other); every answered one did both.
     let number = |name: &str| -> u64 {
-        fields[name].as_str().expect("a count").parse().expect("a number")
+        fields[name]
+            .as_str()
+            .expect("a count")
+            .parse()
+            .expect("a number")
     };
-    assert!(number("hits") >= 50, "40 + at least the 10 answered: {fields}");
-    assert!(number("cas") >= 50, "40 + at least the 10 answered: {fields}");
-    assert!(number("hits") <= 100 && number("cas") <= number("hits"), "{fields}");
+    assert!(
+        number("hits") >= 50,
+        "40 + at least the 10 answered: {fields}"
+    );
+    assert!(
+        number("cas") >= 50,
+        "40 + at least the 10 answered: {fields}"
+    );
+    assert!(
+        number("hits") <= 100 && number("cas") <= number("hits"),
+        "{fields}"
+    );
     // SAFETY: kill(2) on the child's own pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = support::wait(child, support::GUARD);

@@ -4,7 +4,9 @@
 //! store's. The store's own thread does the I/O; a stage's call is handed
 //! to it with its reply callback and never blocks the Lua thread.
 
-use spindle_scripting::{StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec};
+use spindle_scripting::{
+    StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec,
+};
 use spindle_state::{StateKey, StateOp, StateResult, StateScope, StateStore, StateValue};
 
 /// Sends a stage's call to the store; the reply comes on the store's thread.
@@ -35,13 +37,7 @@ pub(crate) fn call(store: &StateStore, call: StateCall, reply: StateReply) {
     store.submit(
         key,
         op,
-        Box::new(move |result| {
-            reply(
-                result
-                    .map(answer_of)
-                    .map_err(|error| error.to_string()),
-            )
-        }),
+        Box::new(move |result| reply(result.map(answer_of).map_err(|error| error.to_string()))),
     );
 }
 

@@ -38,8 +38,8 @@ mod pipeline_run;
 mod run_registry;
 mod source_map;
 pub mod sources;
-mod state_api;
 pub mod spec;
+mod state_api;
 
 pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
 pub use cell::{
@@ -63,8 +63,8 @@ pub use pipeline_run::{
 };
 pub use run_registry::{LiveRun, PausePoint, PauseReason, RunEvent, RunEventKind, RunState};
 pub use sources::Overlay;
-pub use state_api::{StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec};
 pub use spec::*;
+pub use state_api::{StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec};
 
 use std::path::Path;
 

@@ -187,23 +187,31 @@ fn accessor(lua: &Lua, scope: StateScopeSpec) -> mlua::Result<Table> {
             })?,
         )
     };
-    bind("get", |_, args| Ok((key_arg(&args, "get")?, StateCallOp::Get)))?;
+    bind("get", |_, args| {
+        Ok((key_arg(&args, "get")?, StateCallOp::Get))
+    })?;
     bind("set", |_, args| {
         let key = key_arg(&args, "set")?;
         let value = data_of(args.get(1).unwrap_or(&Value::Nil), "set", "value")?
             .ok_or_else(|| mlua::Error::runtime("s.state().set: the value is nil (use delete)"))?;
-        Ok((key, StateCallOp::Set {
-            value,
-            ttl: ttl_arg(args.get(2), "set")?,
-        }))
+        Ok((
+            key,
+            StateCallOp::Set {
+                value,
+                ttl: ttl_arg(args.get(2), "set")?,
+            },
+        ))
     })?;
     bind("cas", |_, args| {
         let key = key_arg(&args, "cas")?;
-        Ok((key, StateCallOp::CompareAndSwap {
-            expected: data_of(args.get(1).unwrap_or(&Value::Nil), "cas", "expected value")?,
-            new: data_of(args.get(2).unwrap_or(&Value::Nil), "cas", "new value")?,
-            ttl: ttl_arg(args.get(3), "cas")?,
-        }))
+        Ok((
+            key,
+            StateCallOp::CompareAndSwap {
+                expected: data_of(args.get(1).unwrap_or(&Value::Nil), "cas", "expected value")?,
+                new: data_of(args.get(2).unwrap_or(&Value::Nil), "cas", "new value")?,
+                ttl: ttl_arg(args.get(3), "cas")?,
+            },
+        ))
     })?;
     bind("incr", |_, args| {
         let key = key_arg(&args, "incr")?;
@@ -218,10 +226,13 @@ fn accessor(lua: &Lua, scope: StateScopeSpec) -> mlua::Result<Table> {
                 )));
             }
         };
-        Ok((key, StateCallOp::Increment {
-            by,
-            ttl: ttl_arg(args.get(2), "incr")?,
-        }))
+        Ok((
+            key,
+            StateCallOp::Increment {
+                by,
+                ttl: ttl_arg(args.get(2), "incr")?,
+            },
+        ))
     })?;
     bind("delete", |_, args| {
         Ok((key_arg(&args, "delete")?, StateCallOp::Delete))
@@ -232,9 +243,9 @@ fn accessor(lua: &Lua, scope: StateScopeSpec) -> mlua::Result<Table> {
             Some(_) => key_arg(&args, "list")?,
         };
         let limit = match args.get(1) {
-            Some(Value::Table(options)) => options
-                .get::<Option<usize>>("limit")?
-                .unwrap_or(LIST_LIMIT),
+            Some(Value::Table(options)) => {
+                options.get::<Option<usize>>("limit")?.unwrap_or(LIST_LIMIT)
+            }
             _ => LIST_LIMIT,
         };
         Ok((prefix, StateCallOp::List { limit }))
@@ -261,9 +272,13 @@ fn ttl_arg(options: Option<&Value>, function: &str) -> mlua::Result<Option<Durat
         Value::Nil => Ok(None),
         Value::Integer(seconds) => Ok(Some(Duration::from_secs(seconds.max(0) as u64))),
         Value::Number(seconds) => Ok(Some(Duration::from_secs_f64(seconds.max(0.0)))),
-        Value::String(text) => parse_duration(&text.to_string_lossy())
-            .map(Some)
-            .map_err(|message| mlua::Error::runtime(format!("s.state().{function}: ttl: {message}"))),
+        Value::String(text) => {
+            parse_duration(&text.to_string_lossy())
+                .map(Some)
+                .map_err(|message| {
+                    mlua::Error::runtime(format!("s.state().{function}: ttl: {message}"))
+                })
+        }
         other => Err(mlua::Error::runtime(format!(
             "s.state().{function}: ttl is a duration such as \"10m\" or seconds, not {}",
             other.type_name()
@@ -308,7 +323,9 @@ fn data_into_lua(lua: &Lua, data: Option<StateData>) -> mlua::Result<Value> {
         Some(StateData::Integer(number)) => Ok(Value::Integer(number)),
         Some(StateData::Number(number)) => Ok(Value::Number(number)),
         Some(StateData::String(text)) => text.into_lua(lua),
-        Some(StateData::Vector(vector)) => lua.create_userdata(LuaVector::new(vector)).map(Value::UserData),
+        Some(StateData::Vector(vector)) => lua
+            .create_userdata(LuaVector::new(vector))
+            .map(Value::UserData),
     }
 }
 
