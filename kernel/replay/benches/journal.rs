@@ -10,6 +10,10 @@
 //!    costs almost nothing).
 //! 3. **Replay**: a journal of 100,000 no-op requests (recorded in 2.)
 //!    replayed as fast as possible on a fresh kernel, every answer compared.
+//! 4. **State**: requests whose one Lua stage does `s.state().incr` on a
+//!    durable store (redb, committed to disk before the answer), 64 in
+//!    flight, against the same requests with a no-op stage: state
+//!    operations per second from Lua.
 //!
 //! Nothing is pinned; other work on the machine disturbs the figures (say
 //! so next to them). Prints a table and writes `target/bench/journal.json`.
@@ -39,6 +43,7 @@ s.pipeline "ingest" { s.stage("embed", s.embed "embedder") }
 
 const NOOP_SCRIPT: &str = r#"local s = require("spindle")
 s.pipeline "noop" { s.stage("noop", function(req) return req end) }
+s.pipeline "state" { s.stage("incr", function(req) s.state().incr("n") return req end) }
 "#;
 
 fn main() {
@@ -98,6 +103,13 @@ fn main() {
         kernel.wait().await.expect("stops");
         let replay_rate = report.requests.len() as f64 / replay_elapsed.as_secs_f64();
 
+        let state_requests = (requests / 5).max(1000);
+        let kernel = start_with_data(&noop_script, &dir.path().join("state-data")).await;
+        let noop_rate = concurrent(&kernel, "noop", state_requests).await;
+        let state_rate = concurrent(&kernel, "state", state_requests).await;
+        kernel.shutdown();
+        kernel.wait().await.expect("stops");
+
         println!();
         println!(
             "throughput ({} sentences, all-MiniLM-L6-v2, 2 intra-op threads, {IN_FLIGHT} in flight; best of 2):",
@@ -131,12 +143,19 @@ fn main() {
             replay_rate,
             report.differing()
         );
+        println!();
+        println!("state ({state_requests} requests, {IN_FLIGHT} in flight, one Lua stage, durable store):");
+        println!("  {:<40} {:>12}", "", "requests/s");
+        println!("  {:<40} {:>12.0}", "anchor: no-op stage", noop_rate);
+        println!("  {:<40} {:>12.0}", "s.state().incr in the stage", state_rate);
+        println!("  ratio {:.2}× the anchor", state_rate / noop_rate);
         let json = format!(
             concat!(
                 "{{\"machine\":{{\"cores\":{},\"pinning\":\"none\"}},",
                 "\"throughput\":{{\"sentences\":{},\"off_per_s\":{:.1},\"on_per_s\":{:.1},\"loss\":{:.4},\"target_loss\":0.05}},",
                 "\"overhead\":{{\"requests\":{},\"off_p50_us\":{:.1},\"off_p99_us\":{:.1},\"on_p50_us\":{:.1},\"on_p99_us\":{:.1}}},",
-                "\"replay\":{{\"requests\":{},\"seconds\":{:.3},\"per_s\":{:.0},\"differ\":{}}}}}\n"
+                "\"replay\":{{\"requests\":{},\"seconds\":{:.3},\"per_s\":{:.0},\"differ\":{}}},",
+                "\"state\":{{\"requests\":{},\"noop_per_s\":{:.0},\"incr_per_s\":{:.0}}}}}\n"
             ),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             corpus.len(),
@@ -151,7 +170,10 @@ fn main() {
             report.requests.len(),
             replay_elapsed.as_secs_f64(),
             replay_rate,
-            report.differing()
+            report.differing(),
+            state_requests,
+            noop_rate,
+            state_rate
         );
         std::fs::write(out_dir.join("journal.json"), json).expect("write json");
     });
@@ -184,6 +206,35 @@ async fn start(script: &Path, journal: Option<&Path>) -> Kernel {
         }
     }
     kernel
+}
+
+/// A kernel with a data directory (a durable state store).
+async fn start_with_data(script: &Path, data_dir: &Path) -> Kernel {
+    let config = KernelConfig {
+        data_dir: Some(data_dir.to_path_buf()),
+        ..KernelConfig::default()
+    };
+    Kernel::start(KernelSource::Script(script.to_path_buf()), config).expect("kernel starts")
+}
+
+/// Requests per second through `pipeline`, IN_FLIGHT at a time.
+async fn concurrent(kernel: &Kernel, pipeline: &'static str, requests: usize) -> f64 {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(requests);
+    for idx in 0..requests {
+        let permit = permits.clone().acquire_owned().await.expect("permit");
+        let kernel = kernel.clone();
+        tasks.push(tokio::spawn(async move {
+            let answer = kernel.submit(submission(pipeline, format!("r{idx}"))).await;
+            drop(permit);
+            answer.outcome.kind()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task").as_str(), "ok");
+    }
+    requests as f64 / started.elapsed().as_secs_f64()
 }
 
 fn submission(pipeline: &str, text: String) -> Submission {
