@@ -3,11 +3,11 @@
 //! - [`timeline`]: a journal's records as a timeline: each request as it
 //!   was admitted (with its recorded answer, when there is one) and each
 //!   operation (a fault, a cancel, a service command), in time order.
-//! - [`replay`]: the timeline applied to a [`spindle_kernel::Kernel`] at the
+//! - [`mod@replay`]: the timeline applied to a [`spindle_kernel::Kernel`] at the
 //!   recorded times (or as fast as possible), every answer collected.
-//! - [`compare`]: a replayed answer against the recorded one (outcome,
+//! - [`mod@compare`]: a replayed answer against the recorded one (outcome,
 //!   text, fields, vectors by cosine), as a list of differences.
-//! - [`transcript`]: the replay as stable text (no ids, pids, times or raw
+//! - [`mod@transcript`]: the replay as stable text (no ids, pids, times or raw
 //!   vectors), for snapshot tests.
 //!
 //! Knows the kernel's handle and the journal's records; no front end, no

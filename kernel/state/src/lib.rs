@@ -2,7 +2,7 @@
 //! values, atomic compare-and-swap and increment, TTLs that are enforced,
 //! and listing by prefix.
 //!
-//! One thread owns the redb database ([`store`]); commands reach it on a
+//! One thread owns the redb database ([`StateStore`]); commands reach it on a
 //! channel and carry a callback for their answer, so callers on any thread
 //! (the kernel's runtime, the Lua host) wait without blocking anything.
 //! The thread applies every command waiting in the channel in one write
