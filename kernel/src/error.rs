@@ -23,9 +23,6 @@ pub enum KernelError {
     /// The journal could not be started (its directory, its first segment).
     #[error("cannot start the journal: {0}\n  hint: pass a writable --journal DIR")]
     Journal(String),
-    /// The state store behind `s.state` could not be opened.
-    #[error("cannot open the state store: {0}")]
-    State(String),
     /// `Kernel::start` was called outside a tokio runtime.
     #[error("the kernel must start inside a tokio runtime")]
     NoRuntime,

@@ -537,18 +537,16 @@ pub(crate) struct EffectsWiring {
     /// For the debugger's pauses: a paused request's deadline clock stops.
     scheduler: Arc<OnceLock<SchedulerHandle<String, PipelineAnswer>>>,
     pub(crate) directory: EngineDirectory,
-    /// The store behind `s.state`.
-    state: Option<spindle_state::StateStore>,
+    /// The store behind `s.state`, opened by the first call (a script that
+    /// never calls it leaves no file).
+    state: Arc<crate::state::LazyStore>,
 }
 
 impl EffectsWiring {
-    pub(crate) fn new(
-        directory: EngineDirectory,
-        state: Option<spindle_state::StateStore>,
-    ) -> EffectsWiring {
+    pub(crate) fn new(directory: EngineDirectory, state: crate::state::LazyStore) -> EffectsWiring {
         EffectsWiring {
             directory,
-            state,
+            state: Arc::new(state),
             ..EffectsWiring::default()
         }
     }
@@ -626,9 +624,9 @@ impl Effects for KernelEffects {
     }
 
     fn state(&self, call: spindle_scripting::StateCall, reply: spindle_scripting::StateReply) {
-        match &self.wiring.state {
-            Some(store) => crate::state::call(store, call, reply),
-            None => reply(Err("this kernel keeps no state".to_owned())),
+        match self.wiring.state.get() {
+            Ok(store) => crate::state::call(store, call, reply),
+            Err(error) => reply(Err(error)),
         }
     }
 }

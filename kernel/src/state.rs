@@ -1,13 +1,49 @@
 //! `s.state` on the kernel's side: the run's [`StateStore`] (redb, in
-//! `DATA_DIR/state.redb`; in memory for a kernel without a data directory)
-//! and the one conversion between scripting's plain state types and the
-//! store's. The store's own thread does the I/O; a stage's call is handed
-//! to it with its reply callback and never blocks the Lua thread.
+//! `DATA_DIR/state.redb`; in memory for a kernel without a data directory),
+//! opened by the first call, and the one conversion between scripting's
+//! plain state types and the store's. The store's own thread does the I/O;
+//! a stage's call is handed to it with its reply callback and never blocks
+//! the Lua thread (only the first call waits for the file to open).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use spindle_scripting::{
     StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec,
 };
 use spindle_state::{StateKey, StateOp, StateResult, StateScope, StateStore, StateValue};
+
+/// The store, opened once on first use.
+#[derive(Debug, Default)]
+pub(crate) struct LazyStore {
+    /// `None`: in memory.
+    path: Option<PathBuf>,
+    store: OnceLock<Result<StateStore, String>>,
+}
+
+impl LazyStore {
+    pub(crate) fn new(path: Option<PathBuf>) -> LazyStore {
+        LazyStore {
+            path,
+            store: OnceLock::new(),
+        }
+    }
+
+    /// The store, opening it on the first call; an error (another spindle
+    /// holds the file) is kept and answered to every call.
+    pub(crate) fn get(&self) -> Result<&StateStore, String> {
+        self.store
+            .get_or_init(|| {
+                let config = match &self.path {
+                    Some(path) => spindle_state::StateConfig::at(path),
+                    None => spindle_state::StateConfig::in_memory(),
+                };
+                StateStore::open(config).map_err(|error| error.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
 
 /// Sends a stage's call to the store; the reply comes on the store's thread.
 pub(crate) fn call(store: &StateStore, call: StateCall, reply: StateReply) {

@@ -192,13 +192,10 @@ impl Kernel {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| KernelError::NoRuntime)?;
         let directory = EngineDirectory::default();
         // `s.state`: durable under the data directory, in memory without one.
-        let state_config = match &config.data_dir {
-            Some(dir) => spindle_state::StateConfig::at(dir.join("state.redb")),
-            None => spindle_state::StateConfig::in_memory(),
-        };
-        let state = spindle_state::StateStore::open(state_config)
-            .map_err(|error| KernelError::State(error.to_string()))?;
-        let wiring = EffectsWiring::new(directory.clone(), Some(state));
+        let state = crate::state::LazyStore::new(
+            config.data_dir.as_ref().map(|dir| dir.join("state.redb")),
+        );
+        let wiring = EffectsWiring::new(directory.clone(), state);
         let mut host_config = HostConfig::default();
         if config.stage_budget.is_some() {
             host_config.default_stage_budget = config.stage_budget;
