@@ -186,7 +186,7 @@ fn a_journaled_session_reads_back_and_replays_to_the_same_transcript() {
     assert_eq!(code, 0);
     assert_eq!(show.lines().count(), records.len());
 
-    // Replayed twice as fast as possible, and once at the recorded times:
+    // Replayed five times as fast as possible, and once at the recorded times:
     // the same transcript each time, every answer the same as recorded.
     let replay = |extra: &[&str]| {
         let mut args = vec!["replay", "journal", "--transcript"];
@@ -195,10 +195,12 @@ fn a_journaled_session_reads_back_and_replays_to_the_same_transcript() {
         assert_eq!(code, 0, "{transcript}\n{stderr}");
         transcript
     };
-    let first = replay(&["--fast", "--data-dir", "replay-1"]);
-    let second = replay(&["--fast", "--data-dir", "replay-2"]);
-    let timed = replay(&["--data-dir", "replay-3"]);
-    assert_eq!(first, second);
+    let first = replay(&["--fast", "--data-dir", "replay-0"]);
+    for run in 1..5 {
+        let again = replay(&["--fast", "--data-dir", &format!("replay-{run}")]);
+        assert_eq!(first, again, "replay {run}");
+    }
+    let timed = replay(&["--data-dir", "replay-timed"]);
     assert_eq!(first, timed);
     insta::assert_snapshot!(first);
 }
