@@ -87,6 +87,15 @@ fn main() {
 
         let reader = JournalReader::open(&noop_journal).expect("the journal reads");
         let timeline = Timeline::from_records(reader.latest_run());
+        let recorded = timeline.requests().count();
+        let answered = timeline
+            .requests()
+            .filter(|request| request.answered.is_some())
+            .count();
+        println!(
+            "journal of the overhead run: {recorded} requests, {answered} with their answer, torn tail {:?}, problems {:?}",
+            reader.report.torn_tail, reader.report.problems
+        );
         let kernel = start(&noop_script, None).await;
         let started = Instant::now();
         let report = spindle_replay::replay(

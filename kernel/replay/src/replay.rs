@@ -3,12 +3,19 @@
 //! and each operation applied again, at the recorded times or as fast as
 //! possible, and every answer compared with the recorded one.
 //!
-//! Order: a step is applied only after the one before it is in the kernel.
+//! Order: a step is applied only after the one before it is in the kernel,
+//! and a request is submitted only after every request whose recorded
+//! answer came before its recorded admission has its answer in the replay
+//! too: a client that waited for one answer before asking again (a
+//! sequential client) is replayed as one, so that `--fast` does not turn
+//! it into a flood the queues answer "busy".
 //! `Kernel::submit` admits a request (or rejects it) when its future is
 //! first polled, before it waits for the answer; the replay polls it once
 //! by hand, so that a cancel that follows its request in the journal finds
 //! it queued or running, in recorded and in fast timing alike.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
@@ -17,6 +24,7 @@ use std::time::Duration;
 use spindle_journal::{OperationRecord, OutcomeRecord};
 use spindle_kernel::{Fault, Kernel, RequestAnswer, Submission, outcome_record};
 use spindle_scheduler::{Priority, Source};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -105,14 +113,29 @@ pub async fn replay(kernel: &Kernel, timeline: &Timeline, config: &ReplayConfig)
     let mut answers: JoinSet<(usize, RequestAnswer, Duration)> = JoinSet::new();
     let mut recorded_requests = Vec::new();
     let mut operations = Vec::new();
+    // Requests in flight in the replay, by their recorded answer time.
+    let mut outstanding: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let mut answered: Vec<watch::Receiver<bool>> = Vec::new();
     for step in &timeline.steps {
         if config.timing == Timing::Recorded {
             tokio::time::sleep_until(start + Duration::from_micros(step.at_us())).await;
         }
         match step {
             Step::Request(recorded) => {
+                while let Some(Reverse((answer_us, earlier))) = outstanding.peek().copied() {
+                    if answer_us > recorded.admitted.at_us {
+                        break;
+                    }
+                    outstanding.pop();
+                    let _ = answered[earlier].wait_for(|done| *done).await;
+                }
                 let index = recorded_requests.len();
                 recorded_requests.push(RecordedRequest::clone(recorded));
+                let (done, done_receiver) = watch::channel(false);
+                answered.push(done_receiver);
+                if let Some(answer) = &recorded.answered {
+                    outstanding.push(Reverse((answer.at_us, index)));
+                }
                 let submitted = Instant::now();
                 let kernel = kernel.clone();
                 let submission = submission_of(recorded);
@@ -121,11 +144,13 @@ pub async fn replay(kernel: &Kernel, timeline: &Timeline, config: &ReplayConfig)
                 let first = std::future::poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx))).await;
                 match first {
                     Poll::Ready(answer) => {
+                        let _ = done.send(true);
                         answers.spawn(async move { (index, answer, submitted.elapsed()) });
                     }
                     Poll::Pending => {
                         answers.spawn(async move {
                             let answer = pending.await;
+                            let _ = done.send(true);
                             (index, answer, submitted.elapsed())
                         });
                     }
