@@ -47,6 +47,7 @@ bench: setup bench-debugger
 	$(CARGO) bench --bench embed
 	$(CARGO) bench -p spindle-netlink --bench bridge
 	$(CARGO) bench --bench operate
+	$(CARGO) bench -p spindle-replay --bench journal
 
 ## The netlink codec's fuzz targets, FUZZ_SECONDS (default 60) each.
 fuzz:

@@ -218,6 +218,16 @@
 ---@class spindle.DisplayOptions
 ---@field id? string|boolean A display id to update later with `s.update_display`; `true` makes one up.
 
+---The functions of one scope of `s.state`; each waits for the store while
+---other requests run on.
+---@class spindle.StateScope
+---@field get function `get(key)`: the value, or nil.
+---@field set function `set(key, value, { ttl = "10m" })`: stores a boolean, number, string or vector; returns the value before.
+---@field cas function `cas(key, expected, new, { ttl = ... })`: stores `new` (nil deletes) only if the value is `expected` (nil: absent), atomically; returns whether it did and the value now.
+---@field incr function `incr(key, by)`: adds `by` (default 1) to an integer (absent is 0), atomically; returns the new value.
+---@field delete function `delete(key)`: returns the value before.
+---@field list function `list(prefix, { limit = 1000 })`: a table of the live keys that start with `prefix`.
+
 -- The module -------------------------------------------------------------
 
 ---The `spindle` module: `local s = require("spindle")`.
@@ -379,5 +389,15 @@ function spindle.html(html) end
 ---@param b number[]
 ---@return number
 function spindle.cosine(a, b) end
+
+---Durable state for stages, kept by the kernel under the run's data
+---directory (it survives a restart): `s.state()` is the global scope,
+---`s.state("pipeline", req)` the scope of the request's pipeline,
+---`s.state("request", req)` the request's own (by its correlation id).
+---Expired keys (`ttl`) are gone. Works in the stages of a running kernel.
+---@param scope? "global"|"pipeline"|"request"
+---@param req? spindle.Request The request the stage got (for "pipeline" and "request").
+---@return spindle.StateScope
+function spindle.state(scope, req) end
 
 return spindle

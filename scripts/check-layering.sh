@@ -32,6 +32,13 @@ forbid spindle-embed 'spindle-.*' "the embedding engine depends on no other work
 forbid spindle-embed 'tokio|mio' "embedding sessions run on threads of their own"
 forbid spindle-scheduler 'spindle-.*' "the scheduler depends on no other workspace crate"
 forbid spindle-scheduler 'mlua|ort|hyper|serde_json' "the scheduler knows no Lua, ONNX Runtime, HTTP or JSON"
+forbid spindle-journal 'spindle-.*' "the journal's format and writer depend on no other workspace crate"
+forbid spindle-journal 'serde|serde_json|mlua' "journal records are a binary format of their own; JSON is the binary's export edge"
+forbid spindle-state 'spindle-.*' "durable state depends on no other workspace crate"
+forbid spindle-state 'tokio|mio|serde|serde_json|mlua' "the state store is blocking I/O on a thread of its own; it knows no runtime, JSON or Lua"
+forbid spindle-replay "${front_ends}|spindle|spindle-remote" "replay works on the Kernel handle and the journal; it is no front end and needs none"
+forbid spindle-replay 'serde|serde_json|hyper' "replay speaks Rust types; the binary prints" 1
+forbid spindle-kernel 'spindle-replay' "replay is built on the kernel, not in it"
 forbid spindle-kernel "${front_ends}|spindle" "the kernel depends on scripting, embed and scheduler only"
 forbid spindle-kernel 'hyper|hyper-util|h2|http|http-body|zeromq|zmq|jupyter-.*|netlink-.*|neli|dap|tower-lsp-server' \
     "the kernel speaks Rust types: HTTP, ZeroMQ, netlink and the editor protocols live in the front ends"

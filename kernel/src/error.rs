@@ -20,6 +20,9 @@ pub enum KernelError {
     /// The run's data directory could not be created.
     #[error("cannot create {}: {reason}\n  hint: pass a writable --data-dir", path.display())]
     DataDir { path: PathBuf, reason: String },
+    /// The journal could not be started (its directory, its first segment).
+    #[error("cannot start the journal: {0}\n  hint: pass a writable --journal DIR")]
+    Journal(String),
     /// `Kernel::start` was called outside a tokio runtime.
     #[error("the kernel must start inside a tokio runtime")]
     NoRuntime,

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::embedding::{EngineBackend, EngineDirectory};
 use crate::failure;
 use crate::faults::Faults;
+use crate::journal::RequestJournal;
 use crate::metrics::Metrics;
 use crate::services::ServiceBoard;
 
@@ -80,6 +81,9 @@ pub(crate) struct RequestPath {
     wiring: EffectsWiring,
     batching: BatchingSetup,
     pub(crate) metrics: Arc<Metrics>,
+    /// Set when the kernel runs with a journal: each request's admission,
+    /// stages and answer go there.
+    pub(crate) journal: Option<RequestJournal>,
 }
 
 /// What a new embedding service's batcher is started with.
@@ -221,6 +225,7 @@ impl RequestPath {
             wiring: wiring.clone(),
             batching,
             metrics: Arc::new(Metrics::default()),
+            journal: None,
         }
     }
 
@@ -263,6 +268,12 @@ impl RequestPath {
     /// Submits a request and waits for its one answer. A full queue answers
     /// `Rejected` at once.
     pub(crate) async fn submit(&self, submission: Submission) -> RequestAnswer {
+        // The journal keeps what was asked (the request moves into the
+        // scheduler); without one nothing is copied.
+        let journaled = self
+            .journal
+            .as_ref()
+            .map(|journal| (journal.clone(), submission.clone()));
         let pipeline = submission.pipeline.clone();
         let request = NewRequest {
             correlation_id: submission.correlation_id,
@@ -272,11 +283,49 @@ impl RequestPath {
             source: submission.source,
             payload: submission.text,
         };
-        let answer = match self.scheduler.submit(request) {
-            Ok(ticket) => ticket.await,
-            Err(rejected) => {
+        match (self.scheduler.submit(request), journaled) {
+            (Ok(ticket), None) => {
+                let answer = ticket.await;
+                self.metrics.record(&answer);
+                answer
+            }
+            // The answer is journaled by a task of its own, so that a
+            // caller who stops waiting (a closed HTTP connection) does not
+            // leave the journal without the answer the request still gets.
+            (Ok(ticket), Some((journal, asked))) => {
+                journal.admitted(ticket.id(), &asked).await;
+                let id = ticket.id();
+                let (priority, source) = (asked.priority, asked.source);
+                let metrics = self.metrics.clone();
+                let answered = tokio::spawn(async move {
+                    let answer = ticket.await;
+                    metrics.record(&answer);
+                    journal.answered(&asked, &answer).await;
+                    answer
+                });
+                match answered.await {
+                    Ok(answer) => answer,
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    // The runtime is going away under the request.
+                    Err(_) => {
+                        let now = Instant::now();
+                        Answer {
+                            id,
+                            correlation_id: id.to_string(),
+                            pipeline,
+                            priority,
+                            source,
+                            outcome: Outcome::Cancelled(spindle_scheduler::CancelReason::Shutdown),
+                            admitted_at: now,
+                            started_at: None,
+                            answered_at: now,
+                        }
+                    }
+                }
+            }
+            (Err(rejected), journaled) => {
                 let now = Instant::now();
-                Answer {
+                let answer = Answer {
                     id: rejected.id,
                     correlation_id: rejected.id.to_string(),
                     pipeline,
@@ -286,11 +335,14 @@ impl RequestPath {
                     admitted_at: now,
                     started_at: None,
                     answered_at: now,
+                };
+                self.metrics.record(&answer);
+                if let Some((journal, asked)) = journaled {
+                    journal.answered(&asked, &answer).await;
                 }
+                answer
             }
-        };
-        self.metrics.record(&answer);
-        answer
+        }
     }
 
     /// Cancels a queued or running request by the correlation id its
@@ -488,13 +540,17 @@ pub(crate) struct EffectsWiring {
     /// The debugger core's events (stops, output), for every debugger
     /// front end.
     pub(crate) debug_events: Option<tokio::sync::broadcast::Sender<DebugEvent>>,
+    /// The store behind `s.state`, opened by the first call (a script that
+    /// never calls it leaves no file).
+    state: Arc<crate::state::LazyStore>,
 }
 
 impl EffectsWiring {
-    pub(crate) fn new(directory: EngineDirectory) -> EffectsWiring {
+    pub(crate) fn new(directory: EngineDirectory, state: crate::state::LazyStore) -> EffectsWiring {
         EffectsWiring {
             directory,
             debug_events: Some(tokio::sync::broadcast::channel(1024).0),
+            state: Arc::new(state),
             ..EffectsWiring::default()
         }
     }
@@ -574,6 +630,13 @@ impl Effects for KernelEffects {
     fn debug_event(&self, event: DebugEvent) {
         if let Some(sender) = &self.wiring.debug_events {
             let _ = sender.send(event);
+        }
+    }
+
+    fn state(&self, call: spindle_scripting::StateCall, reply: spindle_scripting::StateReply) {
+        match self.wiring.state.get() {
+            Ok(store) => crate::state::call(store, call, reply),
+            Err(error) => reply(Err(error)),
         }
     }
 }

@@ -154,6 +154,7 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
     )?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
     crate::notebook_api::extend(lua, &module)?;
+    crate::state_api::extend(lua, &module)?;
     Ok(module)
 }
 

@@ -499,6 +499,7 @@ pub(crate) fn lua_error_diagnostic_with(
                 "chart",
                 "html",
                 "cosine",
+                "state",
             ],
         ) {
             Some(candidate) => format!("did you mean `{candidate}`?"),

@@ -194,6 +194,9 @@ impl ScriptHost {
                 // Cells may declare more and apply it (`s.up()`): keep the
                 // script's declarations where the module records new ones.
                 loaded.lua.set_app_data(loaded.declarations);
+                loaded
+                    .lua
+                    .set_app_data(crate::state_api::HostEffects(effects.clone()));
                 let context = Rc::new(RunContext {
                     lua: loaded.lua,
                     graph: RefCell::new(loaded.evaluation.graph.map(Rc::new)),

@@ -39,6 +39,7 @@ mod run_registry;
 mod source_map;
 pub mod sources;
 pub mod spec;
+mod state_api;
 
 pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
 pub use cell::{
@@ -68,6 +69,7 @@ pub use pipeline_run::{
 pub use run_registry::{LiveRun, PausePoint, PauseReason, RunEvent, RunEventKind, RunState};
 pub use sources::Overlay;
 pub use spec::*;
+pub use state_api::{StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec};
 
 use std::path::Path;
 

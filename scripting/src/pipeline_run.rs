@@ -208,6 +208,14 @@ pub trait Effects: Send + Sync + 'static {
         let _ = graph;
         reply(Err("no kernel is attached to run a graph".to_owned()));
     }
+
+    /// A stage's `s.state` call; `reply` gets the store's answer.
+    fn state(&self, call: crate::StateCall, reply: crate::StateReply) {
+        let _ = call;
+        reply(Err(
+            "this kernel keeps no state (it runs without a data directory)".to_owned(),
+        ));
+    }
 }
 
 /// Effects of a host with no kernel attached: every embedding fails.

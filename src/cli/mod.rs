@@ -6,11 +6,13 @@ pub mod dap;
 pub mod discovery;
 pub mod embed;
 pub mod graph;
+pub mod journal;
 pub mod kernel;
 pub mod lsp;
 pub mod models;
 pub mod netlink_peer;
 pub mod ps;
+pub mod replay;
 pub mod run;
 
 use spindle_scripting::Diagnostic;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use spindle_journal::{Journal, JournalConfig, JournalStats};
 use spindle_scheduler::{BatcherStats, Counters, RequestId, Stats};
 use spindle_scripting::{
     Diagnostic, GraphSpec, HostConfig, Interrupter, NotebookJob, RunStack, ScriptHost, Variable,
@@ -31,6 +32,7 @@ use crate::embedding::{EmbeddingRuntime, EngineDirectory, EngineStatus, RemoteEn
 use crate::error::KernelError;
 use crate::events::{EventHub, KernelSubscription, Subscriptions};
 use crate::faults::{Fault, Faults};
+use crate::journal::{self, RequestJournal};
 use crate::metrics::LatencySeries;
 use crate::requests::{
     EffectsWiring, HostCell, RequestAnswer, RequestPath, RequestPathConfig, Submission,
@@ -84,6 +86,10 @@ pub struct KernelConfig {
     /// Connects embedding services with a `url` (the binary plugs in
     /// `spindle-remote`); without it they fail to start with a reason.
     pub remote_engines: Option<Arc<dyn RemoteEngines>>,
+    /// Record every request, service event and operation in a journal
+    /// (`spindle run --journal DIR`); its `run_id` and `script` are filled
+    /// in by the kernel.
+    pub journal: Option<JournalConfig>,
 }
 
 impl std::fmt::Debug for KernelConfig {
@@ -93,6 +99,10 @@ impl std::fmt::Debug for KernelConfig {
             .field("data_dir", &self.data_dir)
             .field("until_shutdown", &self.until_shutdown)
             .field("remote_engines", &self.remote_engines.is_some())
+            .field(
+                "journal",
+                &self.journal.as_ref().map(|journal| &journal.dir),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +175,8 @@ struct Inner {
     shutdown: CancellationToken,
     kill_now: CancellationToken,
     outcome: watch::Receiver<Option<Result<KernelOutcome, KernelError>>>,
+    /// Cancelled once the journal (if any) has written everything.
+    journal_done: CancellationToken,
     started_at: SystemTime,
 }
 
@@ -179,7 +191,11 @@ impl Kernel {
     pub fn start(source: KernelSource, config: KernelConfig) -> Result<Kernel, KernelError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| KernelError::NoRuntime)?;
         let directory = EngineDirectory::default();
-        let wiring = EffectsWiring::new(directory.clone());
+        // `s.state`: durable under the data directory, in memory without one.
+        let state = crate::state::LazyStore::new(
+            config.data_dir.as_ref().map(|dir| dir.join("state.redb")),
+        );
+        let wiring = EffectsWiring::new(directory.clone(), state);
         let mut host_config = HostConfig::default();
         if config.stage_budget.is_some() {
             host_config.default_stage_budget = config.stage_budget;
@@ -235,7 +251,7 @@ impl Kernel {
         let requests_shutdown = CancellationToken::new();
         let _entered = runtime.enter();
         let faults = Faults::default();
-        let requests = RequestPath::start(
+        let mut requests = RequestPath::start(
             &graph,
             host.clone(),
             &wiring,
@@ -244,6 +260,36 @@ impl Kernel {
             config.requests.clone(),
             requests_shutdown.clone(),
         );
+
+        let journal = match &config.journal {
+            Some(journal_config) => {
+                let mut journal_config = journal_config.clone();
+                journal_config.run_id = run_id.clone();
+                journal_config.script = script
+                    .as_ref()
+                    .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_default();
+                let handle = Journal::start(journal_config)
+                    .map_err(|error| KernelError::Journal(error.to_string()))?;
+                Some(RequestJournal::new(handle))
+            }
+            None => None,
+        };
+        requests.journal = journal.clone();
+        // Subscribed before the supervisor starts: every service event.
+        let journal_done = CancellationToken::new();
+        match &journal {
+            Some(journal) => {
+                let subscription = subscriptions.subscribe(None);
+                tokio::spawn(journal::follow_events(
+                    subscription,
+                    journal.clone(),
+                    journal_done.clone(),
+                ));
+            }
+            None => journal_done.cancel(),
+        }
 
         let (supervisor, control) = SupervisorControl::new();
         let (event_sender, service_events) = mpsc::unbounded_channel();
@@ -309,6 +355,7 @@ impl Kernel {
                 shutdown,
                 kill_now,
                 outcome,
+                journal_done,
                 started_at: SystemTime::now(),
             }),
         })
@@ -395,6 +442,13 @@ impl Kernel {
     /// Cancels a live request by the correlation id its caller gave or by
     /// its numeric id; `false` if none is live.
     pub async fn cancel(&self, id_or_correlation: &str) -> bool {
+        journal::operation(
+            self.inner.requests.journal.as_ref(),
+            journal::Operation::Cancel {
+                target: id_or_correlation,
+            },
+        )
+        .await;
         self.inner.requests.cancel(id_or_correlation).await
     }
 
@@ -504,9 +558,24 @@ impl Kernel {
         }
     }
 
+    /// What the journal has written so far (records, bytes, segments, how
+    /// often admissions waited for it, a write error); `None` without a
+    /// journal.
+    pub fn journal_stats(&self) -> Option<JournalStats> {
+        self.inner
+            .requests
+            .journal
+            .as_ref()
+            .map(|journal| journal.handle().stats())
+    }
+
     /// Injects a fault (an engine that fails or answers late) to see how
     /// the graph copes; see [`Fault`].
     pub fn inject(&self, fault: Fault) {
+        journal::operation_now(
+            self.inner.requests.journal.as_ref(),
+            journal::Operation::Fault(&fault),
+        );
         self.inner.faults.inject(fault);
     }
 
@@ -539,8 +608,12 @@ impl Kernel {
     /// service stopped, every event delivered to the hub.
     pub async fn wait(&self) -> Result<KernelOutcome, KernelError> {
         let mut outcome = self.inner.outcome.clone();
-        match outcome.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().expect("waited for Some"),
+        let outcome = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
+        // The event stream has ended with the run: the journal writes its
+        // last records.
+        self.inner.journal_done.cancelled().await;
+        match outcome {
+            Ok(outcome) => outcome.expect("waited for Some"),
             Err(_) => Err(KernelError::Crashed(
                 "the kernel's lifecycle task ended without an outcome".to_owned(),
             )),

@@ -21,10 +21,21 @@ use crate::requests::EffectsWiring;
 use crate::supervisor::{ApplyReport, ControlError, StopMode};
 
 impl Kernel {
+    /// Journals a service command (when the kernel has a journal), so that
+    /// a replay applies it again.
+    async fn journal_service(&self, command: &'static str, service: &str) {
+        crate::journal::operation(
+            self.inner.requests.journal.as_ref(),
+            crate::journal::Operation::Service { command, service },
+        )
+        .await;
+    }
+
     /// Restarts a service: the services bound to it stop first and start
     /// again after it.
     pub async fn restart_service(&self, name: &str) -> Result<(), KernelError> {
         self.refuse_while_shutting_down()?;
+        self.journal_service("restart", name).await;
         self.inner.supervisor.restart(name).await.map_err(control)
     }
 
@@ -39,6 +50,7 @@ impl Kernel {
     /// at once instead of their grace periods.
     pub async fn stop_service_with(&self, name: &str, mode: StopMode) -> Result<(), KernelError> {
         self.refuse_while_shutting_down()?;
+        self.journal_service("stop", name).await;
         self.inner
             .supervisor
             .stop(name, mode)
@@ -50,6 +62,7 @@ impl Kernel {
     /// needs.
     pub async fn start_service(&self, name: &str) -> Result<(), KernelError> {
         self.refuse_while_shutting_down()?;
+        self.journal_service("start", name).await;
         self.inner.supervisor.start(name).await.map_err(control)
     }
 
@@ -57,6 +70,7 @@ impl Kernel {
     /// service that gave up).
     pub async fn recover_service(&self, name: &str) -> Result<(), KernelError> {
         self.refuse_while_shutting_down()?;
+        self.journal_service("recover", name).await;
         self.inner.supervisor.recover(name).await.map_err(control)
     }
 
@@ -83,6 +97,11 @@ impl Kernel {
     /// every diagnostic.
     pub async fn reload(&self) -> Result<ApplyReport, KernelError> {
         let script = self.inner.script.clone().ok_or(KernelError::NoScript)?;
+        crate::journal::operation(
+            self.inner.requests.journal.as_ref(),
+            crate::journal::Operation::Reload,
+        )
+        .await;
         let wiring = self.inner.wiring.clone();
         let host_config = self.inner.host_config.clone();
         let (host, graph, _) =

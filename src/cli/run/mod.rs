@@ -104,6 +104,19 @@ pub struct Args {
     /// loopback --http). Also read from SPINDLE_TOKEN.
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// Record every request (its admission, stages' timings and answer),
+    /// every service event and every operation in a journal in DIR
+    /// (segments journal-NNNNNN.spj). Read it with `spindle journal`,
+    /// replay it with `spindle replay DIR`. See docs/journal.md.
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+    /// With --journal: start a new segment when one reaches this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    journal_segment_mib: u64,
+    /// With --journal: keep at most this many segments, deleting the
+    /// oldest (0 keeps all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    journal_keep: usize,
     /// Reload the script when it or a module it requires changes.
     #[arg(long)]
     watch: bool,
@@ -208,6 +221,12 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         child_subreaper: true,
         guard,
         remote_engines: Some(std::sync::Arc::new(spindle_remote::RemoteBackend::new())),
+        journal: args.journal.as_ref().map(|dir| {
+            let mut journal = spindle_journal::JournalConfig::new(dir);
+            journal.max_segment_bytes = args.journal_segment_mib.max(1) << 20;
+            journal.max_segments = args.journal_keep;
+            journal
+        }),
         ..KernelConfig::default()
     };
     let kernel = match Kernel::start(KernelSource::Script(args.file.clone()), config) {
@@ -228,6 +247,9 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         "spindle: run {run_id}, logs in {}",
         data_dir.join("logs").display()
     );
+    if let Some(dir) = &args.journal {
+        eprintln!("spindle: journal in {}", dir.display());
+    }
     // Subscribed before anything else runs on this thread: every event.
     let events = kernel.subscribe(false);
     let logs = kernel.subscribe_logs();
@@ -297,6 +319,15 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
     drop(control);
     let outcome = outcome.context("the kernel failed")?;
     report(&outcome);
+    if let Some(stats) = kernel.journal_stats() {
+        eprintln!(
+            "spindle: journal: {} record(s), {} byte(s) in {} segment(s)",
+            stats.records, stats.bytes, stats.segments
+        );
+        if let Some(error) = &stats.failed {
+            eprintln!("spindle: journal stopped writing: {error}");
+        }
+    }
     Ok(exit_code(&outcome))
 }
 
@@ -350,7 +381,7 @@ fn exit_code(outcome: &KernelOutcome) -> ExitCode {
     }
 }
 
-fn default_data_dir(run_id: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn default_data_dir(run_id: &str) -> anyhow::Result<PathBuf> {
     let state_home = match std::env::var_os("XDG_STATE_HOME").filter(|dir| !dir.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => {

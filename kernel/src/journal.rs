@@ -1,0 +1,271 @@
+//! The kernel's side of the session journal: kernel values turned into
+//! [`spindle_journal::Record`]s at the places they happen.
+//!
+//! - Requests: [`RequestJournal`] is called by the request path around each
+//!   submission: the admission when the scheduler has taken the request
+//!   (before its answer, so a crash keeps what was in flight), then the
+//!   stages' timings and the one answer. These sends wait when the writer
+//!   is behind (back-pressure); a request is never left out.
+//! - Services and pipelines: [`follow_events`] is a subscriber of the event
+//!   hub like any front end. The hub never waits for it; when it falls
+//!   behind it gets `Lagged` with a snapshot, written as a gap record with
+//!   the count it missed.
+//! - Operations: faults, cancels and service commands through the
+//!   `Kernel` handle, so that a replay can apply them again.
+//!
+//! Knows the journal crate's records and the kernel's types; no file
+//! format (that is `spindle-journal`) and no JSON.
+
+use std::time::Instant as StdInstant;
+
+use spindle_journal::{
+    Admitted, Answered, GapRecord, JournalHandle, OperationRecord, OutcomeRecord, PipelineRecord,
+    Record, ServiceRecord, StageRecord,
+};
+use spindle_scheduler::{Gate, Outcome, RequestId};
+use spindle_scripting::PipelineAnswer;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{KernelEvent, KernelSubscription};
+use crate::faults::Fault;
+use crate::requests::{RequestAnswer, Submission};
+
+/// Records requests for the request path; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestJournal {
+    handle: JournalHandle,
+}
+
+impl RequestJournal {
+    pub(crate) fn new(handle: JournalHandle) -> RequestJournal {
+        RequestJournal { handle }
+    }
+
+    pub(crate) fn handle(&self) -> &JournalHandle {
+        &self.handle
+    }
+
+    /// The request `id` was taken by the scheduler.
+    pub(crate) async fn admitted(&self, id: RequestId, submission: &Submission) {
+        let record = admitted_record(id.0, submission, self.handle.now_us());
+        self.handle.record(record).await;
+    }
+
+    /// The request's answer; a rejected request (which never had an
+    /// admission) gets its admission record here first.
+    pub(crate) async fn answered(&self, submission: &Submission, answer: &RequestAnswer) {
+        let handle = &self.handle;
+        let admitted_us = us_at(handle, answer.admitted_at.into_std());
+        if matches!(answer.outcome, Outcome::Rejected(_)) {
+            let record = admitted_record(answer.id.0, submission, admitted_us);
+            handle.record(record).await;
+        }
+        if let Outcome::Ok(pipeline_answer) = &answer.outcome {
+            let mut stage_start = answer
+                .started_at
+                .map_or(admitted_us, |at| us_at(handle, at.into_std()));
+            for (stage, elapsed) in &pipeline_answer.stages {
+                let elapsed_us = elapsed.as_micros() as u64;
+                handle
+                    .record(Record::Stage(StageRecord {
+                        id: answer.id.0,
+                        stage: stage.clone(),
+                        at_us: stage_start,
+                        elapsed_us,
+                        text: String::new(),
+                        vector: None,
+                        fields: Vec::new(),
+                        error: None,
+                    }))
+                    .await;
+                stage_start += elapsed_us;
+            }
+        }
+        let outcome = outcome_record(&answer.outcome);
+        let answered_us = us_at(handle, answer.answered_at.into_std());
+        handle
+            .record(Record::Answered(Answered {
+                id: answer.id.0,
+                at_us: answered_us,
+                queue_us: answer.queue_wait().as_micros() as u64,
+                latency_us: answer.latency().as_micros() as u64,
+                outcome,
+            }))
+            .await;
+    }
+}
+
+/// A request's outcome as the journal records it (also what `spindle
+/// replay` compares with a recorded one).
+pub fn outcome_record(outcome: &Outcome<PipelineAnswer>) -> OutcomeRecord {
+    match outcome {
+        Outcome::Ok(pipeline_answer) => OutcomeRecord::Ok {
+            text: pipeline_answer.text.clone(),
+            vector: pipeline_answer.vector.clone(),
+            fields: pipeline_answer
+                .fields
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            degraded: pipeline_answer.degraded,
+            embed_fallback: pipeline_answer.embed_fallback,
+        },
+        Outcome::Error(failure) => {
+            let site = failure.site.as_deref();
+            OutcomeRecord::Error {
+                message: failure.message.clone(),
+                class: failure.class.as_str().to_owned(),
+                stage: site.map(|site| site.stage.clone()).unwrap_or_default(),
+                file: site.map(|site| site.file.clone()).unwrap_or_default(),
+                line: site.map_or(0, |site| site.line),
+            }
+        }
+        Outcome::Timeout => OutcomeRecord::Timeout,
+        Outcome::Rejected(reason) => OutcomeRecord::Rejected {
+            reason: format!("{reason:?}"),
+        },
+        Outcome::Cancelled(reason) => OutcomeRecord::Cancelled {
+            reason: format!("{reason:?}"),
+        },
+    }
+}
+
+/// An operation applied through the `Kernel` handle, journaled (waiting
+/// for room like a request) when the kernel has a journal.
+pub(crate) async fn operation(journal: Option<&RequestJournal>, operation: Operation<'_>) {
+    if let Some(journal) = journal {
+        let record = operation_record(&journal.handle, operation);
+        journal.handle.record(record).await;
+    }
+}
+
+/// The same from code that cannot wait (`Kernel::inject`): the time is
+/// taken now, the record is sent by a task.
+pub(crate) fn operation_now(journal: Option<&RequestJournal>, operation: Operation<'_>) {
+    if let Some(journal) = journal {
+        let record = operation_record(&journal.handle, operation);
+        let handle = journal.handle.clone();
+        tokio::spawn(async move { handle.record(record).await });
+    }
+}
+
+fn operation_record(handle: &JournalHandle, operation: Operation<'_>) -> Record {
+    let (name, target, count, delay_us) = match operation {
+        Operation::Fault(Fault::EngineFails { service, batches }) => {
+            ("engine-fails", service.clone(), *batches, 0)
+        }
+        Operation::Fault(Fault::EngineSlow {
+            service,
+            delay,
+            batches,
+        }) => (
+            "engine-slow",
+            service.clone(),
+            *batches,
+            delay.as_micros() as u64,
+        ),
+        Operation::Service { command, service } => (command, service.to_owned(), 0, 0),
+        Operation::Cancel { target } => ("cancel", target.to_owned(), 0, 0),
+        Operation::Reload => ("reload", String::new(), 0, 0),
+    };
+    Record::Operation(OperationRecord {
+        at_us: handle.now_us(),
+        operation: name.to_owned(),
+        target,
+        count,
+        delay_us,
+    })
+}
+
+/// What [`operation`] records.
+pub(crate) enum Operation<'a> {
+    Fault(&'a Fault),
+    /// `restart`, `stop`, `start` or `recover` of a service.
+    Service {
+        command: &'static str,
+        service: &'a str,
+    },
+    Cancel {
+        target: &'a str,
+    },
+    Reload,
+}
+
+/// Writes every service and pipeline event until the kernel's event stream
+/// ends, then flushes the journal and cancels `done`.
+pub(crate) async fn follow_events(
+    mut subscription: KernelSubscription,
+    journal: RequestJournal,
+    done: CancellationToken,
+) {
+    let handle = &journal.handle;
+    let mut seq = 0_u64;
+    while let Some(event) = subscription.recv().await {
+        seq += 1;
+        let record = match event {
+            KernelEvent::Service(event) => Record::Service(ServiceRecord {
+                seq,
+                at_us: handle.us_since_start(event.at),
+                service: event.service.clone(),
+                from: event.from.to_string(),
+                to: event.to.to_string(),
+                reason: event.reason.clone(),
+                pid: event.pid,
+                restarts: event.restarts,
+            }),
+            KernelEvent::Pipeline { name, gate } => {
+                let (gate, reason) = match gate {
+                    Gate::Open => ("open", String::new()),
+                    Gate::Closed { reason } => ("closed", reason),
+                    Gate::Failed { reason } => ("failed", reason),
+                };
+                Record::Pipeline(PipelineRecord {
+                    seq,
+                    at_us: handle.now_us(),
+                    pipeline: name,
+                    gate: gate.to_owned(),
+                    reason,
+                })
+            }
+            KernelEvent::Lagged { missed, snapshot } => {
+                let states: Vec<String> = snapshot
+                    .services
+                    .iter()
+                    .map(|service| format!("{} {}", service.name, service.state))
+                    .collect();
+                Record::Gap(GapRecord {
+                    at_us: handle.now_us(),
+                    source: "service-events".to_owned(),
+                    missed,
+                    snapshot: states.join(", "),
+                })
+            }
+            KernelEvent::Request(_) | KernelEvent::RequestsLagged { .. } => continue,
+        };
+        handle.record(record).await;
+    }
+    handle.flush().await;
+    done.cancel();
+}
+
+fn admitted_record(id: u64, submission: &Submission, at_us: u64) -> Record {
+    Record::Admitted(Admitted {
+        id,
+        correlation_id: submission
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| id.to_string()),
+        pipeline: submission.pipeline.clone(),
+        priority: submission.priority.as_str().to_owned(),
+        source: submission.source.as_str().to_owned(),
+        deadline_us: submission
+            .deadline
+            .map(|deadline| deadline.as_micros() as u64),
+        text: submission.text.clone(),
+        at_us,
+    })
+}
+
+fn us_at(handle: &JournalHandle, at: StdInstant) -> u64 {
+    at.saturating_duration_since(handle.started()).as_micros() as u64
+}
