@@ -4,7 +4,12 @@
 //!
 //! The supervisor starts and stops engines through [`EmbeddingRuntime`]; the
 //! request path finds them in the [`EngineDirectory`] at each batch, so a
-//! restarted engine is picked up. A batch that finds no engine (a restart
+//! restarted engine is picked up. Texts arrive tokenized by the service's
+//! engine ([`Engine::encode`], done by the request path off the Lua thread)
+//! and are not tokenized again; an input tokenized by another engine (a
+//! fallback service with another vocabulary) goes as text. Each engine
+//! measures its batch costs at start-up, which its batcher sizes batches
+//! by. A batch that finds no engine (a restart
 //! raced it) fails as "unavailable", which no breaker counts; batchers do
 //! not send batches while their service is not ready at all.
 
@@ -12,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use spindle_embed::{Engine, EngineConfig, Provider};
-use spindle_scheduler::{EmbedBackend, Failure};
+use spindle_embed::{BatchCosts, Calibration, Encoded, Engine, EngineConfig, Input, Provider};
+use spindle_scheduler::{BatchCost, EmbedBackend, EmbedInput, Failure};
 use spindle_scripting::{EmbeddingSpec, ServiceKind, ServiceSpec};
 
 use crate::failure;
@@ -30,6 +35,12 @@ pub struct EngineStatus {
     pub fallback: Option<String>,
     pub dimensions: usize,
     pub max_seq_length: usize,
+    /// Texts the engine embedded, and how many of them it had to tokenize
+    /// itself: the request path tokenizes each text once, before batching,
+    /// so this stays 0 unless a text came from a fallback or before the
+    /// engine was up.
+    pub texts: u64,
+    pub tokenized_by_engine: u64,
 }
 
 /// The engines of the graph's embedding services that are up, by service.
@@ -55,7 +66,10 @@ impl EngineDirectory {
             .iter()
             .map(|(service, engine)| {
                 let info = engine.info();
+                let health = engine.health();
                 EngineStatus {
+                    texts: health.texts,
+                    tokenized_by_engine: health.tokenized,
                     service: service.clone(),
                     model: info.model.clone(),
                     provider: info.provider.as_str().to_owned(),
@@ -92,12 +106,25 @@ impl EngineDirectory {
 
 /// Starts `embedding` services for the supervisor: the service is running
 /// (and ready) once its session is loaded and a warm-up batch passed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EmbeddingRuntime {
     pub directory: EngineDirectory,
     /// Overrides the cache directory (tests); `None` resolves it as the
     /// fetch script does.
     pub cache: Option<std::path::PathBuf>,
+    /// Whether engines measure their batch costs (default: from the cache,
+    /// measured once per machine).
+    pub calibration: Calibration,
+}
+
+impl Default for EmbeddingRuntime {
+    fn default() -> Self {
+        EmbeddingRuntime {
+            directory: EngineDirectory::default(),
+            cache: None,
+            calibration: Calibration::Cached,
+        }
+    }
 }
 
 impl InProcessRuntime for EmbeddingRuntime {
@@ -111,7 +138,7 @@ impl InProcessRuntime for EmbeddingRuntime {
                 async move { Err(format!("a `{kind}` service cannot run in process")) },
             );
         };
-        let config = engine_config(embedding, self.cache.clone());
+        let config = engine_config(embedding, self.cache.clone(), self.calibration);
         let service = spec.name.clone();
         let directory = self.directory.clone();
         Box::pin(async move {
@@ -145,6 +172,7 @@ impl InProcessRuntime for EmbeddingRuntime {
 fn engine_config(
     embedding: &EmbeddingSpec,
     cache: Option<std::path::PathBuf>,
+    calibration: Calibration,
 ) -> Result<EngineConfig, String> {
     let providers = embedding
         .providers
@@ -158,6 +186,7 @@ fn engine_config(
         providers,
         intra_threads: embedding.intra_threads.map(|threads| threads as usize),
         cache,
+        calibration,
         ..EngineConfig::new(embedding.model.clone())
     })
 }
@@ -200,6 +229,10 @@ impl InProcessService for EmbeddingService {
     }
 }
 
+/// What the request path prepares for an engine: the text tokenized by
+/// that engine's tokenizer.
+pub(crate) type Prepared = Arc<Encoded>;
+
 /// Computes a batcher's batches on the service's current engine.
 pub(crate) struct EngineBackend {
     pub(crate) service: String,
@@ -208,9 +241,11 @@ pub(crate) struct EngineBackend {
 }
 
 impl EmbedBackend for EngineBackend {
+    type Prepared = Prepared;
+
     fn embed(
         &self,
-        texts: Vec<String>,
+        inputs: Vec<EmbedInput<Prepared>>,
     ) -> impl std::future::Future<Output = Result<Vec<Vec<f32>>, Failure>> + Send {
         let engine = self.directory.get(&self.service);
         let service = self.service.clone();
@@ -222,11 +257,20 @@ impl EmbedBackend for EngineBackend {
             if fault == Some(BatchFault::Fail) {
                 return Err(failure::injected(&service));
             }
+            // Tokenized once, by this engine's tokenizer; anything else
+            // (another engine's encoding, no encoding) goes as text.
+            let inputs = inputs
+                .into_iter()
+                .map(|input| match input.prepared {
+                    Some(encoded) if engine.accepts(&encoded) => Input::Encoded(encoded),
+                    _ => Input::Text(input.text.to_string()),
+                })
+                .collect();
             let (sender, receiver) = tokio::sync::oneshot::channel();
             // Held for the life of the batch: when the batcher drops this
             // future (the batch ran out of time), the engine stops the run.
-            let cancel = CancelOnDrop(Some(engine.submit(
-                texts,
+            let cancel = CancelOnDrop(Some(engine.submit_inputs(
+                inputs,
                 Box::new(move |result| {
                     let _ = sender.send(result);
                 }),
@@ -246,6 +290,20 @@ impl EmbedBackend for EngineBackend {
                 Err(_) => Err(failure::engine_not_running(&service)),
             }
         }
+    }
+
+    fn batch_cost(&self) -> Option<Arc<dyn BatchCost>> {
+        let costs = self.directory.get(&self.service)?.batch_costs()?;
+        Some(Arc::new(MeasuredCost(costs)))
+    }
+}
+
+/// An engine's measured batch costs, as the batcher's cost model.
+struct MeasuredCost(Arc<BatchCosts>);
+
+impl BatchCost for MeasuredCost {
+    fn seconds(&self, batch: usize, seq: usize) -> f64 {
+        self.0.seconds(batch, seq)
     }
 }
 

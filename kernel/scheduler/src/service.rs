@@ -1,7 +1,10 @@
-//! The embed stage's client: retries with backoff inside the deadline, and
-//! a fallback to another service when the primary fails or its breaker is
-//! open. Answers say which service produced them, so a fallback answer is
-//! always marked as one.
+//! The embed stage's client: a fallback to another service when the
+//! primary fails or its breaker is open. Answers say which service produced
+//! them, so a fallback answer is always marked as one.
+//!
+//! Retries are not made here but in each service's batcher, where the
+//! batch is ([`crate::batcher`]): an item is retried with its batch's other
+//! items, inside its deadline, and the breaker counts each batch once.
 //!
 //! It composes [`BatcherHandle`]s; it knows nothing of Lua. A Lua fallback
 //! function producing a degraded answer is the kernel's business: it gets
@@ -10,9 +13,8 @@
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::BatcherHandle;
+use crate::batcher::{BatcherHandle, EmbedInput};
 use crate::error::Error;
-use crate::retry::{RetryPolicy, retry};
 
 /// Which service produced an embedding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +35,8 @@ pub enum ServedBy {
 pub struct Embedded {
     pub vector: Vec<f32>,
     pub served_by: ServedBy,
-    /// Attempts made on the service that answered.
+    /// Batches the item was sent in on the service that answered (more
+    /// than one when a batch failed and the batcher retried it).
     pub attempts: u32,
 }
 
@@ -43,57 +46,62 @@ impl Embedded {
     }
 }
 
-/// A primary embedding service, an optional fallback and a retry policy.
-#[derive(Debug, Clone)]
-pub struct EmbedClient {
-    primary: BatcherHandle,
-    fallback: Option<BatcherHandle>,
-    retry: RetryPolicy,
+/// A primary embedding service and an optional fallback.
+#[derive(Debug)]
+pub struct EmbedClient<P = ()> {
+    primary: BatcherHandle<P>,
+    fallback: Option<BatcherHandle<P>>,
 }
 
-impl EmbedClient {
-    pub fn new(primary: BatcherHandle, retry: RetryPolicy) -> Self {
+impl<P> Clone for EmbedClient<P> {
+    fn clone(&self) -> Self {
+        EmbedClient {
+            primary: self.primary.clone(),
+            fallback: self.fallback.clone(),
+        }
+    }
+}
+
+impl<P: Clone + Send + 'static> EmbedClient<P> {
+    pub fn new(primary: BatcherHandle<P>) -> Self {
         EmbedClient {
             primary,
             fallback: None,
-            retry,
         }
     }
 
     /// Names the service to use when the primary fails.
-    pub fn with_fallback(mut self, fallback: BatcherHandle) -> Self {
+    pub fn with_fallback(mut self, fallback: BatcherHandle<P>) -> Self {
         self.fallback = Some(fallback);
         self
     }
 
-    /// Embeds `text` (`tokens` long). Transient failures are retried with
-    /// backoff while `deadline` allows. When the primary fails for any
-    /// reason but the deadline or cancellation (an error, an open breaker,
-    /// an overloaded queue) and a fallback is named, the fallback is tried
-    /// the same way; if it fails too the error carries both causes.
+    /// Embeds `input`. When the primary fails for any reason but the
+    /// deadline or cancellation (an error its batcher did not or could not
+    /// retry, an open breaker, an overloaded queue) and a fallback is named,
+    /// the fallback is tried; if it fails too the error carries both causes.
+    /// The fallback gets the same input, `prepared` included: its backend
+    /// decides whether that preparation is of use to it.
     pub async fn embed(
         &self,
-        text: &str,
-        tokens: usize,
+        input: EmbedInput<P>,
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Embedded, Error> {
-        let primary_error = match self
-            .embed_with(&self.primary, text, tokens, deadline, cancel)
-            .await
-        {
-            Ok((vector, attempts)) => {
+        let for_fallback = self.fallback.as_ref().map(|_| input.clone());
+        let primary_error = match self.primary.embed_input(input, deadline, cancel).await {
+            Ok(batched) => {
                 return Ok(Embedded {
-                    vector,
+                    vector: batched.vector,
                     served_by: ServedBy::Primary {
                         service: self.primary.service().to_owned(),
                     },
-                    attempts,
+                    attempts: batched.attempts,
                 });
             }
             Err(error) => error,
         };
-        let Some(fallback) = &self.fallback else {
+        let (Some(fallback), Some(input)) = (&self.fallback, for_fallback) else {
             return Err(primary_error);
         };
         if matches!(
@@ -103,36 +111,19 @@ impl EmbedClient {
             return Err(primary_error);
         }
         tracing::warn!(primary = self.primary.service(), fallback = fallback.service(), error = %primary_error, "embedding falls back");
-        match self
-            .embed_with(fallback, text, tokens, deadline, cancel)
-            .await
-        {
-            Ok((vector, attempts)) => Ok(Embedded {
-                vector,
+        match fallback.embed_input(input, deadline, cancel).await {
+            Ok(batched) => Ok(Embedded {
+                vector: batched.vector,
                 served_by: ServedBy::Fallback {
                     service: fallback.service().to_owned(),
                     primary_error: primary_error.to_string(),
                 },
-                attempts,
+                attempts: batched.attempts,
             }),
             Err(fallback_error) => Err(Error::FallbackFailed {
                 primary: Box::new(primary_error),
                 fallback: Box::new(fallback_error),
             }),
         }
-    }
-
-    async fn embed_with(
-        &self,
-        service: &BatcherHandle,
-        text: &str,
-        tokens: usize,
-        deadline: Instant,
-        cancel: &CancellationToken,
-    ) -> Result<(Vec<f32>, u32), Error> {
-        retry(&self.retry, deadline, cancel, |_attempt| {
-            service.embed(text.to_owned(), tokens, deadline, cancel)
-        })
-        .await
     }
 }

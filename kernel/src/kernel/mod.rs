@@ -240,6 +240,7 @@ impl Kernel {
             in_process: Some(Arc::new(EmbeddingRuntime {
                 directory: directory.clone(),
                 cache: config.model_cache.clone(),
+                ..EmbeddingRuntime::default()
             })),
             guard,
             kill_now: kill_now.clone(),
