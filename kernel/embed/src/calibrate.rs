@@ -277,7 +277,12 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let costs = costs();
         costs.store(directory.path()).unwrap();
-        assert_eq!(BatchCosts::load(directory.path(), "test"), Some(costs));
+        let loaded = BatchCosts::load(directory.path(), "test").expect("stored");
+        assert_eq!(loaded.shapes.len(), costs.shapes.len());
+        for (a, b) in loaded.shapes.iter().zip(&costs.shapes) {
+            assert_eq!((a.batch, a.seq), (b.batch, b.seq));
+            assert!((a.seconds - b.seconds).abs() < 1e-12);
+        }
         assert_eq!(BatchCosts::load(directory.path(), "other"), None);
     }
 }

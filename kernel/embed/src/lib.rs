@@ -14,6 +14,7 @@
 //! - [`run`]: one batch: pad the encodings, run, pool;
 //! - [`calibrate`]: what each batch shape costs on this machine;
 //! - [`gpu`]: the CUDA and cuDNN libraries fetched from PyPI, preloaded;
+//! - [`gate`]: the accuracy gate a model variant must pass to be offered;
 //! - [`engine`]: one session per model on a thread of its own, fed by a
 //!   command channel whose messages carry their reply.
 //!
@@ -26,6 +27,7 @@ pub mod cache;
 pub mod calibrate;
 pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod gpu;
 mod load;
 pub mod pool;
