@@ -175,7 +175,9 @@ fn file_mode_streams_windows_and_keeps_input_order() {
     let dir = temp_dir("stream");
     let input = dir.join("in.txt");
     let output_path = dir.join("out.jsonl");
-    let words = ["queue", "batch", "token", "river", "music", "garden", "engine"];
+    let words = [
+        "queue", "batch", "token", "river", "music", "garden", "engine",
+    ];
     let lines: Vec<String> = (0..2300)
         .map(|i| {
             let length = if i % 2 == 0 { 1 + i % 3 } else { 8 + i % 11 };

@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use spindle_embed::pool::cosine;
 use spindle_embed::{
-    BatchCosts, Calibration, EmbedBatch, EmbedError, Encoded, Engine, EngineConfig, Input,
-    Provider,
+    BatchCosts, Calibration, EmbedBatch, EmbedError, Encoded, Engine, EngineConfig, Input, Provider,
 };
 use spindle_scheduler::batch_plan::{BatchCost, PlanLimits, fastest_size};
 
@@ -349,7 +348,10 @@ fn submit_window(engine: &Engine, window: Window, sizing: &Sizing) -> InFlight {
         // Sized for the longest length the batch would reach.
         let mut size = sizing.size_for(length(order[start])).max(1);
         let end = (start + size).min(order.len());
-        size = sizing.size_for(length(order[end - 1])).max(1).min(end - start);
+        size = sizing
+            .size_for(length(order[end - 1]))
+            .max(1)
+            .min(end - start);
         let group: Vec<usize> = order[start..start + size].to_vec();
         start += size;
         let inputs = group
