@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench setup lint layering doc
+.PHONY: demo test bench bench-operate longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -16,10 +16,47 @@ test: setup lint layering doc
 	$(CARGO) test --workspace
 	$(CARGO) test --workspace --doc
 
+## The Jupyter front end against real clients: jupyter_kernel_test,
+## nbclient on every notebook in notebooks/, jupyter console --existing on
+## spindle run --jupyter, robustness (interrupt, forged signatures,
+## disconnects), and JupyterLab in headless Chromium (screenshot in
+## target/jupyter-lab/lab.png).
+JUPYTER_VENV := .cache/jupyter-venv/bin
+SPINDLE_DEBUG_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/spindle
+SPINDLE_RELEASE_BIN = $(abspath $(or $(CARGO_TARGET_DIR),target))/release/spindle
+test-jupyter: setup
+	$(CARGO) build --bin spindle
+	cd kernel/jupyter/tests/clients && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) $(CURDIR)/$(JUPYTER_VENV)/python -m pytest -q
+	cd kernel/jupyter/tests/lab && SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) node --test lab.test.mjs
+
+## Spindle's Jupyter kernel against ipykernel (target/bench/jupyter.json).
+bench-jupyter: setup
+	$(CARGO) build --release --bin spindle
+	$(JUPYTER_VENV)/python kernel/jupyter/benches/jupyter_latency.py $(SPINDLE_RELEASE_BIN)
+
 ## Benchmarks with their anchors in the same run; JSON under target/bench/.
 bench: setup
 	$(CARGO) bench --bench supervisor
 	$(CARGO) bench --bench embed
+	$(CARGO) bench -p spindle-netlink --bench bridge
+	$(CARGO) bench --bench operate
+
+## The netlink codec's fuzz targets, FUZZ_SECONDS (default 60) each.
+fuzz:
+	bash kernel/netlink/fuzz/run.sh
+
+## The kernel module and the daemon in a real Linux kernel under qemu.
+kmod-e2e: setup
+	bash kmod/e2e/run.sh
+
+## Not in CI: 50 services under load for 30 minutes; slopes of zombies, fds,
+## threads, RSS and CPU (target/bench/longrun.json). DURATION=3m for a trial.
+longrun:
+	$(CARGO) bench --bench longrun -- --duration $(or $(DURATION),30m)
+
+## Control-plane latency and reload of a 200-service graph beside supervisord.
+bench-operate:
+	$(CARGO) bench --bench operate
 
 setup:
 	bash scripts/setup.sh
@@ -33,3 +70,20 @@ layering:
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+
+## The language server and the VS Code extension against real clients:
+## pytest-lsp drives `spindle lsp`; the TypeScript checks; the packaged
+## extension in code-server, driven by headless Chromium (screenshots in
+## target/e2e/). Needs scripts/setup-editor.sh (run by setup-editor).
+editor-test: setup-editor vsix
+	$(CARGO) build --bin spindle
+	.cache/lsp-venv/bin/python -m pytest lsp/tests/pytest -q
+	cd vscode-extension && npm run --silent check
+	cd vscode-extension && node --test e2e/
+
+## The VS Code extension as vscode-extension/spindle.vsix (@vscode/vsce).
+vsix: setup-editor
+	cd vscode-extension && npm run --silent check && npm run --silent package
+
+setup-editor:
+	bash scripts/setup-editor.sh

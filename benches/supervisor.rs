@@ -12,7 +12,9 @@
 //!   (spindle; supervisord has no health probes).
 //!
 //! `SPINDLE_BENCH_STEADY_SECS` shortens the steady window (default 60) for
-//! trial runs. Prints a table, the ratios, and writes
+//! trial runs; `SPINDLE_BENCH_SCENARIOS=exec,tcp` runs only the scenarios
+//! whose names contain one of the words; `SPINDLE_BENCH_BIN` measures
+//! another `spindle` binary (an older build, to compare in one session). Prints a table, the ratios, and writes
 //! `target/bench/supervisor.json`. Targets are reported, not asserted.
 
 use std::io::{BufRead, BufReader};
@@ -44,52 +46,70 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
+    let selected = |name: &str| {
+        std::env::var("SPINDLE_BENCH_SCENARIOS").map_or(true, |wanted| {
+            wanted
+                .split(',')
+                .any(|word| !word.trim().is_empty() && name.contains(word.trim()))
+        })
+    };
     let mut rows = Vec::new();
-    let flat = run_spindle(
-        &work,
-        "spindle-flat",
-        &flat_script(SERVICES, ""),
-        SERVICES,
-        Some(steady),
-    );
-    rows.push(flat.clone());
-    rows.push(run_spindle(
-        &work,
-        "spindle-10-waves",
-        &wave_script(10, SERVICES / 10),
-        SERVICES,
-        None,
-    ));
+    let flat = selected("spindle-flat").then(|| {
+        run_spindle(
+            &work,
+            "spindle-flat",
+            &flat_script(SERVICES, ""),
+            SERVICES,
+            Some(steady),
+        )
+    });
+    rows.extend(flat.clone());
+    if selected("spindle-10-waves") {
+        rows.push(run_spindle(
+            &work,
+            "spindle-10-waves",
+            &wave_script(10, SERVICES / 10),
+            SERVICES,
+            None,
+        ));
+    }
 
-    let listener = TcpListenerProcess::start();
-    let tcp_probe = format!(
-        "live = s.tcp_probe {{ address = \"127.0.0.1:{}\", period = \"1s\" }},",
-        listener.port
-    );
-    rows.push(run_spindle(
-        &work,
-        "spindle-100-tcp-probed",
-        &flat_script(PROBED, &tcp_probe),
-        PROBED,
-        Some(steady),
-    ));
-    let exec_probe = "live = s.exec_probe { command = { \"true\" }, period = \"1s\" },";
-    rows.push(run_spindle(
-        &work,
-        "spindle-100-exec-probed",
-        &flat_script(PROBED, exec_probe),
-        PROBED,
-        Some(steady),
-    ));
-    drop(listener);
+    if selected("spindle-100-tcp-probed") {
+        let listener = TcpListenerProcess::start();
+        let tcp_probe = format!(
+            "live = s.tcp_probe {{ address = \"127.0.0.1:{}\", period = \"1s\" }},",
+            listener.port
+        );
+        rows.push(run_spindle(
+            &work,
+            "spindle-100-tcp-probed",
+            &flat_script(PROBED, &tcp_probe),
+            PROBED,
+            Some(steady),
+        ));
+    }
+    if selected("spindle-100-exec-probed") {
+        let exec_probe = "live = s.exec_probe { command = { \"true\" }, period = \"1s\" },";
+        rows.push(run_spindle(
+            &work,
+            "spindle-100-exec-probed",
+            &flat_script(PROBED, exec_probe),
+            PROBED,
+            Some(steady),
+        ));
+    }
 
-    let anchor = run_supervisord(root, &work, steady);
+    let anchor = if selected("supervisord-flat") {
+        run_supervisord(root, &work, steady)
+    } else {
+        None
+    };
     if let Some(anchor) = &anchor {
         rows.push(anchor.clone());
     }
     print_table(&rows);
     let mut ratios = serde_json::Map::new();
-    if let Some(anchor) = &anchor {
+    if let (Some(flat), Some(anchor)) = (&flat, &anchor) {
         println!("\nratios, spindle flat / supervisord flat (lower is better for spindle):");
         for (name, ours, theirs) in [
             ("ready", flat.ready_s, anchor.ready_s),
@@ -110,7 +130,7 @@ fn main() {
             ratios.insert(name.to_owned(), serde_json::json!(ratio));
         }
     } else {
-        println!("\nsupervisord anchor skipped (see above); no ratios");
+        println!("\nsupervisord anchor or flat scenario skipped (see above); no ratios");
     }
     println!("\ntargets (reported, not asserted):");
     for row in rows.iter().filter(|row| row.name.starts_with("spindle")) {
@@ -246,7 +266,9 @@ fn run_spindle(
     let file = dir.join("graph.lua");
     std::fs::write(&file, script).unwrap();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spindle"))
+    let binary = std::env::var_os("SPINDLE_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_spindle").into());
+    let mut child = Command::new(binary)
         .arg("run")
         .arg(&file)
         .args(["--events", "jsonl", "--data-dir"])
@@ -333,7 +355,7 @@ fn run_supervisord(root: &Path, work: &Path, steady: Duration) -> Option<Row> {
             .status();
         let installed = created.is_ok_and(|status| status.success())
             && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "supervisor"])
+                .args(["install", "--quiet", "supervisor==4.3.0"])
                 .status()
                 .is_ok_and(|status| status.success());
         if !installed {

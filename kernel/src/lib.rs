@@ -24,6 +24,7 @@ mod services;
 pub mod supervisor;
 
 pub use debug::LiveRequest;
+pub use embedding::{RemoteEngine, RemoteEngines, RemoteStatus};
 pub use error::KernelError;
 pub use events::{KernelEvent, KernelSubscription};
 pub use faults::Fault;
@@ -31,4 +32,6 @@ pub use kernel::{
     GuardCommand, Kernel, KernelConfig, KernelOutcome, KernelSource, MetricsSnapshot, new_run_id,
 };
 pub use requests::{RequestAnswer, RequestPathConfig, Submission};
-pub use services::{KernelSnapshot, PipelineStatus, Readiness, ServiceStatus};
+pub use services::{
+    KernelSnapshot, PipelineStatus, RECENT_LOG_LINES, Readiness, ServiceDetail, ServiceStatus,
+};

@@ -93,21 +93,73 @@ struct BatchingSetup {
 
 /// The script host new requests run on. Swapped when a reloaded script
 /// brings a new one; a request in flight finishes on the host it started
-/// on (it holds that host).
+/// on (it holds that host). The hosts a reload replaced are kept while
+/// requests may still run on them, so that a debugger finds a request
+/// paused on an older version (see `debug.rs`); `retire_idle` lets go of
+/// those with no run left.
 #[derive(Clone, Default)]
-pub(crate) struct HostCell(Arc<RwLock<Option<ScriptHost>>>);
+pub(crate) struct HostCell(Arc<RwLock<Hosts>>);
+
+#[derive(Default)]
+struct Hosts {
+    current: Option<ScriptHost>,
+    replaced: Vec<ScriptHost>,
+}
 
 impl HostCell {
     pub(crate) fn new(host: Option<ScriptHost>) -> HostCell {
-        HostCell(Arc::new(RwLock::new(host)))
+        HostCell(Arc::new(RwLock::new(Hosts {
+            current: host,
+            replaced: Vec::new(),
+        })))
     }
 
     pub(crate) fn get(&self) -> Option<ScriptHost> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+            .clone()
+    }
+
+    /// The current host first, then the ones reloads replaced, newest
+    /// first.
+    pub(crate) fn all(&self) -> Vec<ScriptHost> {
+        let hosts = self.0.read().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .current
+            .iter()
+            .chain(hosts.replaced.iter().rev())
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn set(&self, host: ScriptHost) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(host);
+        let mut hosts = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = hosts.current.replace(host) {
+            hosts.replaced.push(previous);
+        }
+    }
+
+    /// Forgets the replaced hosts that run no request any more.
+    pub(crate) async fn retire_idle(&self) {
+        let replaced =
+            std::mem::take(&mut self.0.write().unwrap_or_else(|p| p.into_inner()).replaced);
+        let mut busy = Vec::new();
+        for host in replaced {
+            let (sender, receiver) = oneshot::channel();
+            host.runs(Box::new(move |runs| {
+                let _ = sender.send(runs.len());
+            }));
+            if receiver.await.unwrap_or(0) > 0 {
+                busy.push(host);
+            }
+        }
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replaced
+            .extend(busy);
     }
 }
 
@@ -369,7 +421,12 @@ impl BatchingSetup {
                 service: service.name.clone(),
                 max_batch_tokens: embedding.max_batch_tokens as usize,
                 max_wait: self.config.max_batch_wait,
-                batch_timeout: self.config.batch_timeout,
+                batch_timeout: embedding
+                    .remote
+                    .as_ref()
+                    .map_or(self.config.batch_timeout, |remote| remote.timeout),
+                // A server computes several batches at once.
+                max_in_flight: if embedding.remote.is_some() { 4 } else { 1 },
                 breaker: self.config.breaker.clone(),
                 retry: self.config.retry.clone(),
                 availability: board.availability(&service.name),
@@ -473,6 +530,14 @@ impl Effects for KernelEffects {
             return;
         };
         let mut client = EmbedClient::new(primary.clone());
+        if !call.shared_with.is_empty() {
+            client = client.shared_with(
+                call.shared_with
+                    .iter()
+                    .filter_map(|name| clients.get(name).cloned())
+                    .collect(),
+            );
+        }
         if let Some(fallback) = call.fallback.as_ref().and_then(|name| clients.get(name)) {
             client = client.with_fallback(fallback.clone());
         }

@@ -9,10 +9,14 @@
 //! or restarting (its requests wait in their queue), failed when one will
 //! not come back (a service gave up): its requests are answered at once.
 //!
+//! For the status views it also keeps, per service, when its current
+//! instance started, the last result of each of its probes and a small
+//! ring of its recent output lines.
+//!
 //! Plain data behind one mutex, written only by the kernel's event hub;
 //! readers take snapshots. It knows no protocol.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -22,7 +26,12 @@ use spindle_scripting::{
 };
 use tokio::sync::watch;
 
-use crate::supervisor::{Event, ServiceState};
+use crate::supervisor::{Event, LogLine, ProbeResult, ServiceState};
+
+/// Output lines kept per service for the status views.
+pub const RECENT_LOG_LINES: usize = 200;
+/// Longer lines are cut (with `…`) in the ring; the log files keep them.
+const RECENT_LINE_BYTES: usize = 4096;
 
 /// One service as the kernel sees it now.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +46,20 @@ pub struct ServiceStatus {
     pub restarts: u32,
     /// When it entered this state.
     pub since: SystemTime,
+    /// When its current instance started (it has one); uptime counts
+    /// from here.
+    pub running_since: Option<SystemTime>,
     /// Whether pipelines may send it work: open when ready.
     pub availability: Gate,
+}
+
+/// One service in detail: its status, the last result of each of its
+/// probes, and its recent output lines (oldest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceDetail {
+    pub status: ServiceStatus,
+    pub probes: Vec<ProbeResult>,
+    pub recent_logs: Vec<LogLine>,
 }
 
 /// One pipeline and whether it can be served now.
@@ -102,8 +123,16 @@ struct BoardState {
     services: Vec<ServiceStatus>,
     restart_policies: Vec<RestartPolicy>,
     pipelines: Vec<PipelineStatus>,
-    /// Per pipeline: per embed stage, (primary, fallback).
-    embed_stages: Vec<Vec<(String, Option<String>)>>,
+    /// Per pipeline: per embed stage, (the services sharing it, fallback).
+    embed_stages: Vec<Vec<EmbedStage>>,
+    /// Per service: recent output lines and the last probe results.
+    recent: HashMap<String, Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    logs: VecDeque<LogLine>,
+    probes: Vec<ProbeResult>,
 }
 
 /// A pipeline whose gate changed when an event was applied.
@@ -119,6 +148,7 @@ impl ServiceBoard {
                 restart_policies: Vec::new(),
                 pipelines: Vec::new(),
                 embed_stages: Vec::new(),
+                recent: HashMap::new(),
             }),
         };
         board.apply_graph(graph);
@@ -149,6 +179,7 @@ impl ServiceBoard {
                         pid: None,
                         restarts: 0,
                         since: now,
+                        running_since: None,
                         availability: service_gate(
                             spec.restart.policy,
                             &spec.name,
@@ -158,6 +189,14 @@ impl ServiceBoard {
                     })
             })
             .collect();
+        let declared: Vec<&str> = graph
+            .services
+            .iter()
+            .map(|spec| spec.name.as_str())
+            .collect();
+        state
+            .recent
+            .retain(|name, _| declared.contains(&name.as_str()));
         state.restart_policies = graph
             .services
             .iter()
@@ -224,12 +263,24 @@ impl ServiceBoard {
         };
         let policy = state.restart_policies[index];
         let availability = service_gate(policy, &event.service, event.to, &event.reason);
+        if matches!(event.to, ServiceState::Starting | ServiceState::Restarting)
+            && let Some(recent) = state.recent.get_mut(&event.service)
+        {
+            // A new instance: the old one's probe results no longer apply.
+            recent.probes.clear();
+        }
         let service = &mut state.services[index];
         service.state = event.to;
         service.reason = event.reason.clone();
         service.pid = event.pid;
         service.restarts = event.restarts;
         service.since = event.at;
+        if !event.to.is_active() {
+            service.running_since = None;
+        } else if !event.from.is_active() {
+            service.running_since = Some(event.at);
+        }
+
         if service.availability != availability {
             service.availability = availability.clone();
             if let Some(sender) = state.availability.get(&event.service) {
@@ -237,6 +288,81 @@ impl ServiceBoard {
             }
         }
         state.recompute_pipelines()
+    }
+
+    /// Keeps one output line in its service's ring, then calls `publish`
+    /// under the same lock, so that [`ServiceBoard::recent_logs_then`]
+    /// sees each line either in the ring or in its subscription, never in
+    /// both or neither.
+    pub(crate) fn record_log(&self, line: &LogLine, publish: impl FnOnce()) {
+        let mut state = self.lock();
+        let recent = state.recent.entry(line.service.clone()).or_default();
+        if recent.logs.len() == RECENT_LOG_LINES {
+            recent.logs.pop_front();
+        }
+        let mut line = line.clone();
+        if line.line.len() > RECENT_LINE_BYTES {
+            let mut cut = RECENT_LINE_BYTES;
+            while !line.line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.line.truncate(cut);
+            line.line.push('…');
+        }
+        recent.logs.push_back(line);
+        publish();
+    }
+
+    /// A service's recent output lines and what `subscribe` returns, taken
+    /// at one point of the line stream; `None` for an unknown service.
+    pub(crate) fn recent_logs_then<T>(
+        &self,
+        service: &str,
+        subscribe: impl FnOnce() -> T,
+    ) -> Option<(Vec<LogLine>, T)> {
+        let state = self.lock();
+        if !state.services.iter().any(|status| status.name == service) {
+            return None;
+        }
+        let recent = state
+            .recent
+            .get(service)
+            .map(|recent| recent.logs.iter().cloned().collect())
+            .unwrap_or_default();
+        Some((recent, subscribe()))
+    }
+
+    /// Keeps a probe's latest result (one per probe of the service).
+    pub(crate) fn record_probe(&self, result: ProbeResult) {
+        let mut state = self.lock();
+        let recent = state.recent.entry(result.service.clone()).or_default();
+        match recent
+            .probes
+            .iter_mut()
+            .find(|known| known.probe == result.probe)
+        {
+            Some(known) => *known = result,
+            None => recent.probes.push(result),
+        }
+    }
+
+    /// One service's status, probes and recent output.
+    pub(crate) fn detail(&self, service: &str) -> Option<ServiceDetail> {
+        let state = self.lock();
+        let status = state
+            .services
+            .iter()
+            .find(|status| status.name == service)?
+            .clone();
+        let (probes, recent_logs) = match state.recent.get(service) {
+            Some(recent) => (recent.probes.clone(), recent.logs.iter().cloned().collect()),
+            None => (Vec::new(), Vec::new()),
+        };
+        Some(ServiceDetail {
+            status,
+            probes,
+            recent_logs,
+        })
     }
 
     /// Marks a sequence number that changed nothing on the board (a
@@ -303,16 +429,24 @@ impl BoardState {
         changes
     }
 
-    fn pipeline_gate(&self, stages: &[(String, Option<String>)]) -> Gate {
+    fn pipeline_gate(&self, stages: &[EmbedStage]) -> Gate {
         let mut waiting = Vec::new();
-        for (primary, fallback) in stages {
-            let gate = match (self.gate_of(primary), fallback) {
-                (Gate::Open, _) => Gate::Open,
-                (primary_gate, Some(fallback)) => match self.gate_of(fallback) {
-                    Gate::Open => Gate::Open,
-                    _ => primary_gate,
-                },
-                (primary_gate, None) => primary_gate,
+        for (pool, fallback) in stages {
+            // Open when any service of the pool (or the fallback) is; else
+            // waiting when one will come back; else failed.
+            let gates: Vec<Gate> = pool.iter().map(|service| self.gate_of(service)).collect();
+            let fallback_open = fallback
+                .as_ref()
+                .is_some_and(|fallback| self.gate_of(fallback).is_open());
+            let gate = if fallback_open || gates.iter().any(Gate::is_open) {
+                Gate::Open
+            } else {
+                gates
+                    .iter()
+                    .find(|gate| matches!(gate, Gate::Closed { .. }))
+                    .or(gates.first())
+                    .cloned()
+                    .unwrap_or(Gate::Open)
             };
             match gate {
                 Gate::Open => {}
@@ -358,22 +492,34 @@ fn service_gate(policy: RestartPolicy, name: &str, state: ServiceState, reason: 
     }
 }
 
-fn embed_stages_of(pipeline: &PipelineSpec) -> Vec<(String, Option<String>)> {
+/// An embed stage: the services that share its work, and its fallback.
+type EmbedStage = (Vec<String>, Option<String>);
+
+fn embed_stages_of(pipeline: &PipelineSpec) -> Vec<EmbedStage> {
     pipeline
         .stages
         .iter()
         .filter_map(|stage| match &stage.kind {
-            StageKind::Embed { service, fallback } => Some((service.clone(), fallback.clone())),
+            StageKind::Embed {
+                service,
+                fallback,
+                shared_with,
+            } => Some((
+                std::iter::once(service.clone())
+                    .chain(shared_with.iter().cloned())
+                    .collect(),
+                fallback.clone(),
+            )),
             _ => None,
         })
         .collect()
 }
 
-fn needs_of(stages: &[(String, Option<String>)]) -> Vec<String> {
+fn needs_of(stages: &[EmbedStage]) -> Vec<String> {
     let mut needs: Vec<String> = Vec::new();
     for name in stages
         .iter()
-        .map(|(primary, _)| primary)
+        .flat_map(|(pool, _)| pool)
         .chain(stages.iter().filter_map(|(_, fallback)| fallback.as_ref()))
     {
         if !needs.contains(name) {

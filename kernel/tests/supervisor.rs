@@ -130,6 +130,9 @@ impl Harness {
             logs: Some(log_sender),
             ..config
         };
+        // Like `spindle run`: orphans below the services reparent to this
+        // process, and the supervisor's reaper must reap them.
+        supervisor::become_child_subreaper().unwrap();
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(supervisor::run(graph, config, shutdown.clone()));
         let run = tokio::spawn(async move { run.await.unwrap().unwrap() });
@@ -781,6 +784,7 @@ fn embedding(name: &str) -> ServiceSpec {
             providers: vec!["cpu".to_owned()],
             max_batch_tokens: 8192,
             intra_threads: None,
+            remote: None,
         }),
         ..service(name, "unused", Path::new("/"))
     }
@@ -939,6 +943,188 @@ async fn kill_now_skips_the_rest_of_the_grace_period() {
     assert!(outcome.is_success());
     assert_eq!(events.last().unwrap().reason, "stopped (killed by SIGKILL)");
     assert_eq!(live_processes(&run_id), Vec::<i32>::new());
+}
+
+/// Polls `/proc` until `pid` is gone (a SIGKILLed process leaves nothing
+/// to wait on but the kernel); whether it went within the deadline.
+fn wait_until_pid_is_gone(pid: i32) -> bool {
+    let started = Instant::now();
+    while supervisor::process_state(pid).is_some() {
+        if started.elapsed() > DEADLINE {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_hangs_past_its_timeout_fails_and_its_process_is_killed() {
+    let dir = scratch_dir("probe-timeout");
+    let mut worker = service("worker", "exec sleep 300", &dir);
+    // The probe notes its pid (sh's, which `exec` keeps) and hangs.
+    let mut liveness = probe(exec("echo $$ >> probe-pids; exec sleep 299"), 20);
+    liveness.timeout = Duration::from_secs(1);
+    worker.liveness = Some(liveness);
+    worker.restart.policy = RestartPolicy::No;
+    let mut harness = Harness::start(graph(vec![worker]), SupervisorConfig::default());
+    let stopping = harness.wait_state("worker", ServiceState::Stopping).await;
+    assert_eq!(
+        harness.seen[stopping].reason,
+        "liveness probe failed 1 time(s): exec sh -c echo $$ >> probe-pids; exec sleep 299: timed out after 1s; restarting"
+    );
+    let failed = harness.wait_state("worker", ServiceState::Failed).await;
+    assert!(
+        harness.seen[failed].reason.contains("timed out after 1s"),
+        "{}",
+        harness.seen[failed].reason
+    );
+    let pids = std::fs::read_to_string(dir.join("probe-pids")).unwrap();
+    let probe_pid: i32 = pids.lines().next().unwrap().parse().unwrap();
+    // Killed with its group when the timeout struck, and reaped: not even a
+    // zombie is left.
+    assert!(
+        wait_until_pid_is_gone(probe_pid),
+        "probe {probe_pid} is still there: {:?}",
+        supervisor::process_state(probe_pid)
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_policy_always_restarts_a_service_that_exits_0() {
+    let dir = scratch_dir("always");
+    let mut job = service("job", "exit 0", &dir);
+    job.restart.policy = RestartPolicy::Always;
+    job.restart.max_restarts = 2;
+    let harness = Harness::start(graph(vec![job]), SupervisorConfig::default());
+    let (outcome, events) = harness.finish().await;
+    assert!(outcome.is_success(), "not critical");
+    assert_eq!(
+        positions(&events, "job", ServiceState::Exited).len(),
+        3,
+        "{}",
+        transcript(&events)
+    );
+    assert_eq!(positions(&events, "job", ServiceState::Restarting).len(), 2);
+    assert!(positions(&events, "job", ServiceState::Failed).is_empty());
+    let backing_off: Vec<&str> = positions(&events, "job", ServiceState::BackingOff)
+        .into_iter()
+        .map(|idx| events[idx].reason.as_str())
+        .collect();
+    assert_eq!(
+        backing_off,
+        [
+            "restart #1 in 10ms after: exited with status 0; restart policy is always",
+            "restart #2 in 10ms after: exited with status 0; restart policy is always"
+        ]
+    );
+    assert_eq!(
+        events.last().unwrap().reason,
+        "crash loop: 2 restarts within 60s reached the limit of 2 (restart.max); last failure: exited with status 0; restart policy is always"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backoff_streak_resets_after_the_service_stays_up_for_the_window() {
+    let dir = scratch_dir("backoff-reset");
+    // Runs 1-3 fail at once; run 4 stays up 1.1 s (longer than the 1 s
+    // window) before failing; run 5 fails at once; run 6 stays.
+    let script = "n=$(cat runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > runs; \
+                  case $n in 4) sleep 1.1; exit 1;; 6) exec sleep 300;; *) exit 1;; esac";
+    let mut job = service("job", script, &dir);
+    job.restart = RestartSpec {
+        policy: RestartPolicy::OnFailure,
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_secs(1),
+        jitter: 0.0,
+        max_restarts: 10,
+        window: Duration::from_secs(1),
+    };
+    let mut harness = Harness::start(graph(vec![job]), SupervisorConfig::default());
+    harness.wait_nth("job", ServiceState::Running, 6).await;
+    let (_, events) = harness.stop().await;
+    let backoffs: Vec<u128> = events
+        .iter()
+        .filter_map(|event| event.backoff.map(|backoff| backoff.as_millis()))
+        .collect();
+    // Doubling while failures come within the window; from the start again
+    // after run 4 stayed up for longer than it.
+    assert_eq!(backoffs, [10, 20, 40, 10, 20], "{}", transcript(&events));
+    let failures = positions(&events, "job", ServiceState::Failed);
+    let stayed_up = events[failures[3]]
+        .at
+        .duration_since(events[failures[2]].at)
+        .unwrap();
+    assert!(stayed_up > Duration::from_secs(1), "{stayed_up:?}");
+    assert_eq!(
+        events[positions(&events, "job", ServiceState::BackingOff)[3]].reason,
+        "restart #4 in 10ms after: exited with status 1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_never_takes_a_child_that_someone_else_waits_for() {
+    let dir = scratch_dir("not-taken");
+    // Orphans keep exiting below this process (a subreaper, see Harness)
+    // while other code here spawns children and waits for them by pid.
+    let spawner = service(
+        "spawner",
+        "while true; do (sleep 0.01 &); sleep 0.02; done",
+        &dir,
+    );
+    let mut harness = Harness::start(graph(vec![spawner]), SupervisorConfig::default());
+    harness.wait_state("spawner", ServiceState::Ready).await;
+    let reaped_before = supervisor::orphans_reaped();
+    for round in 0..30 {
+        let code = round % 7 + 1;
+        // In this process's group, as `std::process` and `system()` spawn.
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("exit {code}")])
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(code));
+        // In a group of its own.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.01; exit 3"])
+            .process_group(0)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(3));
+        // Through tokio::process, which reaps by pid on its own.
+        let status = tokio::process::Command::new("sh")
+            .args(["-c", "exit 5"])
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(status.code(), Some(5));
+    }
+    // Meanwhile the orphans were reaped (a counter, nothing to wait on).
+    let polling_since = Instant::now();
+    while supervisor::orphans_reaped() < reaped_before + 10 && polling_since.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(supervisor::orphans_reaped() >= reaped_before + 10);
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_entering_its_directory_leaves_ours_alone() {
+    // Children share this process's memory, descriptors and directory until
+    // they unshare them; their chdir must not move us.
+    let ours = std::env::current_dir().unwrap();
+    let dir = scratch_dir("directory");
+    let mut web = service("web", "pwd > where; exec sleep 300", &dir);
+    web.readiness = Some(probe(exec("test -s where"), 10));
+    let mut harness = Harness::start(graph(vec![web]), SupervisorConfig::default());
+    harness.wait_state("web", ServiceState::Ready).await;
+    assert_eq!(std::env::current_dir().unwrap(), ours);
+    let recorded = std::fs::read_to_string(dir.join("where")).unwrap();
+    assert_eq!(
+        Path::new(recorded.trim()).canonicalize().unwrap(),
+        dir.canonicalize().unwrap()
+    );
+    harness.stop().await;
 }
 
 #[test]

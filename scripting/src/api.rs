@@ -20,6 +20,7 @@ pub(crate) struct CallSite {
 }
 
 /// One `s.service "name" { ... }`.
+#[derive(Clone)]
 pub(crate) struct ServiceDecl {
     pub name: String,
     pub table: Table,
@@ -56,6 +57,7 @@ pub(crate) struct ProbeDecl {
 impl UserData for ProbeDecl {}
 
 /// One `s.pipeline "name" { ... }`.
+#[derive(Clone)]
 pub(crate) struct PipelineDecl {
     pub name: String,
     pub table: Table,
@@ -109,7 +111,7 @@ pub(crate) enum SourceDecl {
 impl UserData for SourceDecl {}
 
 /// Everything a script declared, kept in the Lua state's app data.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Declarations {
     pub services: Vec<ServiceDecl>,
     pub pipelines: Vec<PipelineDecl>,
@@ -151,6 +153,7 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     module.set("version", env!("CARGO_PKG_VERSION"))?;
+    crate::notebook_api::extend(lua, &module)?;
     Ok(module)
 }
 

@@ -11,6 +11,7 @@ use crate::api::{CallSite, ProbeDecl};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::duration::parse_duration;
 use crate::source_map::{Position, SourceMap, TableMap};
+use crate::sources::Overlay;
 
 /// Which part of a field a diagnostic points at.
 #[derive(Clone, Copy)]
@@ -23,11 +24,20 @@ pub(crate) enum Part {
 /// each file once.
 #[derive(Default)]
 pub(crate) struct Locator {
+    overlay: Overlay,
     sources: HashMap<PathBuf, Option<SourceMap>>,
     tables: HashMap<(PathBuf, u32, &'static str), Option<TableMap>>,
 }
 
 impl Locator {
+    /// A locator that reads the texts `overlay` holds instead of their files.
+    pub fn with_overlay(overlay: Overlay) -> Locator {
+        Locator {
+            overlay,
+            ..Locator::default()
+        }
+    }
+
     pub fn position(&mut self, site: &CallSite, path: Option<&str>, part: Part) -> Position {
         let fallback = Position {
             line: site.line,
@@ -37,7 +47,8 @@ impl Locator {
             .sources
             .entry(site.file.clone())
             .or_insert_with(|| {
-                std::fs::read_to_string(&site.file)
+                self.overlay
+                    .read(&site.file)
                     .ok()
                     .map(|text| SourceMap::new(&text))
             })

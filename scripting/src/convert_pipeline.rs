@@ -14,7 +14,7 @@ use crate::spec::*;
 const PIPELINE_FIELDS: &[&str] = &["from", "timeout", "fallback", "budget", "description"];
 const STAGE_OPTION_FIELDS: &[&str] = &["budget"];
 const TIMEOUT_FIELDS: &[&str] = &["high", "medium", "low"];
-const EMBED_FIELDS: &[&str] = &["service", "fallback"];
+const EMBED_FIELDS: &[&str] = &["service", "services", "fallback"];
 const NETLINK_FIELDS: &[&str] = &["family"];
 
 impl Converter<'_> {
@@ -242,6 +242,7 @@ impl Converter<'_> {
             Value::String(service) => Some(StageKind::Embed {
                 service: service.to_string_lossy(),
                 fallback: None,
+                shared_with: Vec::new(),
             }),
             Value::Table(table) => {
                 self.check_fields(site, table, "", EMBED_FIELDS, "s.embed");
@@ -251,19 +252,49 @@ impl Converter<'_> {
                 };
                 let service = name(table.raw_get("service").unwrap_or(Value::Nil));
                 let fallback = name(table.raw_get("fallback").unwrap_or(Value::Nil));
+                let services = match table.raw_get::<Value>("services").unwrap_or(Value::Nil) {
+                    Value::Nil => Vec::new(),
+                    Value::Table(list) => self.string_list(site, "services", &list)?,
+                    other => {
+                        self.wrong_type(
+                            site,
+                            "services",
+                            "a list like { \"local\", \"remote\" }",
+                            &other,
+                        );
+                        return None;
+                    }
+                };
+                if service.is_some() && !services.is_empty() {
+                    self.error(
+                        site,
+                        Some("services"),
+                        Part::Key,
+                        "s.embed has both `service` and `services`".to_owned(),
+                        "name one service with `service`, or several that share the work with `services`"
+                            .to_owned(),
+                    );
+                    return None;
+                }
+                let mut services = services.into_iter();
+                let (service, shared_with) = match service {
+                    Some(service) => (Some(service), Vec::new()),
+                    None => (services.next(), services.collect()),
+                };
                 if service.is_none() {
                     self.error(
                         site,
                         None,
                         Part::Key,
                         "s.embed needs the name of an embedding service".to_owned(),
-                        "write s.embed \"embedder\" or s.embed { service = \"embedder\", fallback = \"small\" }"
+                        "write s.embed \"embedder\", s.embed { service = \"embedder\", fallback = \"small\" } or s.embed { services = { \"local\", \"remote\" } }"
                             .to_owned(),
                     );
                 }
                 Some(StageKind::Embed {
                     service: service?,
                     fallback,
+                    shared_with,
                 })
             }
             other => {

@@ -26,7 +26,18 @@ const SERVICE_FIELDS: &[&str] = &[
 ];
 const RESTART_FIELDS: &[&str] = &["policy", "backoff", "jitter", "max", "window"];
 const STOP_FIELDS: &[&str] = &["signal", "grace"];
-const EMBEDDING_FIELDS: &[&str] = &["model", "providers", "max_batch_tokens", "threads"];
+const EMBEDDING_FIELDS: &[&str] = &[
+    "model",
+    "providers",
+    "max_batch_tokens",
+    "threads",
+    "url",
+    "api",
+    "timeout",
+    "dimensions",
+    "health",
+];
+const APIS: &[&str] = &["openai", "tei"];
 const CONDITIONS: &[&str] = &["started", "healthy", "completed"];
 const POLICIES: &[&str] = &["no", "on-failure", "always"];
 const PROVIDERS: &[&str] = &["cuda", "cpu"];
@@ -79,7 +90,31 @@ impl Converter<'_> {
             }
         };
         let depends_on = self.depends_on(site, &decl.table);
-        let readiness = self.probe_field(site, &decl.table, "ready");
+        let mut readiness = self.probe_field(site, &decl.table, "ready");
+        if readiness.is_none()
+            && let Some(ServiceKind::Embedding(EmbeddingSpec {
+                remote: Some(remote),
+                ..
+            })) = &kind
+        {
+            // A remote server is ready when its health route says so.
+            let position = self.locator.position(site, Some("embedding"), Part::Key);
+            readiness = Some(ProbeSpec {
+                check: ProbeCheck::Http {
+                    url: format!("{}{}", remote.url, remote.health),
+                },
+                location: Location {
+                    file: site.file.clone(),
+                    line: position.line,
+                    column: position.column,
+                },
+                period: std::time::Duration::from_millis(500),
+                timeout: std::time::Duration::from_secs(2),
+                failure_threshold: 2,
+                success_threshold: 1,
+                initial_delay: std::time::Duration::ZERO,
+            });
+        }
         let liveness = self.probe_field(site, &decl.table, "live");
         let restart = self.restart(site, &decl.table);
         let shutdown = self.shutdown(site, &decl.table);
@@ -323,12 +358,125 @@ impl Converter<'_> {
             )
             .unwrap_or(8192);
         let intra_threads = self.integer(site, &table, "embedding.threads", "threads");
+        let remote = self.remote_embedding(site, &table)?;
+        if remote.is_some() {
+            for key in ["providers", "threads"] {
+                if !matches!(table.raw_get::<Value>(key), Ok(Value::Nil)) {
+                    self.push(
+                        Severity::Warning,
+                        site,
+                        Some(&format!("embedding.{key}")),
+                        Part::Key,
+                        format!(
+                            "`{key}` applies to an engine in this process, not to a server at `url`"
+                        ),
+                        format!("remove `{key}`; the server decides how it computes"),
+                    );
+                }
+            }
+        }
         Some(EmbeddingSpec {
             model: model?,
             providers,
             max_batch_tokens,
             intra_threads,
+            remote,
         })
+    }
+
+    /// `url`, `api`, `timeout`, `dimensions` and `health` of an embedding
+    /// service: `Some(None)` for an engine in this process, `None` after a
+    /// mistake.
+    fn remote_embedding(
+        &mut self,
+        site: &CallSite,
+        table: &Table,
+    ) -> Option<Option<RemoteEmbeddingSpec>> {
+        let url = match table.raw_get::<Value>("url").unwrap_or(Value::Nil) {
+            Value::Nil => {
+                for key in ["api", "timeout", "dimensions", "health"] {
+                    if !matches!(table.raw_get::<Value>(key), Ok(Value::Nil)) {
+                        self.error(
+                            site,
+                            Some(&format!("embedding.{key}")),
+                            Part::Key,
+                            format!("`{key}` describes a server, and this service has no `url`"),
+                            "add url = \"http://host:port\" for a remote server, or remove it"
+                                .to_owned(),
+                        );
+                        return None;
+                    }
+                }
+                return Some(None);
+            }
+            Value::String(url) => url.to_string_lossy(),
+            other => {
+                self.wrong_type(
+                    site,
+                    "embedding.url",
+                    "a string like \"http://127.0.0.1:7997\"",
+                    &other,
+                );
+                return None;
+            }
+        };
+        let Some(authority) = url.strip_prefix("http://") else {
+            self.error(
+                site,
+                Some("embedding.url"),
+                Part::Value,
+                format!("`{url}` is not an http:// URL"),
+                "write url = \"http://host:port\" (plain HTTP; put TLS in a proxy beside the server)".to_owned(),
+            );
+            return None;
+        };
+        let authority = authority.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            self.error(
+                site,
+                Some("embedding.url"),
+                Part::Value,
+                format!("`{url}` must be the server's root, without a path"),
+                "write url = \"http://host:port\"; the API decides the route (/v1/embeddings or /embed)".to_owned(),
+            );
+            return None;
+        }
+        let api = match table.raw_get::<Value>("api").unwrap_or(Value::Nil) {
+            Value::Nil => RemoteApi::OpenAi,
+            Value::String(api) => match api.to_string_lossy().as_str() {
+                "openai" => RemoteApi::OpenAi,
+                "tei" => RemoteApi::Tei,
+                other => {
+                    self.one_of(site, "embedding.api", other, APIS);
+                    return None;
+                }
+            },
+            other => {
+                self.wrong_type(site, "embedding.api", "\"openai\" or \"tei\"", &other);
+                return None;
+            }
+        };
+        let timeout = self
+            .duration_at(site, table, "embedding.timeout", "timeout")
+            .unwrap_or(std::time::Duration::from_secs(30));
+        let dimensions = self.integer(site, table, "embedding.dimensions", "dimensions");
+        let health = match table.raw_get::<Value>("health").unwrap_or(Value::Nil) {
+            Value::Nil => "/health".to_owned(),
+            Value::String(path) if path.to_string_lossy().starts_with('/') => {
+                path.to_string_lossy()
+            }
+            other => {
+                self.wrong_type(site, "embedding.health", "a path like \"/health\"", &other);
+                return None;
+            }
+        };
+        Some(Some(RemoteEmbeddingSpec {
+            url: url.trim_end_matches('/').to_owned(),
+            api,
+            timeout,
+            dimensions,
+            health,
+        }))
     }
 
     fn depends_on(&mut self, site: &CallSite, table: &Table) -> Vec<Dependency> {

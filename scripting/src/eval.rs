@@ -12,6 +12,7 @@ use crate::Evaluation;
 use crate::api::{self, CallSite, Declarations, ServiceDecl};
 use crate::convert::{Converter, Locator, Part, did_you_mean, script_dir};
 use crate::diagnostic::{Diagnostic, Severity};
+use crate::sources::{self, Overlay};
 use crate::spec::{DependencyCondition, GraphSpec, RestartPolicy, ServiceSpec};
 
 /// Memory a script may use while it is evaluated and while it runs probes.
@@ -23,9 +24,16 @@ pub(crate) struct Loaded {
     pub lua: Lua,
     pub evaluation: Evaluation,
     pub functions: Vec<Function>,
+    /// What the script declared, for cells that declare more.
+    pub declarations: Declarations,
 }
 
 pub(crate) fn load(path: &Path) -> Loaded {
+    load_with(path, &Overlay::default())
+}
+
+/// [`load`], reading the script and its modules through `overlay` first.
+pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
     let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default())
         .expect("the safe standard library always loads");
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -36,8 +44,9 @@ pub(crate) fn load(path: &Path) -> Loaded {
             diagnostics: vec![diagnostic],
         },
         functions: Vec::new(),
+        declarations: Declarations::default(),
     };
-    let source = match std::fs::read(&file) {
+    let source = match overlay.read_bytes(&file) {
         Ok(source) => source,
         Err(error) => {
             return fail(
@@ -55,25 +64,51 @@ pub(crate) fn load(path: &Path) -> Loaded {
             );
         }
     };
-    if let Err(error) = prepare(&lua, &file) {
-        return fail(lua, lua_error_diagnostic(&error, &file));
+    if let Err(error) = prepare(&lua, &file).and_then(|()| sources::install_searcher(&lua, overlay))
+    {
+        return fail(lua, lua_error_diagnostic_with(&error, &file, overlay));
     }
     lua.set_app_data(Declarations::default());
-    let result = lua
-        .load(source.as_slice())
-        .set_name(format!("@{}", file.display()))
-        .exec();
+    let result = crate::eval_budget::install(&lua).and_then(|_budget| {
+        lua.load(source.as_slice())
+            .set_name(format!("@{}", file.display()))
+            .exec()
+    });
     let declarations = lua.remove_app_data::<Declarations>().unwrap_or_default();
     let mut diagnostics = Vec::new();
     if let Err(error) = result {
-        diagnostics.push(lua_error_diagnostic(&error, &file));
+        diagnostics.push(lua_error_diagnostic_with(&error, &file, overlay));
     }
-    let mut locator = Locator::default();
+    let (mut evaluation, functions) = convert(&declarations, &file, overlay, Vec::new());
+    diagnostics.append(&mut evaluation.diagnostics);
+    diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    Loaded {
+        lua,
+        evaluation: Evaluation {
+            graph: evaluation.graph.filter(|_| !has_errors),
+            diagnostics,
+        },
+        functions,
+        declarations,
+    }
+}
+
+/// Turns recorded declarations into a graph and its diagnostics. The Lua
+/// functions the specs refer to are appended to `functions`, whose ids
+/// stay what they were (a notebook converts again as cells declare more).
+pub(crate) fn convert(
+    declarations: &Declarations,
+    file: &Path,
+    overlay: &Overlay,
+    functions: Vec<Function>,
+) -> (Evaluation, Vec<Function>) {
+    let mut locator = Locator::with_overlay(overlay.clone());
     let mut converter = Converter {
         locator: &mut locator,
         diagnostics: Vec::new(),
-        functions: Vec::new(),
-        script_dir: script_dir(&file),
+        functions,
+        script_dir: script_dir(file),
     };
     for (site, message, hint) in &declarations.mistakes {
         converter.error(site, None, Part::Key, message.clone(), hint.clone());
@@ -106,26 +141,21 @@ pub(crate) fn load(path: &Path) -> Loaded {
             continue;
         }
         pipeline_sites.insert(decl.name.clone(), decl.site.clone());
-        converter.warn_unserved_netlink(decl);
         if let Some(pipeline) = converter.pipeline(decl) {
             check_embed_stages(&pipeline, &converted, &mut converter);
             pipelines.push(pipeline);
         }
     }
     let functions = converter.functions;
-    diagnostics.extend(converter.diagnostics);
+    let mut diagnostics = converter.diagnostics;
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     let graph = (!has_errors).then(|| GraphSpec {
-        file: file.clone(),
+        file: file.to_path_buf(),
         services: converted.into_iter().map(|(_, service)| service).collect(),
         pipelines,
     });
-    Loaded {
-        lua,
-        evaluation: Evaluation { graph, diagnostics },
-        functions,
-    }
+    (Evaluation { graph, diagnostics }, functions)
 }
 
 /// Memory limit, `require` next to the script only, and the `spindle`
@@ -259,10 +289,15 @@ fn check_embed_stages(
         .map(|(_, service)| service.name.as_str())
         .collect();
     for stage in &pipeline.stages {
-        let crate::spec::StageKind::Embed { service, fallback } = &stage.kind else {
+        let crate::spec::StageKind::Embed {
+            service,
+            fallback,
+            shared_with,
+        } = &stage.kind
+        else {
             continue;
         };
-        for name in std::iter::once(service).chain(fallback) {
+        for name in std::iter::once(service).chain(shared_with).chain(fallback) {
             if embedding.contains(&name.as_str()) {
                 continue;
             }
@@ -382,6 +417,15 @@ fn dependency_path(decl: &ServiceDecl, dependency: &str) -> String {
 /// A Lua error as a diagnostic: the position Lua names in its message, a
 /// column found from the `near 'token'` part, and a hint.
 pub(crate) fn lua_error_diagnostic(error: &mlua::Error, file: &Path) -> Diagnostic {
+    lua_error_diagnostic_with(error, file, &Overlay::default())
+}
+
+/// [`lua_error_diagnostic`], reading source text through `overlay`.
+pub(crate) fn lua_error_diagnostic_with(
+    error: &mlua::Error,
+    file: &Path,
+    overlay: &Overlay,
+) -> Diagnostic {
     let (message, is_syntax) = match error {
         mlua::Error::SyntaxError { message, .. } => (message.clone(), true),
         mlua::Error::MemoryError(_) => {
@@ -404,12 +448,19 @@ pub(crate) fn lua_error_diagnostic(error: &mlua::Error, file: &Path) -> Diagnost
     let (error_file, line, text) =
         split_position(&message).unwrap_or_else(|| (file.to_path_buf(), 1, message.clone()));
     let column = near_token(&text)
-        .and_then(|token| column_of(&error_file, line, token))
-        .or_else(|| named_value(&text).and_then(|name| column_of_name(&error_file, line, name)))
+        .and_then(|token| column_of(overlay, &error_file, line, token))
+        .or_else(|| {
+            named_value(&text).and_then(|name| column_of_name(overlay, &error_file, line, name))
+        })
         .unwrap_or(1);
     let hint = if is_syntax {
         "check the Lua syntax at this point: a missing `end`, `}`, `,` or quote is the usual cause"
             .to_owned()
+    } else if text.starts_with(crate::eval_budget::BUDGET_MESSAGE) {
+        format!(
+            "evaluation may run {} million Lua instructions; look for a loop that never ends",
+            crate::eval_budget::INSTRUCTION_BUDGET / 1_000_000
+        )
     } else if text.starts_with("module '") && text.contains("not found") {
         format!(
             "`require` finds modules only next to the script: {}/NAME.lua or NAME/init.lua",
@@ -433,6 +484,21 @@ pub(crate) fn lua_error_diagnostic(error: &mlua::Error, file: &Path) -> Diagnost
                 "embed",
                 "http_route",
                 "netlink",
+                "up",
+                "down",
+                "submit",
+                "submit_all",
+                "status",
+                "service_list",
+                "pipeline_list",
+                "metrics",
+                "service_graph",
+                "display",
+                "update_display",
+                "clear_output",
+                "chart",
+                "html",
+                "cosine",
             ],
         ) {
             Some(candidate) => format!("did you mean `{candidate}`?"),
@@ -501,8 +567,8 @@ fn named_value(text: &str) -> Option<&str> {
 
 /// The column of `name` as a whole word on `line` (not inside a longer
 /// name).
-fn column_of_name(file: &Path, line: u32, name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(file).ok()?;
+fn column_of_name(overlay: &Overlay, file: &Path, line: u32, name: &str) -> Option<u32> {
+    let text = overlay.read(file).ok()?;
     let line_text = text.lines().nth(line.checked_sub(1)? as usize)?;
     let is_word = |c: char| c.is_alphanumeric() || c == '_';
     let byte = line_text
@@ -516,8 +582,8 @@ fn column_of_name(file: &Path, line: u32, name: &str) -> Option<u32> {
     Some(line_text[..byte].chars().count() as u32 + 1)
 }
 
-fn column_of(file: &Path, line: u32, token: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(file).ok()?;
+fn column_of(overlay: &Overlay, file: &Path, line: u32, token: &str) -> Option<u32> {
+    let text = overlay.read(file).ok()?;
     let line_text = text.lines().nth(line.checked_sub(1)? as usize)?;
     let byte = line_text.find(token)?;
     Some(line_text[..byte].chars().count() as u32 + 1)

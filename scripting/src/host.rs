@@ -25,6 +25,7 @@ use futures::{FutureExt, StreamExt};
 use mlua::{Function, Value};
 
 use crate::budget::{self, DEFAULT_STAGE_BUDGET, Interrupter, Verdict, Watchdog};
+use crate::cell::{self, NotebookJob};
 use crate::debug::{RunStack, Variable, VariablesRef, inspect};
 use crate::pipeline_run::{
     self, Effects, NoEffects, PipelineAnswer, PipelineRequest, RunContext, StageFailure,
@@ -108,6 +109,7 @@ enum Job {
         reference: VariablesRef,
         reply: DebugReply<Vec<Variable>>,
     },
+    Notebook(NotebookJob),
 }
 
 /// A handle to the thread that runs a script's Lua. Dropping every handle
@@ -167,10 +169,13 @@ impl ScriptHost {
                         .create_table()
                         .expect("an empty table fits in the memory limit"),
                 };
+                // Cells may declare more and apply it (`s.up()`): keep the
+                // script's declarations where the module records new ones.
+                loaded.lua.set_app_data(loaded.declarations);
                 let context = Rc::new(RunContext {
                     lua: loaded.lua,
-                    graph: loaded.evaluation.graph,
-                    functions: loaded.functions,
+                    graph: RefCell::new(loaded.evaluation.graph.map(Rc::new)),
+                    functions: RefCell::new(loaded.functions),
                     effects,
                     config,
                     registry: RefCell::new(Registry::default()),
@@ -266,6 +271,16 @@ impl ScriptHost {
         });
     }
 
+    /// Runs a notebook job (a cell, a completion, an inspection) on the
+    /// host thread (`cell`).
+    pub fn notebook(&self, job: NotebookJob) {
+        if let Err(error) = self.jobs.unbounded_send(Job::Notebook(job))
+            && let Job::Notebook(job) = error.into_inner()
+        {
+            job.host_gone();
+        }
+    }
+
     /// A handle that stops the Lua running right now from any thread.
     pub fn interrupter(&self) -> Interrupter {
         self.interrupter.clone()
@@ -300,8 +315,8 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     timeout,
                     reply,
                 } => {
-                    let result = match context.functions.get(function.0 as usize) {
-                        Some(check) => call_with_deadline(&context, check, timeout),
+                    let result = match context.function(function) {
+                        Some(check) => call_with_deadline(&context, &check, timeout),
                         None => Err(format!("no Lua function with id {}", function.0)),
                     };
                     reply(result);
@@ -357,6 +372,7 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     let variables = read_variables(&context, request_id, reference);
                     reply(variables);
                 }
+                Job::Notebook(job) => cell::handle(&context, &spawner, job),
             }
         }
     });

@@ -14,8 +14,11 @@
 //! This crate knows no async runtime, no sockets and no wire format; it
 //! depends on no other workspace crate.
 
+pub mod analysis;
 mod api;
 mod budget;
+mod cell;
+mod cell_data;
 mod convert;
 mod convert_pipeline;
 mod convert_probe;
@@ -25,28 +28,40 @@ pub mod debug;
 mod diagnostic;
 mod duration;
 mod eval;
+mod eval_budget;
 mod host;
 mod lua_raw;
 mod lua_vector;
-mod netlink_notice;
+mod notebook_api;
+mod notebook_graph;
 mod pipeline_run;
 mod run_registry;
 mod source_map;
+pub mod sources;
 pub mod spec;
 
 pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
+pub use cell::{
+    CellAnswer, CellError, CellErrorKind, CellEvent, CellOutput, CellReply, CellRequest,
+    CellStreams, Completeness, Completion, InputReply, Inspection, NotebookJob,
+    STREAM_FLUSH_INTERVAL, StreamName, cell_completeness,
+};
+pub use cell_data::{DATA_DEPTH, DATA_ENTRIES, Data};
 pub use debug::{RunStack, StackFrame, Variable, VariablesRef};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
+pub use eval_budget::INSTRUCTION_BUDGET;
 pub use host::{
     CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply, RunsReply, ScriptHost,
 };
+pub use notebook_api::{CHART_KINDS, CellSubmission, DataReply, KernelQuery};
 pub use pipeline_run::{
     Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, HostEmbedError, PipelineAnswer,
     PipelineRequest, RequestScope, StageFailure,
 };
 pub use run_registry::{LiveRun, PausePoint, PauseReason, RunEvent, RunEventKind, RunState};
+pub use sources::Overlay;
 pub use spec::*;
 
 use std::path::Path;
@@ -97,4 +112,11 @@ pub enum ScriptError {
 /// will run.
 pub fn evaluate_file(path: &Path) -> Evaluation {
     eval::load(path).evaluation
+}
+
+/// [`evaluate_file`], reading the script and the modules it `require`s
+/// through `overlay` first (texts an editor holds that are not saved yet).
+/// With an empty overlay it is exactly [`evaluate_file`].
+pub fn evaluate_with(path: &Path, overlay: &Overlay) -> Evaluation {
+    eval::load_with(path, overlay).evaluation
 }

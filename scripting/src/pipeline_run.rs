@@ -24,6 +24,7 @@ use crate::coroutine::{self, CallError, CoroutineCall};
 use crate::eval::lua_error_diagnostic;
 use crate::host::HostConfig;
 use crate::lua_vector::LuaVector;
+use crate::notebook_api::{CellSubmission, DataReply, KernelQuery};
 use crate::run_registry::{Registry, RunEvent, RunState};
 use crate::spec::{FunctionId, GraphSpec, PipelineSpec, StageKind, StageSpec};
 
@@ -120,6 +121,8 @@ pub struct EmbedCall {
     pub scope: RequestScope,
     pub service: String,
     pub fallback: Option<String>,
+    /// Services that share the work with `service` (least in flight).
+    pub shared_with: Vec<String>,
     pub text: String,
 }
 
@@ -175,6 +178,29 @@ pub trait Effects: Send + Sync + 'static {
     fn run_event(&self, event: RunEvent) {
         let _ = event;
     }
+
+    /// A notebook cell submits a request (`s.submit`); `reply` gets the
+    /// answer as data (a table of kind `spindle.answer`). The cell's own
+    /// effects answer this; the default has no kernel to ask.
+    fn submit(&self, submission: CellSubmission, reply: DataReply) {
+        reply(Err(format!(
+            "no kernel is attached to take a request for pipeline `{}`",
+            submission.pipeline
+        )));
+    }
+
+    /// A notebook cell asks the kernel for its status, services,
+    /// pipelines, metrics or service graph.
+    fn query(&self, query: KernelQuery, reply: DataReply) {
+        reply(Err(format!("no kernel is attached to answer {query:?}")));
+    }
+
+    /// A notebook cell applies the graph declared so far (`s.up()`) or an
+    /// empty one (`s.down()`); `reply` gets what changed.
+    fn apply_graph(&self, graph: GraphSpec, reply: DataReply) {
+        let _ = graph;
+        reply(Err("no kernel is attached to run a graph".to_owned()));
+    }
 }
 
 /// Effects of a host with no kernel attached: every embedding fails.
@@ -192,8 +218,12 @@ impl Effects for NoEffects {
 /// What a pipeline run needs from the host thread.
 pub(crate) struct RunContext {
     pub lua: Lua,
-    pub graph: Option<GraphSpec>,
-    pub functions: Vec<Function>,
+    /// The graph new runs use. A notebook's `s.up()` replaces it; a run
+    /// holds the one it started with.
+    pub graph: RefCell<Option<Rc<GraphSpec>>>,
+    /// The Lua functions specs refer to by id; only ever appended to, so
+    /// an id keeps its meaning for runs in flight.
+    pub functions: RefCell<Vec<Function>>,
     pub effects: Arc<dyn Effects>,
     pub config: HostConfig,
     /// The runs in flight; borrowed only between resumes, never across an
@@ -202,6 +232,18 @@ pub(crate) struct RunContext {
     pub watchdog: Watchdog,
     /// Lua's `debug` library, for Rust only (see `lua_raw`).
     pub debug: Table,
+}
+
+impl RunContext {
+    /// The graph new runs use now.
+    pub fn graph(&self) -> Option<Rc<GraphSpec>> {
+        self.graph.borrow().clone()
+    }
+
+    /// The Lua function with id `function`.
+    pub fn function(&self, function: FunctionId) -> Option<Function> {
+        self.functions.borrow().get(function.0 as usize).cloned()
+    }
 }
 
 /// Fields of `req` that the runner owns; everything else is reported back as
@@ -228,9 +270,9 @@ pub(crate) async fn run(
         cause: None,
         stopped: None,
     };
-    let Some(pipeline) = context
-        .graph
-        .as_ref()
+    let graph = context.graph();
+    let Some(pipeline) = graph
+        .as_deref()
         .and_then(|graph| graph.pipeline(&request.pipeline))
     else {
         return Err(failure(
@@ -335,7 +377,11 @@ async fn run_stage(
                 Err(error) => Err(call_failure(pipeline, &stage.name, &stage.location, error)),
             }
         }
-        StageKind::Embed { service, fallback } => {
+        StageKind::Embed {
+            service,
+            fallback,
+            shared_with,
+        } => {
             context
                 .registry
                 .borrow_mut()
@@ -360,6 +406,7 @@ async fn run_stage(
                     scope: request.scope.clone(),
                     service: service.clone(),
                     fallback: fallback.clone(),
+                    shared_with: shared_with.clone(),
                     text,
                 },
                 Box::new(move |answer| {
@@ -400,13 +447,13 @@ async fn call_function(
     function: FunctionId,
     args: impl mlua::IntoLuaMulti,
 ) -> Result<Value, CallError> {
-    let function = context.functions.get(function.0 as usize).ok_or_else(|| {
+    let function = context.function(function).ok_or_else(|| {
         CallError::Lua(mlua::Error::runtime(format!(
             "no Lua function with id {}",
             function.0
         )))
     })?;
-    coroutine::call(context, call, function, args).await
+    coroutine::call(context, call, &function, args).await
 }
 
 async fn call_fallback(

@@ -46,7 +46,7 @@ pub struct SourceMap {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum TokenKind {
+pub(crate) enum TokenKind {
     Name(String),
     Str,
     Number,
@@ -54,9 +54,11 @@ enum TokenKind {
 }
 
 #[derive(Debug, Clone)]
-struct Token {
-    kind: TokenKind,
-    position: Position,
+pub(crate) struct Token {
+    pub kind: TokenKind,
+    pub position: Position,
+    /// Byte offsets of the token in the source (for the analysis module).
+    pub span: std::ops::Range<usize>,
 }
 
 impl SourceMap {
@@ -215,7 +217,7 @@ const PUNCTUATION: &[&str] = &[
     "&", "~", "|", "<", ">", "=", "(", ")", "{", "}", "[", "]", ";", ":", ",", ".",
 ];
 
-fn tokenize(source: &str) -> Vec<Token> {
+pub(crate) fn tokenize(source: &str) -> Vec<Token> {
     let bytes = source.as_bytes();
     let mut tokens = Vec::new();
     let mut idx = 0;
@@ -251,14 +253,17 @@ fn tokenize(source: &str) -> Vec<Token> {
         if byte == b'['
             && let Some(level) = long_bracket_level(&bytes[idx..])
         {
+            let start = idx;
             idx = skip_long_bracket(bytes, idx, level, &mut line, &mut line_start);
             tokens.push(Token {
                 kind: TokenKind::Str,
                 position,
+                span: start..idx,
             });
             continue;
         }
         if byte == b'"' || byte == b'\'' {
+            let start = idx;
             idx += 1;
             while idx < bytes.len() && bytes[idx] != byte && bytes[idx] != b'\n' {
                 if bytes[idx] == b'\\' {
@@ -270,10 +275,11 @@ fn tokenize(source: &str) -> Vec<Token> {
                 }
                 idx += 1;
             }
-            idx += 1;
+            idx = (idx + 1).min(bytes.len());
             tokens.push(Token {
                 kind: TokenKind::Str,
                 position,
+                span: start..idx,
             });
             continue;
         }
@@ -287,10 +293,12 @@ fn tokenize(source: &str) -> Vec<Token> {
             tokens.push(Token {
                 kind: TokenKind::Name(source[start..idx].to_owned()),
                 position,
+                span: start..idx,
             });
             continue;
         }
         if byte.is_ascii_digit() {
+            let start = idx;
             while idx < bytes.len()
                 && (bytes[idx].is_ascii_alphanumeric() || bytes[idx] == b'.' || bytes[idx] == b'_')
             {
@@ -299,6 +307,7 @@ fn tokenize(source: &str) -> Vec<Token> {
             tokens.push(Token {
                 kind: TokenKind::Number,
                 position,
+                span: start..idx,
             });
             continue;
         }
@@ -307,10 +316,17 @@ fn tokenize(source: &str) -> Vec<Token> {
             .find(|p| source[idx..].starts_with(**p))
             .copied()
             .unwrap_or("?");
+        let start = idx;
         idx += punct.len().max(1);
+        // A byte outside the punctuation table (`?`) may start a wider
+        // character: keep the span on a character boundary.
+        while !source.is_char_boundary(idx.min(source.len())) {
+            idx += 1;
+        }
         tokens.push(Token {
             kind: TokenKind::Punct(punct),
             position,
+            span: start..idx.min(source.len()),
         });
     }
     tokens

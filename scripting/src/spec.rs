@@ -84,6 +84,42 @@ pub struct EmbeddingSpec {
     pub max_batch_tokens: u32,
     /// Intra-op threads; `None` means one per core.
     pub intra_threads: Option<u32>,
+    /// A server elsewhere computes the vectors (`url = ...`); `model` is
+    /// then the name that server knows the model by.
+    pub remote: Option<RemoteEmbeddingSpec>,
+}
+
+/// An embedding server reached over HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteEmbeddingSpec {
+    /// `http://host:port`, without a path.
+    pub url: String,
+    pub api: RemoteApi,
+    /// How long one batch may take on the server.
+    pub timeout: Duration,
+    /// The vectors' dimension, if declared; checked at start either way.
+    pub dimensions: Option<u32>,
+    /// The server's health route (a readiness probe on it is implied).
+    pub health: String,
+}
+
+/// Which HTTP API an embedding server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteApi {
+    /// `POST /v1/embeddings` with `{"model", "input"}`, as OpenAI's API
+    /// (and infinity, vLLM, LiteLLM, ...).
+    OpenAi,
+    /// `POST /embed` with `{"inputs"}`, as Text Embeddings Inference.
+    Tei,
+}
+
+impl RemoteApi {
+    pub fn name(self) -> &'static str {
+        match self {
+            RemoteApi::OpenAi => "openai",
+            RemoteApi::Tei => "tei",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,5 +359,10 @@ pub enum StageKind {
         /// Another embedding service to use when this one fails or its
         /// breaker is open.
         fallback: Option<String>,
+        /// More services that share the stage's work with `service`
+        /// (`s.embed { services = { ... } }`): each text goes to the one
+        /// with the fewest texts in flight, and to the next when one fails.
+        /// Empty for a single service.
+        shared_with: Vec<String>,
     },
 }

@@ -294,13 +294,13 @@ s.pipeline "ingest" {
     )
     .expect("write");
     let evaluation = evaluate_file(&file);
-    // The only diagnostic: the netlink source is not served yet (a warning).
+    // No diagnostic at all.
     let found: Vec<(u32, u32, &str)> = evaluation
         .diagnostics
         .iter()
         .map(|d| (d.line, d.column, d.severity.name()))
         .collect();
-    assert_eq!(found, [(5, 14, "warning")], "{:?}", evaluation.diagnostics);
+    assert_eq!(found, [], "{:?}", evaluation.diagnostics);
     let graph = evaluation.graph.expect("valid");
     let pipeline = graph.pipeline("ingest").expect("pipeline");
     let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
@@ -309,7 +309,8 @@ s.pipeline "ingest" {
         pipeline.stages[1].kind,
         spindle_scripting::StageKind::Embed {
             service: "embedder".to_owned(),
-            fallback: Some("small".to_owned())
+            fallback: Some("small".to_owned()),
+            shared_with: Vec::new(),
         }
     );
     assert_eq!(pipeline.stages[2].location.line, 10);
@@ -352,4 +353,68 @@ s.pipeline "ingest" {
 s.pipeline "typed" { budget = true, s.stage("x", function(req) return req end) }
 "#
     ));
+}
+
+#[test]
+fn remote_embedding_services_and_shared_stages_are_checked() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "local" { embedding = { model = "all-MiniLM-L6-v2" } }
+s.service "remote" { embedding = { url = "http://10.0.0.5:7997", model = "all-MiniLM-L6-v2", dimensions = 384 } }
+s.service "tls" { embedding = { url = "https://example.invalid", model = "m" } }
+s.service "path" { embedding = { url = "http://127.0.0.1:7997/v1", model = "m" } }
+s.service "wrong" { embedding = { url = "http://127.0.0.1:7997", api = "grpc", model = "m", threads = 2 } }
+s.service "stray" { embedding = { model = "all-MiniLM-L6-v2", api = "tei" } }
+s.pipeline "shared" { s.stage("embed", s.embed { services = { "local", "remote", "missing" } }) }
+s.pipeline "both" { s.stage("embed", s.embed { service = "local", services = { "remote" } }) }
+"#
+    ));
+}
+
+#[test]
+fn a_remote_service_is_ready_when_its_health_route_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("graph.lua");
+    std::fs::write(
+        &file,
+        r#"local s = require("spindle")
+s.service "local" { embedding = { model = "all-MiniLM-L6-v2" } }
+s.service "remote" { embedding = { url = "http://127.0.0.1:7997/", api = "tei", model = "m", timeout = "5s" } }
+s.pipeline "shared" { s.stage("embed", s.embed { services = { "remote", "local" } }) }
+"#,
+    )
+    .expect("write");
+    let evaluation = spindle_scripting::evaluate_file(&file);
+    assert!(
+        evaluation.diagnostics.is_empty(),
+        "{:?}",
+        evaluation.diagnostics
+    );
+    let graph = evaluation.graph.expect("valid");
+    let remote = graph.service("remote").expect("remote");
+    let spindle_scripting::ServiceKind::Embedding(embedding) = &remote.kind else {
+        panic!("an embedding service");
+    };
+    let spec = embedding.remote.as_ref().expect("remote");
+    assert_eq!(spec.url, "http://127.0.0.1:7997");
+    assert_eq!(spec.api, spindle_scripting::RemoteApi::Tei);
+    assert_eq!(spec.timeout, std::time::Duration::from_secs(5));
+    let probe = remote
+        .readiness
+        .as_ref()
+        .expect("an implied readiness probe");
+    assert_eq!(
+        probe.check,
+        spindle_scripting::ProbeCheck::Http {
+            url: "http://127.0.0.1:7997/health".to_owned()
+        }
+    );
+    assert_eq!(
+        graph.pipelines[0].stages[0].kind,
+        spindle_scripting::StageKind::Embed {
+            service: "remote".to_owned(),
+            fallback: None,
+            shared_with: vec!["local".to_owned()],
+        }
+    );
 }

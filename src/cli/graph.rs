@@ -71,13 +71,21 @@ fn text(graph: &GraphSpec) -> String {
                 StageKind::Lua { .. } => "lua".to_owned(),
                 StageKind::Embed {
                     service,
-                    fallback: None,
-                } => format!("embed with {service}"),
-                StageKind::Embed {
-                    service,
-                    fallback: Some(fallback),
+                    fallback,
+                    shared_with,
                 } => {
-                    format!("embed with {service}, falling back to {fallback}")
+                    let mut detail = if shared_with.is_empty() {
+                        format!("embed with {service}")
+                    } else {
+                        format!(
+                            "embed with {service}, {} (least in flight)",
+                            shared_with.join(", ")
+                        )
+                    };
+                    if let Some(fallback) = fallback {
+                        detail.push_str(&format!(", falling back to {fallback}"));
+                    }
+                    detail
                 }
             };
             out.push_str(&format!("  {}  ({detail})\n", stage.name));
@@ -110,8 +118,9 @@ fn json(graph: &GraphSpec) -> serde_json::Value {
                 "name": pipeline.name,
                 "stages": pipeline.stages.iter().map(|stage| match &stage.kind {
                     StageKind::Lua { .. } => serde_json::json!({ "name": stage.name, "kind": "lua" }),
-                    StageKind::Embed { service, fallback } => serde_json::json!({
+                    StageKind::Embed { service, fallback, shared_with } => serde_json::json!({
                         "name": stage.name, "kind": "embed", "service": service, "fallback": fallback,
+                        "shared_with": shared_with,
                     }),
                 }).collect::<Vec<_>>(),
                 "sources": sources(pipeline),
@@ -158,14 +167,21 @@ fn dot(graph: &GraphSpec) -> String {
         let node = quoted(&format!("pipeline {}", pipeline.name));
         out.push_str(&format!("  {node} [shape=box];\n"));
         for stage in &pipeline.stages {
-            let StageKind::Embed { service, fallback } = &stage.kind else {
+            let StageKind::Embed {
+                service,
+                fallback,
+                shared_with,
+            } = &stage.kind
+            else {
                 continue;
             };
-            out.push_str(&format!(
-                "  {node} -> {} [label={}];\n",
-                quoted(service),
-                quoted(&stage.name)
-            ));
+            for service in std::iter::once(service).chain(shared_with) {
+                out.push_str(&format!(
+                    "  {node} -> {} [label={}];\n",
+                    quoted(service),
+                    quoted(&stage.name)
+                ));
+            }
             if let Some(fallback) = fallback {
                 out.push_str(&format!(
                     "  {node} -> {} [label={}, style=dashed];\n",

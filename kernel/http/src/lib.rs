@@ -1,15 +1,23 @@
 //! spindle-http: the HTTP front end on the [`Kernel`] handle. Pipelines as
 //! `POST /v1/pipelines/{name}` (and the routes scripts declare),
 //! `DELETE /v1/requests/{id}`, the status API at `GET /v1/status`, the
-//! health probes `GET /v1/health/live` and `/v1/health/ready`, and
-//! Prometheus metrics at `GET /metrics` (see `docs/http.md`).
+//! health probes `GET /v1/health/live` and `/v1/health/ready`, Prometheus
+//! metrics at `GET /metrics`, and the orchestrator API (`operate`,
+//! `stream`): services, actions on them, startup, shutdown, reload, the
+//! graph, health and events as server-sent events (see `docs/http.md`).
 //!
 //! The only crate that knows HTTP and JSON for requests; conversions live
-//! in `to_json` and `prometheus`. It depends on the kernel and on no other
-//! front end.
+//! in `to_json`, `operate_json` and `prometheus`. It depends on the kernel
+//! and on no other front end. With a token configured every route but the
+//! health probes needs it (`auth`).
 
+mod auth;
+mod operate;
+mod operate_json;
 mod prometheus;
+mod respond;
 mod routes;
+mod stream;
 mod to_json;
 
 use std::net::SocketAddr;
@@ -31,6 +39,10 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// A client that has not sent its headers by then is disconnected.
     pub header_timeout: Duration,
+    /// When set, every request but the health probes must carry
+    /// `Authorization: Bearer TOKEN` (else 401). Serve anything but
+    /// loopback only with one.
+    pub token: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -38,6 +50,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_bytes: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
+            token: None,
         }
     }
 }

@@ -2,28 +2,34 @@
 //! gets a JSON answer (or the metrics text); a bad request is a 4xx with
 //! `{"error": ..., "hint": ...}`, never a hang.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde::Deserialize;
 use spindle_kernel::Submission;
 use spindle_scheduler::{FailureClass, Outcome, OutcomeKind, Priority, Source};
 
-use super::{Shared, prometheus, to_json};
-
-pub(crate) type HttpResponse = Response<Full<Bytes>>;
+use super::respond::{HttpResponse, error, full, json};
+use super::{Shared, auth, operate, prometheus, to_json};
 
 pub(crate) async fn handle(shared: &Shared, request: Request<Incoming>) -> HttpResponse {
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
     let method = request.method().clone();
+    if let Some(refused) = auth::check(shared.config.token.as_deref(), &path, request.headers()) {
+        return refused;
+    }
+    let request = match operate::route(shared, &method, &path, &query, request).await {
+        Ok(response) => return response,
+        Err(request) => request,
+    };
     match (method, path.as_str()) {
         (Method::GET, "/metrics") => {
             let text = prometheus::render(&shared.kernel).await;
             Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                .body(Full::new(Bytes::from(text)))
+                .body(full(text))
                 .expect("static response parts")
         }
         (Method::GET, "/v1/status") => json(StatusCode::OK, to_json::status(&shared.kernel).await),
@@ -68,7 +74,7 @@ pub(crate) async fn handle(shared: &Shared, request: Request<Incoming>) -> HttpR
             None => error(
                 StatusCode::NOT_FOUND,
                 format!("nothing at {path}"),
-                "POST /v1/pipelines/NAME, DELETE /v1/requests/ID, GET /v1/status, GET /v1/health/live, GET /v1/health/ready, GET /metrics",
+                "POST /v1/pipelines/NAME, DELETE /v1/requests/ID, GET /v1/status, GET /v1/services[/NAME], POST /v1/services/NAME/restart|stop|start|recover, POST /v1/startup, POST /v1/shutdown, POST /v1/reload, GET /v1/graph, GET /v1/health[/live|/ready], GET /v1/events, GET /metrics",
             ),
         },
     }
@@ -193,19 +199,4 @@ async fn cancel(shared: &Shared, id: &str) -> HttpResponse {
             "use the \"id\" of an answer or the correlation_id you sent; it may have been answered already",
         )
     }
-}
-
-fn json(status: StatusCode, value: serde_json::Value) -> HttpResponse {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
-        .expect("static response parts")
-}
-
-fn error(status: StatusCode, message: String, hint: &str) -> HttpResponse {
-    json(
-        status,
-        serde_json::json!({ "error": message, "hint": hint }),
-    )
 }

@@ -219,6 +219,7 @@ impl Batcher {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let breaker = CircuitBreaker::new(config.service.clone(), config.breaker.clone());
         let availability = config.availability.clone();
+        let config_availability = config.availability.clone();
         let breaker_state = breaker.watch();
         let breaker_transitions = breaker.transitions();
         let service: Arc<str> = Arc::from(config.service.as_str());
@@ -240,6 +241,8 @@ impl Batcher {
             commands: commands_tx,
             breaker_state,
             breaker_transitions: Arc::new(breaker_transitions.resubscribe()),
+            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            availability: config_availability,
         }
     }
 }
@@ -251,6 +254,11 @@ pub struct BatcherHandle<P = ()> {
     commands: mpsc::UnboundedSender<BatchCommand<P>>,
     breaker_state: watch::Receiver<BreakerState>,
     breaker_transitions: Arc<broadcast::Receiver<BreakerTransition>>,
+    /// Texts submitted and not answered yet, over every handle: what a
+    /// balancer compares. Counted outside the actor (like the scheduler's
+    /// permits) so that reading it needs no round trip.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    availability: Option<watch::Receiver<Gate>>,
 }
 
 impl<P> Clone for BatcherHandle<P> {
@@ -260,6 +268,8 @@ impl<P> Clone for BatcherHandle<P> {
             commands: self.commands.clone(),
             breaker_state: self.breaker_state.clone(),
             breaker_transitions: self.breaker_transitions.clone(),
+            in_flight: self.in_flight.clone(),
+            availability: self.availability.clone(),
         }
     }
 }
@@ -287,6 +297,20 @@ impl BatcherHandle<()> {
             .await
             .map(|batched| batched.vector)
     }
+
+    /// [`BatcherHandle::embed`] for a caller with other services to go to;
+    /// see [`BatcherHandle::embed_input_or_leave`].
+    pub async fn embed_or_leave(
+        &self,
+        text: String,
+        tokens: usize,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<f32>, Error> {
+        self.embed_input_or_leave(EmbedInput::text(text, tokens), deadline, cancel)
+            .await
+            .map(|batched| batched.vector)
+    }
 }
 
 impl<P: Send + 'static> BatcherHandle<P> {
@@ -305,6 +329,38 @@ impl<P: Send + 'static> BatcherHandle<P> {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Batched, Error> {
+        self.embed_item(input, deadline, cancel, false).await
+    }
+
+    /// [`BatcherHandle::embed_input`] for a caller with other services to
+    /// go to: while this service is not serving (starting, restarting, gone
+    /// unhealthy) the input is answered `Unavailable` at once instead of
+    /// waiting for it, even if it was queued before.
+    pub async fn embed_input_or_leave(
+        &self,
+        input: EmbedInput<P>,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Batched, Error> {
+        self.embed_item(input, deadline, cancel, true).await
+    }
+
+    async fn embed_item(
+        &self,
+        input: EmbedInput<P>,
+        deadline: Instant,
+        cancel: &CancellationToken,
+        leave_when_closed: bool,
+    ) -> Result<Batched, Error> {
+        use std::sync::atomic::Ordering;
+        struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.in_flight);
         let (reply, receiver) = oneshot::channel();
         let now = Instant::now();
         let item = PendingItem {
@@ -316,6 +372,7 @@ impl<P: Send + 'static> BatcherHandle<P> {
             attempts: 0,
             reply,
             cancel: cancel.clone(),
+            leave_when_closed,
         };
         if self.commands.send(BatchCommand::Embed(item)).is_err() {
             return Err(Error::ShuttingDown);
@@ -332,6 +389,22 @@ impl<P: Send + 'static> BatcherHandle<P> {
         let (reply, receiver) = oneshot::channel();
         self.commands.send(BatchCommand::Stats(reply)).ok()?;
         receiver.await.ok()
+    }
+
+    /// Texts submitted through any handle of this batcher and not answered
+    /// yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the service can take work now (its availability gate is
+    /// open, or it has none) and its breaker is not open.
+    pub fn is_serving(&self) -> bool {
+        let open = self
+            .availability
+            .as_ref()
+            .is_none_or(|gate| gate.borrow().is_open());
+        open && *self.breaker_state.borrow() != BreakerState::Open
     }
 
     /// The breaker's current state, updated on every change.
@@ -370,6 +443,9 @@ struct PendingItem<P> {
     attempts: u32,
     reply: ItemReply,
     cancel: CancellationToken,
+    /// Answer `Unavailable` instead of waiting while the service is not
+    /// serving (the caller has other services to go to).
+    leave_when_closed: bool,
 }
 
 /// Where one item's vector (or error) goes.
@@ -543,11 +619,32 @@ impl<B: EmbedBackend> BatchActor<B> {
         }
     }
 
+    /// While the service is not serving: purges the queue and answers the
+    /// texts that another service can take (`embed_or_leave`) at once.
+    fn leave_while_closed(&mut self, now: Instant) {
+        self.purge(now);
+        let reason = match &self.gate {
+            Gate::Closed { reason } | Gate::Failed { reason } => reason.clone(),
+            Gate::Open => return,
+        };
+        let (leaving, staying): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|item| item.leave_when_closed);
+        self.pending = staying;
+        for item in leaving {
+            self.stats.failed_fast += 1;
+            let _ = item.reply.send(Err(Error::Unavailable {
+                service: self.config.service.clone(),
+                reason: reason.clone(),
+            }));
+        }
+    }
+
     fn dispatch(&mut self, now: Instant, cost: Option<&dyn BatchCost>) {
         match &self.gate {
             Gate::Open => {}
             Gate::Closed { .. } => {
-                self.purge(now);
+                self.leave_while_closed(now);
                 return;
             }
             Gate::Failed { reason } => {

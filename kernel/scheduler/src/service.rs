@@ -6,6 +6,11 @@
 //! batch is ([`crate::batcher`]): an item is retried with its batch's other
 //! items, inside its deadline, and the breaker counts each batch once.
 //!
+//! Several services can share the work (`shared_with`): each text goes to
+//! the one serving now (ready, breaker not open) with the fewest texts in
+//! flight, and on a failure (not a timeout or a cancellation) to the next,
+//! so a stage fails over within the pool before its fallback is tried.
+//!
 //! It composes [`BatcherHandle`]s; it knows nothing of Lua. A Lua fallback
 //! function producing a degraded answer is the kernel's business: it gets
 //! the [`Error`] from here and marks its own answer.
@@ -46,10 +51,13 @@ impl Embedded {
     }
 }
 
-/// A primary embedding service and an optional fallback.
+/// A primary embedding service, services sharing its work, and an
+/// optional fallback.
 #[derive(Debug)]
 pub struct EmbedClient<P = ()> {
     primary: BatcherHandle<P>,
+    /// Services sharing the work with the primary.
+    shared_with: Vec<BatcherHandle<P>>,
     fallback: Option<BatcherHandle<P>>,
 }
 
@@ -57,6 +65,7 @@ impl<P> Clone for EmbedClient<P> {
     fn clone(&self) -> Self {
         EmbedClient {
             primary: self.primary.clone(),
+            shared_with: self.shared_with.clone(),
             fallback: self.fallback.clone(),
         }
     }
@@ -66,8 +75,29 @@ impl<P: Clone + Send + 'static> EmbedClient<P> {
     pub fn new(primary: BatcherHandle<P>) -> Self {
         EmbedClient {
             primary,
+            shared_with: Vec::new(),
             fallback: None,
         }
+    }
+
+    /// Lets `others` share the work with the primary (least in flight,
+    /// failing over among them).
+    pub fn shared_with(mut self, others: Vec<BatcherHandle<P>>) -> Self {
+        self.shared_with = others;
+        self
+    }
+
+    /// The pool in the order to try it: serving services first, fewest in
+    /// flight first (declaration order breaks ties).
+    fn pool_order(&self) -> Vec<&BatcherHandle<P>> {
+        let mut pool: Vec<(usize, &BatcherHandle<P>)> = std::iter::once(&self.primary)
+            .chain(&self.shared_with)
+            .enumerate()
+            .collect();
+        pool.sort_by_key(|(position, service)| {
+            (!service.is_serving(), service.in_flight(), *position)
+        });
+        pool.into_iter().map(|(_, service)| service).collect()
     }
 
     /// Names the service to use when the primary fails.
@@ -88,20 +118,39 @@ impl<P: Clone + Send + 'static> EmbedClient<P> {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Embedded, Error> {
-        let for_fallback = self.fallback.as_ref().map(|_| input.clone());
-        let primary_error = match self.primary.embed_input(input, deadline, cancel).await {
-            Ok(batched) => {
-                return Ok(Embedded {
-                    vector: batched.vector,
-                    served_by: ServedBy::Primary {
-                        service: self.primary.service().to_owned(),
-                    },
-                    attempts: batched.attempts,
-                });
+        let mut primary_error = None;
+        let pooled = !self.shared_with.is_empty();
+        for service in self.pool_order() {
+            let attempt = if pooled {
+                service
+                    .embed_input_or_leave(input.clone(), deadline, cancel)
+                    .await
+            } else {
+                service.embed_input(input.clone(), deadline, cancel).await
+            };
+            match attempt {
+                Ok(batched) => {
+                    return Ok(Embedded {
+                        vector: batched.vector,
+                        served_by: ServedBy::Primary {
+                            service: service.service().to_owned(),
+                        },
+                        attempts: batched.attempts,
+                    });
+                }
+                Err(error @ (Error::Timeout | Error::Cancelled | Error::ShuttingDown)) => {
+                    return Err(error);
+                }
+                Err(error) => {
+                    if pooled {
+                        tracing::warn!(service = service.service(), %error, "embedding fails over within its pool");
+                    }
+                    primary_error.get_or_insert(error);
+                }
             }
-            Err(error) => error,
-        };
-        let (Some(fallback), Some(input)) = (&self.fallback, for_fallback) else {
+        }
+        let primary_error = primary_error.expect("the pool has at least the primary");
+        let Some(fallback) = &self.fallback else {
             return Err(primary_error);
         };
         if matches!(

@@ -20,13 +20,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use spindle_scheduler::{BatcherStats, Counters, RequestId, Stats};
 use spindle_scripting::{
-    Diagnostic, GraphSpec, HostConfig, Interrupter, RunStack, ScriptHost, Variable, VariablesRef,
+    Diagnostic, GraphSpec, HostConfig, Interrupter, NotebookJob, RunStack, ScriptHost, Variable,
+    VariablesRef,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::debug::{self, LiveRequest};
-use crate::embedding::{EmbeddingRuntime, EngineDirectory, EngineStatus};
+use crate::embedding::{EmbeddingRuntime, EngineDirectory, EngineStatus, RemoteEngines};
 use crate::error::KernelError;
 use crate::events::{EventHub, KernelSubscription, Subscriptions};
 use crate::faults::{Fault, Faults};
@@ -34,7 +35,9 @@ use crate::metrics::LatencySeries;
 use crate::requests::{
     EffectsWiring, HostCell, RequestAnswer, RequestPath, RequestPathConfig, Submission,
 };
-use crate::services::{KernelSnapshot, PipelineStatus, Readiness, ServiceBoard, ServiceStatus};
+use crate::services::{
+    KernelSnapshot, PipelineStatus, Readiness, ServiceBoard, ServiceDetail, ServiceStatus,
+};
 use crate::supervisor::{
     self, GuardLink, LogLine, LuaProbes, RunOutcome, SupervisorConfig, SupervisorControl,
 };
@@ -50,7 +53,7 @@ pub enum KernelSource {
 }
 
 /// How the kernel runs; `Default` suits tests (no log files, no guard).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct KernelConfig {
     /// Unique per run; every child gets it as `SPINDLE_RUN_ID`. Default:
     /// `<unix seconds>-<pid>`.
@@ -78,6 +81,20 @@ pub struct KernelConfig {
     /// rest and there is no pipeline (a notebook's kernel, an operated
     /// graph). Without it such a graph ends by itself.
     pub until_shutdown: bool,
+    /// Connects embedding services with a `url` (the binary plugs in
+    /// `spindle-remote`); without it they fail to start with a reason.
+    pub remote_engines: Option<Arc<dyn RemoteEngines>>,
+}
+
+impl std::fmt::Debug for KernelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelConfig")
+            .field("run_id", &self.run_id)
+            .field("data_dir", &self.data_dir)
+            .field("until_shutdown", &self.until_shutdown)
+            .field("remote_engines", &self.remote_engines.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The command line of the guard process (`spindle __guard`).
@@ -231,15 +248,18 @@ impl Kernel {
         let (supervisor, control) = SupervisorControl::new();
         let (event_sender, service_events) = mpsc::unbounded_channel();
         let (log_sender, log_lines) = mpsc::unbounded_channel();
+        let (probe_sender, probe_results) = mpsc::unbounded_channel();
         let supervisor_config = SupervisorConfig {
             run_id: run_id.clone(),
             log_dir,
             subscribers: vec![event_sender],
             logs: Some(log_sender),
+            probe_results: Some(probe_sender),
             lua_probes: Some(Arc::new(ScriptProbes(host.clone())) as Arc<dyn LuaProbes>),
             in_process: Some(Arc::new(EmbeddingRuntime {
                 directory: directory.clone(),
                 cache: config.model_cache.clone(),
+                remote: config.remote_engines.clone(),
                 ..EmbeddingRuntime::default()
             })),
             guard,
@@ -251,6 +271,7 @@ impl Kernel {
         tokio::spawn(hub.run(
             service_events,
             log_lines,
+            probe_results,
             requests.scheduler.clone(),
             hub_done.clone(),
         ));
@@ -337,6 +358,12 @@ impl Kernel {
         self.inner.board.snapshot().services
     }
 
+    /// One service in detail: status, uptime, its probes' last results and
+    /// its recent output lines; `None` if no service has that name.
+    pub fn service(&self, name: &str) -> Option<ServiceDetail> {
+        self.inner.board.detail(name)
+    }
+
     /// Every pipeline and whether it can be served now.
     pub fn pipelines(&self) -> Vec<PipelineStatus> {
         self.inner.board.snapshot().pipelines
@@ -376,7 +403,7 @@ impl Kernel {
     /// the Lua stage each running one is in and whether it is paused.
     pub async fn requests(&self) -> Vec<LiveRequest> {
         let summaries = self.inner.requests.scheduler.requests().await;
-        debug::live_requests(summaries, self.inner.host.get().as_ref()).await
+        debug::live_requests(summaries, &self.inner.host.all()).await
     }
 
     /// Pauses request `id` at the next Lua line it runs (at once if it runs
@@ -386,20 +413,20 @@ impl Kernel {
     /// `Paused` state shows in [`Kernel::requests`] and its scheduler
     /// events.
     pub async fn pause(&self, id: RequestId) -> Result<(), KernelError> {
-        debug::pause(self.inner.host.get().as_ref(), id).await
+        debug::pause(&self.inner.host.all(), id).await
     }
 
     /// Lets a paused request go on; its deadline clock runs again with the
     /// time it had left.
     pub async fn resume(&self, id: RequestId) -> Result<(), KernelError> {
-        debug::resume(self.inner.host.get().as_ref(), id).await
+        debug::resume(&self.inner.host.all(), id).await
     }
 
     /// The stack of paused request `id`: frames (innermost first) with
     /// their script path, line, locals and upvalues, and the request's
     /// fields.
     pub async fn stack(&self, id: RequestId) -> Result<RunStack, KernelError> {
-        debug::stack(self.inner.host.get().as_ref(), id).await
+        debug::stack(&self.inner.host.all(), id).await
     }
 
     /// The children of an expandable value of paused request `id`.
@@ -408,7 +435,7 @@ impl Kernel {
         id: RequestId,
         reference: VariablesRef,
     ) -> Result<Vec<Variable>, KernelError> {
-        debug::variables(self.inner.host.get().as_ref(), id, reference).await
+        debug::variables(&self.inner.host.all(), id, reference).await
     }
 
     /// Stops the Lua code running right now (a runaway stage or cell) from
@@ -416,6 +443,16 @@ impl Kernel {
     /// script.
     pub fn interrupter(&self) -> Option<Interrupter> {
         self.inner.host.get().as_ref().map(ScriptHost::interrupter)
+    }
+
+    /// Runs a notebook job (a cell, a completion, an inspection) on the
+    /// kernel's script host, in the same Lua state as the script's stages
+    /// and probes. A kernel without a script answers it "host stopped".
+    pub fn notebook(&self, job: NotebookJob) {
+        match self.inner.host.get() {
+            Some(host) => host.notebook(job),
+            None => job.host_gone(),
+        }
     }
 
     /// Service and pipeline events from now on; with `with_requests`, the
@@ -430,6 +467,18 @@ impl Kernel {
     /// 8,192 lines behind is told how many it missed (`Lagged`).
     pub fn subscribe_logs(&self) -> broadcast::Receiver<LogLine> {
         self.inner.subscriptions.subscribe_logs()
+    }
+
+    /// A service's recent output lines (oldest first) and a subscription
+    /// to its lines from then on (filter by `LogLine::service`): no line is
+    /// in both or missing between them. `None` for an unknown service.
+    pub fn follow_logs(
+        &self,
+        service: &str,
+    ) -> Option<(Vec<LogLine>, broadcast::Receiver<LogLine>)> {
+        self.inner
+            .board
+            .recent_logs_then(service, || self.inner.subscriptions.subscribe_logs())
     }
 
     /// Counters, queues, batching, latency, engines and services.
@@ -568,10 +617,17 @@ impl LuaProbes for ScriptProbes {
     }
 }
 
-/// A fresh run id: `<unix seconds>-<pid>`.
+/// A fresh run id: `<unix seconds>-<pid>`, then `<unix seconds>-<pid>-<n>`
+/// for the n-th more in the same process. Unique per kernel: the final
+/// sweep kills every process carrying its run id, so two kernels of one
+/// process (tests, notebooks) must never share one.
 pub fn new_run_id() -> String {
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{}-{}", now.as_secs(), std::process::id())
+    match STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{}-{}", now.as_secs(), std::process::id()),
+        more => format!("{}-{}-{more}", now.as_secs(), std::process::id()),
+    }
 }

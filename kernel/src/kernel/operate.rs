@@ -18,7 +18,7 @@ use spindle_scripting::{Diagnostic, GraphSpec, HostConfig, ScriptHost};
 use super::Kernel;
 use crate::error::KernelError;
 use crate::requests::EffectsWiring;
-use crate::supervisor::{ApplyReport, ControlError};
+use crate::supervisor::{ApplyReport, ControlError, StopMode};
 
 impl Kernel {
     /// Restarts a service: the services bound to it stop first and start
@@ -31,8 +31,19 @@ impl Kernel {
     /// Stops a service (the services bound to it first); it stays stopped
     /// until started.
     pub async fn stop_service(&self, name: &str) -> Result<(), KernelError> {
+        self.stop_service_with(name, StopMode::Graceful).await
+    }
+
+    /// Stops a service as [`Kernel::stop_service`] does; with
+    /// [`StopMode::Immediate`] it and the services bound to it get SIGKILL
+    /// at once instead of their grace periods.
+    pub async fn stop_service_with(&self, name: &str, mode: StopMode) -> Result<(), KernelError> {
         self.refuse_while_shutting_down()?;
-        self.inner.supervisor.stop(name).await.map_err(control)
+        self.inner
+            .supervisor
+            .stop(name, mode)
+            .await
+            .map_err(control)
     }
 
     /// Starts a stopped (or failed) service, and the stopped services it
@@ -81,6 +92,7 @@ impl Kernel {
                     KernelError::Crashed(format!("the evaluation task failed: {error}"))
                 })??;
         self.inner.host.set(host);
+        self.inner.host.retire_idle().await;
         self.apply(graph).await
     }
 }

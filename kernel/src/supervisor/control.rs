@@ -24,6 +24,17 @@ pub struct ApplyReport {
     pub unchanged: Vec<String>,
 }
 
+/// How a service is stopped by request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopMode {
+    /// Its shutdown signal, then SIGKILL after its grace period.
+    #[default]
+    Graceful,
+    /// SIGKILL to its process group at once (and to the services bound to
+    /// it, which stop first).
+    Immediate,
+}
+
 /// Why a control command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
@@ -40,7 +51,7 @@ pub(crate) enum Control {
     /// Stop it (its dependents first) and start it again (them after it).
     Restart(String, Reply<()>),
     /// Stop it (its dependents first); it stays stopped until started.
-    Stop(String, Reply<()>),
+    Stop(String, StopMode, Reply<()>),
     /// Start it (and the stopped dependencies it needs).
     Start(String, Reply<()>),
     /// Forget its crash loop and backoff and start it again.
@@ -50,7 +61,7 @@ pub(crate) enum Control {
 
 type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
 
-/// The handle that sends [`Control`] commands; cheap to clone.
+/// The handle that sends `Control` commands; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SupervisorControl {
     sender: mpsc::UnboundedSender<Control>,
@@ -60,7 +71,7 @@ impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Control::Restart(name, _) => write!(f, "Restart({name})"),
-            Control::Stop(name, _) => write!(f, "Stop({name})"),
+            Control::Stop(name, mode, _) => write!(f, "Stop({name}, {mode:?})"),
             Control::Start(name, _) => write!(f, "Start({name})"),
             Control::Recover(name, _) => write!(f, "Recover({name})"),
             Control::Apply(..) => f.write_str("Apply(..)"),
@@ -80,8 +91,8 @@ impl SupervisorControl {
             .await
     }
 
-    pub async fn stop(&self, service: &str) -> Result<(), ControlError> {
-        self.ask(|reply| Control::Stop(service.to_owned(), reply))
+    pub async fn stop(&self, service: &str, mode: StopMode) -> Result<(), ControlError> {
+        self.ask(|reply| Control::Stop(service.to_owned(), mode, reply))
             .await
     }
 

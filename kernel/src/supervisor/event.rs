@@ -120,3 +120,23 @@ pub struct LogLine {
     pub stream: LogStream,
     pub line: String,
 }
+
+/// The result of one check of a health probe (every check, not only the
+/// ones that flip the verdict), for the status views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    pub service: String,
+    /// `readiness` or `liveness`.
+    pub probe: &'static str,
+    /// Whether this check passed.
+    pub ok: bool,
+    /// What the check found ("HTTP status 503", "exit status: 1"); empty
+    /// when it passed.
+    pub detail: String,
+    /// Whether the probe counts as passing after this check (thresholds
+    /// applied).
+    pub passing: bool,
+    pub at: SystemTime,
+    /// How long the check took.
+    pub took: Duration,
+}

@@ -18,7 +18,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::os;
+use super::{os, reaper};
 
 /// The supervisor's end of the pipe to a guard process.
 pub struct GuardLink {
@@ -43,6 +43,9 @@ impl GuardLink {
             .take()
             .ok_or_else(|| io::Error::other("guard has no stdin"))?;
         writeln!(stdin, "run {run_id}")?;
+        // Nobody here waits for the guard; should it die first, the reaper
+        // reaps it.
+        reaper::watch(child.id() as i32);
         Ok(GuardLink {
             stdin: Mutex::new(stdin),
             child: Mutex::new(child),

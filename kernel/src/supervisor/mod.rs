@@ -5,7 +5,9 @@
 //! One task owns all service state ([`run`]'s loop in `runner`); process
 //! instances, probes and timers are tasks that report back to it through a
 //! channel of a closed `Message` enum. OS access (spawning, signals,
-//! `prctl`, `/proc`) is confined to `os`. This module knows no terminal, no
+//! `prctl`, `waitpid`, `/proc`) is confined to `os`; `reaper` is the one
+//! owner of `waitpid` in the process (services, probes, the guard and every
+//! inherited orphan). This module knows no terminal, no
 //! JSON and no Lua: Lua probes and in-process services come in through the
 //! traits in [`seams`].
 
@@ -15,18 +17,20 @@ mod guard;
 mod os;
 mod probe;
 mod process;
+mod reaper;
 mod runner;
 pub mod seams;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use control::{ApplyReport, ControlError, ControlReceiver, SupervisorControl};
-pub use event::{Event, LogLine, LogStream, ServiceState};
+pub use control::{ApplyReport, ControlError, ControlReceiver, StopMode, SupervisorControl};
+pub use event::{Event, LogLine, LogStream, ProbeResult, ServiceState};
 pub use guard::{GuardLink, ignore_terminal_signals, run_guard, sweep_run};
 pub use os::{
     become_child_subreaper, own_cpu_seconds, own_rss_kib, process_state, processes_of_run,
 };
+pub use reaper::orphans_reaped;
 pub use seams::{BoxFuture, InProcessRuntime, InProcessService, LuaProbes};
 
 use spindle_scripting::GraphSpec;
@@ -45,6 +49,8 @@ pub struct SupervisorConfig {
     pub subscribers: Vec<mpsc::UnboundedSender<Event>>,
     /// Captured output lines, if someone shows them.
     pub logs: Option<mpsc::UnboundedSender<LogLine>>,
+    /// Every health check's result, if someone shows them.
+    pub probe_results: Option<mpsc::UnboundedSender<ProbeResult>>,
     /// Runs `lua_probe` checks; without it Lua probes fail with a reason.
     pub lua_probes: Option<Arc<dyn LuaProbes>>,
     /// Runs in-process services (embedding); without it they fail to start
@@ -97,7 +103,10 @@ pub enum SupervisorError {
 /// Runs `graph` until `shutdown` is cancelled, every service has come to
 /// rest, or a critical service gives up; then stops everything still running
 /// in reverse dependency order and returns. Must run inside a tokio runtime
-/// (with the `process`, `time`, `net` and `io` drivers enabled).
+/// with the `time` and `io` drivers enabled; while it runs it also drives
+/// the process's reaper (see `reaper`), so call
+/// [`become_child_subreaper`] first if orphans below the services should
+/// be reaped (and swept) here rather than by init.
 pub async fn run(
     graph: GraphSpec,
     config: SupervisorConfig,

@@ -15,7 +15,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::event::ProbeResult;
 use super::os;
+use super::reaper;
 use super::runner::Message;
 use super::seams::LuaProbes;
 
@@ -46,6 +48,8 @@ pub(crate) struct ProbeContext {
     pub lua: Option<Arc<dyn LuaProbes>>,
     pub messages: mpsc::UnboundedSender<Message>,
     pub cancel: CancellationToken,
+    /// Where every check's result goes (the status views), if anywhere.
+    pub results: Option<(Arc<str>, mpsc::UnboundedSender<ProbeResult>)>,
 }
 
 /// Starts the probe task; it ends when `context.cancel` is cancelled.
@@ -65,13 +69,16 @@ async fn probe_loop(spec: ProbeSpec, context: &ProbeContext) {
     let mut failures = 0u32;
     let success_threshold = spec.success_threshold.max(1);
     let failure_threshold = spec.failure_threshold.max(1);
+    let mut prepared = None;
     tokio::time::sleep(spec.initial_delay).await;
     loop {
         let started = tokio::time::Instant::now();
-        let result = match tokio::time::timeout(spec.timeout, check(&spec, context)).await {
+        let checked = check(&spec, context, &mut prepared);
+        let result = match tokio::time::timeout(spec.timeout, checked).await {
             Ok(result) => result,
             Err(_) => Err(format!("timed out after {:?}", spec.timeout)),
         };
+        let checked = result.clone();
         match result {
             Ok(()) => {
                 successes += 1;
@@ -102,7 +109,23 @@ async fn probe_loop(spec: ProbeSpec, context: &ProbeContext) {
                 }
             }
         }
+        publish(context, checked, passing, started.elapsed());
         tokio::time::sleep_until(started + spec.period).await;
+    }
+}
+
+/// Hands one check's result to the status views.
+fn publish(context: &ProbeContext, checked: Result<(), String>, passing: bool, took: Duration) {
+    if let Some((service, results)) = &context.results {
+        let _ = results.send(ProbeResult {
+            service: service.to_string(),
+            probe: context.kind.name(),
+            ok: checked.is_ok(),
+            detail: checked.err().unwrap_or_default(),
+            passing,
+            at: std::time::SystemTime::now(),
+            took,
+        });
     }
 }
 
@@ -125,10 +148,15 @@ fn describe(check: &ProbeCheck) -> String {
     }
 }
 
-/// One check: `Ok` passes, `Err` carries what went wrong.
-async fn check(spec: &ProbeSpec, context: &ProbeContext) -> Result<(), String> {
+/// One check: `Ok` passes, `Err` carries what went wrong. `prepared` keeps
+/// an exec probe's command between checks.
+async fn check(
+    spec: &ProbeSpec,
+    context: &ProbeContext,
+    prepared: &mut Option<os::PreparedCommand>,
+) -> Result<(), String> {
     match &spec.check {
-        ProbeCheck::Exec { command } => exec_check(command, spec.timeout, context).await,
+        ProbeCheck::Exec { command } => exec_check(command, context, prepared).await,
         ProbeCheck::Http { url } => http_check(url).await,
         ProbeCheck::Tcp { address } => TcpStream::connect(address.as_str())
             .await
@@ -156,33 +184,38 @@ async fn check(spec: &ProbeSpec, context: &ProbeContext) -> Result<(), String> {
     }
 }
 
+/// Runs the command in its own process group, spawned vfork-style and
+/// reaped by the reaper; output goes to /dev/null. When the probe's timeout
+/// (in `probe_loop`) drops this future, the group is killed.
+///
+/// The command is prepared (program found in `PATH`, argument and
+/// environment strings built) once and kept in `prepared` for the next
+/// checks; a command that cannot be prepared (no such program) is tried
+/// again at the next check.
 async fn exec_check(
     command: &[String],
-    timeout: Duration,
     context: &ProbeContext,
+    prepared: &mut Option<os::PreparedCommand>,
 ) -> Result<(), String> {
-    let mut child = os::spawn_group_leader(&os::SpawnRequest {
-        command,
-        cwd: &context.cwd,
-        env: &context.env,
-        capture_output: false,
-    })
-    .map_err(|error| format!("could not run: {error}"))?;
-    let pgid = child.id().unwrap_or_default() as i32;
-    // The outer timeout may drop this future; the group must not survive it.
-    let kill_group = KillGroupOnDrop(pgid);
-    let status = tokio::select! {
-        status = child.wait() => status,
-        () = tokio::time::sleep(timeout) => {
-            os::signal_group(pgid, os::SIGKILL);
-            child.wait().await
-        }
+    let prepared = match prepared {
+        Some(prepared) => prepared,
+        None => prepared.insert(
+            os::PreparedCommand::new(&os::CommandSpec {
+                command,
+                cwd: &context.cwd,
+                env: &context.env,
+            })
+            .map_err(|error| format!("could not run: {error}"))?,
+        ),
     };
-    drop(kill_group);
-    match status {
+    let child = reaper::spawn_watched(prepared, os::Output::Discard)
+        .map_err(|error| format!("could not run: {error}"))?;
+    // Also kills what the command left behind in its group.
+    let _kill_group = KillGroupOnDrop(child.pid);
+    match child.exit.await {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(status.to_string()),
-        Err(error) => Err(error.to_string()),
+        Err(_) => Err("lost track of the probe's process".to_owned()),
     }
 }
 

@@ -1,13 +1,16 @@
 //! One instance of a `process` service: a task that owns the child, copies
 //! its output to the log file and the log sink, stops it on request (signal
 //! to the group, grace period, SIGKILL to the group) and reports its exit.
+//! The child is spawned through the reaper, which tells this task its exit
+//! status (see `reaper` for why nothing here calls `waitpid`).
 
 use std::fmt;
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use spindle_scripting::ProcessSpec;
@@ -17,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::event::{LogLine, LogStream};
 use super::guard::GuardLink;
 use super::os;
+use super::reaper::{self, WatchedChild};
 use super::runner::Message;
 
 /// How an instance ended.
@@ -82,27 +86,26 @@ pub(crate) struct ProcessHandle {
     pub stop: oneshot::Sender<StopRequest>,
 }
 
-/// Spawns the process (on a [`os::Spawner`] thread) and then the task that
+/// Spawns the process (on a [`Spawner`] thread) and then the task that
 /// owns it. Sends [`Message::Spawned`] with the handle or the error; after a
 /// successful spawn, exactly one [`Message::Exited`] follows when the
 /// process has exited and its group is gone.
 pub(crate) fn start(
-    spawner: &os::Spawner,
+    spawner: &Spawner,
     process: &ProcessSpec,
     env: Arc<Vec<(String, String)>>,
     context: InstanceContext,
 ) {
-    let pending = spawner.spawn(os::OwnedSpawnRequest {
+    let pending = spawner.spawn(OwnedSpawnRequest {
         command: process.command.clone(),
         cwd: process.cwd.clone(),
         env,
-        capture_output: true,
     });
     let command = process.command.clone();
     tokio::spawn(async move {
         let spawned = pending
             .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("the spawner threads are gone")));
+            .unwrap_or_else(|_| Err(io::Error::other("the spawner threads are gone")));
         let result = match spawned {
             Ok(child) => Ok(supervise(child, &command, &context)),
             Err(error) => Err(format!("could not start {:?}: {error}", command[0])),
@@ -115,13 +118,80 @@ pub(crate) fn start(
     });
 }
 
-fn supervise(
-    mut child: tokio::process::Child,
-    command: &[String],
-    context: &InstanceContext,
-) -> ProcessHandle {
-    let pid = child.id().unwrap_or_default();
-    let pgid = pid as i32;
+/// What a [`Spawner`] thread spawns: a service's command, owned.
+pub(crate) struct OwnedSpawnRequest {
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Arc<Vec<(String, String)>>,
+}
+
+type SpawnReply = oneshot::Sender<io::Result<WatchedChild>>;
+
+/// Threads that spawn service processes.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that spawned a child exits, so
+/// services are spawned by threads that live exactly as long as the
+/// supervisor run (tokio's blocking pool retires idle threads, which would
+/// kill their children). Several threads let spawns overlap: the spawning
+/// thread is suspended until the child has exec'd.
+pub(crate) struct Spawner {
+    jobs: std::sync::mpsc::Sender<(OwnedSpawnRequest, SpawnReply)>,
+}
+
+impl Spawner {
+    /// Starts `threads` spawner threads. They end when the `Spawner` is
+    /// dropped.
+    pub(crate) fn new(threads: usize) -> Spawner {
+        let (jobs, queue) = std::sync::mpsc::channel::<(OwnedSpawnRequest, SpawnReply)>();
+        let queue = Arc::new(Mutex::new(queue));
+        for thread_idx in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("spindle-spawn-{thread_idx}"))
+                .spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((request, reply)) = job else { return };
+                        let result = os::PreparedCommand::new(&os::CommandSpec {
+                            command: &request.command,
+                            cwd: &request.cwd,
+                            env: &request.env,
+                        })
+                        .and_then(|command| reaper::spawn_watched(&command, os::Output::Capture));
+                        let _ = reply.send(result);
+                    }
+                });
+            if spawned.is_err() && thread_idx == 0 {
+                tracing::error!("cannot start a spawner thread; services will fail to start");
+            }
+        }
+        Spawner { jobs }
+    }
+
+    /// Queues a spawn; the receiver gets the watched child or the error.
+    pub(crate) fn spawn(
+        &self,
+        request: OwnedSpawnRequest,
+    ) -> oneshot::Receiver<io::Result<WatchedChild>> {
+        let (reply, receiver) = oneshot::channel();
+        if let Err(std::sync::mpsc::SendError((_, reply))) = self.jobs.send((request, reply)) {
+            let _ = reply.send(Err(io::Error::other("the spawner threads are gone")));
+        }
+        receiver
+    }
+}
+
+fn supervise(child: WatchedChild, command: &[String], context: &InstanceContext) -> ProcessHandle {
+    let WatchedChild {
+        pid,
+        stdout,
+        stderr,
+        exit,
+    } = child;
+    let pgid = pid;
     if let Some(guard) = &context.guard {
         guard.register(pgid);
     }
@@ -137,36 +207,32 @@ fn supervise(
         );
         Some(Arc::new(file))
     });
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(copy_lines(
-            stdout,
-            LogStream::Stdout,
-            context.log.clone(),
-            log_file.clone(),
-        ));
+    for (stream, which) in [(stdout, LogStream::Stdout), (stderr, LogStream::Stderr)] {
+        if let Some(reader) = stream.and_then(async_pipe) {
+            tokio::spawn(copy_lines(
+                reader,
+                which,
+                context.log.clone(),
+                log_file.clone(),
+            ));
+        }
     }
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(copy_lines(
-            stderr,
-            LogStream::Stderr,
-            context.log.clone(),
-            log_file,
-        ));
-    }
+    drop(log_file);
     let (stop_sender, mut stop_receiver) = oneshot::channel::<StopRequest>();
     let guard = context.guard.clone();
     let messages = context.messages.clone();
     let (service, generation) = (context.service, context.generation);
     tokio::spawn(async move {
+        let mut exit = exit;
         let waited = tokio::select! {
-            status = child.wait() => status,
+            status = &mut exit => status,
             Ok(request) = &mut stop_receiver => {
                 os::signal_group(pgid, request.signal);
                 tokio::select! {
-                    status = child.wait() => status,
+                    status = &mut exit => status,
                     () = tokio::time::sleep(request.grace) => {
                         os::signal_group(pgid, os::SIGKILL);
-                        child.wait().await
+                        exit.await
                     }
                 }
             }
@@ -178,7 +244,7 @@ fn supervise(
         }
         let exit = match waited {
             Ok(status) => Exit::from_status(status),
-            Err(error) => Exit::Other(format!("lost track of the process: {error}")),
+            Err(_) => Exit::Other("lost track of the process: the reaper is gone".to_owned()),
         };
         let _ = messages.send(Message::Exited {
             service,
@@ -187,9 +253,16 @@ fn supervise(
         });
     });
     ProcessHandle {
-        pid,
+        pid: pid as u32,
         stop: stop_sender,
     }
+}
+
+/// The read end of an output pipe, registered with the runtime.
+fn async_pipe(fd: OwnedFd) -> Option<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+        .inspect_err(|error| tracing::warn!(%error, "cannot read a service's output"))
+        .ok()
 }
 
 async fn copy_lines(

@@ -15,11 +15,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::control::{ApplyReport, Control, ControlError};
+use super::control::{ApplyReport, Control, ControlError, StopMode};
 use super::event::{Event, ServiceState};
 use super::guard::sweep_run;
 use super::probe::{self, ProbeContext, ProbeKind};
-use super::process::{self, Exit, InstanceContext, LogTarget, ProcessHandle, StopRequest};
+use super::process::{self, Exit, InstanceContext, LogTarget, ProcessHandle, Spawner, StopRequest};
+use super::reaper;
 use super::seams::InProcessService;
 use super::{RunOutcome, SupervisorConfig, os};
 
@@ -106,6 +107,8 @@ struct Service {
     next_spec: Option<ServiceSpec>,
     /// Stopped by request: not started again until asked.
     held: bool,
+    /// Its next stop skips the grace period (SIGKILL at once).
+    kill_on_stop: bool,
     /// No longer part of the graph; kept only so that indices stay stable.
     retired: bool,
 }
@@ -127,10 +130,10 @@ pub(crate) struct Runner {
     shutting_down: bool,
     timers: CancellationToken,
     critical_failures: Vec<(String, String)>,
-    spawner: os::Spawner,
+    spawner: Spawner,
 }
 
-/// Threads forking services at once; see [`os::Spawner`].
+/// Threads spawning services at once; see [`Spawner`].
 const SPAWNER_THREADS: usize = 4;
 
 impl Runner {
@@ -152,7 +155,7 @@ impl Runner {
             shutting_down: false,
             timers: CancellationToken::new(),
             critical_failures: Vec::new(),
-            spawner: os::Spawner::new(SPAWNER_THREADS),
+            spawner: Spawner::new(SPAWNER_THREADS),
         }
     }
 
@@ -160,6 +163,9 @@ impl Runner {
         let kill_now = self.config.kill_now.clone();
         let mut controls = self.config.control.take().map(|receiver| receiver.0);
         let mut killed_now = false;
+        // Reaps this run's children (and any orphan) until the run is over.
+        let stop_reaping = CancellationToken::new();
+        let reaping = tokio::spawn(reaper::drive(stop_reaping.clone()));
         self.advance();
         loop {
             let at_rest = self
@@ -192,14 +198,20 @@ impl Runner {
         let run_id = self.config.run_id.clone();
         let swept = tokio::task::spawn_blocking(move || {
             if run_id.is_empty() {
-                return 0;
+                return Vec::new();
             }
-            let swept = sweep_run(&run_id, Duration::from_secs(2));
-            os::reap_zombie_children(&swept);
-            swept.len()
+            sweep_run(&run_id, Duration::from_secs(2))
         })
         .await
-        .unwrap_or(0);
+        .unwrap_or_default();
+        if !swept.is_empty() {
+            // Those that reparented here are reaped as they die; the sweep's
+            // SIGKILLs may still be landing.
+            let _ = tokio::time::timeout(Duration::from_secs(2), reaper::reap_swept(swept.clone()))
+                .await;
+        }
+        stop_reaping.cancel();
+        let _ = reaping.await;
         RunOutcome {
             services: self
                 .services
@@ -208,7 +220,7 @@ impl Runner {
                 .map(|service| (service.spec.name.clone(), service.state))
                 .collect(),
             critical_failures: self.critical_failures,
-            swept,
+            swept: swept.len(),
         }
     }
 
@@ -340,6 +352,7 @@ impl Runner {
             service.generation += 1;
             service.stop_intent = None;
             service.completed = false;
+            service.kill_on_stop = false;
         }
         self.transition(service_idx, via, reason);
         let service = &self.services[service_idx];
@@ -425,6 +438,11 @@ impl Runner {
                         lua: self.config.lua_probes.clone(),
                         messages: self.messages.clone(),
                         cancel: token.clone(),
+                        results: self
+                            .config
+                            .probe_results
+                            .clone()
+                            .map(|results| (service.name.clone(), results)),
                     },
                 );
             }
@@ -820,14 +838,16 @@ impl Runner {
 
     fn stop_instance(&mut self, service_idx: usize) {
         let service = &mut self.services[service_idx];
-        let grace = service.spec.shutdown.grace;
+        let kill = std::mem::take(&mut service.kill_on_stop);
+        let (signal, grace) = if kill {
+            (os::SIGKILL, Duration::ZERO)
+        } else {
+            (service.spec.shutdown.signal, service.spec.shutdown.grace)
+        };
         match &mut service.instance {
             Some(Instance::Process { stop }) => {
                 if let Some(stop) = stop.take() {
-                    let _ = stop.send(StopRequest {
-                        signal: service.spec.shutdown.signal,
-                        grace,
-                    });
+                    let _ = stop.send(StopRequest { signal, grace });
                 }
             }
             Some(Instance::InProcess {
@@ -1049,8 +1069,11 @@ impl Runner {
                     runner.queue_stop(idx, StopIntent::Restart, "restarting by request");
                 }));
             }
-            Control::Stop(name, reply) => {
+            Control::Stop(name, mode, reply) => {
                 let _ = reply.send(self.control_one(&name, |runner, idx| {
+                    if mode == StopMode::Immediate {
+                        runner.kill_on_stop_with_dependents(idx);
+                    }
                     runner.queue_stop(idx, StopIntent::Requested, "stopping by request");
                 }));
             }
@@ -1087,6 +1110,19 @@ impl Runner {
         let service_idx = self.find(name)?;
         action(self, service_idx);
         Ok(())
+    }
+
+    /// Marks a service and every service that depends on it, directly or
+    /// not, to be killed without grace when they stop next.
+    fn kill_on_stop_with_dependents(&mut self, service_idx: usize) {
+        let mut stack = vec![service_idx];
+        while let Some(idx) = stack.pop() {
+            if self.services[idx].kill_on_stop {
+                continue;
+            }
+            self.services[idx].kill_on_stop = true;
+            stack.extend(self.services[idx].dependents.iter().copied());
+        }
     }
 
     /// Stops the services bound to it first; its own stop waits for them.
@@ -1241,6 +1277,7 @@ fn new_service(spec: ServiceSpec, run_id: &str) -> Service {
         queued_stop: None,
         next_spec: None,
         held: false,
+        kill_on_stop: false,
         retired: false,
     }
 }

@@ -1,23 +1,33 @@
 //! `spindle run FILE`: starts a [`Kernel`] on the script and runs it in the
 //! foreground until Ctrl-C, SIGTERM, every service coming to rest (a graph
-//! without pipelines), or a critical service giving up. With `--http` the
-//! HTTP front end serves it. This file wires the pieces; `output.rs` prints
-//! events and logs, `table.rs` draws the live status table.
+//! without pipelines), or a critical service giving up. The HTTP front end
+//! always serves it: on `--http`, or on a loopback control port for
+//! `spindle ctl`. This file wires the pieces; `output.rs` prints events and
+//! logs, `table.rs` draws the live status table, `control.rs` serves the
+//! API and publishes the connection file, `signals.rs` handles signals,
+//! `notify.rs` speaks systemd's readiness protocol, `daemon.rs` detaches,
+//! `hot_reload.rs` follows file changes, `reload.rs` reloads and
+//! `logging.rs` owns the run's own log.
 
+mod control;
+mod daemon;
+mod hot_reload;
+mod logging;
+mod notify;
 mod output;
-mod table;
+mod reload;
+mod signals;
+pub(crate) mod table;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use spindle_http::HttpConfig;
 use spindle_kernel::supervisor;
 use spindle_kernel::{
     GuardCommand, Kernel, KernelConfig, KernelError, KernelEvent, KernelOutcome, KernelSource,
 };
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 
 use output::{Output, Printed, Printer};
 
@@ -42,6 +52,14 @@ Example:
   spindle run examples/quickstart.lua
   spindle run graph.lua --events jsonl > events.jsonl
   spindle run graph.lua --http 127.0.0.1:8080   # then: curl -d '{\"text\":\"hi\"}' 127.0.0.1:8080/v1/pipelines/NAME
+  spindle run graph.lua --watch                 # reload when a .lua file changes
+  spindle run graph.lua --detach --pid-file /run/spindle.pid
+Then operate it with `spindle ctl status`, `spindle ctl restart NAME`, ...
+
+Signals: SIGINT/SIGTERM stop in dependency order (a second one kills at
+once), SIGHUP reloads the script, SIGUSR1 writes a status dump to the log,
+SIGUSR2 switches debug logging on and off. With NOTIFY_SOCKET set (systemd
+Type=notify) it sends READY=1 once every service has settled.
 
 With --events jsonl, stdout carries one JSON object per state change:
   {\"ts\":1763779200.123456,\"service\":\"db\",\"from\":\"running\",\"to\":\"ready\",
@@ -64,6 +82,49 @@ pub struct Args {
     /// one; the address is printed). See docs/http.md.
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
+    /// Also serve the running kernel over Jupyter: cells run on the live
+    /// graph. The connection file goes to
+    /// $XDG_RUNTIME_DIR/spindle/kernel-RUN_ID.json (printed); see
+    /// docs/jupyter.md.
+    #[arg(long)]
+    jupyter: bool,
+    /// Serve the pipelines that declare `s.netlink` to the kernel module
+    /// (`genl`, the default when any pipeline declares one: it waits for the
+    /// module if it is not loaded) or to a `spindle netlink-peer`
+    /// (`usersock:PORT`). See docs/netlink-protocol.md.
+    #[arg(long, value_name = "TRANSPORT")]
+    netlink: Option<String>,
+    /// The bearer token the HTTP API requires (default: generated for the
+    /// loopback control port and for a non-loopback --http; none for a
+    /// loopback --http). Also read from SPINDLE_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Reload the script when it or a module it requires changes.
+    #[arg(long)]
+    watch: bool,
+    /// Run as a daemon: return once every service has settled, leaving the
+    /// run in the background (its output in --log-file).
+    #[arg(long)]
+    detach: bool,
+    /// With --detach: write the daemon's pid here (mode 0644).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// With --detach: where the run's own output goes (appended). Default:
+    /// DATA_DIR/spindle.log.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// With --detach: the daemon's working directory.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    workdir: PathBuf,
+    /// With --detach: the daemon's umask, in octal.
+    #[arg(long, value_name = "MASK", default_value = "022", value_parser = daemon::parse_umask)]
+    umask: u32,
+    /// Set by --detach in the daemon it starts.
+    #[arg(long, hide = true)]
+    detached_child: bool,
+    /// Set by --detach: the run id the parent chose.
+    #[arg(long, hide = true, value_name = "ID")]
+    run_id: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,7 +133,44 @@ enum EventFormat {
     Jsonl,
 }
 
+/// The hidden `__guard` process: see `spindle_kernel::supervisor::run_guard`.
+pub fn guard() -> anyhow::Result<ExitCode> {
+    supervisor::ignore_terminal_signals();
+    supervisor::run_guard(std::io::stdin().lock());
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut args = args;
+    let daemon = daemon::DaemonSettings {
+        pid_file: args.pid_file.clone(),
+        log_file: args.log_file.clone(),
+        workdir: args.workdir.clone(),
+        umask: args.umask,
+    };
+    if args.detach {
+        let run_id = spindle_kernel::new_run_id();
+        let data_dir = match &args.data_dir {
+            Some(dir) => std::path::absolute(dir)?,
+            None => default_data_dir(&run_id)?,
+        };
+        return daemon::detach(&run_id, &data_dir, &daemon);
+    }
+    // Before any thread starts: a new session, umask, working directory.
+    let pid_file = if args.detached_child {
+        if let Some(dir) = &args.data_dir {
+            args.data_dir = Some(std::path::absolute(dir)?);
+        }
+        daemon::become_daemon(&mut args.file, &daemon)?
+    } else {
+        None
+    };
+    let code = run_foreground(args);
+    drop(pid_file);
+    code
+}
+
+fn run_foreground(args: Args) -> anyhow::Result<ExitCode> {
     // One thread is plenty for the supervisor (it waits on I/O and timers)
     // and costs less CPU than work-stealing workers waking each other; forks
     // happen on the supervisor's spawner threads, Lua on its own thread and
@@ -85,16 +183,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(run_kernel(args))
 }
 
-/// The hidden `__guard` process: see `spindle_kernel::supervisor::run_guard`.
-pub fn guard() -> anyhow::Result<ExitCode> {
-    supervisor::ignore_terminal_signals();
-    supervisor::run_guard(std::io::stdin().lock());
-    Ok(ExitCode::SUCCESS)
-}
-
 async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
-    let run_id = spindle_kernel::new_run_id();
-    let data_dir = match args.data_dir {
+    let log_level = logging::LogLevel::install();
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(spindle_kernel::new_run_id);
+    let data_dir = match args.data_dir.clone() {
         Some(dir) => dir,
         None => default_data_dir(&run_id)?,
     };
@@ -107,6 +202,7 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         data_dir: Some(data_dir.clone()),
         child_subreaper: true,
         guard,
+        remote_engines: Some(std::sync::Arc::new(spindle_remote::RemoteBackend::new())),
         ..KernelConfig::default()
     };
     let kernel = match Kernel::start(KernelSource::Script(args.file.clone()), config) {
@@ -130,10 +226,50 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
     // Subscribed before anything else runs on this thread: every event.
     let events = kernel.subscribe(false);
     let logs = kernel.subscribe_logs();
-    if let Some(address) = args.http {
-        start_http(&kernel, address).await?;
+    let token = args.token.or_else(|| {
+        std::env::var("SPINDLE_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty())
+    });
+    let control = control::start(
+        &kernel,
+        control::ControlSettings {
+            http: args.http,
+            token,
+        },
+    )
+    .await?;
+    if args.http.is_none() {
+        eprintln!(
+            "spindle: control API on http://{} (`spindle ctl --kernel {run_id} status`)",
+            control.address
+        );
     }
-    watch_signals(kernel.clone())?;
+    let notifier = notify::Notifier::from_env().map(std::sync::Arc::new);
+    if let Some(notifier) = &notifier {
+        tokio::spawn(notify::follow(kernel.clone(), notifier.clone()));
+    }
+    signals::watch(kernel.clone(), log_level, notifier.clone())?;
+    if args.watch {
+        hot_reload::watch(kernel.clone(), &args.file, notifier.clone())?;
+    }
+    let jupyter = match args.jupyter {
+        true => Some(super::kernel::serve_attached(&kernel).await?),
+        false => None,
+    };
+    let declares_netlink = kernel.graph().pipelines.iter().any(|pipeline| {
+        pipeline
+            .sources
+            .iter()
+            .any(|source| matches!(source, spindle_scripting::SourceSpec::Netlink { .. }))
+    });
+    let transport = args
+        .netlink
+        .clone()
+        .or_else(|| declares_netlink.then(|| "genl".to_owned()));
+    if let Some(transport) = &transport {
+        super::netlink_peer::start_for_run(&kernel, transport)?;
+    }
     let output = match args.events {
         Some(EventFormat::Jsonl) => Output::Jsonl,
         None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
@@ -144,41 +280,16 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
     let printer = Printer::start(output)?;
     forward(events, logs, &printer).await;
     let outcome = kernel.wait().await;
+    drop(jupyter);
     // Waits until everything is printed; the services are already stopped.
     tokio::task::spawn_blocking(move || printer.finish())
         .await
         .context("the printer thread failed")?;
+    // The connection file goes once the run has ended.
+    drop(control);
     let outcome = outcome.context("the kernel failed")?;
     report(&outcome);
     Ok(exit_code(&outcome))
-}
-
-/// Binds the address and serves the kernel until it begins to shut down.
-async fn start_http(kernel: &Kernel, address: std::net::SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
-    eprintln!(
-        "spindle: serving {} pipeline(s) on http://{}",
-        kernel.graph().pipelines.len(),
-        listener.local_addr().unwrap_or(address)
-    );
-    let stop_accepting = CancellationToken::new();
-    let kernel_for_stop = kernel.clone();
-    let stop = stop_accepting.clone();
-    tokio::spawn(async move {
-        kernel_for_stop.shutting_down().await;
-        stop.cancel();
-    });
-    let kernel = kernel.clone();
-    tokio::spawn(async move {
-        if let Err(error) =
-            spindle_http::serve(listener, kernel, HttpConfig::default(), stop_accepting).await
-        {
-            eprintln!("spindle: http: {error}");
-        }
-    });
-    Ok(())
 }
 
 /// Hands events and log lines to the printer until the kernel's streams end.
@@ -221,28 +332,6 @@ fn report(outcome: &KernelOutcome) {
             outcome.services.swept
         );
     }
-}
-
-/// Ctrl-C and SIGTERM ask for an orderly shutdown; a second one skips the
-/// remaining grace periods (SIGKILL to every service's process group).
-fn watch_signals(kernel: Kernel) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => eprintln!("\nspindle: interrupted, stopping services"),
-            _ = terminate.recv() => eprintln!("spindle: SIGTERM, stopping services"),
-        }
-        kernel.shutdown();
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        eprintln!("spindle: second signal, killing services now");
-        kernel.kill_now();
-    });
-    Ok(())
 }
 
 fn exit_code(outcome: &KernelOutcome) -> ExitCode {

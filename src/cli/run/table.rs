@@ -1,4 +1,5 @@
-//! The live status table `spindle run` draws on a terminal.
+//! The live status table `spindle run` draws on a terminal (and
+//! `spindle ctl status --watch`, fed from the control API's events).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -21,7 +22,7 @@ struct Row {
 /// The live status table: rows fed by events, redrawn in place with ANSI
 /// cursor movement; log lines are printed above it, and one line below it
 /// says which pipelines can be served.
-pub(super) struct StatusTable {
+pub(crate) struct StatusTable {
     rows: Vec<Row>,
     pipelines: Vec<(String, Gate)>,
     index: HashMap<String, usize>,
@@ -32,12 +33,22 @@ pub(super) struct StatusTable {
 }
 
 impl StatusTable {
-    pub(super) fn new(graph: &GraphSpec) -> StatusTable {
-        let rows: Vec<Row> = graph
-            .services
-            .iter()
+    pub(crate) fn new(graph: &GraphSpec) -> StatusTable {
+        StatusTable::from_names(
+            graph.services.iter().map(|service| service.name.clone()),
+            graph.pipelines.iter().map(|pipeline| pipeline.name.clone()),
+        )
+    }
+
+    /// A table of these services and pipelines, all pending.
+    pub(crate) fn from_names(
+        services: impl IntoIterator<Item = String>,
+        pipelines: impl IntoIterator<Item = String>,
+    ) -> StatusTable {
+        let rows: Vec<Row> = services
+            .into_iter()
             .map(|service| Row {
-                service: service.name.clone(),
+                service,
                 state: ServiceState::Pending,
                 pid: None,
                 restarts: 0,
@@ -52,12 +63,11 @@ impl StatusTable {
             .collect();
         StatusTable {
             rows,
-            pipelines: graph
-                .pipelines
-                .iter()
+            pipelines: pipelines
+                .into_iter()
                 .map(|pipeline| {
                     (
-                        pipeline.name.clone(),
+                        pipeline,
                         Gate::Closed {
                             reason: "starting".to_owned(),
                         },
@@ -72,19 +82,19 @@ impl StatusTable {
         }
     }
 
-    pub(super) fn pipeline(&mut self, name: &str, gate: &Gate) {
+    pub(crate) fn pipeline(&mut self, name: &str, gate: &Gate) {
         if let Some(entry) = self.pipelines.iter_mut().find(|(known, _)| known == name) {
             entry.1 = gate.clone();
             self.dirty = true;
         }
     }
 
-    pub(super) fn notice(&mut self, text: &str) {
+    pub(crate) fn notice(&mut self, text: &str) {
         self.pending_logs.push(text.to_owned());
     }
 
     /// Starts again from the kernel's state (after falling behind).
-    pub(super) fn resync(&mut self, snapshot: &KernelSnapshot) {
+    pub(crate) fn resync(&mut self, snapshot: &KernelSnapshot) {
         for service in &snapshot.services {
             if let Some(row) = self
                 .index
@@ -104,7 +114,28 @@ impl StatusTable {
         self.dirty = true;
     }
 
-    pub(super) fn apply(&mut self, event: &Event) {
+    /// Sets one row as a status listing has it (`running_for`: how long
+    /// its current instance has run).
+    pub(crate) fn set_row(
+        &mut self,
+        service: &str,
+        state: ServiceState,
+        pid: Option<u32>,
+        restarts: u32,
+        running_for: Option<Duration>,
+        reason: &str,
+    ) {
+        if let Some(row) = self.index.get(service).map(|idx| &mut self.rows[*idx]) {
+            row.state = state;
+            row.pid = pid;
+            row.restarts = restarts;
+            row.reason = reason.to_owned();
+            row.running_since = running_for.and_then(|ran| Instant::now().checked_sub(ran));
+            self.dirty = true;
+        }
+    }
+
+    pub(crate) fn apply(&mut self, event: &Event) {
         if !self.index.contains_key(&event.service) {
             // A service a reloaded script added.
             self.index.insert(event.service.clone(), self.rows.len());
@@ -130,7 +161,7 @@ impl StatusTable {
         self.dirty = true;
     }
 
-    pub(super) fn log(&mut self, line: &LogLine) {
+    pub(crate) fn log(&mut self, line: &LogLine) {
         let marker = match line.stream {
             LogStream::Stdout => '|',
             LogStream::Stderr => '!',
@@ -139,7 +170,7 @@ impl StatusTable {
             .push(format!("{} {marker} {}", line.service, line.line));
     }
 
-    pub(super) fn redraw(&mut self) {
+    pub(crate) fn redraw(&mut self) {
         let second_passed = self
             .last_draw
             .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));

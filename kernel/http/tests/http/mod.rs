@@ -30,7 +30,18 @@ impl Drop for HttpKernel {
 /// Starts a kernel on `script` and serves it on `127.0.0.1:0`; returns at
 /// once (services start in the background, requests wait for them).
 pub async fn start(script: &str, requests: RequestPathConfig) -> HttpKernel {
-    let test = start_kernel(script, requests);
+    serve(
+        start_kernel(script, requests),
+        HttpConfig {
+            max_body_bytes: 4096,
+            ..HttpConfig::default()
+        },
+    )
+    .await
+}
+
+/// Serves a kernel already started with `config` on `127.0.0.1:0`.
+pub async fn serve(test: TestKernel, config: HttpConfig) -> HttpKernel {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -39,10 +50,7 @@ pub async fn start(script: &str, requests: RequestPathConfig) -> HttpKernel {
     tokio::spawn(spindle_http::serve(
         listener,
         test.kernel.clone(),
-        HttpConfig {
-            max_body_bytes: 4096,
-            ..HttpConfig::default()
-        },
+        config,
         stop.clone(),
     ));
     HttpKernel {
@@ -62,10 +70,25 @@ pub struct Reply {
 
 impl HttpKernel {
     pub async fn send(&self, method: Method, path: &str, body: &str) -> Reply {
-        let request = Request::builder()
+        self.send_with(method, path, body, None).await
+    }
+
+    /// [`HttpKernel::send`] with `Authorization: Bearer TOKEN` when given.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> Reply {
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
             .body(Full::new(Bytes::from(body.to_owned())))
             .expect("request");
         let response = self.client.request(request).await.expect("response");

@@ -1,0 +1,363 @@
+//! The bridge over NETLINK_USERSOCK against the raw netlink round trip, in
+//! the same run, two processes each, unpinned (both free on every CPU).
+//!
+//! - raw: `pingpong` (blocking sockets, one echo process), datagrams of the
+//!   payload's size;
+//! - kernel: the same no-op pipeline submitted in process, no netlink (what
+//!   the request path costs by itself);
+//! - bridge: the peer (this process) plays the kernel; a child process runs
+//!   a real kernel (script host, scheduler, request path) with a no-op Lua
+//!   pipeline behind the bridge;
+//! - embeddings: the same child with a real embedding pipeline, against the
+//!   same pipeline called in process, for the bridge's share of the time.
+//!
+//! Latency is one request at a time (p50/p99); throughput keeps a window of
+//! 32 in flight. Prints a table and writes target/bench/netlink.json.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spindle_kernel::{Kernel, KernelConfig, KernelSource, Submission};
+use spindle_netlink::peer::{Peer, PeerConfig, PriorityMix};
+use spindle_netlink::pingpong::{self, percentile};
+use spindle_netlink::{BridgeConfig, TransportConfig};
+use tokio_util::sync::CancellationToken;
+
+const ROLE: &str = "SPINDLE_NETLINK_BENCH_ROLE";
+const LATENCY_ROUNDS: usize = 10_000;
+const THROUGHPUT_ROUNDS: usize = 50_000;
+const WINDOW: usize = 32;
+
+const NOOP: &str = r#"local s = require("spindle")
+s.pipeline "noop" {
+  from = { s.netlink { family = "spindle" } },
+  s.stage("pass", function(req) return req end),
+}
+"#;
+
+const EMBED: &str = r#"local s = require("spindle")
+s.service "embedder" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1 } }
+s.pipeline "ingest" {
+  from = { s.netlink { family = "spindle" } },
+  s.stage("embed", s.embed "embedder"),
+}
+"#;
+
+fn main() {
+    match std::env::var(ROLE).ok().as_deref() {
+        Some("echo") => return echo(),
+        Some(role) if role.starts_with("bridge:") => return bridge(role),
+        _ => {}
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rows = Vec::new();
+    println!(
+        "netlink bridge benchmark: two processes, unpinned; other work on this machine disturbs the figures"
+    );
+    println!(
+        "{:<9} {:>6} {:>9} {:>9} {:>12} {:>10}",
+        "what", "bytes", "p50 us", "p99 us", "requests/s", "p50 ratio"
+    );
+    for size in [64usize, 1500] {
+        let (raw_latency, raw_throughput) = raw(size);
+        let (kernel_latency, kernel_throughput) = in_process(dir.path(), size);
+        let (bridge_latency, bridge_throughput) = over_bridge(dir.path(), "noop", NOOP, size);
+        let raw_p50 = micros(percentile(&raw_latency, 0.5));
+        let kernel_p50 = micros(percentile(&kernel_latency, 0.5));
+        let bridge_p50 = micros(percentile(&bridge_latency, 0.5));
+        for (what, latencies, throughput, ratio) in [
+            ("raw", &raw_latency, raw_throughput, 1.0),
+            (
+                "kernel",
+                &kernel_latency,
+                kernel_throughput,
+                kernel_p50 / raw_p50,
+            ),
+            (
+                "bridge",
+                &bridge_latency,
+                bridge_throughput,
+                bridge_p50 / raw_p50,
+            ),
+        ] {
+            let p50 = micros(percentile(latencies, 0.5));
+            let p99 = micros(percentile(latencies, 0.99));
+            println!("{what:<9} {size:>6} {p50:>9.1} {p99:>9.1} {throughput:>12.0} {ratio:>10.2}");
+            rows.push(serde_json::json!({
+                "what": what, "bytes": size, "p50_us": p50, "p99_us": p99,
+                "requests_per_second": throughput, "p50_ratio_to_raw": ratio,
+            }));
+        }
+    }
+    let embedding = embeddings(dir.path());
+    println!(
+        "embeddings: in process p50 {:.0} us, over the bridge p50 {:.0} us: the bridge's share {:.1}%",
+        embedding.0,
+        embedding.1,
+        100.0 * (embedding.1 - embedding.0) / embedding.1
+    );
+    let json = serde_json::json!({
+        "pinning": "none: both processes may run on every CPU",
+        "rows": rows,
+        "embedding": {
+            "in_process_p50_us": embedding.0,
+            "bridge_p50_us": embedding.1,
+            "bridge_share": (embedding.1 - embedding.0) / embedding.1,
+        },
+    });
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    std::fs::create_dir_all(&out).expect("target/bench");
+    std::fs::write(out.join("netlink.json"), format!("{json:#}\n")).expect("write json");
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+fn spawn_role(role: &str) -> (Child, u32) {
+    let mut child = Command::new(std::env::current_exe().expect("self"))
+        .env(ROLE, role)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the child's port");
+    (child, line.trim().parse().unwrap_or(0))
+}
+
+fn echo() {
+    let echo = pingpong::Echo::bind(0).expect("bind");
+    println!("{}", echo.port());
+    std::io::stdout().flush().expect("flush");
+    echo.run().expect("echo");
+}
+
+/// Raw round trips: latencies of one-at-a-time, and the rate with a window.
+fn raw(size: usize) -> (Vec<Duration>, f64) {
+    let (mut child, port) = spawn_role("echo");
+    let latency = pingpong::ping(port, size, LATENCY_ROUNDS, 1).expect("ping");
+    let throughput = pingpong::ping(port, size, THROUGHPUT_ROUNDS, WINDOW).expect("ping");
+    pingpong::stop_echo(port).expect("stop");
+    child.wait().expect("echo exits");
+    (
+        latency.latencies,
+        throughput.round_trips as f64 / throughput.elapsed.as_secs_f64(),
+    )
+}
+
+/// The child: a kernel from SCRIPT behind the bridge, to the peer's port;
+/// stops when its stdin closes.
+fn bridge(role: &str) {
+    let mut parts = role.splitn(3, ':');
+    let (_, script, port) = (
+        parts.next(),
+        parts.next().expect("script"),
+        parts.next().expect("port"),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let kernel = Kernel::start(KernelSource::Script(script.into()), KernelConfig::default())
+            .expect("kernel");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::stdin().read_line(&mut String::new());
+            stop.cancel();
+        });
+        println!("0");
+        let config = BridgeConfig {
+            transport: TransportConfig::Usersock {
+                peer_port: port.parse().expect("port"),
+            },
+            max_inflight: 256,
+            ..BridgeConfig::default()
+        };
+        spindle_netlink::serve(kernel.clone(), config, shutdown)
+            .await
+            .expect("bridge");
+        kernel.shutdown();
+        let _ = kernel.wait().await;
+    });
+}
+
+/// The same no-op pipeline submitted in process (no netlink): what the
+/// kernel's request path costs by itself.
+fn in_process(dir: &std::path::Path, size: usize) -> (Vec<Duration>, f64) {
+    let file = dir.join("noop-in-process.lua");
+    std::fs::write(&file, NOOP).expect("script");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let kernel = Kernel::start(KernelSource::Script(file.clone()), KernelConfig::default())
+            .expect("kernel");
+        let submission = Submission {
+            pipeline: "noop".to_owned(),
+            text: text(size),
+            priority: spindle_scheduler::Priority::Medium,
+            deadline: Some(Duration::from_secs(30)),
+            correlation_id: None,
+            source: spindle_scheduler::Source::Netlink,
+        };
+        let mut latencies = Vec::with_capacity(LATENCY_ROUNDS);
+        for _ in 0..LATENCY_ROUNDS {
+            let start = Instant::now();
+            let answer = kernel.submit(submission.clone()).await;
+            latencies.push(start.elapsed());
+            assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
+        }
+        latencies.sort();
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..WINDOW {
+            let kernel = kernel.clone();
+            let submission = submission.clone();
+            tasks.spawn(async move {
+                for _ in 0..THROUGHPUT_ROUNDS / WINDOW {
+                    kernel.submit(submission.clone()).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let throughput =
+            (THROUGHPUT_ROUNDS / WINDOW * WINDOW) as f64 / start.elapsed().as_secs_f64();
+        kernel.shutdown();
+        let _ = kernel.wait().await;
+        (latencies, throughput)
+    })
+}
+
+fn text(size: usize) -> String {
+    let mut text = "lorem ipsum dolor sit amet ".repeat(size / 27 + 1);
+    text.truncate(size);
+    text
+}
+
+/// Latencies one at a time and the windowed rate over the bridge.
+fn over_bridge(
+    dir: &std::path::Path,
+    pipeline: &str,
+    script: &str,
+    size: usize,
+) -> (Vec<Duration>, f64) {
+    let file = dir.join(format!("{pipeline}.lua"));
+    std::fs::write(&file, script).expect("script");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut peer = Peer::bind(0).expect("peer");
+        let (mut child, _) = spawn_role(&format!("bridge:{}:{}", file.display(), peer.port()));
+        peer.accept(Duration::from_secs(120), &mut 0)
+            .await
+            .expect("register");
+        let config = |requests, window| PeerConfig {
+            requests,
+            window,
+            mix: PriorityMix {
+                high: 0,
+                medium: 1,
+                low: 0,
+            },
+            pipeline: pipeline.to_owned(),
+            texts: vec![text(size)],
+            deadline_ms: 30_000,
+            ..PeerConfig::default()
+        };
+        let latency = peer
+            .drive(&config(LATENCY_ROUNDS as u64, 1))
+            .await
+            .expect("drive");
+        let throughput = peer
+            .drive(&config(THROUGHPUT_ROUNDS as u64, WINDOW as u32))
+            .await
+            .expect("drive");
+        assert!(
+            latency.passed() && throughput.passed(),
+            "{}{}",
+            latency.table(),
+            throughput.table()
+        );
+        drop(child.stdin.take());
+        child.wait().expect("bridge exits");
+        (latency.latencies, throughput.throughput())
+    })
+}
+
+/// p50 of an embedding pipeline called in process, then over the bridge.
+fn embeddings(dir: &std::path::Path) -> (f64, f64) {
+    let texts: Vec<String> = (0..50)
+        .map(|index| format!("Sentence number {index} about netlink bridges and embeddings."))
+        .collect();
+    let file = dir.join("embed.lua");
+    std::fs::write(&file, EMBED).expect("script");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let in_process = runtime.block_on(async {
+        let kernel = Kernel::start(KernelSource::Script(file.clone()), KernelConfig::default())
+            .expect("kernel");
+        let mut latencies = Vec::new();
+        for round in 0..4 {
+            for text in &texts {
+                let start = Instant::now();
+                let answer = kernel
+                    .submit(Submission {
+                        pipeline: "ingest".to_owned(),
+                        text: text.clone(),
+                        priority: spindle_scheduler::Priority::Medium,
+                        deadline: Some(Duration::from_secs(30)),
+                        correlation_id: None,
+                        source: spindle_scheduler::Source::Netlink,
+                    })
+                    .await;
+                assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
+                if round > 0 {
+                    latencies.push(start.elapsed());
+                }
+            }
+        }
+        kernel.shutdown();
+        let _ = kernel.wait().await;
+        latencies.sort();
+        micros(percentile(&latencies, 0.5))
+    });
+    let over = runtime.block_on(async {
+        let mut peer = Peer::bind(0).expect("peer");
+        let (mut child, _) = spawn_role(&format!("bridge:{}:{}", file.display(), peer.port()));
+        peer.accept(Duration::from_secs(120), &mut 0)
+            .await
+            .expect("register");
+        let config = PeerConfig {
+            requests: 200,
+            window: 1,
+            pipeline: "ingest".to_owned(),
+            texts: texts.clone(),
+            deadline_ms: 30_000,
+            expect_dims: Some(384),
+            ..PeerConfig::default()
+        };
+        peer.drive(&PeerConfig {
+            requests: 50,
+            ..config.clone()
+        })
+        .await
+        .expect("warm up");
+        let report = peer.drive(&config).await.expect("drive");
+        assert!(report.passed(), "{}", report.table());
+        drop(child.stdin.take());
+        child.wait().expect("bridge exits");
+        micros(report.percentile(0.5))
+    });
+    (in_process, over)
+}

@@ -1,0 +1,83 @@
+//! An `AF_NETLINK` socket on the tokio runtime: the raw calls of `sys`
+//! behind readiness. One socket serves both transports (NETLINK_GENERIC to
+//! the module, NETLINK_USERSOCK to a peer).
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use tokio::io::unix::AsyncFd;
+
+use crate::sys::{self, Received};
+
+/// Receive buffer asked for: room for a full in-flight window of large
+/// requests, so the kernel never drops one for lack of space.
+const RECEIVE_BUFFER: i32 = 8 * 1024 * 1024;
+
+pub struct NetlinkSocket {
+    fd: AsyncFd<OwnedFd>,
+    port: u32,
+}
+
+impl std::fmt::Debug for NetlinkSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetlinkSocket")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl NetlinkSocket {
+    /// Opens a socket of `protocol` bound to `port` (0: any), with extended
+    /// acks and a large receive buffer. Must run inside a tokio runtime.
+    pub fn open(protocol: i32, port: u32) -> io::Result<NetlinkSocket> {
+        let fd = sys::open(protocol, false)?;
+        // Extended acks carry the kernel's error text; capped acks keep
+        // failures small. Both are optional: older kernels ignore them.
+        let _ = sys::set_netlink_option(&fd, sys::NETLINK_EXT_ACK, 1);
+        let _ = sys::set_netlink_option(&fd, sys::NETLINK_CAP_ACK, 1);
+        let _ = sys::set_receive_buffer(&fd, RECEIVE_BUFFER);
+        sys::bind(&fd, port)?;
+        let port = sys::local_port(&fd)?;
+        Ok(NetlinkSocket {
+            fd: sys::register_async(fd)?,
+            port,
+        })
+    }
+
+    /// The port this socket is bound to.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// Joins multicast group `group`.
+    pub fn join_group(&self, group: u32) -> io::Result<()> {
+        sys::set_netlink_option(self.fd.get_ref(), sys::NETLINK_ADD_MEMBERSHIP, group as i32)
+    }
+
+    /// Sends one datagram to `port`, waiting while the socket is full.
+    pub async fn send(&self, datagram: &[u8], port: u32) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| sys::send_to(fd.get_ref(), datagram, port)) {
+                Ok(result) => return result.map(|_| ()),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Sends without waiting; used where awaiting is impossible (a drop).
+    pub fn try_send(&self, datagram: &[u8], port: u32) -> io::Result<()> {
+        sys::send_to(self.fd.get_ref(), datagram, port).map(|_| ())
+    }
+
+    /// Receives one datagram into `buffer`.
+    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<Received> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| sys::recv_from(fd.get_ref(), buffer)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! What the server keeps of an evaluation: per service the few facts hover,
+//! inlay hints, symbols and the graph view show, and the error count. The
+//! full `GraphSpec` (probes, environments, locations) is dropped, so that
+//! fifty large open scripts stay small.
+
+use spindle_scripting::{Evaluation, ServiceKind, Severity};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSummary {
+    pub name: String,
+    /// `process` or `embedding`.
+    pub kind: &'static str,
+    /// The command line, or the model and its providers.
+    pub runs: String,
+    /// Dependencies with their conditions, in source order.
+    pub depends_on: Vec<(String, &'static str)>,
+    pub wave: usize,
+    pub restart: &'static str,
+    pub line: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineSummary {
+    pub name: String,
+    pub stages: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphSummary {
+    /// In declaration order.
+    pub services: Vec<ServiceSummary>,
+    pub pipelines: Vec<PipelineSummary>,
+    pub wave_count: usize,
+}
+
+impl GraphSummary {
+    pub fn service(&self, name: &str) -> Option<&ServiceSummary> {
+        self.services.iter().find(|service| service.name == name)
+    }
+
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineSummary> {
+        self.pipelines.iter().find(|pipeline| pipeline.name == name)
+    }
+
+    /// Services by wave, each wave in declaration order.
+    pub fn waves(&self) -> Vec<Vec<&ServiceSummary>> {
+        let mut waves = vec![Vec::new(); self.wave_count];
+        for service in &self.services {
+            waves[service.wave].push(service);
+        }
+        waves
+    }
+}
+
+/// An evaluation as the server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluationSummary {
+    /// `None` when the evaluation had errors.
+    pub graph: Option<GraphSummary>,
+    pub errors: usize,
+}
+
+pub fn summarize(evaluation: &Evaluation) -> EvaluationSummary {
+    let errors = evaluation
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let graph = evaluation.graph.as_ref().map(|graph| {
+        let waves = graph.waves();
+        let wave_of = |name: &str| {
+            waves
+                .iter()
+                .position(|wave| wave.iter().any(|s| s.name == name))
+                .unwrap_or(0)
+        };
+        GraphSummary {
+            services: graph
+                .services
+                .iter()
+                .map(|service| ServiceSummary {
+                    name: service.name.clone(),
+                    kind: service.kind.name(),
+                    runs: match &service.kind {
+                        ServiceKind::Process(process) => process.command.join(" "),
+                        ServiceKind::Embedding(embedding) => {
+                            format!("{} on {}", embedding.model, embedding.providers.join(", "))
+                        }
+                        _ => String::new(),
+                    },
+                    depends_on: service
+                        .depends_on
+                        .iter()
+                        .map(|d| (d.service.clone(), d.condition.name()))
+                        .collect(),
+                    wave: wave_of(&service.name),
+                    restart: service.restart.policy.name(),
+                    line: service.location.line,
+                })
+                .collect(),
+            pipelines: graph
+                .pipelines
+                .iter()
+                .map(|pipeline| PipelineSummary {
+                    name: pipeline.name.clone(),
+                    stages: pipeline.stages.iter().map(|s| s.name.clone()).collect(),
+                })
+                .collect(),
+            wave_count: waves.len(),
+        }
+    });
+    EvaluationSummary { graph, errors }
+}
