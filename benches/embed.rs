@@ -94,6 +94,7 @@ fn main() -> ExitCode {
         |real_tokens_per_s: f64| 100.0 * mflop_per_token * real_tokens_per_s / 1e3 / peak.gflops;
 
     let engine = start_engine(&model, SessionTuning::default());
+    let provider = engine.provider();
     let python = std::env::var_os("SPINDLE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".cache/venv/bin/python"));
@@ -112,7 +113,10 @@ fn main() -> ExitCode {
     eprintln!(
         "phase 2/4: batch sizes {BATCH_SIZES:?}, both sorted by length, {SEGMENTS} interleaved segments each"
     );
-    println!("\nmodel {model}, {THREADS} intra-op threads, unpinned; every row sorted by length");
+    println!(
+        "\nmodel {model}, engine on {}, {THREADS} intra-op threads, unpinned; every row sorted by length",
+        provider
+    );
     print_header();
     let mut rows = Vec::new();
     let mut best_python: Option<(usize, Measurement)> = None;
@@ -286,6 +290,7 @@ fn main() -> ExitCode {
 
     let report = json!({
         "model": model,
+        "engine_provider": provider.as_str(),
         "intra_op_threads": THREADS,
         "pinning": "none unless the row says so",
         "corpus": {"sentences": corpus.len(), "words_min": 5, "words_max": 60, "path": corpus_path},
@@ -314,10 +319,20 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `SPINDLE_BENCH_PROVIDERS=cuda` (a machine with a GPU, after
+/// `SPINDLE_GPU=1 make setup`) runs the engine's rows on CUDA; the anchor
+/// stays on the CPU.
+fn bench_providers() -> Vec<Provider> {
+    std::env::var("SPINDLE_BENCH_PROVIDERS").map_or(vec![Provider::Cpu], |list| {
+        Provider::parse_list(&list)
+            .unwrap_or_else(|error| panic!("SPINDLE_BENCH_PROVIDERS: {error}"))
+    })
+}
+
 fn start_engine(model: &str, tuning: SessionTuning) -> Engine {
     Engine::start(EngineConfig {
         model: model.to_string(),
-        providers: vec![Provider::Cpu],
+        providers: bench_providers(),
         intra_threads: Some(THREADS),
         tuning,
         ..EngineConfig::default()
