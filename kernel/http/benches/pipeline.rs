@@ -192,12 +192,12 @@ fn main() -> ExitCode {
         corpus.len()
     );
     println!(
-        "  {:<46} {:>11} {:>10} {:>8} {:>8} {:>8} {:>6}",
+        "  {:<56} {:>11} {:>10} {:>8} {:>8} {:>8} {:>6}",
         "", "sentences/s", "real tok/s", "padding", "p50 ms", "p99 ms", "eff %"
     );
     let row = |label: &str, m: &Measurement, padding: f64| {
         println!(
-            "  {label:<46} {:>11.1} {:>10.0} {:>8.3} {:>8.2} {:>8.2} {:>6.1}",
+            "  {label:<56} {:>11.1} {:>10.0} {:>8.3} {:>8.2} {:>8.2} {:>6.1}",
             m.sentences_per_s,
             m.real_tokens_per_s,
             padding,
@@ -208,10 +208,7 @@ fn main() -> ExitCode {
     };
     for phase in &phases {
         row(
-            &format!(
-                "{}: Python onnxruntime, sorted, b={best_batch}",
-                phase.model
-            ),
+            &format!("{}: anchor, Python fp32 sorted b={best_batch}", phase.model),
             &phase.python,
             phase.python.real_tokens_per_s / phase.python.padded_tokens_per_s,
         );
@@ -224,7 +221,7 @@ fn main() -> ExitCode {
             phase.padding_ratio,
         );
         println!(
-            "  {:<46} mean batch {:.1} texts; {} errors; texts the engine tokenized itself: {} of {}",
+            "  {:<56} mean batch {:.1} texts; {} errors; texts the engine tokenized itself: {} of {}",
             "", phase.mean_batch, phase.errors, phase.tokenized_by_engine, phase.texts
         );
     }
