@@ -12,7 +12,7 @@
 //! Texts are embedded as the kernel embeds them: grouped by length into
 //! batches (an int8 model quantises its activations per batch, so a batch
 //! is what must stay accurate). The test (`kernel/embed/tests/gate.rs`)
-//! runs a slice of the corpus; `cargo bench --bench gate` runs all of it.
+//! runs a slice of the corpus; `cargo bench -p spindle-embed --bench gate` runs all of it.
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! table; the figures are in docs/embeddings.md).
 //!
 //! What the defaults are and why, measured on this project's 2-core
-//! machines (see docs/embeddings.md, "Session options"):
+//! machines (see docs/embeddings.md, "Benchmarks": no undisturbed run yet):
 //! - graph optimisation `All` (ONNX Runtime's default; it fuses GELU and
 //!   MatMul+Add online);
 //! - intra-op spinning on for a single engine (idle pool threads spin

@@ -3,7 +3,7 @@
 //! fp32 reference on each sentence (the corpus's and the tests' own) and
 //! top-10 retrieval overlap ≥ 0.95; and each variant's batched vectors
 //! equal its single ones (cosine ≥ 0.999: an int8 model quantises its
-//! activations per batch). `cargo bench --bench gate` runs the whole corpus
+//! activations per batch). `cargo bench -p spindle-embed --bench gate` runs the whole corpus
 //! (1,200 sentences, 3,000 passages, 200 queries).
 
 mod common;
