@@ -52,13 +52,13 @@ fn list() -> anyhow::Result<ExitCode> {
     println!("cache: {}", cache.root.display());
     println!();
     println!(
-        "{:<24} {:>4} {:>6}  {:<8} {:>10} {:>8} {:>10} {:>7}  files",
+        "{:<24} {:>4} {:>6}  {:<14} {:>8} {:>7} {:>8} {:>7}  files",
         "MODEL", "DIMS", "TOKENS", "FETCHED", "SENT/S", "SPEED", "MIN COS", "TOP-10"
     );
     for model in &registry.models {
         let fetched = match cache.model_status(model) {
             FetchStatus::Fetched => "yes".to_string(),
-            FetchStatus::Missing(missing) => format!("no ({})", missing.len()),
+            FetchStatus::Missing(missing) => format!("no ({} missing)", missing.len()),
         };
         let files = model
             .files
@@ -83,7 +83,7 @@ fn list() -> anyhow::Result<ExitCode> {
             value.map_or("-".to_string(), |value| format!("{value:.digits$}"))
         };
         println!(
-            "{:<24} {:>4} {:>6}  {:<8} {:>10} {:>8} {:>10} {:>7}  {files}",
+            "{:<24} {:>4} {:>6}  {:<14} {:>8} {:>7} {:>8} {:>7}  {files}",
             format!("{}{default}", model.name),
             model.dimensions,
             model.max_seq_length,
