@@ -1,44 +1,56 @@
 //! `cargo bench --bench embed`: the embedding engine against Python
-//! onnxruntime on the same model files, corpus and batches, in the same run.
+//! onnxruntime at its best, and the optimised models against the fp32 one,
+//! on the same files and corpus, in the same run.
 //!
 //! - Corpus: a fixed, deterministic mix of sentences of 5–60 words (2,000
 //!   by default; `SPINDLE_BENCH_SENTENCES` changes it for a quick trial),
 //!   written to `target/bench/embed_corpus.txt` so the anchor reads the same
-//!   text. Batches are taken in corpus order, not sorted by length: this
-//!   measures the engine, not the scheduler.
-//! - Both sides use 2 intra-op threads, tokenize inside the timed region,
-//!   pad to the longest input of each batch and pool the same way.
+//!   text.
 //! - Anchor: `benches/embed_anchor.py --serve` under `.cache/venv/bin/python`
-//!   (pinned onnxruntime 1.31.1), one process for the run. At each batch
-//!   size the corpus is cut into 8 segments and the two implementations
-//!   alternate segment by segment (and which goes first), so load from other
-//!   processes on a shared machine hits both alike. Unpinned (no CPU affinity).
+//!   (pinned onnxruntime 1.31.1), one process for the run, at its best: each
+//!   segment tokenized once, ordered by length, cut into batches; batch sizes
+//!   1, 4, 8, 16, 32 and 64 are swept and the best is reported. The engine
+//!   runs the same sweep the same way (tokenized once with
+//!   `Engine::encode`, ordered, batched). At each batch size the corpus is
+//!   cut into 4 segments and the two alternate segment by segment (and which
+//!   goes first), so load from other processes hits both alike.
+//! - Models: the fp32 reference (`SPINDLE_BENCH_MODEL` to change it) for the
+//!   sweep; then the optimised variants of the registry against it at batch
+//!   8, interleaved the same way (the registry's `measured.sentences_per_s`).
+//! - Session options: each of spinning off, optimisation level `Basic` and
+//!   `Extended`, memory patterns off and pinned threads against the default,
+//!   interleaved, at batch 8.
 //! - Peak: a 2-thread AVX-512 (else AVX2) FMA loop measures the machine's
-//!   fp32 peak once; achieved GFLOP/s = MFLOP/token × tokens/s, counted over
-//!   padded tokens (the work the model really does) and over real tokens
-//!   (the useful part).
+//!   fp32 peak once; every row reports its real-token efficiency: real
+//!   tokens/s × MFLOP/token ÷ peak.
 //!
-//! Prints a table and writes `target/bench/embed.json`.
+//! Prints a progress line per phase and the tables, writes
+//! `target/bench/embed.json`, and exits non-zero when the anchor could not
+//! run (no Rust-only figures are printed as if they were comparisons).
 
+#[path = "common/anchor.rs"]
+mod anchor;
 #[path = "common/corpus.rs"]
 mod corpus;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
+use anchor::{Anchor, Measurement, Segment, fp32_peak_gflops, load_average};
+
 use serde_json::json;
-use spindle_embed::{Engine, EngineConfig, Provider, Registry};
+use spindle_embed::{
+    Encoded, Engine, EngineConfig, Input, Optimization, Provider, Registry, SessionTuning,
+};
 
-const BATCH_SIZES: [usize; 4] = [1, 8, 32, 128];
+const BATCH_SIZES: [usize; 6] = [1, 4, 8, 16, 32, 64];
 const THREADS: usize = 2;
-const WARMUP_BATCHES: usize = 3;
-const SEGMENTS: usize = 8;
+const SEGMENTS: usize = 4;
+const VARIANT_BATCH: usize = 8;
 
-fn main() {
-    // `cargo bench` passes `--bench`; a filter argument, if any, is ignored.
-    // The repository root: the first ancestor of this package holding the registry.
+fn main() -> ExitCode {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .find(|dir| dir.join("models/registry.toml").is_file())
@@ -54,419 +66,385 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(2000);
-    let model =
-        std::env::var("SPINDLE_BENCH_MODEL").unwrap_or_else(|_| Registry::builtin().default_model);
-    let mflop_per_token = Registry::builtin()
+    let registry = Registry::builtin();
+    let model = std::env::var("SPINDLE_BENCH_MODEL")
+        .unwrap_or_else(|_| "all-MiniLM-L6-v2-fp32".to_string());
+    let mflop_per_token = registry
         .model(&model)
         .map(|spec| spec.mflop_per_token)
         .unwrap_or(0.0);
     let corpus = corpus::corpus(sentences);
     let corpus_path = out_dir.join("embed_corpus.txt");
     std::fs::write(&corpus_path, corpus.join("\n") + "\n").expect("write corpus");
-    let words: Vec<usize> = corpus.iter().map(|s| s.split(' ').count()).collect();
     println!(
-        "corpus: {} sentences, {}–{} words (mean {:.1}), {}",
+        "corpus: {} sentences of 5–60 words, {}",
         corpus.len(),
-        words.iter().min().unwrap(),
-        words.iter().max().unwrap(),
-        words.iter().sum::<usize>() as f64 / words.len() as f64,
         corpus_path.display()
     );
-
     let load_before = load_average();
-    if load_before > 0.5 {
-        println!(
-            "warning: load average {load_before:.2} before the run: other processes share the cores, figures will be low and noisy"
-        );
-    }
+    println!("load average before the run: {load_before:.2} (2 cores; other processes share them)");
+
+    eprintln!("phase 1/4: fp32 peak (FMA loop)");
     let peak = fp32_peak_gflops(THREADS);
     println!(
         "fp32 peak ({}, {THREADS} threads, FMA loop): {:.1} GFLOP/s",
         peak.isa, peak.gflops
     );
+    let efficiency =
+        |real_tokens_per_s: f64| 100.0 * mflop_per_token * real_tokens_per_s / 1e3 / peak.gflops;
 
-    let engine = Engine::start(EngineConfig {
-        model: model.clone(),
-        providers: vec![Provider::Cpu],
-        intra_threads: Some(THREADS),
-        ..EngineConfig::default()
-    })
-    .unwrap_or_else(|error| panic!("{error}"));
-    println!(
-        "model: {model} on {}, {THREADS} intra-op threads, unpinned\n",
-        engine.provider()
-    );
-
+    let engine = start_engine(&model, SessionTuning::default());
+    let provider = engine.provider();
     let python = std::env::var_os("SPINDLE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".cache/venv/bin/python"));
-    let mut anchor = Anchor::start(&python, &root, &model, &corpus_path);
-    println!(
-        "{:>5} {:>8} {:>12} {:>11} {:>11} {:>9} {:>9} {:>7} {:>9} {:>9} {:>6}",
-        "batch",
-        "impl",
-        "sentences/s",
-        "real tok/s",
-        "pad tok/s",
-        "p50 ms",
-        "p99 ms",
-        "ratio",
-        "GFLOP/s",
-        "useful",
-        "%peak"
-    );
-    let mut rows = Vec::new();
-    for batch in BATCH_SIZES {
-        // Warm-up on both sides, then the corpus in SEGMENTS interleaved
-        // segments, alternating which side goes first.
-        let warm_up = (batch * WARMUP_BATCHES).min(corpus.len());
-        run_rust(&engine, &corpus[..warm_up], batch);
-        if let Some(anchor) = anchor.as_mut() {
-            anchor.run(batch, 0, warm_up);
-        }
-        let (mut rust, mut python) = (
-            Segment::default(),
-            anchor.as_ref().map(|_| Segment::default()),
+    let Some(mut anchor) = Anchor::start(&python, &root, &model, &corpus_path) else {
+        eprintln!(
+            "embed bench: the Python anchor could not run; no figures without it \
+             (run `python3 scripts/fetch_models.py --all --venv`)"
         );
-        let segment = corpus.len().div_ceil(SEGMENTS);
-        for (index, start) in (0..corpus.len()).step_by(segment).enumerate() {
-            let end = (start + segment).min(corpus.len());
-            let python_first = index % 2 == 0;
-            if python_first && let (Some(anchor), Some(total)) = (anchor.as_mut(), python.as_mut())
-            {
-                total.add(anchor.run(batch, start, end));
-            }
-            rust.add(run_rust(&engine, &corpus[start..end], batch));
-            if !python_first && let (Some(anchor), Some(total)) = (anchor.as_mut(), python.as_mut())
-            {
-                total.add(anchor.run(batch, start, end));
+        return ExitCode::FAILURE;
+    };
+    let encoded: Vec<Arc<Encoded>> = corpus
+        .iter()
+        .map(|text| Arc::new(engine.encode(text).expect("tokenize")))
+        .collect();
+
+    eprintln!(
+        "phase 2/4: batch sizes {BATCH_SIZES:?}, both sorted by length, {SEGMENTS} interleaved segments each"
+    );
+    println!(
+        "\nmodel {model}, engine on {}, {THREADS} intra-op threads, unpinned; every row sorted by length",
+        provider
+    );
+    print_header();
+    let mut rows = Vec::new();
+    let mut best_python: Option<(usize, Measurement)> = None;
+    let mut best_rust: Option<(usize, Measurement)> = None;
+    let mut rust_batch1 = None;
+    for batch in BATCH_SIZES {
+        let warm = (batch * 3).min(corpus.len());
+        run_sorted(&engine, &corpus, &encoded, 0, warm, batch);
+        anchor.run(batch, 0, warm, true);
+        let (mut rust, mut py) = (Segment::default(), Segment::default());
+        for (index, (start, end)) in segments(corpus.len()).into_iter().enumerate() {
+            if index % 2 == 0 {
+                py.add(anchor.run(batch, start, end, true));
+                rust.add(run_sorted(&engine, &corpus, &encoded, start, end, batch));
+            } else {
+                rust.add(run_sorted(&engine, &corpus, &encoded, start, end, batch));
+                py.add(anchor.run(batch, start, end, true));
             }
         }
-        let rust = rust.measurement(corpus.len());
-        let python = python.map(|total| total.measurement(corpus.len()));
-        let ratio = python
-            .as_ref()
-            .map(|python| rust.sentences_per_s / python.sentences_per_s);
-        if let Some(python) = &python {
-            print_row(batch, "python", python, None, mflop_per_token, peak.gflops);
-        }
-        print_row(batch, "rust", &rust, ratio, mflop_per_token, peak.gflops);
+        let (rust, py) = (rust.measurement(corpus.len()), py.measurement(corpus.len()));
+        print_row(
+            &format!("python b={batch}"),
+            &py,
+            None,
+            efficiency(py.real_tokens_per_s),
+        );
+        print_row(
+            &format!("engine b={batch}"),
+            &rust,
+            Some(rust.sentences_per_s / py.sentences_per_s),
+            efficiency(rust.real_tokens_per_s),
+        );
         rows.push(json!({
             "batch": batch,
-            "rust": rust.to_json(mflop_per_token),
-            "python": python.as_ref().map(|python| python.to_json(mflop_per_token)),
-            "ratio_rust_over_python": ratio,
+            "python": py.to_json(mflop_per_token, peak.gflops),
+            "engine": rust.to_json(mflop_per_token, peak.gflops),
+            "ratio_engine_over_python": rust.sentences_per_s / py.sentences_per_s,
+        }));
+        if batch == 1 {
+            rust_batch1 = Some(rust.clone());
+        }
+        if best_python
+            .as_ref()
+            .is_none_or(|(_, best)| py.sentences_per_s > best.sentences_per_s)
+        {
+            best_python = Some((batch, py));
+        }
+        if best_rust
+            .as_ref()
+            .is_none_or(|(_, best)| rust.sentences_per_s > best.sentences_per_s)
+        {
+            best_rust = Some((batch, rust));
+        }
+    }
+    let (best_python_batch, best_python) = best_python.expect("swept");
+    let (best_rust_batch, best_rust) = best_rust.expect("swept");
+    let rust_batch1 = rust_batch1.expect("batch 1");
+    println!(
+        "best: python b={best_python_batch} {:.1} sentences/s; engine b={best_rust_batch} {:.1} sentences/s ({:.3}×); engine b=1 {:.1} sentences/s",
+        best_python.sentences_per_s,
+        best_rust.sentences_per_s,
+        best_rust.sentences_per_s / best_python.sentences_per_s,
+        rust_batch1.sentences_per_s
+    );
+
+    eprintln!("phase 3/4: optimised models against {model} at batch {VARIANT_BATCH}");
+    let variants: Vec<String> = registry
+        .models
+        .iter()
+        .filter(|spec| spec.measured.reference.as_deref() == Some(model.as_str()))
+        .map(|spec| spec.name.clone())
+        .collect();
+    let mut variant_rows = Vec::new();
+    if !variants.is_empty() {
+        drop(engine);
+        let engines: Vec<(String, Engine)> = std::iter::once(model.clone())
+            .chain(variants.iter().cloned())
+            .map(|name| {
+                let engine = start_engine(&name, SessionTuning::default());
+                (name, engine)
+            })
+            .collect();
+        let results = interleaved(&engines, &corpus, VARIANT_BATCH);
+        println!("\nmodels at batch {VARIANT_BATCH}, sorted by length, interleaved:");
+        print_header();
+        let reference = results[0].sentences_per_s;
+        for ((name, _), result) in engines.iter().zip(&results) {
+            print_row(
+                name,
+                result,
+                Some(result.sentences_per_s / reference),
+                efficiency(result.real_tokens_per_s),
+            );
+            variant_rows.push(json!({
+                "model": name,
+                "result": result.to_json(mflop_per_token, peak.gflops),
+                "ratio_over_reference": result.sentences_per_s / reference,
+            }));
+        }
+    }
+
+    eprintln!("phase 4/4: session options at batch {VARIANT_BATCH}");
+    let options: Vec<(&str, SessionTuning)> = vec![
+        (
+            "default (all, spinning, memory pattern)",
+            SessionTuning::default(),
+        ),
+        (
+            "spinning off",
+            SessionTuning {
+                spinning: false,
+                ..SessionTuning::default()
+            },
+        ),
+        (
+            "optimisation basic",
+            SessionTuning {
+                optimization: Optimization::Basic,
+                ..SessionTuning::default()
+            },
+        ),
+        (
+            "optimisation extended",
+            SessionTuning {
+                optimization: Optimization::Extended,
+                ..SessionTuning::default()
+            },
+        ),
+        (
+            "memory pattern off",
+            SessionTuning {
+                memory_pattern: false,
+                ..SessionTuning::default()
+            },
+        ),
+        (
+            "pinned threads",
+            SessionTuning {
+                pinned: true,
+                ..SessionTuning::default()
+            },
+        ),
+    ];
+    let mut option_rows = Vec::new();
+    println!(
+        "\nsession options ({model}, batch {VARIANT_BATCH}, sorted), each against the default in the same round:"
+    );
+    print_header();
+    for (label, tuning) in options.iter().skip(1) {
+        // One engine at a time beside the default's, in turns: two idle
+        // engines do not spin.
+        let pair = vec![
+            (options[0].0.to_string(), start_engine(&model, options[0].1)),
+            (label.to_string(), start_engine(&model, *tuning)),
+        ];
+        let results = interleaved(&pair, &corpus[..corpus.len().min(800)], VARIANT_BATCH);
+        let ratio = results[1].sentences_per_s / results[0].sentences_per_s;
+        print_row(
+            label,
+            &results[1],
+            Some(ratio),
+            efficiency(results[1].real_tokens_per_s),
+        );
+        option_rows.push(json!({
+            "option": label,
+            "result": results[1].to_json(mflop_per_token, peak.gflops),
+            "default": results[0].to_json(mflop_per_token, peak.gflops),
+            "ratio_over_default": ratio,
         }));
     }
+
     let report = json!({
         "model": model,
-        "provider": engine.provider().as_str(),
+        "engine_provider": provider.as_str(),
         "intra_op_threads": THREADS,
-        "pinning": "none",
+        "pinning": "none unless the row says so",
         "corpus": {"sentences": corpus.len(), "words_min": 5, "words_max": 60, "path": corpus_path},
-        "batch_order": "corpus order, not sorted by length",
-        "interleaving": format!("{SEGMENTS} segments per batch size, Python and Rust alternating which goes first"),
+        "order": "every row: tokenized once, sorted by length, then batched",
+        "interleaving": format!("{SEGMENTS} segments per batch size, alternating which goes first"),
         "mflop_per_token": mflop_per_token,
-        "gflops_counts": "gflops = mflop_per_token x padded tokens/s; useful_gflops uses real tokens",
+        "efficiency": "real tokens/s x mflop_per_token / fp32 peak",
         "fp32_peak": {"isa": peak.isa, "threads": THREADS, "gflops": peak.gflops},
         "load_average_before": load_before,
         "load_average_after": load_average(),
-        "results": rows,
+        "sweep": rows,
+        "best_python": {"batch": best_python_batch, "result": best_python.to_json(mflop_per_token, peak.gflops)},
+        "best_engine": {"batch": best_rust_batch, "result": best_rust.to_json(mflop_per_token, peak.gflops)},
+        "engine_batch_1": rust_batch1.to_json(mflop_per_token, peak.gflops),
+        "variants": variant_rows,
+        "session_options": option_rows,
     });
     let json_path = out_dir.join("embed.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report).unwrap())
         .expect("write embed.json");
     println!(
-        "\nratio = Rust sentences/s ÷ Python sentences/s (target ≥ 0.95)\nwrote {}",
+        "\nratio = engine ÷ anchor in the same rounds; eff = real-token efficiency (% of the FMA peak)\nload average after: {:.2}\nwrote {}",
+        load_average(),
         json_path.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `SPINDLE_BENCH_PROVIDERS=cuda` (a machine with a GPU, after
+/// `SPINDLE_GPU=1 make setup`) runs the engine's rows on CUDA; the anchor
+/// stays on the CPU.
+fn bench_providers() -> Vec<Provider> {
+    std::env::var("SPINDLE_BENCH_PROVIDERS").map_or(vec![Provider::Cpu], |list| {
+        Provider::parse_list(&list)
+            .unwrap_or_else(|error| panic!("SPINDLE_BENCH_PROVIDERS: {error}"))
+    })
+}
+
+fn start_engine(model: &str, tuning: SessionTuning) -> Engine {
+    Engine::start(EngineConfig {
+        model: model.to_string(),
+        providers: bench_providers(),
+        intra_threads: Some(THREADS),
+        tuning,
+        ..EngineConfig::default()
+    })
+    .unwrap_or_else(|error| panic!("{model}: {error}"))
+}
+
+fn segments(len: usize) -> Vec<(usize, usize)> {
+    let size = len.div_ceil(SEGMENTS).max(1);
+    (0..len)
+        .step_by(size)
+        .map(|start| (start, (start + size).min(len)))
+        .collect()
+}
+
+/// Each engine in turn over each segment (rotating who goes first), sorted
+/// by length at `batch`; one measurement per engine.
+fn interleaved(engines: &[(String, Engine)], corpus: &[String], batch: usize) -> Vec<Measurement> {
+    let encoded: Vec<Vec<Arc<Encoded>>> = engines
+        .iter()
+        .map(|(_, engine)| {
+            corpus
+                .iter()
+                .map(|text| Arc::new(engine.encode(text).expect("tokenize")))
+                .collect()
+        })
+        .collect();
+    for (index, (_, engine)) in engines.iter().enumerate() {
+        run_sorted(
+            engine,
+            corpus,
+            &encoded[index],
+            0,
+            (batch * 3).min(corpus.len()),
+            batch,
+        );
+    }
+    let mut totals: Vec<Segment> = engines.iter().map(|_| Segment::default()).collect();
+    for (round, (start, end)) in segments(corpus.len()).into_iter().enumerate() {
+        for turn in 0..engines.len() {
+            let index = (round + turn) % engines.len();
+            totals[index].add(run_sorted(
+                &engines[index].1,
+                corpus,
+                &encoded[index],
+                start,
+                end,
+                batch,
+            ));
+        }
+    }
+    totals
+        .into_iter()
+        .map(|total| total.measurement(corpus.len()))
+        .collect()
+}
+
+fn print_header() {
+    println!(
+        "{:<42} {:>11} {:>10} {:>10} {:>8} {:>8} {:>7} {:>6}",
+        "", "sentences/s", "real tok/s", "pad tok/s", "p50 ms", "p99 ms", "ratio", "eff %"
     );
 }
 
-/// Throughput and latency of one implementation at one batch size.
-struct Measurement {
-    sentences_per_s: f64,
-    real_tokens_per_s: f64,
-    padded_tokens_per_s: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-impl Measurement {
-    fn to_json(&self, mflop_per_token: f64) -> serde_json::Value {
-        json!({
-            "sentences_per_s": self.sentences_per_s,
-            "real_tokens_per_s": self.real_tokens_per_s,
-            "padded_tokens_per_s": self.padded_tokens_per_s,
-            "p50_ms": self.p50_ms,
-            "p99_ms": self.p99_ms,
-            "gflops": mflop_per_token * self.padded_tokens_per_s / 1e3,
-            "useful_gflops": mflop_per_token * self.real_tokens_per_s / 1e3,
-        })
-    }
-}
-
-fn print_row(batch: usize, name: &str, m: &Measurement, ratio: Option<f64>, mflop: f64, peak: f64) {
-    let gflops = mflop * m.padded_tokens_per_s / 1e3;
+fn print_row(label: &str, m: &Measurement, ratio: Option<f64>, efficiency: f64) {
     println!(
-        "{batch:>5} {name:>8} {:>12.1} {:>11.0} {:>11.0} {:>9.2} {:>9.2} {:>7} {:>9.1} {:>9.1} {:>5.1}%",
+        "{label:<42} {:>11.1} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>7} {:>6.1}",
         m.sentences_per_s,
         m.real_tokens_per_s,
         m.padded_tokens_per_s,
         m.p50_ms,
         m.p99_ms,
-        ratio.map_or("".to_string(), |r| format!("{r:.3}")),
-        gflops,
-        mflop * m.real_tokens_per_s / 1e3,
-        100.0 * gflops / peak,
+        ratio.map_or(String::new(), |r| format!("{r:.3}")),
+        efficiency,
     );
 }
 
-/// Latencies and token counts of one or more segments.
-#[derive(Default)]
-struct Segment {
-    latencies: Vec<f64>,
-    real_tokens: usize,
-    padded_tokens: usize,
-    seconds: f64,
-}
-
-impl Segment {
-    fn add(&mut self, other: Segment) {
-        self.latencies.extend(other.latencies);
-        self.real_tokens += other.real_tokens;
-        self.padded_tokens += other.padded_tokens;
-        self.seconds += other.seconds;
-    }
-
-    fn measurement(mut self, sentences: usize) -> Measurement {
-        self.latencies.sort_by(f64::total_cmp);
-        let latencies = &self.latencies;
-        let pick = |q: f64| {
-            latencies[((q * latencies.len() as f64) as usize).min(latencies.len() - 1)] * 1e3
-        };
-        Measurement {
-            sentences_per_s: sentences as f64 / self.seconds,
-            real_tokens_per_s: self.real_tokens as f64 / self.seconds,
-            padded_tokens_per_s: self.padded_tokens as f64 / self.seconds,
-            p50_ms: pick(0.50),
-            p99_ms: pick(0.99),
-        }
-    }
-}
-
-fn run_rust(engine: &Engine, texts: &[String], batch: usize) -> Segment {
+/// The engine over `corpus[start..end]` as the anchor's sorted mode does
+/// it: tokenized once (the encodings are made up front, outside the timed
+/// region, as the kernel makes them before batching), ordered by length,
+/// cut into batches of `batch`.
+fn run_sorted(
+    engine: &Engine,
+    corpus: &[String],
+    encoded: &[Arc<Encoded>],
+    start: usize,
+    end: usize,
+    batch: usize,
+) -> Segment {
+    let _ = corpus;
     let mut segment = Segment::default();
     let started = Instant::now();
-    for chunk in texts.chunks(batch) {
+    let mut order: Vec<usize> = (start..end).collect();
+    order.sort_by_key(|&index| encoded[index].len());
+    for chunk in order.chunks(batch) {
         let t0 = Instant::now();
-        let result = engine.embed(chunk).expect("batch");
+        let inputs = chunk
+            .iter()
+            .map(|&index| Input::Encoded(encoded[index].clone()))
+            .collect();
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        engine.submit_inputs(
+            inputs,
+            Box::new(move |result| {
+                let _ = sender.send(result);
+            }),
+        );
+        let result = receiver.recv().expect("reply").expect("batch");
         segment.latencies.push(t0.elapsed().as_secs_f64());
         segment.real_tokens += result.real_tokens;
         segment.padded_tokens += result.padded_tokens;
     }
     segment.seconds = started.elapsed().as_secs_f64();
     segment
-}
-
-/// `benches/embed_anchor.py --serve`: one Python process and session for
-/// the whole run, asked for one segment at a time.
-struct Anchor {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Anchor {
-    fn start(python: &Path, root: &Path, model: &str, corpus: &Path) -> Option<Anchor> {
-        if !python.exists() {
-            println!(
-                "(no anchor: {} is missing; run `python3 scripts/fetch_models.py --all --venv`)",
-                python.display()
-            );
-            return None;
-        }
-        let mut child = Command::new(python)
-            .current_dir(root)
-            .arg("benches/embed_anchor.py")
-            .args([
-                "--serve",
-                "--model",
-                model,
-                "--threads",
-                &THREADS.to_string(),
-                "--corpus",
-            ])
-            .arg(corpus)
-            // Tokenize on one thread, as the engine does, so the anchor's
-            // rayon pool does not compete with ONNX Runtime's threads.
-            .env("TOKENIZERS_PARALLELISM", "false")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run benches/embed_anchor.py");
-        let stdin = child.stdin.take().expect("anchor stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("anchor stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("anchor ready line");
-        let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        println!(
-            "anchor: {} (benches/embed_anchor.py)",
-            ready["implementation"]
-                .as_str()
-                .unwrap_or("failed to start")
-        );
-        ready["ready"].as_bool().unwrap_or(false).then_some(Anchor {
-            child,
-            stdin,
-            stdout,
-        })
-    }
-
-    fn run(&mut self, batch: usize, start: usize, end: usize) -> Segment {
-        writeln!(
-            self.stdin,
-            "{}",
-            json!({"batch": batch, "start": start, "end": end})
-        )
-        .expect("anchor request");
-        self.stdin.flush().expect("anchor request");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("anchor answer");
-        let value: serde_json::Value = serde_json::from_str(&line).expect("anchor JSON");
-        Segment {
-            latencies: value["latencies"]
-                .as_array()
-                .map(|l| l.iter().filter_map(|x| x.as_f64()).collect())
-                .unwrap_or_default(),
-            real_tokens: value["real_tokens"].as_u64().unwrap_or(0) as usize,
-            padded_tokens: value["padded_tokens"].as_u64().unwrap_or(0) as usize,
-            seconds: value["seconds"].as_f64().unwrap_or(f64::NAN),
-        }
-    }
-}
-
-impl Drop for Anchor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The 1-minute load average (other work on the machine skews every figure).
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| {
-            text.split_whitespace()
-                .next()
-                .and_then(|value| value.parse().ok())
-        })
-        .unwrap_or(f64::NAN)
-}
-
-/// The machine's fp32 peak: independent FMA chains on `threads` threads.
-struct Peak {
-    isa: &'static str,
-    gflops: f64,
-}
-
-fn fp32_peak_gflops(threads: usize) -> Peak {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let isa = if std::arch::is_x86_feature_detected!("avx512f") {
-            "avx512f"
-        } else if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            "avx2+fma"
-        } else {
-            return Peak {
-                isa: "none",
-                gflops: f64::NAN,
-            };
-        };
-        let iterations: u64 = 20_000_000;
-        let run = || -> f64 {
-            let started = Instant::now();
-            let flops = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|_| scope.spawn(move || fma_loop(isa, std::hint::black_box(iterations))))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|handle| handle.join().unwrap())
-                    .sum::<f64>()
-            });
-            flops / started.elapsed().as_secs_f64() / 1e9
-        };
-        run(); // warm up the clocks
-        let gflops = (0..3).map(|_| run()).fold(0.0, f64::max);
-        Peak { isa, gflops }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = threads;
-        Peak {
-            isa: "none",
-            gflops: f64::NAN,
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn fma_loop(isa: &str, iterations: u64) -> f64 {
-    // SAFETY: the caller detected the instruction set at run time.
-    unsafe {
-        if isa == "avx512f" {
-            fma512(iterations)
-        } else {
-            fma256(iterations)
-        }
-    }
-}
-
-/// 12 independent accumulators hide the FMA latency (4 cycles × 2 ports + slack).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-// The AVX-512 intrinsics are stable since Rust 1.89 (the workspace's
-// rust-version); this function only runs after run-time detection.
-fn fma512(iterations: u64) -> f64 {
-    use std::arch::x86_64::*;
-    let a = _mm512_set1_ps(0.999_999);
-    let b = _mm512_set1_ps(1e-7);
-    let mut acc = [_mm512_set1_ps(1.0); 12];
-    for _ in 0..iterations {
-        for value in acc.iter_mut() {
-            *value = _mm512_fmadd_ps(*value, a, b);
-        }
-    }
-    let mut sum = _mm512_setzero_ps();
-    for value in acc {
-        sum = _mm512_add_ps(sum, value);
-    }
-    std::hint::black_box(_mm512_reduce_add_ps(sum));
-    (iterations * 12 * 16 * 2) as f64
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn fma256(iterations: u64) -> f64 {
-    use std::arch::x86_64::*;
-    let a = _mm256_set1_ps(0.999_999);
-    let b = _mm256_set1_ps(1e-7);
-    let mut acc = [_mm256_set1_ps(1.0); 12];
-    for _ in 0..iterations {
-        for value in acc.iter_mut() {
-            *value = _mm256_fmadd_ps(*value, a, b);
-        }
-    }
-    let mut lanes = [0f32; 8];
-    let mut sum = _mm256_setzero_ps();
-    for value in acc {
-        sum = _mm256_add_ps(sum, value);
-    }
-    // SAFETY: `lanes` holds 8 floats.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
-    std::hint::black_box(lanes);
-    (iterations * 12 * 8 * 2) as f64
 }

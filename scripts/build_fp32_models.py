@@ -96,7 +96,7 @@ class Graph:
         )
 
 
-def build(config: dict, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+def build(config: dict, weights: dict[str, np.ndarray], fusable: bool = False) -> onnx.ModelProto:
     hidden = config["hidden_size"]
     heads = config["num_attention_heads"]
     head_dim = hidden // heads
@@ -122,14 +122,27 @@ def build(config: dict, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
     x = g.layer_norm(x, "embeddings.LayerNorm", eps)
 
     # Additive mask: 0 where attended, -10000 where padded; [batch, 1, 1, seq].
-    mask = g.op("Cast", ["attention_mask"], "mask.float", to=TensorProto.FLOAT)
-    mask = g.op("Unsqueeze", [mask, g.const("mask_axes", np.array([1, 2], dtype=np.int64))], "mask.unsqueeze")
+    # `fusable` writes it as Hugging Face's export does (Unsqueeze, Unsqueeze,
+    # Cast, Sub, Mul) so that ONNX Runtime's transformer optimiser recognises
+    # the attention (scripts/build_optimized_models.py); the published fp32
+    # graph keeps its original form (and checksum).
+    if fusable:
+        mask = g.op("Unsqueeze", ["attention_mask", g.const("mask_axis_1", np.array([1], dtype=np.int64))], "mask.unsqueeze")
+        mask = g.op("Unsqueeze", [mask, g.const("mask_axis_2", np.array([2], dtype=np.int64))], "mask.unsqueeze")
+        mask = g.op("Cast", [mask], "mask.float", to=TensorProto.FLOAT)
+    else:
+        mask = g.op("Cast", ["attention_mask"], "mask.float", to=TensorProto.FLOAT)
+        mask = g.op("Unsqueeze", [mask, g.const("mask_axes", np.array([1, 2], dtype=np.int64))], "mask.unsqueeze")
     inverted = g.op("Sub", [g.const("one_f", np.array(1.0, dtype=np.float32)), mask], "mask.invert")
     bias = g.op("Mul", [inverted, g.const("neg_big", np.array(-10000.0, dtype=np.float32))], "mask.bias")
 
     split_shape = g.const("split_heads", np.array([0, 0, heads, head_dim], dtype=np.int64))
     merge_shape = g.const("merge_heads", np.array([0, 0, hidden], dtype=np.int64))
-    scale = g.const("scale", np.array(1.0 / math.sqrt(head_dim), dtype=np.float32))
+    # `fusable`: scores divided by sqrt(head_dim), as in BertSelfAttention
+    # (the optimiser's attention pattern looks for the Div); else multiplied
+    # by its inverse.
+    scale_value = math.sqrt(head_dim) if fusable else 1.0 / math.sqrt(head_dim)
+    scale = g.const("scale", np.array(scale_value, dtype=np.float32))
     sqrt2 = g.const("sqrt2", np.array(math.sqrt(2.0), dtype=np.float32))
     half = g.const("half", np.array(0.5, dtype=np.float32))
     one = g.const("one_g", np.array(1.0, dtype=np.float32))
@@ -145,7 +158,7 @@ def build(config: dict, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
         q, k, v = heads_of("query"), heads_of("key"), heads_of("value")
         kt = g.op("Transpose", [k], f"{p}.key.t", perm=[0, 1, 3, 2])
         scores = g.op("MatMul", [q, kt], f"{p}.scores")
-        scores = g.op("Mul", [scores, scale], f"{p}.scaled")
+        scores = g.op("Div" if fusable else "Mul", [scores, scale], f"{p}.scaled")
         scores = g.op("Add", [scores, bias], f"{p}.masked")
         probs = g.op("Softmax", [scores], f"{p}.softmax", axis=-1)
         context = g.op("MatMul", [probs, v], f"{p}.context")

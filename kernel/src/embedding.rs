@@ -9,7 +9,12 @@
 //!
 //! The supervisor starts and stops engines through [`EmbeddingRuntime`]; the
 //! request path finds them in the [`EngineDirectory`] at each batch, so a
-//! restarted engine is picked up. A batch that finds no engine (a restart
+//! restarted engine is picked up. Texts arrive tokenized by the service's
+//! engine ([`Engine::encode`], done by the request path off the Lua thread)
+//! and are not tokenized again; an input tokenized by another engine (a
+//! fallback service with another vocabulary) goes as text. Each engine
+//! measures its batch costs at start-up, which its batcher sizes batches
+//! by. A batch that finds no engine (a restart
 //! raced it) fails as "unavailable", which no breaker counts; batchers do
 //! not send batches while their service is not ready at all.
 
@@ -17,8 +22,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use spindle_embed::{Engine, EngineConfig, Provider};
-use spindle_scheduler::{EmbedBackend, Failure};
+use spindle_embed::{BatchCosts, Calibration, Encoded, Engine, EngineConfig, Input, Provider};
+use spindle_scheduler::{BatchCost, EmbedBackend, EmbedInput, Failure};
 use spindle_scripting::{EmbeddingSpec, RemoteEmbeddingSpec, ServiceKind, ServiceSpec};
 
 use crate::failure;
@@ -35,6 +40,12 @@ pub struct EngineStatus {
     pub fallback: Option<String>,
     pub dimensions: usize,
     pub max_seq_length: usize,
+    /// Texts the engine embedded, and how many of them it had to tokenize
+    /// itself: the request path tokenizes each text once, before batching,
+    /// so this stays 0 unless a text came from a fallback or before the
+    /// engine was up.
+    pub texts: u64,
+    pub tokenized_by_engine: u64,
 }
 
 /// Connects embedding services whose vectors a server elsewhere computes.
@@ -108,7 +119,10 @@ impl EngineDirectory {
             .map(|(service, engine)| match engine {
                 RunningEngine::Local(engine) => {
                     let info = engine.info();
+                    let health = engine.health();
                     EngineStatus {
+                        texts: health.texts,
+                        tokenized_by_engine: health.tokenized,
                         service: service.clone(),
                         model: info.model.clone(),
                         provider: info.provider.as_str().to_owned(),
@@ -120,6 +134,8 @@ impl EngineDirectory {
                 RunningEngine::Remote(remote) => {
                     let status = remote.status();
                     EngineStatus {
+                        texts: 0,
+                        tokenized_by_engine: 0,
                         service: service.clone(),
                         model: status.model,
                         provider: status.endpoint,
@@ -158,20 +174,35 @@ impl EngineDirectory {
 /// Starts `embedding` services for the supervisor: the service is running
 /// (and ready) once its session is loaded and a warm-up batch passed; a
 /// remote one once its server answered with vectors of the right size.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct EmbeddingRuntime {
     pub directory: EngineDirectory,
     /// Overrides the cache directory (tests); `None` resolves it as the
     /// fetch script does.
     pub cache: Option<std::path::PathBuf>,
+    /// Whether engines measure their batch costs (default: from the cache,
+    /// measured once per machine).
+    pub calibration: Calibration,
     /// Connects remote embedding services; without it they fail to start.
     pub remote: Option<Arc<dyn RemoteEngines>>,
+}
+
+impl Default for EmbeddingRuntime {
+    fn default() -> Self {
+        EmbeddingRuntime {
+            directory: EngineDirectory::default(),
+            cache: None,
+            calibration: Calibration::Cached,
+            remote: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for EmbeddingRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddingRuntime")
             .field("cache", &self.cache)
+            .field("calibration", &self.calibration)
             .field("remote", &self.remote.is_some())
             .finish_non_exhaustive()
     }
@@ -205,7 +236,7 @@ impl InProcessRuntime for EmbeddingRuntime {
                 Ok(Box::new(RemoteService { service, directory }) as Box<dyn InProcessService>)
             });
         }
-        let config = engine_config(embedding, self.cache.clone());
+        let config = engine_config(embedding, self.cache.clone(), self.calibration);
         Box::pin(async move {
             let config = config?;
             let engine = tokio::task::spawn_blocking(move || Engine::start(config))
@@ -237,6 +268,7 @@ impl InProcessRuntime for EmbeddingRuntime {
 fn engine_config(
     embedding: &EmbeddingSpec,
     cache: Option<std::path::PathBuf>,
+    calibration: Calibration,
 ) -> Result<EngineConfig, String> {
     let providers = embedding
         .providers
@@ -250,6 +282,7 @@ fn engine_config(
         providers,
         intra_threads: embedding.intra_threads.map(|threads| threads as usize),
         cache,
+        calibration,
         ..EngineConfig::new(embedding.model.clone())
     })
 }
@@ -292,6 +325,10 @@ impl InProcessService for EmbeddingService {
     }
 }
 
+/// What the request path prepares for an engine: the text tokenized by
+/// that engine's tokenizer.
+pub(crate) type Prepared = Arc<Encoded>;
+
 /// A connected remote service: nothing runs here; its server's health is
 /// its readiness probe's business.
 struct RemoteService {
@@ -318,9 +355,11 @@ pub(crate) struct EngineBackend {
 }
 
 impl EmbedBackend for EngineBackend {
+    type Prepared = Prepared;
+
     fn embed(
         &self,
-        texts: Vec<String>,
+        inputs: Vec<EmbedInput<Prepared>>,
     ) -> impl std::future::Future<Output = Result<Vec<Vec<f32>>, Failure>> + Send {
         let engine = self.directory.get_running(&self.service);
         let service = self.service.clone();
@@ -332,6 +371,10 @@ impl EmbedBackend for EngineBackend {
                     if fault == Some(BatchFault::Fail) {
                         return Err(failure::injected(&service));
                     }
+                    let texts = inputs
+                        .into_iter()
+                        .map(|input| input.text.to_string())
+                        .collect();
                     return remote.embed(texts).await;
                 }
                 Some(RunningEngine::Local(engine)) => engine,
@@ -339,11 +382,20 @@ impl EmbedBackend for EngineBackend {
             if fault == Some(BatchFault::Fail) {
                 return Err(failure::injected(&service));
             }
+            // Tokenized once, by this engine's tokenizer; anything else
+            // (another engine's encoding, no encoding) goes as text.
+            let inputs = inputs
+                .into_iter()
+                .map(|input| match input.prepared {
+                    Some(encoded) if engine.accepts(&encoded) => Input::Encoded(encoded),
+                    _ => Input::Text(input.text.to_string()),
+                })
+                .collect();
             let (sender, receiver) = tokio::sync::oneshot::channel();
             // Held for the life of the batch: when the batcher drops this
             // future (the batch ran out of time), the engine stops the run.
-            let cancel = CancelOnDrop(Some(engine.submit(
-                texts,
+            let cancel = CancelOnDrop(Some(engine.submit_inputs(
+                inputs,
                 Box::new(move |result| {
                     let _ = sender.send(result);
                 }),
@@ -363,6 +415,20 @@ impl EmbedBackend for EngineBackend {
                 Err(_) => Err(failure::engine_not_running(&service)),
             }
         }
+    }
+
+    fn batch_cost(&self) -> Option<Arc<dyn BatchCost>> {
+        let costs = self.directory.get(&self.service)?.batch_costs()?;
+        Some(Arc::new(MeasuredCost(costs)))
+    }
+}
+
+/// An engine's measured batch costs, as the batcher's cost model.
+struct MeasuredCost(Arc<BatchCosts>);
+
+impl BatchCost for MeasuredCost {
+    fn seconds(&self, batch: usize, seq: usize) -> f64 {
+        self.0.seconds(batch, seq)
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use spindle_scheduler::{
     Answer, Batcher, BatcherConfig, BatcherHandle, BatcherStats, BreakerConfig, DeadlineWatch,
-    EmbedClient, Failure, Gate, Job, NewRequest, Outcome, Priority, RequestId, RetryPolicy,
-    Scheduler, SchedulerConfig, SchedulerHandle, Source, Stats,
+    EmbedClient, EmbedInput, Failure, Gate, Job, NewRequest, Outcome, Priority, RequestId,
+    RetryPolicy, Scheduler, SchedulerConfig, SchedulerHandle, Source, Stats,
 };
 use spindle_scripting::{
     DebugEvent, Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec,
@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::embedding::{EngineBackend, EngineDirectory};
+use crate::embedding::{EngineBackend, EngineDirectory, Prepared};
 use crate::failure;
 use crate::faults::Faults;
 use crate::journal::RequestJournal;
@@ -43,6 +43,8 @@ pub struct RequestPathConfig {
     /// service (a hung engine) and is stopped.
     pub batch_timeout: Duration,
     pub breaker: BreakerConfig,
+    /// Retries of a batch that failed transiently, made by the batcher
+    /// inside each item's deadline.
     pub retry: RetryPolicy,
 }
 
@@ -210,7 +212,6 @@ impl RequestPath {
             .collect();
         let _ = wiring.wired.set(Wired {
             clients: RwLock::new(clients),
-            retry: config.retry.clone(),
             runtime: tokio::runtime::Handle::current(),
         });
         let scheduler = Scheduler::start(
@@ -372,7 +373,7 @@ impl RequestPath {
     }
 
     pub(crate) async fn batcher_stats(&self) -> Vec<(String, BatcherStats)> {
-        let batchers: Vec<BatcherHandle> = match self.wiring.wired.get() {
+        let batchers: Vec<BatcherHandle<Prepared>> = match self.wiring.wired.get() {
             Some(wired) => wired
                 .clients
                 .read()
@@ -463,7 +464,7 @@ impl BatchingSetup {
         service: &spindle_scripting::ServiceSpec,
         wiring: &EffectsWiring,
         board: &ServiceBoard,
-    ) -> Option<(String, BatcherHandle)> {
+    ) -> Option<(String, BatcherHandle<Prepared>)> {
         let ServiceKind::Embedding(embedding) = &service.kind else {
             return None;
         };
@@ -479,6 +480,7 @@ impl BatchingSetup {
                 // A server computes several batches at once.
                 max_in_flight: if embedding.remote.is_some() { 4 } else { 1 },
                 breaker: self.config.breaker.clone(),
+                retry: self.config.retry.clone(),
                 availability: board.availability(&service.name),
                 ..BatcherConfig::default()
             },
@@ -523,8 +525,7 @@ fn routes_of(graph: &GraphSpec) -> HashMap<String, String> {
 /// The batchers embed calls use, set once when the path starts; new
 /// embedding services add theirs when a graph is applied.
 struct Wired {
-    clients: RwLock<HashMap<String, BatcherHandle>>,
-    retry: RetryPolicy,
+    clients: RwLock<HashMap<String, BatcherHandle<Prepared>>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -588,7 +589,7 @@ impl Effects for KernelEffects {
             })));
             return;
         };
-        let mut client = EmbedClient::new(primary.clone(), wired.retry.clone());
+        let mut client = EmbedClient::new(primary.clone());
         if !call.shared_with.is_empty() {
             client = client.shared_with(
                 call.shared_with
@@ -605,14 +606,10 @@ impl Effects for KernelEffects {
         let cancel = scope.cancel.clone();
         let directory = self.wiring.directory.clone();
         wired.runtime.spawn(async move {
-            // Counted here, off the Lua thread.
-            let tokens = match directory.get(&call.service) {
-                Some(engine) => engine.count_tokens(&call.text),
-                None => estimate_tokens(&call.text),
-            };
-            let result = client
-                .embed(&call.text, tokens, deadline.deadline(), &cancel)
-                .await;
+            // Tokenized here, once, off the Lua thread: the batcher groups
+            // by its length and the engine pads it without tokenizing again.
+            let input = prepare(&directory, &call.service, call.text);
+            let result = client.embed(input, deadline.deadline(), &cancel).await;
             reply(match result {
                 Ok(embedded) => Ok(EmbedAnswer {
                     from_fallback: embedded.is_fallback(),
@@ -663,6 +660,28 @@ impl KernelEffects {
                 scheduler.resume(id).await;
             }
         });
+    }
+}
+
+/// `text` as the batcher's input for `service`: tokenized by the service's
+/// engine when it is up (a text it cannot tokenize goes as text, and its
+/// batch reports the error), else with an estimated length; the engine
+/// then tokenizes it in the batch.
+fn prepare(directory: &EngineDirectory, service: &str, text: String) -> EmbedInput<Prepared> {
+    let encoded = directory
+        .get(service)
+        .and_then(|engine| engine.encode(&text).ok());
+    match encoded {
+        Some(encoded) => EmbedInput {
+            tokens: encoded.len(),
+            prepared: Some(Arc::new(encoded)),
+            text: text.into(),
+        },
+        None => EmbedInput {
+            tokens: estimate_tokens(&text),
+            prepared: None,
+            text: text.into(),
+        },
     }
 }
 

@@ -598,8 +598,10 @@ fn call_failure(
     }
 }
 
+/// `req` for a request: the five fields the runner owns, in a table sized
+/// for them and the vector (a table grown key by key rehashes three times).
 fn new_request_table(lua: &Lua, request: &PipelineRequest) -> mlua::Result<Table> {
-    let req = lua.create_table()?;
+    let req = lua.create_table_with_capacity(0, OWN_FIELDS.len() + 2)?;
     req.raw_set("id", request.id)?;
     req.raw_set("correlation_id", request.correlation_id.as_str())?;
     req.raw_set("pipeline", request.pipeline.as_str())?;
@@ -614,6 +616,10 @@ fn answer_from(
     stages: Vec<(String, Duration)>,
 ) -> Result<PipelineAnswer, String> {
     let text = match req.raw_get::<Value>("text") {
+        // Unchanged by the stages: no conversion back from Lua.
+        Ok(Value::String(text)) if text.as_bytes() == request.text.as_bytes() => {
+            request.text.clone()
+        }
         Ok(Value::String(text)) => text.to_string_lossy(),
         Ok(Value::Nil) => request.text.clone(),
         Ok(other) => {
@@ -645,20 +651,30 @@ fn answer_from(
         Err(error) => return Err(error.to_string()),
     };
     let mut fields = BTreeMap::new();
-    for (key, value) in req.pairs::<Value, Value>().flatten() {
-        let Value::String(key) = key else { continue };
-        let key = key.to_string_lossy();
-        if OWN_FIELDS.contains(&key.as_str()) {
-            continue;
+    let mut error = None;
+    req.for_each::<Value, Value>(|key, value| {
+        let Value::String(key) = key else {
+            return Ok(());
+        };
+        // The runner's own fields are skipped without making a Rust string
+        // of their names.
+        let name = key.as_bytes();
+        if OWN_FIELDS.iter().any(|own| own.as_bytes() == &name[..]) {
+            return Ok(());
         }
         let text = match value {
             Value::String(text) => text.to_string_lossy(),
             Value::Integer(number) => number.to_string(),
             Value::Number(number) => number.to_string(),
             Value::Boolean(flag) => flag.to_string(),
-            _ => continue,
+            _ => return Ok(()),
         };
-        fields.insert(key, text);
+        fields.insert(key.to_string_lossy(), text);
+        Ok(())
+    })
+    .unwrap_or_else(|failure| error = Some(failure.to_string()));
+    if let Some(error) = error {
+        return Err(error);
     }
     Ok(PipelineAnswer {
         text,

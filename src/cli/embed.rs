@@ -6,16 +6,27 @@
 //! embeds one text per line and answers every line: a vector, a vector with
 //! a truncation warning, or an error (empty line, invalid UTF-8); nothing
 //! is skipped silently. Throughput goes to stderr.
+//!
+//! File mode streams: it reads a window of lines at a time (a file larger
+//! than memory works), tokenizes each line once, orders the window by
+//! length so that batches carry little padding, sizes batches by the
+//! engine's measured batch costs (unless `--batch` fixes the size), and
+//! writes the window's answers in input order before reading on. The next
+//! window is read and tokenized while the engine computes this one.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use spindle_embed::pool::cosine;
-use spindle_embed::{EmbedBatch, Engine, EngineConfig, Provider};
+use spindle_embed::{
+    BatchCosts, Calibration, EmbedBatch, EmbedError, Encoded, Engine, EngineConfig, Input, Provider,
+};
+use spindle_scheduler::batch_plan::{BatchCost, PlanLimits, fastest_size};
 
 /// Embed texts with a registry model.
 ///
@@ -27,6 +38,7 @@ use spindle_embed::{EmbedBatch, Engine, EngineConfig, Provider};
   spindle embed \"The cat sits on the mat.\" \"A dog lies on the rug.\"
   spindle embed --similarity \"cat\" \"kitten\" \"stock market\"
   spindle embed --model paraphrase-MiniLM-L3-v2 --provider cuda,cpu \"hello\"
+  spindle embed --input sentences.txt --output vectors.jsonl
   spindle embed --input sentences.txt --output vectors.jsonl --batch 32")]
 pub struct Args {
     /// Texts to embed (unless --input is given).
@@ -49,24 +61,39 @@ pub struct Args {
     /// Write one JSON object per input line to FILE (with --input).
     #[arg(long, value_name = "FILE.jsonl", requires = "input")]
     output: Option<PathBuf>,
-    /// Texts per batch (with --input). Lines are grouped by length within a
-    /// window of 64 batches to cut padding; the output keeps the input order.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    batch: u64,
+    /// Texts per batch (with --input); by default each batch gets the size
+    /// the engine measured to be fastest for its length. Lines are ordered
+    /// by length within a window of 2,048 lines to cut padding; the output
+    /// keeps the input order.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    batch: Option<u64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging();
     let providers = Provider::parse_list(&args.provider)?;
+    let file_mode = args.input.is_some();
     let config = EngineConfig {
         model: args.model.clone(),
         providers,
         intra_threads: args.threads,
+        // Batch sizes from measurement, kept in the cache after the first run.
+        calibration: if file_mode && args.batch.is_none() {
+            Calibration::Cached
+        } else {
+            Calibration::Off
+        },
         ..EngineConfig::default()
     };
     let engine = Engine::start(config)?;
     match (&args.input, &args.output) {
-        (Some(input), Some(output)) => embed_file(&engine, input, output, args.batch as usize),
+        (Some(input), Some(output)) => {
+            let sizing = match args.batch {
+                Some(size) => Sizing::Fixed(size as usize),
+                None => Sizing::Measured(engine.batch_costs()),
+            };
+            embed_file(&engine, input, output, sizing)
+        }
         _ => {
             anyhow::ensure!(
                 !args.texts.is_empty(),
@@ -196,83 +223,244 @@ struct Totals {
     real_tokens: usize,
     padded_tokens: usize,
     busy: Duration,
+    batches: usize,
+}
+
+/// How file mode sizes its batches.
+enum Sizing {
+    /// `--batch N`.
+    Fixed(usize),
+    /// The size the engine measured to be fastest for each batch's length
+    /// (16 when it has no measurement).
+    Measured(Option<Arc<BatchCosts>>),
+}
+
+impl Sizing {
+    fn size_for(&self, seq: usize) -> usize {
+        match self {
+            Sizing::Fixed(size) => *size,
+            Sizing::Measured(None) => 16,
+            Sizing::Measured(Some(costs)) => fastest_size(
+                seq,
+                &PlanLimits {
+                    max_batch_tokens: 8192,
+                    max_batch_size: 64,
+                    min_padding_ratio: 0.0,
+                },
+                &Measured(costs.clone()),
+            ),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Sizing::Fixed(size) => format!("batch {size}"),
+            Sizing::Measured(Some(_)) => "batches sized by measured cost".to_string(),
+            Sizing::Measured(None) => "batch 16".to_string(),
+        }
+    }
+}
+
+struct Measured(Arc<BatchCosts>);
+
+impl BatchCost for Measured {
+    fn seconds(&self, batch: usize, seq: usize) -> f64 {
+        self.0.seconds(batch, seq)
+    }
+}
+
+/// Lines read and tokenized per window: the unit of ordering by length and
+/// of memory use.
+const WINDOW: usize = 2048;
+
+/// A window of input lines, tokenized.
+struct Window {
+    /// Index of its first line in the file.
+    first: usize,
+    lines: Vec<Line>,
+    /// The encoding of each text line (`None` for invalid lines, or when the
+    /// tokenizer rejected it: its error).
+    encoded: Vec<Option<Result<Arc<Encoded>, EmbedError>>>,
+}
+
+/// Reads the next window of up to [`WINDOW`] lines (without their `\n`)
+/// and tokenizes its text lines. `None` at the end of the input.
+fn read_window(
+    reader: &mut impl BufRead,
+    first: usize,
+    engine: &Engine,
+) -> anyhow::Result<Option<Window>> {
+    let mut lines = Vec::new();
+    let mut buffer = Vec::new();
+    while lines.len() < WINDOW {
+        buffer.clear();
+        if reader.read_until(b'\n', &mut buffer)? == 0 {
+            break;
+        }
+        if buffer.last() == Some(&b'\n') {
+            buffer.pop();
+        }
+        lines.push(classify(&buffer));
+    }
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let encoded = lines
+        .iter()
+        .map(|line| match line {
+            Line::Text(text) => Some(engine.encode(text).map(Arc::new)),
+            Line::Invalid(_) => None,
+        })
+        .collect();
+    Ok(Some(Window {
+        first,
+        lines,
+        encoded,
+    }))
+}
+
+/// A window's batches, submitted to the engine; answers arrive on `replies`
+/// tagged with the batch's line indices.
+struct InFlight {
+    window: Window,
+    replies: mpsc::Receiver<(Vec<usize>, Result<EmbedBatch, EmbedError>)>,
+    batches: usize,
+}
+
+/// Orders `window`'s text lines by length, cuts them into batches and
+/// submits them all; the engine computes them while the caller reads on.
+fn submit_window(engine: &Engine, window: Window, sizing: &Sizing) -> InFlight {
+    let mut order: Vec<usize> = (0..window.lines.len())
+        .filter(|&i| matches!(window.encoded[i], Some(Ok(_))))
+        .collect();
+    order.sort_by_key(|&i| match &window.encoded[i] {
+        Some(Ok(encoded)) => encoded.len(),
+        _ => 0,
+    });
+    let length = |i: usize| match &window.encoded[i] {
+        Some(Ok(encoded)) => encoded.len(),
+        _ => 0,
+    };
+    let (sender, replies) = mpsc::channel();
+    let mut batches = 0;
+    let mut start = 0;
+    while start < order.len() {
+        // Sized for the longest length the batch would reach.
+        let mut size = sizing.size_for(length(order[start])).max(1);
+        let end = (start + size).min(order.len());
+        size = sizing
+            .size_for(length(order[end - 1]))
+            .max(1)
+            .min(end - start);
+        let group: Vec<usize> = order[start..start + size].to_vec();
+        start += size;
+        let inputs = group
+            .iter()
+            .map(|&i| match &window.encoded[i] {
+                Some(Ok(encoded)) => Input::Encoded(encoded.clone()),
+                _ => Input::Text(String::new()),
+            })
+            .collect();
+        let sender = sender.clone();
+        engine.submit_inputs(
+            inputs,
+            Box::new(move |result| {
+                let _ = sender.send((group, result));
+            }),
+        );
+        batches += 1;
+    }
+    InFlight {
+        window,
+        replies,
+        batches,
+    }
+}
+
+/// Waits for a window's batches and writes its answers in input order.
+fn finish_window(
+    in_flight: InFlight,
+    max_tokens: usize,
+    out: &mut impl Write,
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
+    let InFlight {
+        window,
+        replies,
+        batches,
+    } = in_flight;
+    let first = window.first;
+    let mut answers: Vec<Option<String>> = vec![None; window.lines.len()];
+    for _ in 0..batches {
+        let (group, result) = replies
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the embedding engine stopped"))?;
+        totals.batches += 1;
+        match result {
+            Ok(batch) => record_batch(&batch, &group, first, max_tokens, &mut answers, totals),
+            Err(error) => {
+                for &i in &group {
+                    let line = OutLine {
+                        index: first + i,
+                        error: Some(error.to_string()),
+                        ..OutLine::default()
+                    };
+                    answers[i] = Some(line.to_json());
+                    totals.errors += 1;
+                }
+            }
+        }
+    }
+    for (i, line) in window.lines.iter().enumerate() {
+        let reason = match (line, &window.encoded[i]) {
+            (Line::Invalid(reason), _) => reason.clone(),
+            (Line::Text(_), Some(Err(error))) => error.to_string(),
+            _ => continue,
+        };
+        eprintln!("line {}: error: {reason}", first + i + 1);
+        let line = OutLine {
+            index: first + i,
+            error: Some(reason),
+            ..OutLine::default()
+        };
+        answers[i] = Some(line.to_json());
+        totals.errors += 1;
+    }
+    for answer in answers.into_iter().flatten() {
+        writeln!(out, "{answer}")?;
+    }
+    Ok(())
 }
 
 fn embed_file(
     engine: &Engine,
     input: &Path,
     output: &Path,
-    batch_size: usize,
+    sizing: Sizing,
 ) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let mut raw_lines: Vec<&[u8]> = bytes.split(|byte| *byte == b'\n').collect();
-    if raw_lines.last().is_some_and(|line| line.is_empty()) {
-        raw_lines.pop(); // the final newline ends the last line; it does not start one
-    }
-    let file = File::create(output).with_context(|| format!("creating {}", output.display()))?;
-    let mut out = BufWriter::new(file);
-    let mut totals = Totals {
-        lines: raw_lines.len(),
-        ..Totals::default()
-    };
+    let file = File::open(input).with_context(|| format!("reading {}", input.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let out_file =
+        File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    let mut out = BufWriter::new(out_file);
+    let mut totals = Totals::default();
     let started = Instant::now();
     let max_tokens = engine.info().max_seq_length;
-    let window = batch_size * 64;
-    for (window_index, chunk) in raw_lines.chunks(window).enumerate() {
-        let first = window_index * window;
-        let lines: Vec<Line> = chunk.iter().map(|bytes| classify(bytes)).collect();
-        let mut answers: Vec<Option<String>> = vec![None; lines.len()];
-        // Group similar lengths to cut padding; answers go back in input order.
-        let mut order: Vec<usize> = (0..lines.len())
-            .filter(|&i| matches!(lines[i], Line::Text(_)))
-            .collect();
-        order.sort_by_key(|&i| match &lines[i] {
-            Line::Text(text) => text.len(),
-            Line::Invalid(_) => 0,
-        });
-        for group in order.chunks(batch_size) {
-            let texts: Vec<&str> = group
-                .iter()
-                .map(|&i| match &lines[i] {
-                    Line::Text(text) => text.as_str(),
-                    Line::Invalid(_) => "",
-                })
-                .collect();
-            match engine.embed(&texts) {
-                Ok(batch) => {
-                    record_batch(&batch, group, first, max_tokens, &mut answers, &mut totals)
-                }
-                Err(error) => {
-                    for &i in group {
-                        let line = OutLine {
-                            index: first + i,
-                            error: Some(error.to_string()),
-                            ..OutLine::default()
-                        };
-                        answers[i] = Some(line.to_json());
-                        totals.errors += 1;
-                    }
-                }
-            }
-        }
-        for (i, line) in lines.iter().enumerate() {
-            if let Line::Invalid(reason) = line {
-                eprintln!("line {}: error: {reason}", first + i + 1);
-                let line = OutLine {
-                    index: first + i,
-                    error: Some(reason.clone()),
-                    ..OutLine::default()
-                };
-                answers[i] = Some(line.to_json());
-                totals.errors += 1;
-            }
-        }
-        for answer in answers.into_iter().flatten() {
-            writeln!(out, "{answer}")?;
-        }
+    let read = |reader: &mut BufReader<File>, first: usize| {
+        read_window(reader, first, engine).with_context(|| format!("reading {}", input.display()))
+    };
+    let mut next = read(&mut reader, 0)?;
+    while let Some(window) = next.take() {
+        let lines = window.lines.len();
+        totals.lines += lines;
+        let first = window.first;
+        let in_flight = submit_window(engine, window, &sizing);
+        // Read and tokenize the next window while the engine computes.
+        next = read(&mut reader, first + lines)?;
+        finish_window(in_flight, max_tokens, &mut out, &mut totals)?;
     }
     out.flush()?;
-    report(engine, &totals, started.elapsed(), batch_size, output);
+    report(engine, &totals, started.elapsed(), &sizing, output);
     Ok(if totals.errors > 0 {
         ExitCode::from(1)
     } else {
@@ -310,7 +498,7 @@ fn record_batch(
     }
 }
 
-fn report(engine: &Engine, totals: &Totals, elapsed: Duration, batch_size: usize, output: &Path) {
+fn report(engine: &Engine, totals: &Totals, elapsed: Duration, sizing: &Sizing, output: &Path) {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     eprintln!(
         "{} line(s): {} vector(s), {} truncated, {} error(s) -> {}",
@@ -321,14 +509,17 @@ fn report(engine: &Engine, totals: &Totals, elapsed: Duration, batch_size: usize
         output.display()
     );
     eprintln!(
-        "{:.1} sentences/s, {:.0} tokens/s ({} real tokens; {:.0} padded tokens/s) in {:.2} s; model {} on {}, batch {batch_size}, {} thread(s)",
+        "{:.1} sentences/s, {:.0} tokens/s ({} real tokens; {:.0} padded tokens/s, padding ratio {:.3}) in {:.2} s; model {} on {}, {} ({} batches), {} thread(s)",
         totals.vectors as f64 / seconds,
         totals.real_tokens as f64 / seconds,
         totals.real_tokens,
         totals.padded_tokens as f64 / seconds,
+        totals.real_tokens as f64 / totals.padded_tokens.max(1) as f64,
         seconds,
         engine.info().model,
         engine.provider(),
+        sizing.describe(),
+        totals.batches,
         engine.info().intra_threads,
     );
 }

@@ -52,8 +52,8 @@ fn list() -> anyhow::Result<ExitCode> {
     println!("cache: {}", cache.root.display());
     println!();
     println!(
-        "{:<26} {:>5} {:>10}  {:<9} files",
-        "MODEL", "DIMS", "MAX TOKENS", "FETCHED"
+        "{:<24} {:>4} {:>6}  {:<14} {:>8} {:>7} {:>8} {:>7}  files",
+        "MODEL", "DIMS", "TOKENS", "FETCHED", "SENT/S", "SPEED", "MIN COS", "TOP-10"
     );
     for model in &registry.models {
         let fetched = match cache.model_status(model) {
@@ -64,12 +64,12 @@ fn list() -> anyhow::Result<ExitCode> {
             .files
             .iter()
             .map(|file| {
-                format!(
-                    "{} ({:.1} MB, from {})",
-                    file.path,
-                    file.size as f64 / 1e6,
-                    file.package
-                )
+                let origin = if file.build.is_some() {
+                    format!("built from {}", file.package)
+                } else {
+                    format!("from {}", file.package)
+                };
+                format!("{} ({:.1} MB, {origin})", file.path, file.size as f64 / 1e6)
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -78,15 +78,46 @@ fn list() -> anyhow::Result<ExitCode> {
         } else {
             ""
         };
+        let measured = &model.measured;
+        let figure = |value: Option<f64>, digits: usize| {
+            value.map_or("-".to_string(), |value| format!("{value:.digits$}"))
+        };
         println!(
-            "{:<26} {:>5} {:>10}  {:<9} {files}",
+            "{:<24} {:>4} {:>6}  {:<14} {:>8} {:>7} {:>8} {:>7}  {files}",
             format!("{}{default}", model.name),
             model.dimensions,
             model.max_seq_length,
-            fetched
+            fetched,
+            figure(measured.sentences_per_s, 1),
+            measured
+                .speedup()
+                .map_or("-".to_string(), |speedup| format!("{speedup:.2}×")),
+            figure(measured.min_cosine, 4),
+            figure(measured.top10_overlap, 3),
         );
     }
-    println!("(* default model; pooling mean, normalisation l2 for all)");
+    println!(
+        "(* default model: the fastest that passes the accuracy gate. SENT/S: engine sentences/s \
+         on the benchmark corpus, sorted by length, batch 8, 2 threads; SPEED: against the \
+         reference in the same run; MIN COS, TOP-10: lowest cosine and top-10 retrieval overlap \
+         against the reference on the gate corpus; see docs/embeddings.md)"
+    );
+    for model in registry
+        .models
+        .iter()
+        .filter(|model| model.measured.reference.is_some())
+    {
+        println!(
+            "  {} is measured against {}{}",
+            model.name,
+            model.measured.reference.as_deref().unwrap_or(""),
+            if model.measured.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", model.measured.note)
+            }
+        );
+    }
     println!();
     for flavour in [RuntimeFlavour::Cpu, RuntimeFlavour::Gpu] {
         let Some(spec) = registry.runtime.get(flavour.as_str()) else {
@@ -122,7 +153,13 @@ fn providers_line(registry: &Registry, cache: &Cache) -> String {
     };
     match runtime(&library, "python3 scripts/fetch_models.py --runtime") {
         Ok(_) if cuda_compiled_in() => {
-            "cpu (available), cuda (in this build; needs a GPU and the CUDA 13 libraries (cudart, cuBLAS, cuRAND) and cuDNN 9 to register)".to_string()
+            let libraries = match spindle_embed::gpu::directory(cache, registry) {
+                Some(directory) if directory.is_dir() => {
+                    format!("CUDA 13 and cuDNN 9 libraries fetched in {}", directory.display())
+                }
+                _ => "CUDA 13 and cuDNN 9 libraries not fetched: `spindle models fetch all --gpu`".to_string(),
+            };
+            format!("cpu (available), cuda (in this build; needs a GPU and its driver; {libraries})")
         }
         Ok(_) => "cpu (available), cuda (not in this build: `spindle models fetch all --gpu` fetches onnxruntime-gpu; \
                   no GPU on this machine either)"

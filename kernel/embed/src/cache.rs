@@ -168,6 +168,14 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Preloads the CUDA and cuDNN libraries that `--gpu` fetched
+    /// ([`crate::gpu`]); without them the system's apply.
+    pub fn preload_gpu_libraries(&self, registry: &Registry) -> crate::gpu::Preloaded {
+        crate::gpu::preload(self, registry)
+    }
+}
+
 #[derive(Deserialize)]
 struct StampEntry {
     sha256: String,
@@ -175,7 +183,9 @@ struct StampEntry {
     mtime_ns: u128,
 }
 
-fn verify_files(
+/// Checks `files` in `dir` against their sizes and checksums (trusting the
+/// fetch script's stamp for files it hashed and that did not change since).
+pub(crate) fn verify_files(
     dir: &Path,
     files: &[FileSpec],
     label: &str,

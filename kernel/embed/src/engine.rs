@@ -2,31 +2,30 @@
 //! own and fed by a command channel whose messages carry their reply (the
 //! TEI backend pattern, with std channels: this crate has no async runtime).
 //!
-//! `Engine::start` verifies the files, loads the library, builds the session
-//! on the first usable execution provider of the preference list, runs a
-//! warm-up batch and only then returns. `embed` blocks; `submit` returns at
-//! once and calls the reply closure on the engine thread when the batch is
-//! done, exactly once, with a result or an error (also when the engine has
-//! stopped or the batch panicked).
+//! `Engine::start` loads the model ([`crate::load`]), runs a warm-up batch,
+//! measures its batch costs when asked ([`crate::calibrate`]) and only then
+//! returns. `embed` blocks; `submit` returns at once and calls the reply
+//! closure on the engine thread when the batch is done, exactly once, with
+//! a result or an error (also when the engine has stopped or the batch
+//! panicked). Running a batch is [`crate::run`]; this file is the thread,
+//! its commands and the handle.
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ort::environment::Environment;
-use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{RunOptions, Session, SessionInputValue};
-use ort::value::Tensor;
+use ort::session::RunOptions;
 
-use crate::cache::{Cache, fetch_model_command, fetch_runtime_command};
+use crate::calibrate::{BatchCosts, Calibration, cpu_name, measure};
 use crate::error::EmbedError;
-use crate::pool::{l2_normalize, mean_pool};
-use crate::registry::{ModelSpec, Normalization, Registry};
-use crate::runtime::{Provider, RuntimeFlavour, runtime};
-use crate::tokenize::{TextTokenizer, TokenBatch};
+use crate::load::load;
+use crate::registry::Registry;
+use crate::run::{Input, Loaded};
+use crate::runtime::Provider;
+use crate::session::SessionTuning;
+use crate::tokenize::{Encoded, TextTokenizer};
 
 /// What to load and how to run it.
 #[derive(Debug, Clone)]
@@ -49,6 +48,11 @@ pub struct EngineConfig {
     pub library: Option<PathBuf>,
     /// Run one small batch before `start` returns.
     pub warm_up: bool,
+    /// Session options (optimisation level, memory patterns, affinity);
+    /// `allow_spinning: false` overrides their spinning.
+    pub tuning: SessionTuning,
+    /// Whether to measure batch costs at start-up ([`Engine::batch_costs`]).
+    pub calibration: Calibration,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +66,8 @@ impl Default for EngineConfig {
             registry: None,
             library: None,
             warm_up: true,
+            tuning: SessionTuning::default(),
+            calibration: Calibration::Off,
         }
     }
 }
@@ -87,8 +93,12 @@ pub struct EngineInfo {
     pub dimensions: usize,
     pub max_seq_length: usize,
     pub intra_threads: usize,
+    /// The session options in effect.
+    pub tuning: SessionTuning,
     pub library: PathBuf,
     pub model_path: PathBuf,
+    /// The cache the files came from.
+    pub cache: PathBuf,
 }
 
 /// One input's embedding.
@@ -116,6 +126,8 @@ pub struct EmbedBatch {
     pub padded_tokens: usize,
     /// Tokenizing, running and pooling, measured on the engine thread.
     pub elapsed: Duration,
+    /// Inputs the engine tokenized itself (texts that came unencoded).
+    pub tokenized: usize,
 }
 
 /// A reply closure for [`Engine::submit`]; called exactly once.
@@ -131,6 +143,8 @@ pub struct Health {
     pub queued: u64,
     pub batches: u64,
     pub texts: u64,
+    /// Texts the engine had to tokenize itself (not encoded by the caller).
+    pub tokenized: u64,
     pub failures: u64,
     pub last_error: Option<String>,
 }
@@ -141,8 +155,10 @@ pub struct Engine {
     info: Arc<EngineInfo>,
     stats: Arc<Stats>,
     thread: Option<JoinHandle<()>>,
-    /// A copy of the session's tokenizer, for [`Engine::count_tokens`].
-    counter: TextTokenizer,
+    /// The session's tokenizer, shared: callers tokenize on their own
+    /// threads ([`Engine::encode`]) and the engine does not again.
+    tokenizer: Arc<TextTokenizer>,
+    costs: Option<Arc<BatchCosts>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -172,10 +188,11 @@ impl Engine {
                 EmbedError::Inference(format!("cannot spawn the engine thread: {error}"))
             })?;
         match ready.recv() {
-            Ok(Ok((info, counter))) => Ok(Engine {
+            Ok(Ok(ready)) => Ok(Engine {
                 commands: Some(commands),
-                info: Arc::new(info),
-                counter,
+                info: Arc::new(ready.info),
+                tokenizer: Arc::new(ready.tokenizer),
+                costs: ready.costs.map(Arc::new),
                 stats,
                 thread: Some(thread),
             }),
@@ -196,7 +213,26 @@ impl Engine {
     /// session. Text the tokenizer rejects counts as one token; the batch
     /// itself reports the error.
     pub fn count_tokens(&self, text: &str) -> usize {
-        self.counter.count(text).unwrap_or(1)
+        self.tokenizer.count(text).unwrap_or(1)
+    }
+
+    /// Tokenizes `text` on the caller's thread, for
+    /// [`Engine::submit_inputs`] (`Input::Encoded`): the engine then pads it
+    /// without tokenizing it again, and its length is known before the
+    /// batch forms.
+    pub fn encode(&self, text: &str) -> Result<Encoded, EmbedError> {
+        self.tokenizer.encode(text)
+    }
+
+    /// Whether `encoded` was made by this engine's tokenizer.
+    pub fn accepts(&self, encoded: &Encoded) -> bool {
+        encoded.tokenizer == self.tokenizer.id()
+    }
+
+    /// What batches cost on this machine, when the engine measured it
+    /// ([`EngineConfig::calibration`]).
+    pub fn batch_costs(&self) -> Option<Arc<BatchCosts>> {
+        self.costs.clone()
     }
 
     /// The execution provider the session runs on.
@@ -228,9 +264,14 @@ impl Engine {
     /// running; running, ONNX Runtime is told to terminate it
     /// (`RunOptions::terminate`) and the answer is `Cancelled` as well.
     pub fn submit(&self, texts: Vec<String>, reply: Reply) -> CancelHandle {
+        self.submit_inputs(texts.into_iter().map(Input::Text).collect(), reply)
+    }
+
+    /// [`Engine::submit`] for inputs that may be encoded already.
+    pub fn submit_inputs(&self, inputs: Vec<Input>, reply: Reply) -> CancelHandle {
         let cancel = CancelHandle::new();
         let command = Command::Embed {
-            texts,
+            inputs,
             reply,
             cancel: cancel.clone(),
             span: tracing::Span::current(),
@@ -255,6 +296,7 @@ impl Engine {
             queued: self.stats.queued.load(Ordering::Relaxed),
             batches: self.stats.batches.load(Ordering::Relaxed),
             texts: self.stats.texts.load(Ordering::Relaxed),
+            tokenized: self.stats.tokenized.load(Ordering::Relaxed),
             failures: self.stats.failures.load(Ordering::Relaxed),
             last_error: self
                 .stats
@@ -321,7 +363,7 @@ impl CancelHandle {
 
 enum Command {
     Embed {
-        texts: Vec<String>,
+        inputs: Vec<Input>,
         reply: Reply,
         cancel: CancelHandle,
         span: tracing::Span,
@@ -342,21 +384,21 @@ struct Stats {
     queued: AtomicU64,
     batches: AtomicU64,
     texts: AtomicU64,
+    tokenized: AtomicU64,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
-/// What the engine thread owns.
-struct Loaded {
-    session: Session,
+/// What the engine thread hands back once it is ready.
+struct Ready {
+    info: EngineInfo,
     tokenizer: TextTokenizer,
-    spec: ModelSpec,
-    provider: Provider,
+    costs: Option<BatchCosts>,
 }
 
 fn engine_thread(
     config: EngineConfig,
-    ready: mpsc::SyncSender<Result<(EngineInfo, TextTokenizer), EmbedError>>,
+    ready: mpsc::SyncSender<Result<Ready, EmbedError>>,
     commands: mpsc::Receiver<Command>,
     stats: Arc<Stats>,
 ) {
@@ -368,21 +410,35 @@ fn engine_thread(
         }
     };
     if config.warm_up
-        && let Err(error) = loaded.run_batch(&["Spindle warms up its embedding session."])
+        && let Err(error) = loaded.run_inputs(
+            &[Input::Text(
+                "Spindle warms up its embedding session.".into(),
+            )],
+            None,
+        )
     {
         let _ = ready.send(Err(error));
         return;
     }
+    let costs = calibrate(&config, &info, &mut loaded);
     stats.alive.store(true, Ordering::Relaxed);
     tracing::info!(
         model = %info.model, provider = %info.provider, threads = info.intra_threads,
         "embedding session ready on {}", info.provider
     );
-    if ready.send(Ok((info, loaded.tokenizer.clone()))).is_err() {
+    let tokenizer = loaded.tokenizer.clone();
+    if ready
+        .send(Ok(Ready {
+            info,
+            tokenizer,
+            costs,
+        }))
+        .is_err()
+    {
         return;
     }
     while let Ok(Command::Embed {
-        texts,
+        inputs,
         reply,
         cancel,
         span,
@@ -396,7 +452,7 @@ fn engine_thread(
         }
         let run_options = cancel.state.run_options.as_ref();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            loaded.run_batch_with(&texts, run_options)
+            loaded.run_inputs(&inputs, run_options)
         }))
         .unwrap_or_else(|panic| {
             let message = panic
@@ -413,7 +469,14 @@ fn engine_thread(
             other => other,
         };
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        stats
+            .texts
+            .fetch_add(inputs.len() as u64, Ordering::Relaxed);
+        if let Ok(batch) = &result {
+            stats
+                .tokenized
+                .fetch_add(batch.tokenized as u64, Ordering::Relaxed);
+        }
         // A cancelled batch is the caller's choice, not a failure.
         if let Err(error) = &result
             && !matches!(error, EmbedError::Cancelled)
@@ -429,277 +492,34 @@ fn engine_thread(
     stats.alive.store(false, Ordering::Relaxed);
 }
 
-fn load(config: &EngineConfig) -> Result<(Loaded, EngineInfo), EmbedError> {
-    let registry = config.registry.clone().unwrap_or_else(Registry::builtin);
-    let model_name = if config.model.is_empty() {
-        registry.default_model.clone()
-    } else {
-        config.model.clone()
-    };
-    let spec = registry.model(&model_name)?.clone();
-    if config.providers.is_empty() {
-        return Err(EmbedError::ProviderUnavailable {
-            requested: String::new(),
-            reason: "the provider list is empty".into(),
-        });
+/// Batch costs as [`EngineConfig::calibration`] asks: from the cache, or
+/// measured on the loaded session (and cached).
+fn calibrate(config: &EngineConfig, info: &EngineInfo, loaded: &mut Loaded) -> Option<BatchCosts> {
+    if config.calibration == Calibration::Off {
+        return None;
     }
-    let cache = match &config.cache {
-        Some(root) => Cache::at(root),
-        None => Cache::resolve()?,
-    };
-    let paths = cache.verify_model(&spec)?;
-
-    // The GPU build when CUDA is wanted and fetched; the CPU build otherwise.
-    let wants_cuda = config.providers.contains(&Provider::Cuda);
-    let (library, flavour) = match &config.library {
-        Some(library) => (library.clone(), RuntimeFlavour::Cpu),
-        None => {
-            let gpu = cache.library_path(&registry, RuntimeFlavour::Gpu);
-            if wants_cuda && gpu.as_ref().is_some_and(|path| path.is_file()) {
-                (
-                    cache.verify_runtime(&registry, RuntimeFlavour::Gpu)?,
-                    RuntimeFlavour::Gpu,
-                )
-            } else {
-                (
-                    cache.verify_runtime(&registry, RuntimeFlavour::Cpu)?,
-                    RuntimeFlavour::Cpu,
-                )
-            }
-        }
-    };
-    let runtime = runtime(&library, &fetch_runtime_command(flavour))?;
-
-    let fetch_command = fetch_model_command(&spec.name);
-    let tokenizer =
-        TextTokenizer::load(&paths.tokenizer, spec.max_seq_length).map_err(|reason| {
-            EmbedError::CorruptModel {
-                model: spec.name.clone(),
-                path: paths.tokenizer.clone(),
-                reason,
-                fetch_command: fetch_command.clone(),
-            }
-        })?;
-
-    let threads = config
-        .intra_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let mut skipped: Vec<String> = Vec::new();
-    let mut chosen = None;
-    for &provider in &config.providers {
-        match build_session(
-            &runtime.environment,
-            &paths.onnx,
-            provider,
-            threads,
-            config.allow_spinning,
-        ) {
-            Ok(session) => {
-                chosen = Some((session, provider));
-                break;
-            }
-            Err(error) if provider == Provider::Cpu => {
-                return Err(EmbedError::CorruptModel {
-                    model: spec.name.clone(),
-                    path: paths.onnx.clone(),
-                    reason: error.to_string(),
-                    fetch_command,
-                });
-            }
-            Err(error) => {
-                let mut reason = first_line(&error.to_string());
-                if flavour == RuntimeFlavour::Cpu && config.library.is_none() {
-                    reason.push_str(&format!(
-                        " (the CPU build of ONNX Runtime is loaded; `{}` fetches the CUDA build)",
-                        fetch_runtime_command(RuntimeFlavour::Gpu)
-                    ));
-                }
-                skipped.push(format!("{provider}: {reason}"));
-            }
-        }
-    }
-    let requested = config
-        .providers
-        .iter()
-        .map(|provider| provider.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
-    let Some((session, provider)) = chosen else {
-        return Err(EmbedError::ProviderUnavailable {
-            requested,
-            reason: skipped.join("; "),
-        });
-    };
-    let fallback = if skipped.is_empty() {
-        None
-    } else {
-        Some(skipped.join("; "))
-    };
-    if let Some(reason) = &fallback {
-        tracing::warn!(model = %spec.name, "execution provider {provider} used instead of the preferred one: {reason}");
-    }
-    check_signature(&session, &spec).map_err(|reason| EmbedError::CorruptModel {
-        model: spec.name.clone(),
-        path: paths.onnx.clone(),
-        reason,
-        fetch_command: fetch_model_command(&spec.name),
-    })?;
-    let info = EngineInfo {
-        model: spec.name.clone(),
-        provider,
-        fallback,
-        dimensions: spec.dimensions,
-        max_seq_length: spec.max_seq_length,
-        intra_threads: threads,
-        library,
-        model_path: paths.onnx,
-    };
-    Ok((
-        Loaded {
-            session,
-            tokenizer,
-            spec,
-            provider,
+    let key = format!(
+        "{}-{}-{}t-{}-{}",
+        info.model,
+        info.provider,
+        info.intra_threads,
+        if info.tuning.spinning {
+            "spin"
+        } else {
+            "nospin"
         },
-        info,
-    ))
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or("").trim().to_string()
-}
-
-/// Builder errors are not `Send`, so the session is built in a function of
-/// its own returning `ort::Result` and only its message leaves it.
-fn build_session(
-    environment: &Environment,
-    model: &std::path::Path,
-    provider: Provider,
-    threads: usize,
-    allow_spinning: bool,
-) -> ort::Result<Session> {
-    let execution_provider = match provider {
-        Provider::Cuda => ort::ep::CUDA::default().build().error_on_failure(),
-        // `ort`'s CPU provider defaults to no memory arena, unlike ONNX
-        // Runtime itself; without it large batches pay for fresh allocations
-        // (measured: batch 128 at 0.80× Python onnxruntime, 32 at 0.92×).
-        Provider::Cpu => ort::ep::CPU::default()
-            .with_arena_allocator(true)
-            .build()
-            .error_on_failure(),
-    };
-    let session = Session::builder(environment)?
-        .with_optimization_level(GraphOptimizationLevel::All)?
-        .with_intra_threads(threads)?
-        .with_intra_op_spinning(allow_spinning)?
-        .with_execution_providers([execution_provider])?
-        .commit_from_file(model)?;
-    Ok(session)
-}
-
-/// The graph must have the registry's inputs and output.
-fn check_signature(session: &Session, spec: &ModelSpec) -> Result<(), String> {
-    let inputs: Vec<&str> = session.inputs().iter().map(|input| input.name()).collect();
-    for input in &inputs {
-        if !spec.inputs.iter().any(|name| name == input) {
-            return Err(format!(
-                "the graph wants input `{input}`, which the registry does not list (inputs: {inputs:?})"
-            ));
-        }
-    }
-    if !session
-        .outputs()
-        .iter()
-        .any(|output| output.name() == spec.output)
+        cpu_name()
+    );
+    if config.calibration == Calibration::Cached
+        && let Some(costs) = BatchCosts::load(&info.cache, &key)
     {
-        let outputs: Vec<&str> = session
-            .outputs()
-            .iter()
-            .map(|output| output.name())
-            .collect();
-        return Err(format!(
-            "the graph has no output `{}` (outputs: {outputs:?})",
-            spec.output
-        ));
+        return Some(costs);
     }
-    Ok(())
-}
-
-impl Loaded {
-    fn run_batch<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<EmbedBatch, EmbedError> {
-        self.run_batch_with(texts, None)
+    let costs = measure(key, info.max_seq_length, |batch, seq| {
+        loaded.run_shape(batch, seq).is_ok()
+    });
+    if let Err(error) = costs.store(&info.cache) {
+        tracing::warn!(%error, "could not keep the measured batch costs in the cache");
     }
-
-    fn run_batch_with<S: AsRef<str>>(
-        &mut self,
-        texts: &[S],
-        run_options: Option<&RunOptions>,
-    ) -> Result<EmbedBatch, EmbedError> {
-        let started = Instant::now();
-        let mut tokens = self.tokenizer.encode_batch(texts)?;
-        let mut batch = EmbedBatch {
-            embeddings: Vec::with_capacity(tokens.batch),
-            model: self.spec.name.clone(),
-            provider: self.provider,
-            padded_len: tokens.seq,
-            real_tokens: tokens.real_tokens(),
-            padded_tokens: tokens.padded_tokens(),
-            elapsed: Duration::ZERO,
-        };
-        if tokens.batch == 0 {
-            return Ok(batch);
-        }
-        let (rows, seq, dim) = (tokens.batch, tokens.seq, self.spec.dimensions);
-        let mask = tokens.attention_mask.clone();
-        let inputs = self.inputs(&mut tokens)?;
-        let inference = |error: ort::Error| EmbedError::Inference(error.to_string());
-        let outputs = match run_options {
-            Some(run_options) => self.session.run_with_options(inputs, run_options),
-            None => self.session.run(inputs),
-        }
-        .map_err(inference)?;
-        let output = outputs
-            .get(&self.spec.output)
-            .ok_or_else(|| EmbedError::Inference(format!("no output `{}`", self.spec.output)))?;
-        let (shape, hidden) = output.try_extract_tensor::<f32>().map_err(inference)?;
-        let expected = [rows as i64, seq as i64, dim as i64];
-        if shape[..] != expected[..] {
-            return Err(EmbedError::Inference(format!(
-                "output `{}` has shape {shape:?}, expected {expected:?}",
-                self.spec.output
-            )));
-        }
-        let pooled = mean_pool(hidden, &mask, rows, seq, dim);
-        for (row, mut vector) in pooled.into_iter().enumerate() {
-            if self.spec.normalization == Normalization::L2 {
-                l2_normalize(&mut vector);
-            }
-            batch.embeddings.push(Embedding {
-                vector,
-                tokens: tokens.lengths[row],
-                truncated: tokens.truncated[row],
-            });
-        }
-        batch.elapsed = started.elapsed();
-        Ok(batch)
-    }
-
-    fn inputs(
-        &self,
-        tokens: &mut TokenBatch,
-    ) -> Result<Vec<(Cow<'static, str>, SessionInputValue<'static>)>, EmbedError> {
-        let shape = [tokens.batch, tokens.seq];
-        let mut inputs = Vec::with_capacity(self.spec.inputs.len());
-        for name in &self.spec.inputs {
-            let data = match name.as_str() {
-                "input_ids" => std::mem::take(&mut tokens.input_ids),
-                "attention_mask" => std::mem::take(&mut tokens.attention_mask),
-                _ => std::mem::take(&mut tokens.token_type_ids),
-            };
-            let tensor = Tensor::from_array((shape, data))
-                .map_err(|error| EmbedError::Inference(error.to_string()))?;
-            inputs.push((Cow::Owned(name.clone()), SessionInputValue::from(tensor)));
-        }
-        Ok(inputs)
-    }
+    Some(costs)
 }

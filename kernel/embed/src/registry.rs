@@ -25,6 +25,71 @@ pub struct Registry {
     pub packages: BTreeMap<String, PackageSpec>,
     /// The models, in the registry's order.
     pub models: Vec<ModelSpec>,
+    /// The CUDA provider's libraries (CUDA 13, cuDNN 9) from `nvidia-*`
+    /// wheels, fetched with `--gpu`.
+    #[serde(default)]
+    pub gpu: Option<GpuSpec>,
+}
+
+/// The CUDA and cuDNN runtime libraries the CUDA provider needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GpuSpec {
+    /// Directory under the cache that holds the libraries, flat.
+    pub directory: String,
+    pub packages: BTreeMap<String, PackageSpec>,
+    /// The libraries, in the order the engine preloads them.
+    pub libraries: Vec<FileSpec>,
+}
+
+/// The accuracy gate a variant of a model must pass to be offered: its
+/// vectors against its reference model's on the gate corpus
+/// (`kernel/embed/tests/data/gate/`).
+pub const GATE_MIN_COSINE: f64 = 0.995;
+/// ... and the overlap of its top-10 retrieval results with the reference's.
+pub const GATE_MIN_TOP10_OVERLAP: f64 = 0.95;
+
+/// Measured figures of a model, recorded from `make bench` (`cargo bench
+/// --bench gate` and `--bench embed`) and shown by `spindle models list`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Measured {
+    /// The model this one is a variant of (the accuracy reference).
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Lowest cosine to the reference over the gate corpus.
+    #[serde(default)]
+    pub min_cosine: Option<f64>,
+    /// Mean top-10 overlap with the reference on the retrieval task.
+    #[serde(default)]
+    pub top10_overlap: Option<f64>,
+    /// Engine sentences per second on the benchmark corpus (sorted by
+    /// length, batch 8, 2 threads), and the same for the reference in the
+    /// same run.
+    #[serde(default)]
+    pub sentences_per_s: Option<f64>,
+    #[serde(default)]
+    pub reference_sentences_per_s: Option<f64>,
+    /// When and where: date, machine, load.
+    #[serde(default)]
+    pub note: String,
+}
+
+impl Measured {
+    /// Whether the recorded accuracy passes the gate (a model that is not a
+    /// variant passes trivially).
+    pub fn passes_gate(&self) -> bool {
+        match (&self.reference, self.min_cosine, self.top10_overlap) {
+            (None, _, _) => true,
+            (Some(_), Some(cosine), Some(overlap)) => {
+                cosine >= GATE_MIN_COSINE && overlap >= GATE_MIN_TOP10_OVERLAP
+            }
+            _ => false,
+        }
+    }
+
+    /// Speed relative to the reference, as measured in the same run.
+    pub fn speedup(&self) -> Option<f64> {
+        Some(self.sentences_per_s? / self.reference_sentences_per_s?)
+    }
 }
 
 /// One build of the ONNX Runtime library and where it comes from.
@@ -84,6 +149,9 @@ pub struct ModelSpec {
     /// Forward-pass cost per token, for the benchmark's GFLOP/s.
     #[serde(default)]
     pub mflop_per_token: f64,
+    /// Accuracy against a reference and speed, as measured.
+    #[serde(default)]
+    pub measured: Measured,
     pub files: Vec<FileSpec>,
 }
 
@@ -102,9 +170,11 @@ pub struct FileSpec {
     #[serde(default)]
     pub inner: Option<String>,
     /// A script that builds this file from `member` instead of unpacking it
-    /// (the fp32 ONNX made from safetensors).
+    /// (the fp32 ONNX made from safetensors), with its arguments.
     #[serde(default)]
     pub build: Option<String>,
+    #[serde(default)]
+    pub build_args: Vec<String>,
     pub sha256: String,
     pub size: u64,
 }
@@ -187,6 +257,24 @@ impl Registry {
                 ));
             }
         }
+        for model in &self.models {
+            if let Some(reference) = &model.measured.reference {
+                if !self.models.iter().any(|other| &other.name == reference) {
+                    return fail(format!(
+                        "model `{}` is measured against `{reference}`, which is not listed",
+                        model.name
+                    ));
+                }
+                if !model.measured.passes_gate() {
+                    return fail(format!(
+                        "model `{}` does not pass the accuracy gate (cosine ≥ {GATE_MIN_COSINE} \
+                         for every sentence, top-10 overlap ≥ {GATE_MIN_TOP10_OVERLAP}): \
+                         a variant that fails is not offered",
+                        model.name
+                    ));
+                }
+            }
+        }
         if !self
             .models
             .iter()
@@ -221,6 +309,61 @@ mod tests {
         assert_eq!(model.pooling, Pooling::Mean);
         assert!(registry.model("paraphrase-MiniLM-L3-v2").is_ok());
         assert!(registry.runtime.contains_key("cpu") && registry.runtime.contains_key("gpu"));
+    }
+
+    #[test]
+    fn listed_variants_pass_the_gate_and_the_default_is_the_fastest_that_does() {
+        let registry = Registry::builtin();
+        for model in &registry.models {
+            assert!(model.measured.passes_gate(), "{}", model.name);
+        }
+        let fastest = registry
+            .models
+            .iter()
+            .filter(|model| model.measured.reference.is_some())
+            .max_by(|a, b| {
+                a.measured
+                    .speedup()
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.measured.speedup().unwrap_or(0.0))
+            });
+        if let Some(fastest) = fastest
+            && fastest.measured.speedup().unwrap_or(0.0) > 1.0
+        {
+            assert_eq!(registry.default_model, fastest.name);
+        }
+    }
+
+    #[test]
+    fn a_variant_below_the_gate_is_refused() {
+        let text = BUILTIN_REGISTRY.replace("min_cosine = 0.99", "min_cosine = 0.96");
+        if text != BUILTIN_REGISTRY {
+            let error = Registry::parse(&text, "test").unwrap_err();
+            assert!(error.to_string().contains("accuracy gate"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_gpu_libraries_are_listed_with_checksums() {
+        let gpu = Registry::builtin().gpu.expect("[gpu]");
+        let names: Vec<&str> = gpu
+            .libraries
+            .iter()
+            .map(|file| file.path.as_str())
+            .collect();
+        for needed in [
+            "libcudart.so.13",
+            "libcublasLt.so.13",
+            "libcublas.so.13",
+            "libcurand.so.10",
+            "libcudnn.so.9",
+        ] {
+            assert!(names.contains(&needed), "{needed} missing from [gpu]");
+        }
+        for file in &gpu.libraries {
+            assert!(gpu.packages.contains_key(&file.package), "{}", file.package);
+            assert_eq!(file.sha256.len(), 64);
+        }
     }
 
     #[test]

@@ -1,23 +1,58 @@
-//! Tokenizing a batch with the `tokenizers` crate.
+//! Tokenizing with the `tokenizers` crate, once per text.
 //!
 //! The `tokenizer.json` shipped with all-MiniLM-L6-v2 pads every input to a
 //! fixed 128 tokens and truncates at 128; both settings are replaced here:
-//! no padding inside the tokenizer (the batch is padded to its longest
-//! input below) and truncation at the model's own maximum sequence length
-//! from its sentence-transformers configuration.
+//! no padding inside the tokenizer (a batch is padded to its longest input
+//! when it is assembled) and truncation at the model's own maximum sequence
+//! length from its sentence-transformers configuration.
+//!
+//! A text is tokenized once: [`TextTokenizer::encode`] makes an [`Encoded`]
+//! on the caller's thread (the kernel does it off the Lua thread, before the
+//! batcher needs the length), and the engine pads encodings into a
+//! [`TokenBatch`] without tokenizing again. Each loaded tokenizer has an id,
+//! so an engine can tell an encoding of its own vocabulary from another's.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::EmbedError;
 
-/// A tokenizer set up for one model.
+/// A tokenizer set up for one model; clones share its id.
 #[derive(Clone)]
 pub struct TextTokenizer {
     tokenizer: Tokenizer,
     pad_id: i64,
     max_seq_length: usize,
+    id: TokenizerId,
+}
+
+/// Which loaded tokenizer made an [`Encoded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenizerId(u64);
+
+/// One text, tokenized: what the model sees of it, unpadded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// Token ids, `[CLS]` and `[SEP]` included.
+    pub ids: Vec<i64>,
+    pub type_ids: Vec<i64>,
+    /// Whether the text was cut at the model's maximum sequence length.
+    pub truncated: bool,
+    /// The tokenizer that made it.
+    pub tokenizer: TokenizerId,
+}
+
+impl Encoded {
+    /// Tokens the model computes for this text.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
 }
 
 /// A padded batch, row-major `[batch, seq]`, ready for ONNX Runtime.
@@ -36,6 +71,34 @@ pub struct TokenBatch {
 }
 
 impl TokenBatch {
+    /// Pads `encodings` to the longest of them with `pad_id`.
+    pub fn pad<'a>(
+        encodings: impl ExactSizeIterator<Item = &'a Encoded> + Clone,
+        pad_id: i64,
+    ) -> TokenBatch {
+        let batch = encodings.len();
+        let seq = encodings.clone().map(Encoded::len).max().unwrap_or(0);
+        let mut token_batch = TokenBatch {
+            input_ids: vec![pad_id; batch * seq],
+            attention_mask: vec![0; batch * seq],
+            token_type_ids: vec![0; batch * seq],
+            batch,
+            seq,
+            lengths: Vec::with_capacity(batch),
+            truncated: Vec::with_capacity(batch),
+        };
+        for (row, encoded) in encodings.enumerate() {
+            let start = row * seq;
+            let length = encoded.len();
+            token_batch.input_ids[start..start + length].copy_from_slice(&encoded.ids);
+            token_batch.token_type_ids[start..start + length].copy_from_slice(&encoded.type_ids);
+            token_batch.attention_mask[start..start + length].fill(1);
+            token_batch.lengths.push(length);
+            token_batch.truncated.push(encoded.truncated);
+        }
+        token_batch
+    }
+
     /// Tokens that carry text (and `[CLS]`/`[SEP]`).
     pub fn real_tokens(&self) -> usize {
         self.lengths.iter().sum()
@@ -46,6 +109,8 @@ impl TokenBatch {
         self.batch * self.seq
     }
 }
+
+static NEXT_TOKENIZER: AtomicU64 = AtomicU64::new(1);
 
 impl TextTokenizer {
     /// Loads `tokenizer.json` and applies the model's maximum length.
@@ -67,6 +132,7 @@ impl TextTokenizer {
             tokenizer,
             pad_id,
             max_seq_length,
+            id: TokenizerId(NEXT_TOKENIZER.fetch_add(1, Ordering::Relaxed)),
         })
     }
 
@@ -74,60 +140,47 @@ impl TextTokenizer {
         self.max_seq_length
     }
 
+    pub fn id(&self) -> TokenizerId {
+        self.id
+    }
+
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
     /// How many tokens `text` becomes (special tokens included, after
     /// truncation), without padding.
     pub fn count(&self, text: &str) -> Result<usize, EmbedError> {
-        self.tokenizer
-            .encode_fast(text, true)
-            .map(|encoding| encoding.get_ids().len())
-            .map_err(|error| EmbedError::Tokenize(error.to_string()))
+        self.encode(text).map(|encoded| encoded.len())
     }
 
-    /// Tokenizes `texts` and pads them to the longest one.
-    pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<TokenBatch, EmbedError> {
-        let mut encodings = Vec::with_capacity(texts.len());
-        for text in texts {
-            // One at a time on this thread: the batch variant spreads over a
-            // rayon pool that would compete with ONNX Runtime's threads.
-            let encoding = self
-                .tokenizer
-                .encode_fast(text.as_ref(), true)
-                .map_err(|error| EmbedError::Tokenize(error.to_string()))?;
-            encodings.push(encoding);
-        }
-        let seq = encodings
-            .iter()
-            .map(|encoding| encoding.get_ids().len())
-            .max()
-            .unwrap_or(0);
-        let batch = encodings.len();
-        let mut token_batch = TokenBatch {
-            input_ids: vec![self.pad_id; batch * seq],
-            attention_mask: vec![0; batch * seq],
-            token_type_ids: vec![0; batch * seq],
-            batch,
-            seq,
-            lengths: Vec::with_capacity(batch),
-            truncated: Vec::with_capacity(batch),
-        };
-        for (row, encoding) in encodings.iter().enumerate() {
-            let start = row * seq;
-            for (column, ((id, type_id), mask)) in encoding
-                .get_ids()
+    /// Tokenizes one text (special tokens included, truncated at the
+    /// model's maximum), unpadded.
+    pub fn encode(&self, text: &str) -> Result<Encoded, EmbedError> {
+        let encoding = self
+            .tokenizer
+            .encode_fast(text, true)
+            .map_err(|error| EmbedError::Tokenize(error.to_string()))?;
+        Ok(Encoded {
+            ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
+            type_ids: encoding
+                .get_type_ids()
                 .iter()
-                .zip(encoding.get_type_ids())
-                .zip(encoding.get_attention_mask())
-                .enumerate()
-            {
-                token_batch.input_ids[start + column] = i64::from(*id);
-                token_batch.token_type_ids[start + column] = i64::from(*type_id);
-                token_batch.attention_mask[start + column] = i64::from(*mask);
-            }
-            token_batch.lengths.push(encoding.get_ids().len());
-            token_batch
-                .truncated
-                .push(!encoding.get_overflowing().is_empty());
-        }
-        Ok(token_batch)
+                .map(|&id| i64::from(id))
+                .collect(),
+            truncated: !encoding.get_overflowing().is_empty(),
+            tokenizer: self.id,
+        })
+    }
+
+    /// Tokenizes `texts` and pads them to the longest one. One at a time on
+    /// this thread: the batch variant of `tokenizers` spreads over a rayon
+    /// pool that would compete with ONNX Runtime's threads.
+    pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<TokenBatch, EmbedError> {
+        let encodings = texts
+            .iter()
+            .map(|text| self.encode(text.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TokenBatch::pad(encodings.iter(), self.pad_id))
     }
 }

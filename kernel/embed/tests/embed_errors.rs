@@ -54,7 +54,7 @@ fn unknown_model() {
     let temp = tempfile::tempdir().unwrap();
     insta::assert_snapshot!(start_error(EngineConfig::new("all-MiniLM-L12-v2"), temp.path()), @r"
     unknown model `all-MiniLM-L12-v2`
-      hint: known models are all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2, all-MiniLM-L6-v2-fp32 (see `spindle models list`)
+      hint: known models are all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2, all-MiniLM-L6-v2-fp32, all-MiniLM-L6-v2-fused, all-MiniLM-L6-v2-int8 (see `spindle models list`)
     ");
 }
 

@@ -1,52 +1,71 @@
-//! The request path's benchmark, each part beside its anchor in the same run:
+//! The request path's benchmark, each part beside its anchors in the same
+//! run, interleaved round by round so that other load on a shared machine
+//! hits every side alike:
 //!
 //! 1. **Overhead**: sequential requests through a pipeline with one no-op
 //!    Lua stage (admission, the scheduler, a coroutine on the script host,
 //!    the answer), against the bare cost of one round trip to another thread
-//!    and back (a std channel there, a tokio oneshot back). Target: p50 under
-//!    20 µs per request.
+//!    and back (a std channel there, a tokio oneshot back), in alternating
+//!    rounds. Target: p50 under 20 µs per request.
 //! 2. **Throughput**: the fixed mixed-length corpus (`benches/common/corpus.rs`)
 //!    through an HTTP pipeline with an embed stage, 64 requests in flight from
-//!    a hyper client in the same process, dynamic batching by token budget
-//!    with length grouping; against a naive fixed-batch loop in Python
-//!    onnxruntime (`benches/embed_anchor.py`, batches of 32 in corpus order,
-//!    padded to the longest of each batch) on the same model files and corpus.
-//!    Target: Spindle at least 1.2× the Python loop's sentences per second.
+//!    a hyper client in the same process, dynamic batching (length buckets,
+//!    batch sizes from the engine's measured costs). Anchors in the same
+//!    rounds: Python onnxruntime at its best (`benches/embed_anchor.py
+//!    --serve`: each segment tokenized once, ordered by length, at the batch
+//!    size a sweep of 1–64 found fastest at the start of this run) and the
+//!    engine at batch 1 in corpus order. Every row reports its real-token
+//!    efficiency: real tokens/s × MFLOP/token ÷ the FMA loop's fp32 peak.
+//!    The fp32 model (`all-MiniLM-L6-v2-fp32`) goes first; each gated
+//!    variant of it in the registry follows, with its speed over the fp32
+//!    pipeline. Targets: ≥ 1.2× the best Python configuration, ≥ 1.1× the
+//!    engine at batch 1, ≥ 70% real-token efficiency (fp32), and the fastest
+//!    gated variant ≥ 1.8× the fp32 pipeline.
 //!
-//! Two intra-op threads on both sides; nothing is pinned (the client, the
+//! Two intra-op threads on every side; nothing is pinned (the client, the
 //! server and ONNX Runtime share the machine's cores, as they would in use).
-//! Prints a table and writes `target/bench/pipeline.json`.
+//! Prints a progress line per phase, the tables, writes
+//! `target/bench/pipeline.json`, and exits non-zero when the Python anchor
+//! could not run.
 //!
 //!     cargo bench -p spindle-http --bench pipeline
 //!     SPINDLE_BENCH_SENTENCES=500 cargo bench -p spindle-http --bench pipeline   # a quick trial
 
+#[path = "../../../benches/common/anchor.rs"]
+mod anchor;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 #[path = "../../../benches/common/corpus.rs"]
 mod corpus;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anchor::{Anchor, Measurement, Segment, fp32_peak_gflops, load_average};
 use bytes::Bytes;
 use common::{TestKernel, start_kernel};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use spindle_embed::{Engine, EngineConfig, Provider, Registry};
 use spindle_http::HttpConfig;
 use spindle_kernel::{RequestPathConfig, Submission};
 use spindle_scheduler::{Priority, Source};
 
-const MODEL: &str = "all-MiniLM-L6-v2";
+/// The reference every figure is taken with; its gated variants follow.
+const REFERENCE_MODEL: &str = "all-MiniLM-L6-v2-fp32";
 const THREADS: usize = 2;
 const IN_FLIGHT: usize = 64;
-const ANCHOR_BATCH: usize = 32;
+const SEGMENTS: usize = 4;
+const ANCHOR_SWEEP: [usize; 6] = [1, 4, 8, 16, 32, 64];
 const OVERHEAD_REQUESTS: usize = 20_000;
+const OVERHEAD_ROUNDS: usize = 10;
 
-fn main() {
+fn main() -> ExitCode {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir).expect("target/bench");
@@ -57,30 +76,48 @@ fn main() {
     let corpus = corpus::corpus(sentences);
     let corpus_path = out_dir.join("pipeline_corpus.txt");
     std::fs::write(&corpus_path, corpus.join("\n") + "\n").expect("write corpus");
+    let load_before = load_average();
+    println!(
+        "corpus: {} sentences of 5–60 words; load average before the run: {load_before:.2} \
+         ({} cores; other processes share them)",
+        corpus.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let python = std::env::var_os("SPINDLE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".cache/venv/bin/python"));
+    let Some(mut anchor) = Anchor::start(&python, &root, REFERENCE_MODEL, &corpus_path) else {
+        eprintln!(
+            "pipeline bench: the Python anchor could not run; no figures without it \
+             (run `python3 scripts/fetch_models.py --all --venv`)"
+        );
+        return ExitCode::FAILURE;
+    };
+
+    eprintln!("phase 1/4: fp32 peak (FMA loop)");
+    let peak = fp32_peak_gflops(THREADS);
+    println!(
+        "fp32 peak ({}, {THREADS} threads, FMA loop): {:.1} GFLOP/s",
+        peak.isa, peak.gflops
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let anchor_hop = thread_hop_anchor(OVERHEAD_REQUESTS);
-    let (overhead, throughput) = runtime.block_on(async {
-        let kernel = Kernel::start().await;
-        let overhead = kernel.overhead(OVERHEAD_REQUESTS).await;
-        let throughput = kernel.throughput(&corpus).await;
-        (overhead, throughput)
-    });
-    let python = root.join(".cache/venv/bin/python");
-    let anchor = run_python_anchor(&python, &root, &corpus_path);
 
-    println!();
+    eprintln!("phase 2/4: request path overhead, {OVERHEAD_ROUNDS} rounds against the thread hop");
+    let (overhead, hop) = runtime.block_on(overhead_rounds());
     println!(
-        "request path overhead ({OVERHEAD_REQUESTS} sequential requests, one no-op Lua stage):"
+        "\nrequest path overhead ({OVERHEAD_REQUESTS} sequential requests, one no-op Lua stage, \
+         {OVERHEAD_ROUNDS} rounds alternating with the anchor):"
     );
     println!("  {:<44} {:>10} {:>10}", "", "p50 µs", "p99 µs");
     println!(
         "  {:<44} {:>10.1} {:>10.1}",
-        "anchor: thread hop (std channel + oneshot)", anchor_hop.p50_us, anchor_hop.p99_us
+        "anchor: thread hop (std channel + oneshot)", hop.p50_us, hop.p99_us
     );
     println!(
         "  {:<44} {:>10.1} {:>10.1}",
@@ -88,74 +125,201 @@ fn main() {
     );
     println!(
         "  ratio {:.2}× the anchor at p50; target p50 < 20 µs: {}",
-        overhead.p50_us / anchor_hop.p50_us,
-        if overhead.p50_us < 20.0 {
-            "met"
-        } else {
-            "NOT met"
-        }
+        overhead.p50_us / hop.p50_us,
+        met(overhead.p50_us < 20.0)
     );
-    println!();
+
+    let registry = Registry::builtin();
+    let mflop_per_token = registry
+        .model(REFERENCE_MODEL)
+        .map(|spec| spec.mflop_per_token)
+        .unwrap_or(f64::NAN);
+    let efficiency = |m: &Measurement| mflop_per_token * m.real_tokens_per_s / 1e3 / peak.gflops;
+
+    eprintln!("phase 3/4: Python onnxruntime's best batch size (sorted by length)");
+    let sweep_end = corpus.len().min(400);
+    anchor.run(8, 0, sweep_end.min(64), true);
+    let mut sweep = Vec::new();
+    for batch in ANCHOR_SWEEP {
+        let measurement = anchor.run(batch, 0, sweep_end, true).measurement(sweep_end);
+        sweep.push((batch, measurement.sentences_per_s));
+    }
+    let best_batch = sweep
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(batch, _)| *batch)
+        .expect("swept");
     println!(
-        "throughput ({} sentences of 5–60 words, {MODEL}, {THREADS} intra-op threads):",
+        "\nPython onnxruntime, sorted by length, first {sweep_end} sentences: {}; best batch {best_batch}",
+        sweep
+            .iter()
+            .map(|(batch, rate)| format!("b={batch} {rate:.0}/s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let mut models = vec![REFERENCE_MODEL.to_string()];
+    models.extend(
+        registry
+            .models
+            .iter()
+            .filter(|spec| {
+                spec.measured.reference.as_deref() == Some(REFERENCE_MODEL)
+                    && spec.measured.passes_gate()
+            })
+            .map(|spec| spec.name.clone()),
+    );
+    eprintln!(
+        "phase 4/4: HTTP pipeline of {} beside its anchors, {SEGMENTS} interleaved rounds each",
+        models.join(", ")
+    );
+    let mut phases = Vec::new();
+    for model in &models {
+        let with_batch_1 = model == REFERENCE_MODEL;
+        let phase = runtime.block_on(throughput_rounds(
+            model,
+            &corpus,
+            &mut anchor,
+            best_batch,
+            with_batch_1,
+        ));
+        phases.push(phase);
+    }
+
+    println!(
+        "\nthroughput ({} sentences, {THREADS} intra-op threads, unpinned; the rows of one model \
+         were measured in the same {SEGMENTS} rounds):",
         corpus.len()
     );
-    println!("  {:<52} {:>12} {:>10}", "", "sentences/s", "padding");
-    if let Some(anchor) = &anchor {
+    println!(
+        "  {:<56} {:>11} {:>10} {:>8} {:>8} {:>8} {:>6}",
+        "", "sentences/s", "real tok/s", "padding", "p50 ms", "p99 ms", "eff %"
+    );
+    let row = |label: &str, m: &Measurement, padding: f64| {
         println!(
-            "  {:<52} {:>12.1} {:>10.3}",
-            format!("anchor: Python onnxruntime, fixed batches of {ANCHOR_BATCH}"),
-            anchor.sentences_per_s,
-            anchor.padding_ratio
+            "  {label:<56} {:>11.1} {:>10.0} {:>8.3} {:>8.2} {:>8.2} {:>6.1}",
+            m.sentences_per_s,
+            m.real_tokens_per_s,
+            padding,
+            m.p50_ms,
+            m.p99_ms,
+            100.0 * efficiency(m)
+        );
+    };
+    for phase in &phases {
+        row(
+            &format!("{}: anchor, Python fp32 sorted b={best_batch}", phase.model),
+            &phase.python,
+            phase.python.real_tokens_per_s / phase.python.padded_tokens_per_s,
+        );
+        if let Some(batch_1) = &phase.engine_batch_1 {
+            row(&format!("{}: engine, batch 1", phase.model), batch_1, 1.0);
+        }
+        row(
+            &format!("{}: HTTP pipeline, {IN_FLIGHT} in flight", phase.model),
+            &phase.pipeline,
+            phase.padding_ratio,
+        );
+        println!(
+            "  {:<56} mean batch {:.1} texts; {} errors; texts the engine tokenized itself: {} of {}",
+            "", phase.mean_batch, phase.errors, phase.tokenized_by_engine, phase.texts
         );
     }
+
+    let fp32 = &phases[0];
+    let over_python = fp32.pipeline.sentences_per_s / fp32.python.sentences_per_s;
+    let over_batch_1 = fp32.engine_batch_1.as_ref().map_or(f64::NAN, |b1| {
+        fp32.pipeline.sentences_per_s / b1.sentences_per_s
+    });
+    let fp32_efficiency = efficiency(&fp32.pipeline);
+    let fastest_variant = phases[1..]
+        .iter()
+        .max_by(|a, b| {
+            a.pipeline
+                .sentences_per_s
+                .total_cmp(&b.pipeline.sentences_per_s)
+        })
+        .map(|phase| {
+            (
+                phase.model.clone(),
+                phase.pipeline.sentences_per_s / fp32.pipeline.sentences_per_s,
+            )
+        });
+    println!("\nratios and targets ({REFERENCE_MODEL} unless named):");
     println!(
-        "  {:<52} {:>12.1} {:>10.3}",
-        format!("spindle: HTTP pipeline, {IN_FLIGHT} in flight, dynamic batches"),
-        throughput.sentences_per_s,
-        throughput.padding_ratio
+        "  HTTP pipeline ÷ best Python configuration (same rounds): {over_python:.3}× (target ≥ 1.2×: {})",
+        met(over_python >= 1.2)
     );
     println!(
-        "  spindle mean batch {:.1} texts; {} errors",
-        throughput.mean_batch, throughput.errors
+        "  HTTP pipeline ÷ engine at batch 1 (same rounds):          {over_batch_1:.3}× (target ≥ 1.1×: {})",
+        met(over_batch_1 >= 1.1)
     );
-    let ratio = anchor
-        .as_ref()
-        .map(|anchor| throughput.sentences_per_s / anchor.sentences_per_s);
-    if let Some(ratio) = ratio {
-        println!(
-            "  ratio {ratio:.2}× the Python loop; target ≥ 1.2×: {}",
-            if ratio >= 1.2 { "met" } else { "NOT met" }
-        );
+    println!(
+        "  HTTP pipeline real-token efficiency:                      {:.1}% of {:.0} GFLOP/s (target ≥ 70%: {})",
+        100.0 * fp32_efficiency,
+        peak.gflops,
+        met(fp32_efficiency >= 0.70)
+    );
+    println!(
+        "  HTTP pipeline padding ratio under load:                   {:.3} (target ≥ 0.95: {})",
+        fp32.padding_ratio,
+        met(fp32.padding_ratio >= 0.95)
+    );
+    match &fastest_variant {
+        Some((name, ratio)) => println!(
+            "  fastest gated variant ({name}) ÷ fp32 pipeline:   {ratio:.3}× (target ≥ 1.8×: {})",
+            met(*ratio >= 1.8)
+        ),
+        None => println!("  no gated variant of {REFERENCE_MODEL} in the registry"),
     }
-    let json = serde_json::json!({
-        "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "pinning": "none" },
+    let load_after = load_average();
+    println!("  load average after: {load_after:.2}");
+
+    let json = json!({
+        "machine": {
+            "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "pinning": "none",
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+        },
+        "fp32_peak": {"isa": peak.isa, "threads": THREADS, "gflops": peak.gflops},
         "overhead": {
             "requests": OVERHEAD_REQUESTS,
-            "anchor_thread_hop": { "p50_us": anchor_hop.p50_us, "p99_us": anchor_hop.p99_us },
+            "rounds": OVERHEAD_ROUNDS,
+            "anchor_thread_hop": { "p50_us": hop.p50_us, "p99_us": hop.p99_us },
             "spindle_noop_lua_stage": { "p50_us": overhead.p50_us, "p99_us": overhead.p99_us },
-            "ratio_p50": overhead.p50_us / anchor_hop.p50_us,
+            "ratio_p50": overhead.p50_us / hop.p50_us,
             "target_p50_us": 20.0,
         },
         "throughput": {
-            "model": MODEL,
             "sentences": corpus.len(),
             "intra_threads": THREADS,
-            "anchor": anchor.as_ref().map(|a| serde_json::json!({
-                "implementation": "python onnxruntime, fixed batches in corpus order",
-                "batch": ANCHOR_BATCH,
-                "sentences_per_s": a.sentences_per_s,
-                "padding_ratio": a.padding_ratio,
-            })),
-            "spindle": {
-                "in_flight": IN_FLIGHT,
-                "sentences_per_s": throughput.sentences_per_s,
-                "padding_ratio": throughput.padding_ratio,
-                "mean_batch": throughput.mean_batch,
-                "errors": throughput.errors,
+            "in_flight": IN_FLIGHT,
+            "rounds": SEGMENTS,
+            "mflop_per_token": mflop_per_token,
+            "efficiency": "real tokens/s x mflop_per_token / fp32 peak",
+            "python_sweep": sweep.iter().map(|(batch, rate)| json!({"batch": batch, "sentences_per_s": rate})).collect::<Vec<_>>(),
+            "python_best_batch": best_batch,
+            "models": phases.iter().map(|phase| json!({
+                "model": phase.model,
+                "python_best": phase.python.to_json(mflop_per_token, peak.gflops),
+                "engine_batch_1": phase.engine_batch_1.as_ref().map(|m| m.to_json(mflop_per_token, peak.gflops)),
+                "pipeline": phase.pipeline.to_json(mflop_per_token, peak.gflops),
+                "pipeline_padding_ratio": phase.padding_ratio,
+                "pipeline_mean_batch": phase.mean_batch,
+                "pipeline_errors": phase.errors,
+                "texts_tokenized_by_engine": phase.tokenized_by_engine,
+                "texts": phase.texts,
+                "ratio_pipeline_over_python_best": phase.pipeline.sentences_per_s / phase.python.sentences_per_s,
+                "ratio_pipeline_over_fp32_pipeline": phase.pipeline.sentences_per_s / fp32.pipeline.sentences_per_s,
+            })).collect::<Vec<_>>(),
+            "targets": {
+                "pipeline_over_python_best": {"value": over_python, "target": 1.2},
+                "pipeline_over_engine_batch_1": {"value": over_batch_1, "target": 1.1},
+                "real_token_efficiency": {"value": fp32_efficiency, "target": 0.70},
+                "padding_ratio": {"value": fp32.padding_ratio, "target": 0.95},
+                "fastest_variant_over_fp32": fastest_variant.as_ref().map(|(name, ratio)| json!({"model": name, "value": ratio, "target": 1.8})),
             },
-            "ratio": ratio,
-            "target_ratio": 1.2,
         },
     });
     let json_path = out_dir.join("pipeline.json");
@@ -165,137 +329,306 @@ fn main() {
     )
     .expect("write json");
     println!("\nwrote {}", json_path.display());
+    ExitCode::SUCCESS
 }
 
-const SCRIPT: &str = r#"local s = require("spindle")
-s.service "embedder" { embedding = { model = "all-MiniLM-L6-v2", threads = 2, max_batch_tokens = 4096 } }
+fn met(condition: bool) -> &'static str {
+    if condition { "met" } else { "NOT met" }
+}
+
+const NOOP_SCRIPT: &str = r#"local s = require("spindle")
 s.pipeline "noop" { s.stage("noop", function(req) return req end) }
-s.pipeline "ingest" { s.stage("embed", s.embed "embedder") }
 "#;
 
-struct Kernel {
-    test: TestKernel,
-    base: String,
+fn embed_script(model: &str) -> String {
+    format!(
+        r#"local s = require("spindle")
+s.service "embedder" {{ embedding = {{ model = "{model}", threads = {THREADS}, max_batch_tokens = 8192 }} }}
+s.pipeline "ingest" {{ s.stage("embed", s.embed "embedder") }}
+"#
+    )
 }
 
-impl Kernel {
-    async fn start() -> Kernel {
-        let mut config = RequestPathConfig::default();
-        config.scheduler.capacity.medium = 4096;
-        let test = start_kernel(SCRIPT, config);
-        test.ready("ingest").await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(spindle_http::serve(
-            listener,
-            test.kernel.clone(),
-            HttpConfig::default(),
-            tokio_util::sync::CancellationToken::new(),
-        ));
-        Kernel { test, base }
+/// The no-op pipeline's latency and the thread hop's, in alternating
+/// rounds of `OVERHEAD_REQUESTS / OVERHEAD_ROUNDS` each.
+async fn overhead_rounds() -> (Latencies, Latencies) {
+    let mut config = RequestPathConfig::default();
+    config.scheduler.capacity.medium = 4096;
+    let test = start_kernel(NOOP_SCRIPT, config);
+    test.ready("noop").await;
+    let hop = ThreadHop::start();
+    let per_round = OVERHEAD_REQUESTS / OVERHEAD_ROUNDS;
+    noop_requests(&test, 1000).await;
+    hop.run(1000).await;
+    let (mut spindle, mut anchor) = (Vec::new(), Vec::new());
+    for round in 0..OVERHEAD_ROUNDS {
+        if round % 2 == 0 {
+            anchor.extend(hop.run(per_round).await);
+            spindle.extend(noop_requests(&test, per_round).await);
+        } else {
+            spindle.extend(noop_requests(&test, per_round).await);
+            anchor.extend(hop.run(per_round).await);
+        }
     }
+    (Latencies::of(spindle), Latencies::of(anchor))
+}
 
-    async fn overhead(&self, count: usize) -> Latencies {
-        let submit = |text: String| Submission {
+async fn noop_requests(test: &TestKernel, count: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(count);
+    for idx in 0..count {
+        let submission = Submission {
             pipeline: "noop".to_owned(),
-            text,
+            text: format!("request {idx}"),
             priority: Priority::Medium,
             deadline: None,
             correlation_id: None,
             source: Source::Scenario,
         };
-        for _ in 0..1000 {
-            self.test.kernel.submit(submit("warm".to_owned())).await;
-        }
-        let mut samples = Vec::with_capacity(count);
-        for idx in 0..count {
-            let started = Instant::now();
-            let answer = self
-                .test
-                .kernel
-                .submit(submit(format!("request {idx}")))
-                .await;
-            samples.push(started.elapsed());
-            assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
-        }
-        Latencies::of(samples)
-    }
-
-    async fn throughput(&self, corpus: &[String]) -> Throughput {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(IN_FLIGHT)
-            .build_http::<Full<Bytes>>();
-        let url = format!("{}/v1/pipelines/ingest", self.base);
-        // Warm the connections and the engine.
-        self.run_corpus(&client, &url, &corpus[..corpus.len().min(128)])
-            .await;
-        let before = self.test.kernel.metrics().await.batchers;
         let started = Instant::now();
-        let errors = self.run_corpus(&client, &url, corpus).await;
-        let seconds = started.elapsed().as_secs_f64();
-        let after = self.test.kernel.metrics().await.batchers;
-        let (_, before) = &before[0];
-        let (_, after) = &after[0];
-        let batches = after.batches - before.batches;
-        let items = after.items - before.items;
-        let real = after.real_tokens - before.real_tokens;
-        let padded = after.padded_tokens - before.padded_tokens;
-        Throughput {
-            sentences_per_s: corpus.len() as f64 / seconds,
-            padding_ratio: real as f64 / padded.max(1) as f64,
-            mean_batch: items as f64 / batches.max(1) as f64,
-            errors,
-        }
+        let answer = test.kernel.submit(submission).await;
+        samples.push(started.elapsed());
+        assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
+    }
+    samples
+}
+
+/// The irreducible part of the request path's hop: a message to a
+/// dedicated thread (as to the script host) and a tokio oneshot back.
+struct ThreadHop {
+    sender: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ThreadHop {
+    fn start() -> ThreadHop {
+        let (sender, receiver) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>();
+        std::thread::spawn(move || {
+            for reply in receiver {
+                let _ = reply.send(());
+            }
+        });
+        ThreadHop { sender }
     }
 
-    async fn run_corpus(
-        &self,
-        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-        url: &str,
-        corpus: &[String],
-    ) -> usize {
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let corpus: Arc<Vec<String>> = Arc::new(corpus.to_vec());
-        let mut workers = Vec::new();
-        for _ in 0..IN_FLIGHT {
-            let client = client.clone();
-            let url = url.to_owned();
-            let next = next.clone();
-            let corpus = corpus.clone();
-            workers.push(tokio::spawn(async move {
-                let mut errors = 0;
-                loop {
-                    let idx = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(text) = corpus.get(idx) else {
-                        return errors;
-                    };
-                    let body =
-                        serde_json::json!({ "text": text, "deadline_ms": 120_000 }).to_string();
-                    let request = Request::builder()
-                        .method(Method::POST)
-                        .uri(&url)
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(body)))
-                        .expect("request");
-                    match client.request(request).await {
-                        Ok(response) => {
-                            let ok = response.status().is_success();
-                            let _ = response.into_body().collect().await;
-                            errors += usize::from(!ok);
-                        }
-                        Err(_) => errors += 1,
+    async fn run(&self, count: usize) -> Vec<Duration> {
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            let started = Instant::now();
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.sender.send(reply).expect("thread");
+            answer.await.expect("reply");
+            samples.push(started.elapsed());
+        }
+        samples
+    }
+}
+
+/// One model's pipeline beside Python at its best (and the engine at
+/// batch 1), measured in the same rounds.
+struct Phase {
+    model: String,
+    pipeline: Measurement,
+    python: Measurement,
+    engine_batch_1: Option<Measurement>,
+    padding_ratio: f64,
+    mean_batch: f64,
+    errors: usize,
+    tokenized_by_engine: u64,
+    texts: u64,
+}
+
+async fn throughput_rounds(
+    model: &str,
+    corpus: &[String],
+    anchor: &mut Anchor,
+    python_batch: usize,
+    with_batch_1: bool,
+) -> Phase {
+    let mut config = RequestPathConfig::default();
+    config.scheduler.capacity.medium = 4096;
+    let test = start_kernel(&embed_script(model), config);
+    test.ready("ingest").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/v1/pipelines/ingest",
+        listener.local_addr().expect("address")
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(spindle_http::serve(
+        listener,
+        test.kernel.clone(),
+        HttpConfig::default(),
+        shutdown.clone(),
+    ));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(IN_FLIGHT)
+        .build_http::<Full<Bytes>>();
+    let batch_1 = with_batch_1.then(|| {
+        Engine::start(EngineConfig {
+            model: model.to_string(),
+            providers: vec![Provider::Cpu],
+            intra_threads: Some(THREADS),
+            ..EngineConfig::default()
+        })
+        .unwrap_or_else(|error| panic!("{model}: {error}"))
+    });
+
+    // Warm-up on every side.
+    let warm = corpus.len().min(128);
+    run_pipeline(&client, &url, &corpus[..warm]).await;
+    anchor.run(python_batch, 0, warm, true);
+    if let Some(engine) = &batch_1 {
+        run_batch_1(engine, &corpus[..warm.min(16)]);
+    }
+
+    let before = test.kernel.metrics().await;
+    let (mut pipeline, mut python, mut engine_1) =
+        (Segment::default(), Segment::default(), Segment::default());
+    let mut errors = 0;
+    let size = corpus.len().div_ceil(SEGMENTS).max(1);
+    for (round, start) in (0..corpus.len()).step_by(size).enumerate() {
+        let end = (start + size).min(corpus.len());
+        for turn in 0..3 {
+            match (round + turn) % 3 {
+                0 => {
+                    let metrics_before = test.kernel.metrics().await;
+                    let started = Instant::now();
+                    let (latencies, failed) =
+                        run_pipeline(&client, &url, &corpus[start..end]).await;
+                    let seconds = started.elapsed().as_secs_f64();
+                    let metrics_after = test.kernel.metrics().await;
+                    let (real, padded) = token_delta(&metrics_before, &metrics_after);
+                    errors += failed;
+                    pipeline.add(Segment {
+                        latencies,
+                        real_tokens: real as usize,
+                        padded_tokens: padded as usize,
+                        seconds,
+                    });
+                }
+                1 => python.add(anchor.run(python_batch, start, end, true)),
+                _ => {
+                    if let Some(engine) = &batch_1 {
+                        engine_1.add(run_batch_1(engine, &corpus[start..end]));
                     }
                 }
-            }));
+            }
         }
-        let mut errors = 0;
-        for worker in workers {
-            errors += worker.await.expect("worker");
-        }
-        errors
     }
+    let after = test.kernel.metrics().await;
+    let (batches, items) = after
+        .batchers
+        .iter()
+        .zip(&before.batchers)
+        .map(|((_, a), (_, b))| (a.batches - b.batches, a.items - b.items))
+        .fold((0, 0), |(x, y), (a, b)| (x + a, y + b));
+    let engine_counts = |metrics: &spindle_kernel::MetricsSnapshot| {
+        metrics
+            .engines
+            .iter()
+            .fold((0, 0), |(t, k), e| (t + e.texts, k + e.tokenized_by_engine))
+    };
+    let (texts_before, tokenized_before) = engine_counts(&before);
+    let (texts_after, tokenized_after) = engine_counts(&after);
+    shutdown.cancel();
+    let pipeline = pipeline.measurement(corpus.len());
+    Phase {
+        model: model.to_string(),
+        padding_ratio: pipeline.real_tokens_per_s / pipeline.padded_tokens_per_s,
+        pipeline,
+        python: python.measurement(corpus.len()),
+        engine_batch_1: batch_1.map(|_| engine_1.measurement(corpus.len())),
+        mean_batch: items as f64 / batches.max(1) as f64,
+        errors,
+        tokenized_by_engine: tokenized_after - tokenized_before,
+        texts: texts_after - texts_before,
+    }
+}
+
+/// Real and padded tokens the batchers computed between two snapshots.
+fn token_delta(
+    before: &spindle_kernel::MetricsSnapshot,
+    after: &spindle_kernel::MetricsSnapshot,
+) -> (u64, u64) {
+    after
+        .batchers
+        .iter()
+        .zip(&before.batchers)
+        .map(|((_, a), (_, b))| {
+            (
+                a.real_tokens - b.real_tokens,
+                a.padded_tokens - b.padded_tokens,
+            )
+        })
+        .fold((0, 0), |(r, p), (a, b)| (r + a, p + b))
+}
+
+/// The engine one text at a time, in corpus order, tokenizing in the timed
+/// region as the pipeline does.
+fn run_batch_1(engine: &Engine, texts: &[String]) -> Segment {
+    let mut segment = Segment::default();
+    let started = Instant::now();
+    for text in texts {
+        let t0 = Instant::now();
+        let result = engine.embed(std::slice::from_ref(text)).expect("batch");
+        segment.latencies.push(t0.elapsed().as_secs_f64());
+        segment.real_tokens += result.real_tokens;
+        segment.padded_tokens += result.padded_tokens;
+    }
+    segment.seconds = started.elapsed().as_secs_f64();
+    segment
+}
+
+/// `texts` through the HTTP pipeline, `IN_FLIGHT` at a time: each
+/// request's latency in seconds, and the number that failed.
+async fn run_pipeline(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    url: &str,
+    texts: &[String],
+) -> (Vec<f64>, usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let texts: Arc<Vec<String>> = Arc::new(texts.to_vec());
+    let mut workers = Vec::new();
+    for _ in 0..IN_FLIGHT {
+        let client = client.clone();
+        let url = url.to_owned();
+        let next = next.clone();
+        let texts = texts.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0);
+            loop {
+                let idx = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(text) = texts.get(idx) else {
+                    return (latencies, errors);
+                };
+                let body = json!({ "text": text, "deadline_ms": 120_000 }).to_string();
+                let request = Request::builder()
+                    .method(Method::POST)
+                    .uri(&url)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("request");
+                let started = Instant::now();
+                match client.request(request).await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        let _ = response.into_body().collect().await;
+                        errors += usize::from(!ok);
+                    }
+                    Err(_) => errors += 1,
+                }
+                latencies.push(started.elapsed().as_secs_f64());
+            }
+        }));
+    }
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for worker in workers {
+        let (l, e) = worker.await.expect("worker");
+        latencies.extend(l);
+        errors += e;
+    }
+    (latencies, errors)
 }
 
 struct Latencies {
@@ -315,87 +648,4 @@ impl Latencies {
             p99_us: pick(0.99),
         }
     }
-}
-
-/// The irreducible part of the request path's hop: a message to a
-/// dedicated thread (as to the script host) and a tokio oneshot back.
-fn thread_hop_anchor(count: usize) -> Latencies {
-    let (sender, receiver) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>();
-    let thread = std::thread::spawn(move || {
-        for reply in receiver {
-            let _ = reply.send(());
-        }
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let samples = runtime.block_on(async {
-        let mut samples = Vec::with_capacity(count);
-        for _ in 0..count {
-            let started = Instant::now();
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            sender.send(reply).expect("thread");
-            answer.await.expect("reply");
-            samples.push(started.elapsed());
-        }
-        samples
-    });
-    drop(sender);
-    thread.join().expect("thread");
-    Latencies::of(samples)
-}
-
-struct Throughput {
-    sentences_per_s: f64,
-    padding_ratio: f64,
-    mean_batch: f64,
-    errors: usize,
-}
-
-struct AnchorResult {
-    sentences_per_s: f64,
-    padding_ratio: f64,
-}
-
-fn run_python_anchor(python: &Path, root: &Path, corpus: &Path) -> Option<AnchorResult> {
-    if !python.exists() {
-        println!(
-            "(no anchor: {} is missing; run `python3 scripts/fetch_models.py --all --venv`)",
-            python.display()
-        );
-        return None;
-    }
-    let output = Command::new(python)
-        .current_dir(root)
-        .arg("benches/embed_anchor.py")
-        .args([
-            "--model",
-            MODEL,
-            "--batch",
-            &ANCHOR_BATCH.to_string(),
-            "--threads",
-            &THREADS.to_string(),
-            "--corpus",
-        ])
-        .arg(PathBuf::from(corpus))
-        .env("TOKENIZERS_PARALLELISM", "false")
-        .output()
-        .expect("run the Python anchor");
-    if !output.status.success() {
-        println!(
-            "(the Python anchor failed: {})",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return None;
-    }
-    let result: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("anchor prints JSON");
-    let real = result["real_tokens"].as_f64().unwrap_or(0.0);
-    let padded = result["padded_tokens"].as_f64().unwrap_or(1.0);
-    Some(AnchorResult {
-        sentences_per_s: result["sentences_per_s"].as_f64().unwrap_or(0.0),
-        padding_ratio: real / padded.max(1.0),
-    })
 }

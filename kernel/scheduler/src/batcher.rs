@@ -1,15 +1,24 @@
 //! Dynamic batching for one embedding service.
 //!
-//! Callers submit one text with its token count and deadline and await its
-//! vector. A batch goes to the backend when it is full — the padded cost
-//! (items × longest item, what the engine computes) would exceed
-//! `max_batch_tokens`, or it holds `max_batch_size` items — or when its
-//! oldest item has waited `max_wait`. A batch starts from the oldest item
-//! and is filled with the queued items closest to it in length, which cuts
-//! padding. Cancelled and expired items are dropped before a batch forms.
+//! Callers submit one [`EmbedInput`] (its text, its token count and whatever
+//! the caller prepared for the backend, such as its tokenization) with a
+//! deadline and await its vector. Which queued items form a batch is
+//! planned in [`crate::batch_plan`]: the oldest item with the items closest
+//! to it in length, padding kept at `min_padding_ratio` or better, sized by
+//! the backend's measured batch costs when it has them. A batch goes when
+//! it is full, or when its oldest item has waited `max_wait` — or sooner,
+//! when waiting longer would leave that item too little time before its
+//! deadline. Cancelled and expired items are dropped before a batch forms.
 //! At most `max_in_flight` batches run at once (one ONNX session computes
-//! one batch at a time). The service's [`CircuitBreaker`] lives here too:
-//! it counts backend calls (batches) and fails items fast while open.
+//! one batch at a time).
+//!
+//! Retries happen here, where the batch is: when a batch fails with a
+//! transient failure, each of its items whose deadline leaves room goes back
+//! into the queue after its backoff ([`RetryPolicy`]) and is batched again
+//! with whatever is queued then. The service's [`CircuitBreaker`] lives here
+//! too and counts backend calls (batches), each once: a failed batch is one
+//! failure however many items it held, and its retried items are counted
+//! again only when their new batch is actually sent.
 //!
 //! One task owns the queue, the breaker and the statistics. It knows
 //! nothing of ONNX Runtime or tokenizers: the backend is an
@@ -26,26 +35,59 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use crate::batch_plan::{BatchCost, BatchPlan, PlanLimits, plan_batch};
 use crate::breaker::{BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker};
 use crate::catch::catch_panic;
 use crate::error::Error;
 use crate::failure::{Failure, FailureClass, Gate};
+use crate::retry::RetryPolicy;
 use crate::stats::Histogram;
 
-/// Computes embeddings for a batch of texts, one vector per text in order.
-/// A failure of class [`FailureClass::Unavailable`] means the call did not
-/// reach the service (not running right now): it does not count against
-/// the breaker.
+/// One text to embed. `prepared` carries work the caller did ahead for the
+/// backend (the kernel puts the engine's tokenization there, so the text is
+/// tokenized once); the batcher only clones it along.
+#[derive(Debug, Clone)]
+pub struct EmbedInput<P = ()> {
+    pub text: Arc<str>,
+    /// Tokens the backend computes for it, for batching by length.
+    pub tokens: usize,
+    pub prepared: Option<P>,
+}
+
+impl EmbedInput<()> {
+    /// A text with nothing prepared.
+    pub fn text(text: impl Into<Arc<str>>, tokens: usize) -> EmbedInput<()> {
+        EmbedInput {
+            text: text.into(),
+            tokens,
+            prepared: None,
+        }
+    }
+}
+
+/// Computes embeddings for a batch of inputs, one vector per input in
+/// order. A failure of class [`FailureClass::Unavailable`] means the call
+/// did not reach the service (not running right now): it does not count
+/// against the breaker.
 pub trait EmbedBackend: Send + Sync + 'static {
+    /// What callers prepare for this backend (see [`EmbedInput`]).
+    type Prepared: Clone + Send + Sync + 'static;
+
     fn embed(
         &self,
-        texts: Vec<String>,
+        inputs: Vec<EmbedInput<Self::Prepared>>,
     ) -> impl Future<Output = Result<Vec<Vec<f32>>, Failure>> + Send;
+
+    /// What batches cost this backend, when it measured it; `None` plans by
+    /// the token budget alone.
+    fn batch_cost(&self) -> Option<Arc<dyn BatchCost>> {
+        None
+    }
 }
 
 /// Batching settings. `Default`: 8,192 padded tokens, 64 items, 2 ms
 /// maximum wait, one batch in flight running at most 30 s, 4,096 queued
-/// items, a padding ratio of at least 0.75.
+/// items, a padding ratio of at least 0.95, three attempts per item.
 #[derive(Debug, Clone)]
 pub struct BatcherConfig {
     /// The service's name, in errors, metrics and breaker events.
@@ -70,6 +112,9 @@ pub struct BatcherConfig {
     /// stays at or above this (0 disables the rule). A text that does not
     /// fit with its neighbours waits for similar ones, at most `max_wait`.
     pub min_padding_ratio: f64,
+    /// Retries of items whose batch failed transiently, inside each item's
+    /// deadline.
+    pub retry: RetryPolicy,
     pub breaker: BreakerConfig,
     /// Whether the service can take batches now. While it is closed
     /// (starting, restarting) items wait in the queue within their
@@ -88,7 +133,8 @@ impl Default for BatcherConfig {
             max_in_flight: 1,
             batch_timeout: Duration::from_secs(30),
             queue_capacity: 4096,
-            min_padding_ratio: 0.75,
+            min_padding_ratio: 0.95,
+            retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             availability: None,
         }
@@ -112,6 +158,8 @@ pub struct BatcherStats {
     /// Batches that found the service not running (not counted by the
     /// breaker).
     pub unavailable_batches: u64,
+    /// Items put back in the queue after their batch failed transiently.
+    pub retried_items: u64,
     /// Items dropped from the queue: deadline passed, caller cancelled or
     /// gone.
     pub expired_in_queue: u64,
@@ -135,6 +183,7 @@ impl BatcherStats {
             queue_wait: Histogram::exponential(0.000_05, 2.0, 16),
             failed_batches: 0,
             unavailable_batches: 0,
+            retried_items: 0,
             expired_in_queue: 0,
             cancelled_in_queue: 0,
             failed_fast: 0,
@@ -166,7 +215,7 @@ impl Batcher {
         config: BatcherConfig,
         backend: B,
         shutdown: CancellationToken,
-    ) -> BatcherHandle {
+    ) -> BatcherHandle<B::Prepared> {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let breaker = CircuitBreaker::new(config.service.clone(), config.breaker.clone());
         let availability = config.availability.clone();
@@ -179,7 +228,7 @@ impl Batcher {
             backend: Arc::new(backend),
             pending: Vec::new(),
             batches: JoinSet::new(),
-            replies: HashMap::new(),
+            in_flight: HashMap::new(),
             next_batch: 0,
             breaker,
             stats: BatcherStats::new(),
@@ -198,11 +247,11 @@ impl Batcher {
     }
 }
 
-/// Submits texts to a running batcher; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct BatcherHandle {
+/// Submits inputs to a running batcher; cheap to clone.
+#[derive(Debug)]
+pub struct BatcherHandle<P = ()> {
     service: Arc<str>,
-    commands: mpsc::UnboundedSender<BatchCommand>,
+    commands: mpsc::UnboundedSender<BatchCommand<P>>,
     breaker_state: watch::Receiver<BreakerState>,
     breaker_transitions: Arc<broadcast::Receiver<BreakerTransition>>,
     /// Texts submitted and not answered yet, over every handle: what a
@@ -212,15 +261,31 @@ pub struct BatcherHandle {
     availability: Option<watch::Receiver<Gate>>,
 }
 
-impl BatcherHandle {
-    pub fn service(&self) -> &str {
-        &self.service
+impl<P> Clone for BatcherHandle<P> {
+    fn clone(&self) -> Self {
+        BatcherHandle {
+            service: self.service.clone(),
+            commands: self.commands.clone(),
+            breaker_state: self.breaker_state.clone(),
+            breaker_transitions: self.breaker_transitions.clone(),
+            in_flight: self.in_flight.clone(),
+            availability: self.availability.clone(),
+        }
     }
+}
 
-    /// Embeds one text as part of some batch. Answers `Timeout` at
-    /// `deadline` and `Cancelled` when `cancel` fires, whether the text is
-    /// still queued or its batch is running (the batch's other texts are
-    /// unaffected); `BreakerOpen` or `Overloaded` at once.
+/// A vector and the attempts it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batched {
+    pub vector: Vec<f32>,
+    /// Batches this item was sent in (1 unless a batch failed and it was
+    /// retried).
+    pub attempts: u32,
+}
+
+impl BatcherHandle<()> {
+    /// Embeds one text (`tokens` long) with nothing prepared; see
+    /// [`BatcherHandle::embed_input`].
     pub async fn embed(
         &self,
         text: String,
@@ -228,13 +293,13 @@ impl BatcherHandle {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Vec<f32>, Error> {
-        self.embed_item(text, tokens, deadline, cancel, false).await
+        self.embed_input(EmbedInput::text(text, tokens), deadline, cancel)
+            .await
+            .map(|batched| batched.vector)
     }
 
-    /// [`BatcherHandle::embed`] for a caller with other services to go to:
-    /// while this service is not serving (starting, restarting, gone
-    /// unhealthy) the text is answered `Unavailable` at once instead of
-    /// waiting for it, even if it was queued before.
+    /// [`BatcherHandle::embed`] for a caller with other services to go to;
+    /// see [`BatcherHandle::embed_input_or_leave`].
     pub async fn embed_or_leave(
         &self,
         text: String,
@@ -242,17 +307,51 @@ impl BatcherHandle {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Vec<f32>, Error> {
-        self.embed_item(text, tokens, deadline, cancel, true).await
+        self.embed_input_or_leave(EmbedInput::text(text, tokens), deadline, cancel)
+            .await
+            .map(|batched| batched.vector)
+    }
+}
+
+impl<P: Send + 'static> BatcherHandle<P> {
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Embeds one input as part of some batch. Answers `Timeout` at
+    /// `deadline` and `Cancelled` when `cancel` fires, whether the input is
+    /// still queued or its batch is running (the batch's other inputs are
+    /// unaffected); `BreakerOpen` or `Overloaded` at once. A batch that
+    /// fails transiently is retried here, within the deadline.
+    pub async fn embed_input(
+        &self,
+        input: EmbedInput<P>,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Batched, Error> {
+        self.embed_item(input, deadline, cancel, false).await
+    }
+
+    /// [`BatcherHandle::embed_input`] for a caller with other services to
+    /// go to: while this service is not serving (starting, restarting, gone
+    /// unhealthy) the input is answered `Unavailable` at once instead of
+    /// waiting for it, even if it was queued before.
+    pub async fn embed_input_or_leave(
+        &self,
+        input: EmbedInput<P>,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Batched, Error> {
+        self.embed_item(input, deadline, cancel, true).await
     }
 
     async fn embed_item(
         &self,
-        text: String,
-        tokens: usize,
+        input: EmbedInput<P>,
         deadline: Instant,
         cancel: &CancellationToken,
         leave_when_closed: bool,
-    ) -> Result<Vec<f32>, Error> {
+    ) -> Result<Batched, Error> {
         use std::sync::atomic::Ordering;
         struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
         impl Drop for InFlight<'_> {
@@ -263,11 +362,14 @@ impl BatcherHandle {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
         let (reply, receiver) = oneshot::channel();
+        let now = Instant::now();
         let item = PendingItem {
-            text,
-            tokens: tokens.max(1),
+            tokens: input.tokens.max(1),
+            input,
             deadline,
-            enqueued_at: Instant::now(),
+            enqueued_at: now,
+            not_before: now,
+            attempts: 0,
             reply,
             cancel: cancel.clone(),
             leave_when_closed,
@@ -316,16 +418,29 @@ impl BatcherHandle {
     }
 }
 
-enum BatchCommand {
-    Embed(PendingItem),
+enum BatchCommand<P> {
+    Embed(PendingItem<P>),
     Stats(oneshot::Sender<BatcherStats>),
 }
 
-struct PendingItem {
-    text: String,
+impl<P> std::fmt::Debug for BatchCommand<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BatchCommand::Embed(_) => "Embed",
+            BatchCommand::Stats(_) => "Stats",
+        })
+    }
+}
+
+struct PendingItem<P> {
+    input: EmbedInput<P>,
     tokens: usize,
     deadline: Instant,
     enqueued_at: Instant,
+    /// A retried item waits for its backoff.
+    not_before: Instant,
+    /// Batches it was sent in so far.
+    attempts: u32,
     reply: ItemReply,
     cancel: CancellationToken,
     /// Answer `Unavailable` instead of waiting while the service is not
@@ -334,17 +449,18 @@ struct PendingItem {
 }
 
 /// Where one item's vector (or error) goes.
-type ItemReply = oneshot::Sender<Result<Vec<f32>, Error>>;
+type ItemReply = oneshot::Sender<Result<Batched, Error>>;
 
 type BatchResult = (u64, Result<Result<Vec<Vec<f32>>, Failure>, String>);
 
-struct BatchActor<B> {
+struct BatchActor<B: EmbedBackend> {
     config: BatcherConfig,
     backend: Arc<B>,
-    /// Queued items in arrival order.
-    pending: Vec<PendingItem>,
+    /// Queued items, oldest first.
+    pending: Vec<PendingItem<B::Prepared>>,
     batches: JoinSet<BatchResult>,
-    replies: HashMap<u64, Vec<ItemReply>>,
+    /// The items of each batch in flight, in the batch's order.
+    in_flight: HashMap<u64, Vec<PendingItem<B::Prepared>>>,
     next_batch: u64,
     breaker: CircuitBreaker,
     stats: BatcherStats,
@@ -356,7 +472,7 @@ struct BatchActor<B> {
 impl<B: EmbedBackend> BatchActor<B> {
     async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<BatchCommand>,
+        mut commands: mpsc::UnboundedReceiver<BatchCommand<B::Prepared>>,
         mut availability: Option<watch::Receiver<Gate>>,
         shutdown: CancellationToken,
     ) {
@@ -368,11 +484,13 @@ impl<B: EmbedBackend> BatchActor<B> {
             if let Some(availability) = &availability {
                 self.gate = availability.borrow().clone();
             }
-            self.dispatch(Instant::now());
+            let cost = self.backend.batch_cost();
+            let now = Instant::now();
+            self.dispatch(now, cost.as_deref());
             if !self.accepting && self.pending.is_empty() && self.batches.is_empty() {
                 break;
             }
-            let next = self.next_wakeup();
+            let next = self.next_wakeup(now, cost.as_deref());
             if next != timer_target {
                 timer.as_mut().reset(next.unwrap_or(far_future));
                 timer_target = next;
@@ -408,7 +526,7 @@ impl<B: EmbedBackend> BatchActor<B> {
         }
     }
 
-    fn admit(&mut self, item: PendingItem) {
+    fn admit(&mut self, item: PendingItem<B::Prepared>) {
         let now = Instant::now();
         let refusal = if !self.accepting {
             Some(Error::ShuttingDown)
@@ -436,9 +554,10 @@ impl<B: EmbedBackend> BatchActor<B> {
         }
     }
 
-    /// The next time a batch may become due: the oldest item's max wait,
-    /// when there is room for a batch.
-    fn next_wakeup(&self) -> Option<Instant> {
+    /// The next time a batch may become due: the oldest ready item's max
+    /// wait (or sooner, for its deadline), a retried item's backoff, when
+    /// there is room for a batch.
+    fn next_wakeup(&self, now: Instant, cost: Option<&dyn BatchCost>) -> Option<Instant> {
         if !self.gate.is_open() {
             // Nothing is sent; wake only to answer the first item whose
             // deadline passes.
@@ -447,9 +566,40 @@ impl<B: EmbedBackend> BatchActor<B> {
         if self.batches.len() >= self.config.max_in_flight.max(1) {
             return None;
         }
-        self.pending
-            .first()
-            .map(|oldest| oldest.enqueued_at + self.config.max_wait)
+        let backoff = self
+            .pending
+            .iter()
+            .filter(|item| item.not_before > now)
+            .map(|item| item.not_before)
+            .min();
+        let oldest = self
+            .pending
+            .iter()
+            .find(|item| item.not_before <= now)
+            .map(|oldest| self.latest_start(oldest, cost));
+        match (oldest, backoff) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the batch of `oldest` must go at the latest: after its maximum
+    /// wait, or early enough that a batch of it alone still ends before its
+    /// deadline.
+    fn latest_start(
+        &self,
+        oldest: &PendingItem<B::Prepared>,
+        cost: Option<&dyn BatchCost>,
+    ) -> Instant {
+        let by_wait = oldest.enqueued_at.max(oldest.not_before) + self.config.max_wait;
+        let run = cost.map_or(Duration::ZERO, |cost| {
+            Duration::from_secs_f64(cost.seconds(1, oldest.tokens).clamp(0.0, 3600.0))
+        });
+        let by_deadline = oldest
+            .deadline
+            .checked_sub(run * 2)
+            .unwrap_or(oldest.deadline);
+        by_wait.min(by_deadline)
     }
 
     /// Drops cancelled, abandoned and expired items from the queue,
@@ -477,10 +627,9 @@ impl<B: EmbedBackend> BatchActor<B> {
             Gate::Closed { reason } | Gate::Failed { reason } => reason.clone(),
             Gate::Open => return,
         };
-        let (leaving, staying): (Vec<PendingItem>, Vec<PendingItem>) =
-            std::mem::take(&mut self.pending)
-                .into_iter()
-                .partition(|item| item.leave_when_closed);
+        let (leaving, staying): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|item| item.leave_when_closed);
         self.pending = staying;
         for item in leaving {
             self.stats.failed_fast += 1;
@@ -491,7 +640,7 @@ impl<B: EmbedBackend> BatchActor<B> {
         }
     }
 
-    fn dispatch(&mut self, now: Instant) {
+    fn dispatch(&mut self, now: Instant, cost: Option<&dyn BatchCost>) {
         match &self.gate {
             Gate::Open => {}
             Gate::Closed { .. } => {
@@ -510,23 +659,28 @@ impl<B: EmbedBackend> BatchActor<B> {
                 return;
             }
         }
+        let limits = PlanLimits {
+            max_batch_tokens: self.config.max_batch_tokens,
+            max_batch_size: self.config.max_batch_size.max(1),
+            min_padding_ratio: self.config.min_padding_ratio,
+        };
         while self.batches.len() < self.config.max_in_flight.max(1) && !self.pending.is_empty() {
             self.purge(now);
-            if self.pending.is_empty() {
+            // Items waiting for a retry's backoff are not plannable yet.
+            let ready: Vec<usize> = (0..self.pending.len())
+                .filter(|&index| self.pending[index].not_before <= now)
+                .collect();
+            let Some(&oldest) = ready.first() else {
                 return;
-            }
-            let plan = plan_batch(
-                &self
-                    .pending
-                    .iter()
-                    .map(|item| item.tokens)
-                    .collect::<Vec<_>>(),
-                self.config.max_batch_tokens,
-                self.config.max_batch_size.max(1),
-                self.config.min_padding_ratio,
-            );
-            let oldest_waited = now - self.pending[0].enqueued_at;
-            let due = plan.full || oldest_waited >= self.config.max_wait || !self.accepting;
+            };
+            let tokens: Vec<usize> = ready
+                .iter()
+                .map(|&index| self.pending[index].tokens)
+                .collect();
+            let plan = plan_batch(&tokens, &limits, cost);
+            let due = plan.full
+                || now >= self.latest_start(&self.pending[oldest], cost)
+                || !self.accepting;
             if !due {
                 return;
             }
@@ -538,7 +692,14 @@ impl<B: EmbedBackend> BatchActor<B> {
                 }
                 return;
             }
-            self.launch(plan, now);
+            let members = plan.members.iter().map(|&member| ready[member]).collect();
+            self.launch(
+                BatchPlan {
+                    members,
+                    full: plan.full,
+                },
+                now,
+            );
         }
     }
 
@@ -563,21 +724,20 @@ impl<B: EmbedBackend> BatchActor<B> {
             .observe(real as f64 / padded.max(1) as f64);
         let latest_deadline = items.iter().map(|item| item.deadline).max().unwrap_or(now);
         let until = latest_deadline.min(now + self.config.batch_timeout);
-        let mut texts = Vec::with_capacity(items.len());
-        let mut replies = Vec::with_capacity(items.len());
-        for item in items {
+        let mut inputs = Vec::with_capacity(items.len());
+        for item in &mut items {
             self.stats
                 .queue_wait
                 .observe((now - item.enqueued_at).as_secs_f64());
-            texts.push(item.text);
-            replies.push(item.reply);
+            item.attempts += 1;
+            inputs.push(item.input.clone());
         }
         let batch = self.next_batch;
         self.next_batch += 1;
-        self.replies.insert(batch, replies);
+        self.in_flight.insert(batch, items);
         let backend = Arc::clone(&self.backend);
         self.batches.spawn(async move {
-            let work = catch_panic(async move { backend.embed(texts).await });
+            let work = catch_panic(async move { backend.embed(inputs).await });
             let result = match tokio::time::timeout_at(until, work).await {
                 Ok(result) => result,
                 Err(_elapsed) => Ok(Err(Failure::transient(
@@ -590,19 +750,22 @@ impl<B: EmbedBackend> BatchActor<B> {
 
     fn finish(&mut self, batch: u64, result: Result<Result<Vec<Vec<f32>>, Failure>, String>) {
         let now = Instant::now();
-        let replies = self.replies.remove(&batch).unwrap_or_default();
+        let items = self.in_flight.remove(&batch).unwrap_or_default();
         let failure = match result {
-            Ok(Ok(vectors)) if vectors.len() == replies.len() => {
+            Ok(Ok(vectors)) if vectors.len() == items.len() => {
                 self.breaker.on_success(now);
-                for (reply, vector) in replies.into_iter().zip(vectors) {
-                    let _ = reply.send(Ok(vector));
+                for (item, vector) in items.into_iter().zip(vectors) {
+                    let _ = item.reply.send(Ok(Batched {
+                        vector,
+                        attempts: item.attempts,
+                    }));
                 }
                 return;
             }
             Ok(Ok(vectors)) => Failure::permanent(format!(
                 "returned {} vectors for {} texts",
                 vectors.len(),
-                replies.len()
+                items.len()
             )),
             Ok(Err(failure)) => failure,
             Err(panic) => Failure::permanent(format!("the backend panicked: {panic}")),
@@ -614,12 +777,35 @@ impl<B: EmbedBackend> BatchActor<B> {
             self.stats.failed_batches += 1;
             self.breaker.on_failure(now);
         }
+        let retryable = failure.class.is_transient();
         let error = Error::Backend {
             service: self.config.service.clone(),
             failure,
         };
-        for reply in replies {
-            let _ = reply.send(Err(error.clone()));
+        let mut retried = Vec::new();
+        for mut item in items {
+            let wait = self
+                .config
+                .retry
+                .jittered_backoff(item.attempts.saturating_sub(1), &mut rand::rng());
+            let room = now + wait < item.deadline;
+            if retryable
+                && room
+                && item.attempts < self.config.retry.max_attempts.max(1)
+                && !item.cancel.is_cancelled()
+                && !item.reply.is_closed()
+            {
+                item.not_before = now + wait;
+                retried.push(item);
+            } else {
+                let _ = item.reply.send(Err(error.clone()));
+            }
+        }
+        if !retried.is_empty() {
+            self.stats.retried_items += retried.len() as u64;
+            // Back in the queue by age: they are among the oldest.
+            self.pending.extend(retried);
+            self.pending.sort_by_key(|item| item.enqueued_at);
         }
     }
 
@@ -629,116 +815,5 @@ impl<B: EmbedBackend> BatchActor<B> {
         stats.in_flight_batches = self.batches.len();
         stats.breaker = self.breaker.state();
         stats
-    }
-}
-
-/// Which queued items form the next batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchPlan {
-    /// Indices into the queue; the oldest (0) is always first.
-    pub members: Vec<usize>,
-    /// Whether the batch is full: adding any other queued item would break
-    /// the token budget or the size limit.
-    pub full: bool,
-}
-
-/// Plans a batch over queued token counts (oldest first): the oldest item,
-/// then the others by closeness in length to it, each taken if the padded
-/// cost `members × longest` stays within `max_batch_tokens` and the real
-/// over padded tokens stays at or above `min_padding_ratio`. Only the
-/// budget and the size limit make a batch full; an item left out for its
-/// padding does not (the batch then waits for similar items).
-pub fn plan_batch(
-    tokens: &[usize],
-    max_batch_tokens: usize,
-    max_batch_size: usize,
-    min_padding_ratio: f64,
-) -> BatchPlan {
-    let Some(&anchor) = tokens.first() else {
-        return BatchPlan {
-            members: Vec::new(),
-            full: false,
-        };
-    };
-    let mut members = vec![0];
-    let mut longest = anchor;
-    let mut real = anchor;
-    let mut full = anchor >= max_batch_tokens;
-    let mut candidates: Vec<usize> = (1..tokens.len()).collect();
-    // Closest length first; among equals, the oldest.
-    candidates.sort_by_key(|&index| (tokens[index].abs_diff(anchor), index));
-    for index in candidates {
-        if members.len() >= max_batch_size {
-            full = true;
-            break;
-        }
-        let new_longest = longest.max(tokens[index]);
-        let new_padded = new_longest * (members.len() + 1);
-        if ((real + tokens[index]) as f64) < min_padding_ratio * new_padded as f64 {
-            // Too different in length: leave it for a batch of its own
-            // kind; it says nothing about whether this batch is full.
-        } else if new_padded > max_batch_tokens {
-            full = true;
-        } else {
-            members.push(index);
-            longest = new_longest;
-            real += tokens[index];
-        }
-    }
-    if members.len() >= max_batch_size || longest * (members.len() + 1) > max_batch_tokens {
-        full = true;
-    }
-    BatchPlan { members, full }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_groups_similar_lengths_within_the_budget() {
-        // Budget 40: the oldest (10) takes 9, 11 and 10 (4 × 11 = 44 > 40
-        // once four are in, so the fourth must keep the longest at 10).
-        let plan = plan_batch(&[10, 50, 9, 30, 11, 10], 40, 64, 0.75);
-        let lengths: Vec<usize> = plan
-            .members
-            .iter()
-            .map(|&i| [10, 50, 9, 30, 11, 10][i])
-            .collect();
-        assert_eq!(lengths, vec![10, 10, 9]);
-        assert!(plan.full);
-        let padded = lengths.iter().max().unwrap() * lengths.len();
-        assert!(padded <= 40);
-    }
-
-    #[test]
-    fn plan_is_not_full_when_everything_fits() {
-        let plan = plan_batch(&[5, 6, 7], 100, 64, 0.75);
-        assert_eq!(plan.members, vec![0, 1, 2]);
-        assert!(!plan.full);
-    }
-
-    #[test]
-    fn items_far_in_length_are_left_out_without_making_the_batch_full() {
-        let plan = plan_batch(&[8, 64, 8, 64, 8], 512, 64, 0.75);
-        assert_eq!(plan.members, vec![0, 2, 4]);
-        assert!(!plan.full, "the long ones wait for a batch of their own");
-        // With the rule disabled they join: the budget allows it.
-        let plan = plan_batch(&[8, 64, 8, 64, 8], 512, 64, 0.0);
-        assert_eq!(plan.members.len(), 5);
-    }
-
-    #[test]
-    fn an_oversized_item_goes_alone() {
-        let plan = plan_batch(&[500, 5], 100, 64, 0.75);
-        assert_eq!(plan.members, vec![0]);
-        assert!(plan.full);
-    }
-
-    #[test]
-    fn size_limit_makes_a_batch_full() {
-        let plan = plan_batch(&[1, 1, 1, 1], 100, 2, 0.75);
-        assert_eq!(plan.members.len(), 2);
-        assert!(plan.full);
     }
 }

@@ -6,8 +6,8 @@
 //! ```text
 //! ingress ─▶ SchedulerHandle::submit ─▶ WeightedQueues ─▶ Worker (Lua stages)
 //!                                                          └─ embed stage ─▶ EmbedClient
-//!                                                                 (retry, fallback) ─▶ Batcher
-//!                                                                 (breaker) ─▶ EmbedBackend
+//!                                                                 (fallback) ─▶ Batcher
+//!                                                                 (plan, retry, breaker) ─▶ EmbedBackend
 //! ```
 //!
 //! - [`request`]: ids, priorities, sources, the terminal [`Outcome`].
@@ -15,7 +15,9 @@
 //! - [`scheduler`]: admission, dispatch under a concurrency limit,
 //!   deadlines (pausable), cancellation, shutdown; exactly one answer each.
 //! - [`handle`]: the kernel's side of it: submit, cancel, pause, stats.
-//! - [`batcher`]: dynamic batching by padded-token budget and maximum wait.
+//! - [`batcher`]: dynamic batching with retries where the batch is;
+//!   [`batch_plan`]: which items form a batch (length buckets, padding,
+//!   sizes from the backend's measured batch costs).
 //! - [`breaker`], [`mod@retry`], [`service`]: circuit breaker, backoff with
 //!   jitter inside the deadline, fallback to another service.
 //! - [`stats`]: histograms the metrics endpoint can export.
@@ -24,6 +26,7 @@
 //! nothing of Lua, ONNX Runtime, HTTP, JSON or any wire format. Payloads,
 //! results, the worker and the embedding backend are the kernel's types.
 
+pub mod batch_plan;
 pub mod batcher;
 pub mod breaker;
 mod catch;
@@ -38,7 +41,10 @@ pub mod scheduler;
 pub mod service;
 pub mod stats;
 
-pub use batcher::{Batcher, BatcherConfig, BatcherHandle, BatcherStats, EmbedBackend};
+pub use batch_plan::{BatchCost, BatchPlan, PlanLimits, plan_batch};
+pub use batcher::{
+    Batched, Batcher, BatcherConfig, BatcherHandle, BatcherStats, EmbedBackend, EmbedInput,
+};
 pub use breaker::{BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker};
 pub use deadline::{DeadlineState, DeadlineWatch};
 pub use error::Error;

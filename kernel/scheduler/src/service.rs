@@ -1,7 +1,10 @@
-//! The embed stage's client: retries with backoff inside the deadline, and
-//! a fallback to another service when the primary fails or its breaker is
-//! open. Answers say which service produced them, so a fallback answer is
-//! always marked as one.
+//! The embed stage's client: a fallback to another service when the
+//! primary fails or its breaker is open. Answers say which service produced
+//! them, so a fallback answer is always marked as one.
+//!
+//! Retries are not made here but in each service's batcher, where the
+//! batch is ([`crate::batcher`]): an item is retried with its batch's other
+//! items, inside its deadline, and the breaker counts each batch once.
 //!
 //! Several services can share the work (`shared_with`): each text goes to
 //! the one serving now (ready, breaker not open) with the fewest texts in
@@ -15,9 +18,8 @@
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::BatcherHandle;
+use crate::batcher::{BatcherHandle, EmbedInput};
 use crate::error::Error;
-use crate::retry::{RetryPolicy, retry};
 
 /// Which service produced an embedding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +40,8 @@ pub enum ServedBy {
 pub struct Embedded {
     pub vector: Vec<f32>,
     pub served_by: ServedBy,
-    /// Attempts made on the service that answered.
+    /// Batches the item was sent in on the service that answered (more
+    /// than one when a batch failed and the batcher retried it).
     pub attempts: u32,
 }
 
@@ -48,37 +51,46 @@ impl Embedded {
     }
 }
 
-/// A primary embedding service, an optional fallback and a retry policy.
-#[derive(Debug, Clone)]
-pub struct EmbedClient {
-    primary: BatcherHandle,
+/// A primary embedding service, services sharing its work, and an
+/// optional fallback.
+#[derive(Debug)]
+pub struct EmbedClient<P = ()> {
+    primary: BatcherHandle<P>,
     /// Services sharing the work with the primary.
-    shared_with: Vec<BatcherHandle>,
-    fallback: Option<BatcherHandle>,
-    retry: RetryPolicy,
+    shared_with: Vec<BatcherHandle<P>>,
+    fallback: Option<BatcherHandle<P>>,
 }
 
-impl EmbedClient {
-    pub fn new(primary: BatcherHandle, retry: RetryPolicy) -> Self {
+impl<P> Clone for EmbedClient<P> {
+    fn clone(&self) -> Self {
+        EmbedClient {
+            primary: self.primary.clone(),
+            shared_with: self.shared_with.clone(),
+            fallback: self.fallback.clone(),
+        }
+    }
+}
+
+impl<P: Clone + Send + 'static> EmbedClient<P> {
+    pub fn new(primary: BatcherHandle<P>) -> Self {
         EmbedClient {
             primary,
             shared_with: Vec::new(),
             fallback: None,
-            retry,
         }
     }
 
     /// Lets `others` share the work with the primary (least in flight,
     /// failing over among them).
-    pub fn shared_with(mut self, others: Vec<BatcherHandle>) -> Self {
+    pub fn shared_with(mut self, others: Vec<BatcherHandle<P>>) -> Self {
         self.shared_with = others;
         self
     }
 
     /// The pool in the order to try it: serving services first, fewest in
     /// flight first (declaration order breaks ties).
-    fn pool_order(&self) -> Vec<&BatcherHandle> {
-        let mut pool: Vec<(usize, &BatcherHandle)> = std::iter::once(&self.primary)
+    fn pool_order(&self) -> Vec<&BatcherHandle<P>> {
+        let mut pool: Vec<(usize, &BatcherHandle<P>)> = std::iter::once(&self.primary)
             .chain(&self.shared_with)
             .enumerate()
             .collect();
@@ -89,43 +101,48 @@ impl EmbedClient {
     }
 
     /// Names the service to use when the primary fails.
-    pub fn with_fallback(mut self, fallback: BatcherHandle) -> Self {
+    pub fn with_fallback(mut self, fallback: BatcherHandle<P>) -> Self {
         self.fallback = Some(fallback);
         self
     }
 
-    /// Embeds `text` (`tokens` long). Transient failures are retried with
-    /// backoff while `deadline` allows. When the primary fails for any
-    /// reason but the deadline or cancellation (an error, an open breaker,
-    /// an overloaded queue) and a fallback is named, the fallback is tried
-    /// the same way; if it fails too the error carries both causes.
+    /// Embeds `input`. When the primary fails for any reason but the
+    /// deadline or cancellation (an error its batcher did not or could not
+    /// retry, an open breaker, an overloaded queue) and a fallback is named,
+    /// the fallback is tried; if it fails too the error carries both causes.
+    /// The fallback gets the same input, `prepared` included: its backend
+    /// decides whether that preparation is of use to it.
     pub async fn embed(
         &self,
-        text: &str,
-        tokens: usize,
+        input: EmbedInput<P>,
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Embedded, Error> {
         let mut primary_error = None;
+        let pooled = !self.shared_with.is_empty();
         for service in self.pool_order() {
-            match self
-                .embed_with(service, text, tokens, deadline, cancel)
-                .await
-            {
-                Ok((vector, attempts)) => {
+            let attempt = if pooled {
+                service
+                    .embed_input_or_leave(input.clone(), deadline, cancel)
+                    .await
+            } else {
+                service.embed_input(input.clone(), deadline, cancel).await
+            };
+            match attempt {
+                Ok(batched) => {
                     return Ok(Embedded {
-                        vector,
+                        vector: batched.vector,
                         served_by: ServedBy::Primary {
                             service: service.service().to_owned(),
                         },
-                        attempts,
+                        attempts: batched.attempts,
                     });
                 }
                 Err(error @ (Error::Timeout | Error::Cancelled | Error::ShuttingDown)) => {
                     return Err(error);
                 }
                 Err(error) => {
-                    if !self.shared_with.is_empty() {
+                    if pooled {
                         tracing::warn!(service = service.service(), %error, "embedding fails over within its pool");
                     }
                     primary_error.get_or_insert(error);
@@ -143,45 +160,19 @@ impl EmbedClient {
             return Err(primary_error);
         }
         tracing::warn!(primary = self.primary.service(), fallback = fallback.service(), error = %primary_error, "embedding falls back");
-        match self
-            .embed_with(fallback, text, tokens, deadline, cancel)
-            .await
-        {
-            Ok((vector, attempts)) => Ok(Embedded {
-                vector,
+        match fallback.embed_input(input, deadline, cancel).await {
+            Ok(batched) => Ok(Embedded {
+                vector: batched.vector,
                 served_by: ServedBy::Fallback {
                     service: fallback.service().to_owned(),
                     primary_error: primary_error.to_string(),
                 },
-                attempts,
+                attempts: batched.attempts,
             }),
             Err(fallback_error) => Err(Error::FallbackFailed {
                 primary: Box::new(primary_error),
                 fallback: Box::new(fallback_error),
             }),
         }
-    }
-
-    async fn embed_with(
-        &self,
-        service: &BatcherHandle,
-        text: &str,
-        tokens: usize,
-        deadline: Instant,
-        cancel: &CancellationToken,
-    ) -> Result<(Vec<f32>, u32), Error> {
-        let pooled = !self.shared_with.is_empty();
-        retry(&self.retry, deadline, cancel, |_attempt| async move {
-            if pooled {
-                service
-                    .embed_or_leave(text.to_owned(), tokens, deadline, cancel)
-                    .await
-            } else {
-                service
-                    .embed(text.to_owned(), tokens, deadline, cancel)
-                    .await
-            }
-        })
-        .await
     }
 }

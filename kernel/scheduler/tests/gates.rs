@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use spindle_scheduler::{
-    Batcher, BatcherConfig, BatcherHandle, BreakerConfig, BreakerState, EmbedBackend, Error,
-    Failure, FailureClass, Gate, Job, NewRequest, Outcome, Priority, RequestState, Scheduler,
-    SchedulerConfig, SchedulerHandle, Source,
+    Batcher, BatcherConfig, BatcherHandle, BreakerConfig, BreakerState, EmbedBackend, EmbedInput,
+    Error, Failure, FailureClass, Gate, Job, NewRequest, Outcome, Priority, RequestState,
+    RetryPolicy, Scheduler, SchedulerConfig, SchedulerHandle, Source,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -158,7 +158,9 @@ struct Restarting {
 }
 
 impl EmbedBackend for Restarting {
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Failure> {
+    type Prepared = ();
+
+    async fn embed(&self, texts: Vec<EmbedInput>) -> Result<Vec<Vec<f32>>, Failure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if !self.up.load(Ordering::SeqCst) {
             return Err(Failure::unavailable("embedder is not running", None));
@@ -177,6 +179,8 @@ fn start_batcher(backend: Restarting, availability: watch::Receiver<Gate>) -> Ba
                 ..BreakerConfig::default()
             },
             availability: Some(availability),
+            // Each call counted below is one item's only batch.
+            retry: RetryPolicy::none(),
             ..BatcherConfig::default()
         },
         backend,

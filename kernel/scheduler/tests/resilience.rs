@@ -1,6 +1,7 @@
 //! Circuit breaker through the batcher (opens, fails fast, half-opens,
-//! closes, reopens), retries with backoff inside the deadline, and
-//! fallback answers marked as such.
+//! closes, reopens), retries in the batcher with backoff inside the
+//! deadline (a failed batch counted once), and fallback answers marked as
+//! such.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use spindle_scheduler::{
     Batcher, BatcherConfig, BatcherHandle, BreakerConfig, BreakerState, EmbedBackend, EmbedClient,
-    Error, Failure, FailureClass, RetryPolicy, ServedBy,
+    EmbedInput, Error, Failure, FailureClass, RetryPolicy, ServedBy,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,8 @@ struct Switchable {
     /// Calls never answer.
     hang: Arc<AtomicBool>,
     calls: Arc<AtomicU32>,
+    /// Sizes of the batches that succeeded.
+    batch_sizes: Arc<std::sync::Mutex<Vec<usize>>>,
     value: f32,
 }
 
@@ -35,6 +38,7 @@ impl Switchable {
             fail_first: Arc::new(AtomicU32::new(0)),
             hang: Arc::new(AtomicBool::new(false)),
             calls: Arc::new(AtomicU32::new(0)),
+            batch_sizes: Arc::default(),
             value,
         }
     }
@@ -45,7 +49,9 @@ impl Switchable {
 }
 
 impl EmbedBackend for Switchable {
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Failure> {
+    type Prepared = ();
+
+    async fn embed(&self, texts: Vec<EmbedInput>) -> Result<Vec<Vec<f32>>, Failure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.hang.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
@@ -64,15 +70,21 @@ impl EmbedBackend for Switchable {
             };
             return Err(Failure::new("model failed", class));
         }
+        self.batch_sizes.lock().unwrap().push(texts.len());
         Ok(texts.iter().map(|_| vec![self.value]).collect())
     }
 }
 
 fn start(service: &str, backend: Switchable) -> BatcherHandle {
+    start_with(service, backend, RetryPolicy::none())
+}
+
+fn start_with(service: &str, backend: Switchable, retry: RetryPolicy) -> BatcherHandle {
     Batcher::start(
         BatcherConfig {
             service: service.to_owned(),
             max_wait: Duration::from_millis(1),
+            retry,
             breaker: BreakerConfig {
                 failure_threshold: 3,
                 failure_ratio: None,
@@ -88,6 +100,10 @@ fn start(service: &str, backend: Switchable) -> BatcherHandle {
 }
 
 const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
+
+fn text() -> EmbedInput {
+    EmbedInput::text("text", 4)
+}
 
 async fn embed_once(batcher: &BatcherHandle) -> Result<Vec<f32>, Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -165,8 +181,9 @@ async fn transient_failures_are_retried_with_backoff() {
     let mut backend = Switchable::new(true, 2.0);
     backend.transient = true;
     backend.fail_first.store(2, Ordering::SeqCst);
-    let client = EmbedClient::new(
-        start("embedder", backend.clone()),
+    let client = EmbedClient::new(start_with(
+        "embedder",
+        backend.clone(),
         RetryPolicy {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(10),
@@ -174,11 +191,11 @@ async fn transient_failures_are_retried_with_backoff() {
             multiplier: 2.0,
             jitter: 0.2,
         },
-    );
+    ));
     let start_at = Instant::now();
     let deadline = start_at + Duration::from_secs(5);
     let embedded = client
-        .embed("text", 4, deadline, &CancellationToken::new())
+        .embed(text(), deadline, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(embedded.vector, vec![2.0]);
@@ -201,26 +218,27 @@ async fn transient_failures_are_retried_with_backoff() {
 async fn retries_stop_when_the_deadline_leaves_no_room() {
     let mut backend = Switchable::new(false, 2.0);
     backend.transient = true;
-    let client = EmbedClient::new(
-        start("embedder", backend.clone()),
+    let client = EmbedClient::new(start_with(
+        "embedder",
+        backend.clone(),
         RetryPolicy {
             max_attempts: 10,
             initial_backoff: Duration::from_millis(10),
             jitter: 0.0,
             ..RetryPolicy::default()
         },
-    );
+    ));
     let deadline = Instant::now() + Duration::from_millis(25);
     let error = client
-        .embed("text", 4, deadline, &CancellationToken::new())
+        .embed(text(), deadline, &CancellationToken::new())
         .await
         .unwrap_err();
     assert!(
         error.is_transient(),
         "the last real error, not a timeout: {error}"
     );
-    // Attempt at 1 ms, wait 10, attempt at 12 ms, a 20 ms wait would end
-    // past the deadline: give up early.
+    // Attempt at 1 ms, wait 10 (and the 1 ms batch wait), attempt at
+    // 12 ms; a 20 ms wait would end past the deadline: give up early.
     assert_eq!(backend.calls(), 2);
     assert!(Instant::now() < deadline);
 }
@@ -229,14 +247,14 @@ async fn retries_stop_when_the_deadline_leaves_no_room() {
 async fn fallback_answers_are_marked() {
     let primary = Switchable::new(false, 1.0);
     let backup = Switchable::new(true, 9.0);
-    let client = EmbedClient::new(start("primary", primary.clone()), RetryPolicy::none())
+    let client = EmbedClient::new(start("primary", primary.clone()))
         .with_fallback(start("backup", backup.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
     let cancel = CancellationToken::new();
 
     // The primary fails: the backup answers, marked as a fallback.
     for _ in 0..3 {
-        let embedded = client.embed("text", 4, deadline, &cancel).await.unwrap();
+        let embedded = client.embed(text(), deadline, &cancel).await.unwrap();
         assert_eq!(embedded.vector, vec![9.0]);
         assert!(embedded.is_fallback());
         let ServedBy::Fallback {
@@ -250,7 +268,7 @@ async fn fallback_answers_are_marked() {
         assert!(primary_error.contains("model failed"), "{primary_error}");
     }
     // The primary's breaker is open now: it is not even called.
-    let embedded = client.embed("text", 4, deadline, &cancel).await.unwrap();
+    let embedded = client.embed(text(), deadline, &cancel).await.unwrap();
     assert!(embedded.is_fallback());
     assert_eq!(primary.calls(), 3);
     assert!(
@@ -259,41 +277,36 @@ async fn fallback_answers_are_marked() {
 
     // Both fail: the error names both causes for a degraded answer.
     backup.healthy.store(false, Ordering::SeqCst);
-    let error = client
-        .embed("text", 4, deadline, &cancel)
-        .await
-        .unwrap_err();
+    let error = client.embed(text(), deadline, &cancel).await.unwrap_err();
     assert!(matches!(error, Error::FallbackFailed { .. }), "{error}");
 
     // A primary that works is not marked.
-    let healthy = EmbedClient::new(
-        start("healthy", Switchable::new(true, 3.0)),
-        RetryPolicy::none(),
-    )
-    .with_fallback(start("backup", backup));
-    let embedded = healthy.embed("text", 4, deadline, &cancel).await.unwrap();
+    let healthy = EmbedClient::new(start("healthy", Switchable::new(true, 3.0)))
+        .with_fallback(start("backup", backup));
+    let embedded = healthy.embed(text(), deadline, &cancel).await.unwrap();
     assert!(!embedded.is_fallback());
 }
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_and_cancellation_do_not_fall_back() {
     let backup = Switchable::new(true, 9.0);
-    let client = EmbedClient::new(
-        start("primary", Switchable::new(true, 1.0)),
+    let client = EmbedClient::new(start_with(
+        "primary",
+        Switchable::new(true, 1.0),
         RetryPolicy::default(),
-    )
+    ))
     .with_fallback(start("backup", backup.clone()));
     // A deadline shorter than the batch wait: Timeout, no fallback.
     let deadline = Instant::now() + Duration::from_micros(500);
     let error = client
-        .embed("text", 4, deadline, &CancellationToken::new())
+        .embed(text(), deadline, &CancellationToken::new())
         .await
         .unwrap_err();
     assert_eq!(error, Error::Timeout);
     let cancel = CancellationToken::new();
     cancel.cancel();
     let error = client
-        .embed("text", 4, Instant::now() + Duration::from_secs(1), &cancel)
+        .embed(text(), Instant::now() + Duration::from_secs(1), &cancel)
         .await
         .unwrap_err();
     assert_eq!(error, Error::Cancelled);
@@ -324,4 +337,84 @@ async fn a_hung_backend_trips_the_breaker() {
     assert_eq!(Instant::now(), before);
     assert_eq!(backend.calls(), 3);
     assert_eq!(batcher.stats().await.unwrap().failed_batches, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_batch_is_retried_whole_and_counted_once() {
+    let mut backend = Switchable::new(true, 5.0);
+    backend.transient = true;
+    backend.fail_first.store(1, Ordering::SeqCst);
+    let batcher = start_with(
+        "embedder",
+        backend.clone(),
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let cancel = CancellationToken::new();
+    // Four items queued together form one batch; it fails once.
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let batcher = batcher.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move { batcher.embed_input(text(), deadline, &cancel).await })
+        })
+        .collect();
+    for call in calls {
+        let batched = call.await.unwrap().unwrap();
+        assert_eq!(batched.vector, vec![5.0]);
+        assert_eq!(
+            batched.attempts, 2,
+            "sent in the failed batch and its retry"
+        );
+    }
+    // One failed batch, one retried batch with all four items: two calls,
+    // one failure for the breaker (not one per item).
+    assert_eq!(backend.calls(), 2);
+    assert_eq!(*backend.batch_sizes.lock().unwrap(), vec![4]);
+    let stats = batcher.stats().await.unwrap();
+    assert_eq!(stats.failed_batches, 1);
+    assert_eq!(stats.retried_items, 4);
+    assert_eq!(stats.breaker, BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waits_in_the_queue_without_holding_up_other_items() {
+    let mut backend = Switchable::new(true, 6.0);
+    backend.transient = true;
+    backend.fail_first.store(1, Ordering::SeqCst);
+    let batcher = start_with(
+        "embedder",
+        backend.clone(),
+        RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(50),
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let cancel = CancellationToken::new();
+    let first = {
+        let batcher = batcher.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move { batcher.embed_input(text(), deadline, &cancel).await })
+    };
+    // The first item's batch fails at 1 ms; it backs off 50 ms. An item
+    // that arrives meanwhile goes in its own batch after its 1 ms wait.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let started = Instant::now();
+    let second = batcher
+        .embed_input(text(), deadline, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(second.attempts, 1);
+    assert_eq!(Instant::now() - started, Duration::from_millis(1));
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.attempts, 2);
+    assert_eq!(backend.calls(), 3);
 }

@@ -306,6 +306,7 @@ impl Kernel {
                 directory: directory.clone(),
                 cache: config.model_cache.clone(),
                 remote: config.remote_engines.clone(),
+                ..EmbeddingRuntime::default()
             })),
             guard,
             kill_now: kill_now.clone(),

@@ -35,11 +35,17 @@ pub fn cache() -> Cache {
 }
 
 /// An engine on the CPU with two threads and no spinning (tests run in
-/// parallel on two cores).
+/// parallel on two cores). `SPINDLE_TEST_PROVIDERS=cuda` runs the tests on
+/// the CUDA provider alone (an engine that cannot register it fails), for a
+/// machine with a GPU after `SPINDLE_GPU=1 make setup`.
 pub fn engine(model: &str) -> Engine {
+    let providers = std::env::var("SPINDLE_TEST_PROVIDERS").map_or(vec![Provider::Cpu], |list| {
+        Provider::parse_list(&list)
+            .unwrap_or_else(|error| panic!("SPINDLE_TEST_PROVIDERS: {error}"))
+    });
     let config = EngineConfig {
         model: model.to_string(),
-        providers: vec![Provider::Cpu],
+        providers,
         intra_threads: Some(1),
         allow_spinning: false,
         cache: Some(cache().root),
