@@ -28,7 +28,10 @@
 //! invariants (targets in the table). Not a CI test (about a minute of two
 //! cores when the machine is quiet).
 //!
-//! `SPINDLE_SOAK_REQUESTS` sets the count (default 1,000,000). Prints a
+//! `SPINDLE_SOAK_REQUESTS` sets the count (default 1,000,000);
+//! `SPINDLE_SOAK_RESTART=worker` restarts only the services named
+//! (comma-separated; empty: none), to tell apart what a restart of each
+//! costs. The RSS samples (every 10,000 requests) are in the JSON. Prints a
 //! progress line per 100,000 requests, one table at the end, and writes
 //! `target/bench/soak.json` (`benches/common/report.rs`). The runtime has
 //! two worker threads; nothing is pinned.
@@ -271,6 +274,7 @@ fn main() {
             "queue_capacity_per_priority": QUEUE_CAPACITY,
             "burst": BURST,
             "restart_every": EVERY,
+            "restarted": std::env::var("SPINDLE_SOAK_RESTART").unwrap_or_else(|_| "embedder,worker".to_owned()),
             "warm_up_share": WARM_UP_SHARE,
             "runtime_worker_threads": 2,
             "pinning": "none",
@@ -394,6 +398,13 @@ async fn soak(report: &Report, kernel: &Kernel, requests: usize) -> SoakRun {
         restarts_asked: AtomicU64::new(0),
         restarts_refused: AtomicU64::new(0),
     });
+    let restarted: Vec<String> = std::env::var("SPINDLE_SOAK_RESTART")
+        .unwrap_or_else(|_| "embedder,worker".to_owned())
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
     let clients = Arc::new(Semaphore::new(CLIENTS));
     let mut rss_samples = Vec::new();
     let mut restarts = Vec::new();
@@ -406,16 +417,22 @@ async fn soak(report: &Report, kernel: &Kernel, requests: usize) -> SoakRun {
         }
         if idx > 0 && idx % EVERY == 0 {
             report.phase(&format!(
-                "{idx} submitted in {:.1} s; RSS {:.1} MiB; restarting embedder and worker; a burst of {BURST}",
+                "{idx} submitted in {:.1} s; RSS {:.1} MiB; restarting {}; a burst of {BURST}",
                 started.elapsed().as_secs_f64(),
-                process::rss_kib(pid) as f64 / 1024.0
+                process::rss_kib(pid) as f64 / 1024.0,
+                if restarted.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    restarted.join(" and ")
+                }
             ));
-            for service in ["embedder", "worker"] {
+            for service in &restarted {
+                let service = service.clone();
                 let kernel = kernel.clone();
                 let state = state.clone();
                 state.restarts_asked.fetch_add(1, Ordering::Relaxed);
                 restarts.push(tokio::spawn(async move {
-                    if kernel.restart_service(service).await.is_err() {
+                    if kernel.restart_service(&service).await.is_err() {
                         state.restarts_refused.fetch_add(1, Ordering::Relaxed);
                     }
                 }));

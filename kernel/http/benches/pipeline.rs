@@ -12,10 +12,16 @@
 //!    onnxruntime (`benches/embed_anchor.py`, batches of 32 in corpus order,
 //!    padded to the longest of each batch) on the same model files and corpus.
 //!    Target: Spindle at least 1.2× the Python loop's sentences per second.
+//!    The two are interleaved: the corpus runs in `SEGMENTS` segments, each
+//!    through Spindle and through the anchor (`embed_anchor.py --serve`, one
+//!    Python process for the run), alternating which goes first, so other
+//!    load on a shared machine hits both alike.
 //!
 //! Two intra-op threads on both sides; nothing is pinned (the client, the
 //! server and ONNX Runtime share the machine's cores, as they would in use).
-//! Prints a table and writes `target/bench/pipeline.json`.
+//! The Python anchor starts first; when it cannot (no `.cache/venv`, no
+//! model), the benchmark exits non-zero before measuring anything. Prints a
+//! progress line per phase, a table and writes `target/bench/pipeline.json`.
 //!
 //!     cargo bench -p spindle-http --bench pipeline
 //!     SPINDLE_BENCH_SENTENCES=500 cargo bench -p spindle-http --bench pipeline   # a quick trial
@@ -25,8 +31,9 @@ mod common;
 #[path = "../../../benches/common/corpus.rs"]
 mod corpus;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +52,7 @@ const THREADS: usize = 2;
 const IN_FLIGHT: usize = 64;
 const ANCHOR_BATCH: usize = 32;
 const OVERHEAD_REQUESTS: usize = 20_000;
+const SEGMENTS: usize = 4;
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -58,20 +66,26 @@ fn main() {
     let corpus_path = out_dir.join("pipeline_corpus.txt");
     std::fs::write(&corpus_path, corpus.join("\n") + "\n").expect("write corpus");
 
+    let python = root.join(".cache/venv/bin/python");
+    progress("starting the Python anchor (benches/embed_anchor.py --serve)");
+    let mut anchor_process =
+        PythonAnchor::start(&python, &root, &corpus_path).unwrap_or_else(|why| anchor_failed(&why));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    progress("overhead: the thread-hop anchor");
     let anchor_hop = thread_hop_anchor(OVERHEAD_REQUESTS);
-    let (overhead, throughput) = runtime.block_on(async {
+    let (overhead, (throughput, anchor)) = runtime.block_on(async {
         let kernel = Kernel::start().await;
+        progress("overhead: spindle, a no-op Lua stage");
         let overhead = kernel.overhead(OVERHEAD_REQUESTS).await;
-        let throughput = kernel.throughput(&corpus).await;
-        (overhead, throughput)
+        let interleaved = kernel.throughput(&corpus, &mut anchor_process).await;
+        (overhead, interleaved)
     });
-    let python = root.join(".cache/venv/bin/python");
-    let anchor = run_python_anchor(&python, &root, &corpus_path);
+    drop(anchor_process);
+    let anchor = Some(anchor);
 
     println!();
     println!(
@@ -141,6 +155,7 @@ fn main() {
             "model": MODEL,
             "sentences": corpus.len(),
             "intra_threads": THREADS,
+            "interleaving": format!("{SEGMENTS} segments, spindle and the anchor alternating which goes first"),
             "anchor": anchor.as_ref().map(|a| serde_json::json!({
                 "implementation": "python onnxruntime, fixed batches in corpus order",
                 "batch": ANCHOR_BATCH,
@@ -223,18 +238,54 @@ impl Kernel {
         Latencies::of(samples)
     }
 
-    async fn throughput(&self, corpus: &[String]) -> Throughput {
+    /// The corpus through the HTTP pipeline and through the Python anchor,
+    /// in `SEGMENTS` segments, alternating which side goes first.
+    async fn throughput(
+        &self,
+        corpus: &[String],
+        anchor: &mut PythonAnchor,
+    ) -> (Throughput, AnchorResult) {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(IN_FLIGHT)
             .build_http::<Full<Bytes>>();
         let url = format!("{}/v1/pipelines/ingest", self.base);
-        // Warm the connections and the engine.
-        self.run_corpus(&client, &url, &corpus[..corpus.len().min(128)])
-            .await;
+        // Warm the connections and the engine, and the anchor's session.
+        progress("throughput: warming up both sides");
+        let warm_up = corpus.len().min(128);
+        self.run_corpus(&client, &url, &corpus[..warm_up]).await;
+        anchor
+            .run(0, warm_up)
+            .unwrap_or_else(|why| anchor_failed(&why));
         let before = self.test.kernel.metrics().await.batchers;
-        let started = Instant::now();
-        let errors = self.run_corpus(&client, &url, corpus).await;
-        let seconds = started.elapsed().as_secs_f64();
+        let (mut seconds, mut errors) = (0.0, 0);
+        let (mut anchor_seconds, mut anchor_real, mut anchor_padded) = (0.0, 0.0, 0.0);
+        let segment = corpus.len().div_ceil(SEGMENTS);
+        for (index, start) in (0..corpus.len()).step_by(segment).enumerate() {
+            let end = (start + segment).min(corpus.len());
+            let anchor_first = index % 2 == 1;
+            for side in 0..2 {
+                if (side == 0) == anchor_first {
+                    progress(&format!(
+                        "throughput: segment {}/{SEGMENTS}: the Python anchor",
+                        index + 1
+                    ));
+                    let part = anchor
+                        .run(start, end)
+                        .unwrap_or_else(|why| anchor_failed(&why));
+                    anchor_seconds += part.seconds;
+                    anchor_real += part.real_tokens;
+                    anchor_padded += part.padded_tokens;
+                } else {
+                    progress(&format!(
+                        "throughput: segment {}/{SEGMENTS}: spindle",
+                        index + 1
+                    ));
+                    let started = Instant::now();
+                    errors += self.run_corpus(&client, &url, &corpus[start..end]).await;
+                    seconds += started.elapsed().as_secs_f64();
+                }
+            }
+        }
         let after = self.test.kernel.metrics().await.batchers;
         let (_, before) = &before[0];
         let (_, after) = &after[0];
@@ -242,12 +293,18 @@ impl Kernel {
         let items = after.items - before.items;
         let real = after.real_tokens - before.real_tokens;
         let padded = after.padded_tokens - before.padded_tokens;
-        Throughput {
-            sentences_per_s: corpus.len() as f64 / seconds,
-            padding_ratio: real as f64 / padded.max(1) as f64,
-            mean_batch: items as f64 / batches.max(1) as f64,
-            errors,
-        }
+        (
+            Throughput {
+                sentences_per_s: corpus.len() as f64 / seconds,
+                padding_ratio: real as f64 / padded.max(1) as f64,
+                mean_batch: items as f64 / batches.max(1) as f64,
+                errors,
+            },
+            AnchorResult {
+                sentences_per_s: corpus.len() as f64 / anchor_seconds,
+                padding_ratio: anchor_real / anchor_padded.max(1.0),
+            },
+        )
     }
 
     async fn run_corpus(
@@ -359,43 +416,117 @@ struct AnchorResult {
     padding_ratio: f64,
 }
 
-fn run_python_anchor(python: &Path, root: &Path, corpus: &Path) -> Option<AnchorResult> {
-    if !python.exists() {
-        println!(
-            "(no anchor: {} is missing; run `python3 scripts/fetch_models.py --all --venv`)",
-            python.display()
-        );
-        return None;
+/// `benches/embed_anchor.py --serve`: one Python process and session for
+/// the run, asked for one segment of the corpus at a time.
+struct PythonAnchor {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// One segment as the anchor timed it.
+struct AnchorSegment {
+    seconds: f64,
+    real_tokens: f64,
+    padded_tokens: f64,
+}
+
+impl PythonAnchor {
+    fn start(python: &Path, root: &Path, corpus: &Path) -> Result<PythonAnchor, String> {
+        if !python.exists() {
+            return Err(format!(
+                "{} is missing; run `make setup` (python3 scripts/fetch_models.py --all --venv)",
+                python.display()
+            ));
+        }
+        let mut child = Command::new(python)
+            .current_dir(root)
+            .arg("benches/embed_anchor.py")
+            .args([
+                "--serve",
+                "--model",
+                MODEL,
+                "--batch",
+                &ANCHOR_BATCH.to_string(),
+                "--threads",
+                &THREADS.to_string(),
+                "--corpus",
+            ])
+            .arg(PathBuf::from(corpus))
+            .env("TOKENIZERS_PARALLELISM", "false")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("cannot run benches/embed_anchor.py: {error}"))?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut anchor = PythonAnchor {
+            child,
+            stdin,
+            stdout,
+        };
+        // The first line says the session is loaded (or the process died
+        // and the line is empty: its stderr above says why).
+        let ready = anchor.read_json()?;
+        if ready["ready"].as_bool() != Some(true) {
+            return Err(format!(
+                "benches/embed_anchor.py did not get ready: {ready}"
+            ));
+        }
+        progress(&format!(
+            "anchor: {}",
+            ready["implementation"]
+                .as_str()
+                .unwrap_or("python onnxruntime")
+        ));
+        Ok(anchor)
     }
-    let output = Command::new(python)
-        .current_dir(root)
-        .arg("benches/embed_anchor.py")
-        .args([
-            "--model",
-            MODEL,
-            "--batch",
-            &ANCHOR_BATCH.to_string(),
-            "--threads",
-            &THREADS.to_string(),
-            "--corpus",
-        ])
-        .arg(PathBuf::from(corpus))
-        .env("TOKENIZERS_PARALLELISM", "false")
-        .output()
-        .expect("run the Python anchor");
-    if !output.status.success() {
-        println!(
-            "(the Python anchor failed: {})",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return None;
+
+    fn run(&mut self, start: usize, end: usize) -> Result<AnchorSegment, String> {
+        let request =
+            serde_json::json!({ "batch": ANCHOR_BATCH, "start": start, "end": end }).to_string();
+        writeln!(self.stdin, "{request}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|error| format!("benches/embed_anchor.py stopped reading: {error}"))?;
+        let value = self.read_json()?;
+        let number = |key: &str| {
+            value[key]
+                .as_f64()
+                .ok_or_else(|| format!("benches/embed_anchor.py answered without {key}: {value}"))
+        };
+        Ok(AnchorSegment {
+            seconds: number("seconds")?,
+            real_tokens: number("real_tokens")?,
+            padded_tokens: number("padded_tokens")?,
+        })
     }
-    let result: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("anchor prints JSON");
-    let real = result["real_tokens"].as_f64().unwrap_or(0.0);
-    let padded = result["padded_tokens"].as_f64().unwrap_or(1.0);
-    Some(AnchorResult {
-        sentences_per_s: result["sentences_per_s"].as_f64().unwrap_or(0.0),
-        padding_ratio: real / padded.max(1.0),
-    })
+
+    fn read_json(&mut self) -> Result<serde_json::Value, String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) => Err("benches/embed_anchor.py exited (its error is above)".to_owned()),
+            Ok(_) => serde_json::from_str(&line)
+                .map_err(|error| format!("benches/embed_anchor.py printed {line:?}: {error}")),
+            Err(error) => Err(format!("reading benches/embed_anchor.py: {error}")),
+        }
+    }
+}
+
+impl Drop for PythonAnchor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The anchor could not run: no figures are printed, the benchmark fails.
+fn anchor_failed(why: &str) -> ! {
+    eprintln!("pipeline benchmark failed: the Python anchor could not run: {why}");
+    std::process::exit(1)
+}
+
+/// One progress line, flushed at once.
+fn progress(what: &str) {
+    println!("[pipeline] {what}");
+    let _ = std::io::stdout().flush();
 }
