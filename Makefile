@@ -11,10 +11,15 @@ CARGO ?= cargo
 demo: setup
 	$(CARGO) run --release --bin spindle -- run examples/quickstart.lua --http 127.0.0.1:7700
 
-## Set up, then every check CI runs: format, clippy, layering, rustdoc, tests.
+## Set up, then every check CI runs: format, clippy, layering, rustdoc, the
+## Rust tests, then the front ends against their real clients (Jupyter,
+## the editor in code-server) and the kernel module in qemu.
 test: setup lint layering doc
 	$(CARGO) test --workspace
 	$(CARGO) test --workspace --doc
+	$(MAKE) test-jupyter
+	$(MAKE) editor-test
+	$(MAKE) kmod-e2e
 
 ## The Jupyter front end against real clients: jupyter_kernel_test,
 ## nbclient on every notebook in notebooks/, jupyter console --existing on
@@ -48,7 +53,8 @@ fuzz:
 
 ## The kernel module and the daemon in a real Linux kernel under qemu.
 kmod-e2e: setup
-	bash kmod/e2e/run.sh
+	$(CARGO) build --bin spindle
+	SPINDLE_BIN=$(SPINDLE_DEBUG_BIN) bash kmod/e2e/run.sh
 
 ## Not in CI: 50 services under load for 30 minutes; slopes of zombies, fds,
 ## threads, RSS and CPU (target/bench/longrun.json). DURATION=3m for a trial.

@@ -17,12 +17,14 @@ ORT_VERSION=1.31.1
 bash kmod/e2e/fetch.sh
 bash kmod/build.sh
 
-# The daemon: the release binary (set SPINDLE_BIN to use another). A debug
-# build is far too slow under TCG: its first embedding missed a 120 s deadline.
+# The daemon: the test build (`make kmod-e2e` passes it; set SPINDLE_BIN to
+# use another). Its dependencies are optimised (Cargo.toml's dev profile):
+# with everything unoptimised, the first embedding missed a 120 s deadline
+# under TCG.
 SPINDLE_BIN=${SPINDLE_BIN:-}
 if [ -z "$SPINDLE_BIN" ]; then
-    cargo build --release --bin spindle --quiet
-    SPINDLE_BIN=target/release/spindle
+    cargo build --bin spindle --quiet
+    SPINDLE_BIN=${CARGO_TARGET_DIR:-target}/debug/spindle
 fi
 
 if [ -n "${SPINDLE_CACHE:-}" ]; then cache=$SPINDLE_CACHE

@@ -4,7 +4,10 @@
 // Open a graph script; a diagnostic for a misspelt field appears, and goes
 // when the quick fix is applied; hover a service (kind, dependencies,
 // wave); go to a dependency's definition; run the graph and see its live
-// states in the status bar and the graph view; stop it.
+// states in the status bar and the graph view; stop it. Then debug it: a
+// breakpoint in a stage, F5 (`spindle dap` through the extension's debug
+// adapter contribution), a request over HTTP stops there, the request's
+// fields show in the Variables view, continue, the answer arrives.
 //
 // Needs what `scripts/setup-editor.sh` installs (code-server under
 // .cache/e2e, Node 24, Debian's chromium), `target/debug/spindle` and
@@ -46,7 +49,10 @@ s.service "api" {
 }
 
 s.pipeline "echo" {
-  s.stage("upper", function(req) return req end),
+  s.stage("upper", function(req)
+    req.text = req.text:upper()
+    return req
+  end),
 }
 `;
 
@@ -55,6 +61,7 @@ let browser;
 let page;
 let folder;
 let graphPort;
+let debugPort;
 
 function need(file, what) {
   if (!fs.existsSync(file)) {
@@ -104,6 +111,23 @@ before(async () => {
   fs.mkdirSync(path.join(userData, "User"), { recursive: true });
   fs.writeFileSync(path.join(folder, "graph.lua"), GRAPH);
   graphPort = await freePort();
+  debugPort = await freePort();
+  fs.mkdirSync(path.join(folder, ".vscode"));
+  fs.writeFileSync(
+    path.join(folder, ".vscode/launch.json"),
+    JSON.stringify({
+      version: "0.2.0",
+      configurations: [
+        {
+          type: "spindle",
+          request: "launch",
+          name: "Debug graph",
+          script: "${workspaceFolder}/graph.lua",
+          http: `127.0.0.1:${debugPort}`,
+        },
+      ],
+    }),
+  );
   fs.writeFileSync(
     path.join(userData, "User/settings.json"),
     JSON.stringify({
@@ -230,4 +254,34 @@ test("run the graph and see it live in the status bar and the graph view", async
   await command("Spindle: Stop Graph");
   await page.locator(".statusbar-item", { hasText: "spindle: stopped" }).waitFor();
   await shot("7-stopped");
+});
+
+test("a breakpoint in a stage stops a request; its fields show; continue answers it", async () => {
+  const editor = page.locator(".editor-instance .monaco-editor").first();
+  await editor.locator(".view-line span", { hasText: /^upper$/ }).last().click();
+  await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("F9");
+  await editor.locator(".codicon-debug-breakpoint").first().waitFor();
+  await page.keyboard.press("F5");
+  await page.locator(".debug-toolbar").waitFor();
+
+  // The request waits for the graph to be ready, then stops at the breakpoint.
+  const answer = fetch(`http://127.0.0.1:${debugPort}/v1/pipelines/echo`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ text: "hello from code-server" }),
+  }).then((response) => response.json());
+  await editor.locator(".debug-top-stack-frame-line").first().waitFor();
+  const variables = page.locator(".debug-variables");
+  await variables.locator(".monaco-list-row", { hasText: /^Request/ }).first().click();
+  await variables.locator(".monaco-list-row", { hasText: '"hello from code-server"' }).first().waitFor();
+  await shot("8-stopped-at-breakpoint");
+
+  await page.keyboard.press("F5");
+  const answered = await answer;
+  assert.equal(answered.status, "ok", JSON.stringify(answered));
+  assert.equal(answered.text, "HELLO FROM CODE-SERVER");
+  await page.keyboard.press("Shift+F5");
+  await page.locator(".debug-toolbar").waitFor({ state: "hidden" });
+  await shot("9-debugging-ended");
 });
