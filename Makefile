@@ -41,13 +41,14 @@ bench-jupyter: setup
 	$(CARGO) build --release --bin spindle
 	$(JUPYTER_VENV)/python kernel/jupyter/benches/jupyter_latency.py $(SPINDLE_RELEASE_BIN)
 
-## Benchmarks with their anchors in the same run; JSON under target/bench/.
-bench: setup bench-debugger
-	$(CARGO) bench --bench supervisor
-	$(CARGO) bench --bench embed
-	$(CARGO) bench -p spindle-netlink --bench bridge
-	$(CARGO) bench --bench operate
-	$(CARGO) bench -p spindle-replay --bench journal
+## Every benchmark, each beside its anchor in the same run (supervisor,
+## operate, embed, pipeline, gate, scheduler, lua_host, netlink, lsp, jupyter,
+## debugger, journal, soak;
+## BENCHES="soak supervisor" for some). Each writes target/bench/NAME.json and
+## exits non-zero when its anchor could not run; all of them run, then
+## target/bench/summary.json, and the target fails if any benchmark failed.
+bench: setup
+	CARGO=$(CARGO) python3 benches/summary.py $(BENCHES)
 
 ## The netlink codec's fuzz targets, FUZZ_SECONDS (default 60) each.
 fuzz:

@@ -15,7 +15,9 @@
 //! with other work: the table gives p50 and p90 of each, the ratio of the
 //! p50s, and the load average before and after as a noise marker.
 //! `SPINDLE_BENCH_REPEATS` sets the repetitions (default 20). Writes
-//! `target/bench/operate.json`.
+//! `target/bench/operate.json`. supervisord comes from `.cache/venv`
+//! (`make setup` pins it); when it is missing or fails, the benchmark
+//! exits non-zero without a table.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -42,10 +44,16 @@ fn main() {
         "operate benchmark: {SERVICES} services of `sleep`, {repeats} repetitions; {} CPUs, unpinned, shared machine",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    // The anchor is checked first and must run: without it the benchmark
+    // fails rather than print spindle's figures alone.
+    let python = anchor_python(root).unwrap_or_else(|why| anchor_failed(&why));
     let load_before = load_average();
     let spindle = measure_spindle(&work, repeats);
     let load_between = load_average();
-    let anchor = measure_supervisord(root, &work, repeats);
+    let anchor = Some(
+        measure_supervisord(&python, root, &work, repeats)
+            .unwrap_or_else(|why| anchor_failed(&why)),
+    );
     let load_after = load_average();
 
     let mut rows = Vec::new();
@@ -297,51 +305,74 @@ struct AnchorFigures {
     others_untouched: bool,
 }
 
-fn measure_supervisord(root: &Path, work: &Path, repeats: usize) -> Option<AnchorFigures> {
-    let venv = root.join(".cache/bench-venv");
-    let marker = venv.join("supervisor-4.3.0");
-    if !marker.exists() {
-        println!("installing supervisor==4.3.0 into {} ...", venv.display());
-        let installed = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|status| status.success())
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "supervisor==4.3.0"])
-                .status()
-                .is_ok_and(|status| status.success());
-        if !installed {
-            println!("could not install supervisor with pip; no anchor");
-            return None;
-        }
-        let _ = std::fs::write(&marker, "");
+/// The Python of `.cache/venv` (made by `make setup`), with supervisor
+/// 4.3.0 in it.
+fn anchor_python(root: &Path) -> Result<PathBuf, String> {
+    let python = root.join(".cache/venv/bin/python");
+    let output = Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('supervisor'))",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|error| format!("cannot run {}: {error}; run `make setup`", python.display()))?;
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || version != "4.3.0" {
+        return Err(format!(
+            "supervisor 4.3.0 is not in {} (found {version:?}); run `make setup`",
+            python.display()
+        ));
     }
-    let output = Command::new(venv.join("bin/python"))
+    Ok(python)
+}
+
+fn anchor_failed(why: &str) -> ! {
+    eprintln!("operate benchmark failed: the anchor (supervisord) could not run: {why}");
+    std::process::exit(1)
+}
+
+fn measure_supervisord(
+    python: &Path,
+    root: &Path,
+    work: &Path,
+    repeats: usize,
+) -> Result<AnchorFigures, String> {
+    let output = Command::new(python)
         .arg(root.join("benches/operate_anchor.py"))
         .arg(work.join("supervisord"))
         .arg(SERVICES.to_string())
         .arg(repeats.to_string())
         .stderr(Stdio::inherit())
         .output()
-        .ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    let list = |key: &str| -> Option<Vec<f64>> {
-        Some(
-            value[key]
-                .as_array()?
-                .iter()
-                .filter_map(serde_json::Value::as_f64)
-                .collect(),
+        .map_err(|error| format!("cannot run benches/operate_anchor.py: {error}"))?;
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|error| {
+        format!(
+            "benches/operate_anchor.py printed no JSON ({error}; exit {}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
         )
+    })?;
+    if let Some(error) = value["error"].as_str() {
+        return Err(format!("benches/operate_anchor.py: {error}"));
+    }
+    let list = |key: &str| -> Result<Vec<f64>, String> {
+        Ok(value[key]
+            .as_array()
+            .ok_or_else(|| format!("benches/operate_anchor.py's JSON has no {key}: {value}"))?
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect())
     };
-    Some(AnchorFigures {
+    Ok(AnchorFigures {
         status_rpc: list("status_rpc_ms")?,
         status_cli: list("status_cli_ms")?,
         restart_rpc: list("restart_rpc_ms")?,
         restart_cli: list("restart_cli_ms")?,
         update: list("update_ms")?,
-        others_untouched: value["others_untouched"].as_bool()?,
+        others_untouched: value["others_untouched"]
+            .as_bool()
+            .ok_or("benches/operate_anchor.py's JSON has no others_untouched")?,
     })
 }
 

@@ -61,8 +61,10 @@ REPO = Path(__file__).resolve().parent.parent
 REGISTRY = REPO / "models" / "registry.toml"
 VENV = REPO / ".cache" / "venv"
 # Pinned Python packages of the test and benchmark anchors
-# (scripts/reference_vectors.py, benches/embed_anchor.py).
+# (scripts/reference_vectors.py, benches/embed_anchor.py, and supervisord
+# for benches/supervisor_anchor.py and benches/operate_anchor.py).
 VENV_REQUIREMENTS = [
+    "supervisor==4.3.0",
     "onnxruntime==1.31.1",
     "numpy==2.4.6",
     "tokenizers==0.23.3",
