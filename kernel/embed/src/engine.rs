@@ -2,7 +2,7 @@
 //! own and fed by a command channel whose messages carry their reply (the
 //! TEI backend pattern, with std channels: this crate has no async runtime).
 //!
-//! `Engine::start` loads the model ([`crate::load`]), runs a warm-up batch,
+//! `Engine::start` loads the model (`load.rs`), runs a warm-up batch,
 //! measures its batch costs when asked ([`crate::calibrate`]) and only then
 //! returns. `embed` blocks; `submit` returns at once and calls the reply
 //! closure on the engine thread when the batch is done, exactly once, with

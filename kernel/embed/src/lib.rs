@@ -10,7 +10,7 @@
 //!   batch and truncating at the model's maximum;
 //! - [`pool`]: mean pooling over the attention mask and L2 normalisation;
 //! - [`session`]: the ONNX Runtime session options, each measured;
-//! - [`load`]: verifying, loading and checking a model on a provider;
+//! - `load`: verifying, loading and checking a model on a provider;
 //! - [`run`]: one batch: pad the encodings, run, pool;
 //! - [`calibrate`]: what each batch shape costs on this machine;
 //! - [`gpu`]: the CUDA and cuDNN libraries fetched from PyPI, preloaded;
