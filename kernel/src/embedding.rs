@@ -295,13 +295,18 @@ struct EmbeddingService {
 
 impl InProcessService for EmbeddingService {
     /// Ends with an error when the session thread dies; checked once a
-    /// second (the thread dying is a bug or a crash of ONNX Runtime).
+    /// second (the thread dying is a bug or a crash of ONNX Runtime). It
+    /// holds the engine weakly: a watcher that outlives `stop` must not
+    /// keep a stopped engine (its session and arena) alive.
     fn finished(&mut self) -> BoxFuture<'static, Result<(), String>> {
-        let engine = self.engine.clone();
+        let engine = Arc::downgrade(&self.engine);
         Box::pin(async move {
             let mut interval = tokio::time::interval(Duration::from_secs(1));
             loop {
                 interval.tick().await;
+                let Some(engine) = engine.upgrade() else {
+                    return std::future::pending().await;
+                };
                 let health = engine.health();
                 if !health.alive {
                     return Err(health

@@ -305,7 +305,10 @@ test('attach to spindle run --debug-port; disconnect leaves the graph serving', 
   assert.equal(after.text, 'after detach');
 });
 
-test('restart relaunches the graph with its breakpoints; terminate ends it', async (t) => {
+// A bound, not a synchronisation: if the relaunched graph never prints its
+// address the suite fails instead of waiting forever (seen once under a load
+// average above 10, not reproduced in 5 runs since).
+test('restart relaunches the graph with its breakpoints; terminate ends it', { timeout: 120_000 }, async (t) => {
   const { dc, program, http } = await launched(t);
   await dc.setBreakpointsRequest({ source: { path: program }, breakpoints: [{ line: CLEAN_ASSIGN }] });
   await dc.configurationDoneRequest();
