@@ -636,13 +636,19 @@ pub(crate) fn reap_child(pid: i32) -> Reaped {
 }
 
 /// The process group and session of `pid` (also of a zombie), if it exists.
+///
+/// Either is 0 when its leader lives outside this process's PID namespace
+/// (a run inside a container or a CI sandbox whose session began outside):
+/// the kernel then has no id for it here. Only an error (the process is
+/// gone) gives `None`.
 pub(crate) fn group_and_session(pid: i32) -> Option<(i32, i32)> {
     // SAFETY: getpgid and getsid have no memory effects.
     let (group, session) = unsafe { (libc::getpgid(pid), libc::getsid(pid)) };
-    (group > 0 && session > 0).then_some((group, session))
+    (group >= 0 && session >= 0).then_some((group, session))
 }
 
-/// This process's session.
+/// This process's session (0 when its leader is outside this PID
+/// namespace, see [`group_and_session`]).
 pub(crate) fn own_session() -> i32 {
     // SAFETY: getsid has no memory effects.
     unsafe { libc::getsid(0) }

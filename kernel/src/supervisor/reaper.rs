@@ -433,7 +433,10 @@ impl Registry {
     }
 
     /// An inherited child: in another session, or a member (not the leader)
-    /// of a group the supervisor created.
+    /// of a group the supervisor created. Sessions and groups whose leader
+    /// is outside this PID namespace read as 0, so two such sessions look
+    /// alike; the group still tells a service's orphan (its group is the
+    /// service's, inside the namespace).
     fn is_orphan(&self, pid: i32) -> bool {
         let Some((group, session)) = os::group_and_session(pid) else {
             return false;
