@@ -59,7 +59,7 @@ check "instance a registers" wait_instances 1
 for priority in high medium low; do
     call ingest $priority 120000 "A $priority priority request embeds this sentence."
     if [ "$(field status)" != ok ]; then
-        fail "$priority priority request" "$(cat /tmp/call | head -6)"
+        fail "$priority priority request" "$(head -6 /tmp/call; echo "daemon a's log, last lines:"; tail -8 /tmp/a.log)"
     else
         pass "$priority priority request answered ($(field dims) dims, $(field elapsed_us) us)"
     fi

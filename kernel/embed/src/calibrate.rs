@@ -10,6 +10,14 @@
 //! is kept in the cache (`<cache>/calibration/`, one file per
 //! model, provider, thread count and CPU) and measured again only when it
 //! is missing. [`BatchCosts::seconds`] interpolates between measured shapes.
+//!
+//! The measurement delays the engine's readiness, so it has a time budget
+//! ([`MEASURE_BUDGET`]): shapes are measured from the cheapest up, and when
+//! the budget is spent the rest are left out ([`BatchCosts::seconds`]
+//! extrapolates past the largest measured ones). On a slow or emulated CPU
+//! (a first run under qemu took minutes for the whole grid) the engine is
+//! ready after about the budget; such a partial measurement is not cached,
+//! so a later start on a quieter machine measures again.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +30,9 @@ pub const GRID_SEQ: [usize; 4] = [16, 32, 64, 128];
 pub const GRID_BATCH: [usize; 6] = [1, 2, 4, 8, 16, 32];
 /// The largest shape measured, in padded tokens.
 pub const GRID_MAX_TOKENS: usize = 1024;
+/// How long the measurement may take at start-up; the shape under way when
+/// it runs out is finished.
+pub const MEASURE_BUDGET: Duration = Duration::from_millis(1500);
 
 /// Whether and how an engine measures its batch costs at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,6 +62,15 @@ pub struct BatchCosts {
     /// What was measured: model, provider, threads, CPU.
     pub key: String,
     pub shapes: Vec<ShapeCost>,
+    /// Whether every shape of the grid was measured (false when the time
+    /// budget ran out first; such a measurement is not cached).
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
+}
+
+/// Measurements cached before `complete` existed were of the whole grid.
+fn complete_by_default() -> bool {
+    true
 }
 
 impl BatchCosts {
@@ -151,7 +171,8 @@ impl BatchCosts {
     }
 }
 
-/// The shapes of the grid for a model whose maximum length is `max_seq`.
+/// The shapes of the grid for a model whose maximum length is `max_seq`,
+/// cheapest (fewest padded tokens) first.
 pub fn grid(max_seq: usize) -> Vec<(usize, usize)> {
     let mut shapes = Vec::new();
     for &seq in GRID_SEQ
@@ -164,19 +185,34 @@ pub fn grid(max_seq: usize) -> Vec<(usize, usize)> {
             }
         }
     }
+    shapes.sort_by_key(|&(batch, seq)| (batch * seq, seq));
     shapes
 }
 
-/// Times `run(batch, seq)` over the grid: one warm-up per shape, then the
-/// faster of two runs. `run` returns whether the shape ran.
+/// Times `run(batch, seq)` over the grid, cheapest shape first: one warm-up
+/// per shape, then the faster of two runs, until `budget` is spent (the
+/// first shape is always measured). `run` returns whether the shape ran.
 pub fn measure(
     key: String,
     max_seq: usize,
+    budget: Duration,
     mut run: impl FnMut(usize, usize) -> bool,
 ) -> BatchCosts {
     let started = Instant::now();
     let mut shapes = Vec::new();
-    for (batch, seq) in grid(max_seq) {
+    let grid = grid(max_seq);
+    let mut complete = true;
+    for (index, &(batch, seq)) in grid.iter().enumerate() {
+        if index > 0 && started.elapsed() >= budget {
+            complete = false;
+            tracing::info!(
+                measured = shapes.len(),
+                left_out = grid.len() - index,
+                "the batch-cost measurement ran out of its {:.1} s budget; larger shapes are extrapolated",
+                budget.as_secs_f64()
+            );
+            break;
+        }
         if !run(batch, seq) {
             continue;
         }
@@ -197,7 +233,11 @@ pub fn measure(
         "measured batch costs in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    BatchCosts { key, shapes }
+    BatchCosts {
+        key,
+        shapes,
+        complete,
+    }
 }
 
 /// A name for this CPU, for the calibration key (from /proc/cpuinfo).
@@ -235,6 +275,7 @@ mod tests {
         BatchCosts {
             key: "test".to_string(),
             shapes,
+            complete: true,
         }
     }
 
@@ -284,5 +325,43 @@ mod tests {
             assert!((a.seconds - b.seconds).abs() < 1e-12);
         }
         assert_eq!(BatchCosts::load(directory.path(), "other"), None);
+    }
+
+    #[test]
+    fn the_grid_runs_from_the_cheapest_shape_up() {
+        let shapes = grid(128);
+        let tokens: Vec<usize> = shapes.iter().map(|(batch, seq)| batch * seq).collect();
+        assert!(tokens.windows(2).all(|pair| pair[0] <= pair[1]), "{shapes:?}");
+        assert_eq!(shapes.first(), Some(&(1, 16)));
+    }
+
+    #[test]
+    fn a_spent_budget_stops_after_the_first_shape_and_marks_it_partial() {
+        let mut ran = Vec::new();
+        let costs = measure("partial".into(), 128, Duration::ZERO, |batch, seq| {
+            ran.push((batch, seq));
+            true
+        });
+        assert!(!costs.complete);
+        assert_eq!(costs.shapes.len(), 1);
+        // One warm-up and two timed runs of the cheapest shape, nothing else.
+        assert_eq!(ran, vec![(1, 16); 3]);
+        // Larger shapes are extrapolated from it.
+        let one = costs.seconds(1, 16);
+        assert!((costs.seconds(4, 32) - 8.0 * one).abs() <= 1e-12 * one.max(1.0));
+    }
+
+    #[test]
+    fn within_its_budget_the_whole_grid_is_measured() {
+        let costs = measure("whole".into(), 128, Duration::from_secs(3600), |_, _| true);
+        assert!(costs.complete);
+        assert_eq!(costs.shapes.len(), grid(128).len());
+    }
+
+    #[test]
+    fn a_measurement_cached_before_the_budget_existed_reads_as_complete() {
+        let old = r#"{"key":"k","shapes":[{"batch":1,"seq":16,"seconds":0.001}]}"#;
+        let costs: BatchCosts = serde_json::from_str(old).unwrap();
+        assert!(costs.complete);
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ort::session::RunOptions;
 
-use crate::calibrate::{BatchCosts, Calibration, cpu_name, measure};
+use crate::calibrate::{BatchCosts, Calibration, MEASURE_BUDGET, cpu_name, measure};
 use crate::error::EmbedError;
 use crate::load::load;
 use crate::registry::Registry;
@@ -515,9 +515,12 @@ fn calibrate(config: &EngineConfig, info: &EngineInfo, loaded: &mut Loaded) -> O
     {
         return Some(costs);
     }
-    let costs = measure(key, info.max_seq_length, |batch, seq| {
+    let costs = measure(key, info.max_seq_length, MEASURE_BUDGET, |batch, seq| {
         loaded.run_shape(batch, seq).is_ok()
     });
+    if !costs.complete {
+        return Some(costs);
+    }
     if let Err(error) = costs.store(&info.cache) {
         tracing::warn!(%error, "could not keep the measured batch costs in the cache");
     }
