@@ -331,7 +331,10 @@ mod tests {
     fn the_grid_runs_from_the_cheapest_shape_up() {
         let shapes = grid(128);
         let tokens: Vec<usize> = shapes.iter().map(|(batch, seq)| batch * seq).collect();
-        assert!(tokens.windows(2).all(|pair| pair[0] <= pair[1]), "{shapes:?}");
+        assert!(
+            tokens.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{shapes:?}"
+        );
         assert_eq!(shapes.first(), Some(&(1, 16)));
     }
 

@@ -19,10 +19,10 @@
 //!   watcher; an *orphan* is reaped and counted; anything else is left
 //!   alone. Since signals that arrive while one is pending are merged, it
 //!   also peeks at every other exited child (`waitid(P_ALL, WNOWAIT)`, which
-//!   reaps nothing, until none is left), at once when exits come in bursts
-//!   and otherwise at most every 50 ms: that is a scan of all children,
-//!   which 100 exec probes a second would otherwise pay for 100 times a
-//!   second.
+//!   reaps nothing, until none is left) at every wake-up: one system call
+//!   when none is left, so a merged orphan is not left a zombie until the
+//!   next signal. (It used to look at most every 50 ms; the long run's
+//!   samples then caught orphans in that window.)
 //! - An orphan is a child in another session than this process (it or an
 //!   ancestor called `setsid`: daemons, `setsid cmd &`) or a member, not the
 //!   leader, of a process group the supervisor created (every service and
@@ -181,16 +181,6 @@ static ORPHANS_REAPED: AtomicU64 = AtomicU64::new(0);
 /// be installed).
 const LOOK_WITHOUT_SIGNALS: Duration = Duration::from_millis(50);
 
-/// A SIGCHLD names one child; signals that arrive while one is pending are
-/// merged, so after a signal the drivers also look for other exited
-/// children (a scan of every child), at most this often: a child whose
-/// signal was merged is reaped within this delay, every other at once.
-const LOOK_EVERY: Duration = Duration::from_millis(50);
-
-/// After a look found children whose signal was merged, look at every
-/// wake-up for this long (exits come in a burst).
-const EAGER_AFTER_MERGED: Duration = Duration::from_secs(1);
-
 /// Runs the reaper's passes on the caller's runtime until `stop`. Every
 /// supervisor run drives it for as long as it runs: each SIGCHLD wakes the
 /// drivers, and the first to read the pipe passes for all (the registry is
@@ -212,10 +202,6 @@ pub(crate) async fn drive(stop: CancellationToken) {
         None
     };
     let mut signalled = Vec::new();
-    // When the other exited children were last looked for (see LOOK_EVERY).
-    let mut looked_at = tokio::time::Instant::now();
-    let mut look_pending = false;
-    let mut eager_until = looked_at;
     loop {
         let woken = async {
             match &pipe {
@@ -225,43 +211,18 @@ pub(crate) async fn drive(stop: CancellationToken) {
                 None => tokio::time::sleep(LOOK_WITHOUT_SIGNALS).await,
             }
         };
-        let look_due = async {
-            if look_pending {
-                tokio::time::sleep_until(looked_at + LOOK_EVERY).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
         tokio::select! {
             () = stop.cancelled() => return,
             () = woken => {}
-            () = look_due => {}
         }
         signalled.clear();
         if let Some(pipe) = &pipe {
             read_pids(pipe, &mut signalled);
         }
-        // Look for every exited child now after a poke (0), without a
-        // signal handler, when it is time, or while exits come in bursts
-        // (several signals at once, or the last look found merged ones: a
-        // shutdown, a group killed); otherwise reap the signalled ones and
-        // look later.
-        let now = tokio::time::Instant::now();
-        let look = pipe.is_none()
-            || signalled.contains(&0)
-            || signalled.len() > 1
-            || now < eager_until
-            || now.duration_since(looked_at) >= LOOK_EVERY;
-        let merged = reaper.lock().pass(&signalled, &reaper.spawning, look);
-        if merged > 0 {
-            eager_until = now + EAGER_AFTER_MERGED;
-        }
-        if look {
-            looked_at = now;
-            look_pending = false;
-        } else {
-            look_pending = true;
-        }
+        // Every wake-up also looks for exited children whose signal was
+        // merged: one `waitid` when there is none, so an orphan is never
+        // left a zombie until some later signal.
+        reaper.lock().pass(&signalled, &reaper.spawning);
     }
 }
 
@@ -353,38 +314,30 @@ impl Registry {
     }
 
     /// Reaps every exited child that is watched, swept or an orphan: first
-    /// the `signalled` ones (pids from SIGCHLD, reaped by pid); then, if
-    /// `look_for_others`, any other (signals coalesce), by peeking until no
-    /// exited child is left.
+    /// the `signalled` ones (pids from SIGCHLD, reaped by pid); then any
+    /// other (signals coalesce), by peeking until no exited child is left.
     ///
     /// A child met exited but not ours while a spawn is between clone and
     /// registration is most likely that spawn's (it exited early): the pass
     /// defers to the registration, which triggers the next pass. Otherwise a
     /// child left alone hides the exited children behind it from the peek,
     /// so they are looked for in the list of children.
-    ///
-    /// Returns how many children the look found besides the signalled ones
-    /// (their signals were merged).
-    fn pass(&mut self, signalled: &[i32], spawning: &AtomicUsize, look_for_others: bool) -> usize {
+    fn pass(&mut self, signalled: &[i32], spawning: &AtomicUsize) {
         let mut left_alone = false;
-        let mut merged = 0;
         for pid in signalled {
             if *pid > 0 && os::has_exited(*pid) && !self.reap_if_ours(*pid) {
                 left_alone = true;
             }
         }
-        if look_for_others {
-            while let Some(pid) = os::peek_exited_child() {
-                if !self.reap_if_ours(pid) {
-                    left_alone = true;
-                    break;
-                }
-                merged += 1;
+        while let Some(pid) = os::peek_exited_child() {
+            if !self.reap_if_ours(pid) {
+                left_alone = true;
+                break;
             }
         }
         if left_alone && spawning.load(Ordering::SeqCst) > 0 {
             self.deferred = true;
-        } else if left_alone && look_for_others {
+        } else if left_alone {
             for pid in os::children_of_this_process() {
                 if os::has_exited(pid) {
                     self.reap_if_ours(pid);
@@ -393,7 +346,6 @@ impl Registry {
         }
         self.settle_swept();
         self.retired_groups.retain(|pgid| os::group_exists(*pgid));
-        merged
     }
 
     /// Reaps `pid`, an exited child, if it is ours to reap; whether it was.
