@@ -23,6 +23,7 @@ mod convert;
 mod convert_pipeline;
 mod convert_probe;
 mod convert_service;
+mod convert_settings;
 mod coroutine;
 pub mod debug;
 mod diagnostic;
