@@ -3,9 +3,11 @@
 //!
 //! - Requests: [`RequestJournal`] is called by the request path around each
 //!   submission: the admission when the scheduler has taken the request
-//!   (before its answer, so a crash keeps what was in flight), then the
-//!   stages' timings and the one answer. These sends wait when the writer
-//!   is behind (back-pressure); a request is never left out.
+//!   (before its answer, so a crash keeps what was in flight), then each
+//!   stage it ran (timing, and `req` after it or its error; the runner
+//!   keeps them in the request's `StageLog`) and the one answer. These
+//!   sends wait when the writer is behind (back-pressure); a request is
+//!   never left out.
 //! - Services and pipelines: [`follow_events`] is a subscriber of the event
 //!   hub like any front end. The hub never waits for it; when it falls
 //!   behind it gets `Lagged` with a snapshot, written as a gap record with
@@ -23,7 +25,7 @@ use spindle_journal::{
     Record, ServiceRecord, StageRecord,
 };
 use spindle_scheduler::{Gate, Outcome, RequestId};
-use spindle_scripting::PipelineAnswer;
+use spindle_scripting::{PipelineAnswer, StageTrace};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{KernelEvent, KernelSubscription};
@@ -51,35 +53,24 @@ impl RequestJournal {
         self.handle.record(record).await;
     }
 
-    /// The request's answer; a rejected request (which never had an
+    /// The request's stages (those it finished, or failed in, before its
+    /// answer) and its answer; a rejected request (which never had an
     /// admission) gets its admission record here first.
-    pub(crate) async fn answered(&self, submission: &Submission, answer: &RequestAnswer) {
+    pub(crate) async fn answered(
+        &self,
+        submission: &Submission,
+        answer: &RequestAnswer,
+        stages: Vec<StageTrace>,
+    ) {
         let handle = &self.handle;
-        let admitted_us = us_at(handle, answer.admitted_at.into_std());
         if matches!(answer.outcome, Outcome::Rejected(_)) {
+            let admitted_us = us_at(handle, answer.admitted_at.into_std());
             let record = admitted_record(answer.id.0, submission, admitted_us);
             handle.record(record).await;
         }
-        if let Outcome::Ok(pipeline_answer) = &answer.outcome {
-            let mut stage_start = answer
-                .started_at
-                .map_or(admitted_us, |at| us_at(handle, at.into_std()));
-            for (stage, elapsed) in &pipeline_answer.stages {
-                let elapsed_us = elapsed.as_micros() as u64;
-                handle
-                    .record(Record::Stage(StageRecord {
-                        id: answer.id.0,
-                        stage: stage.clone(),
-                        at_us: stage_start,
-                        elapsed_us,
-                        text: String::new(),
-                        vector: None,
-                        fields: Vec::new(),
-                        error: None,
-                    }))
-                    .await;
-                stage_start += elapsed_us;
-            }
+        for trace in stages {
+            let record = stage_record(handle, answer.id.0, trace);
+            handle.record(record).await;
         }
         let outcome = outcome_record(&answer.outcome);
         let answered_us = us_at(handle, answer.answered_at.into_std());
@@ -263,6 +254,23 @@ fn admitted_record(id: u64, submission: &Submission, at_us: u64) -> Record {
             .map(|deadline| deadline.as_micros() as u64),
         text: submission.text.clone(),
         at_us,
+    })
+}
+
+fn stage_record(handle: &JournalHandle, id: u64, trace: StageTrace) -> Record {
+    let (text, vector, fields) = match trace.output {
+        Some(output) => (output.text, output.vector, output.fields),
+        None => (String::new(), None, Vec::new()),
+    };
+    Record::Stage(StageRecord {
+        id,
+        stage: trace.stage,
+        at_us: us_at(handle, trace.started),
+        elapsed_us: trace.elapsed.as_micros() as u64,
+        text,
+        vector,
+        fields,
+        error: trace.error,
     })
 }
 

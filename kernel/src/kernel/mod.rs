@@ -659,7 +659,7 @@ impl Lifecycle {
         self,
         graph: GraphSpec,
         config: SupervisorConfig,
-        scheduler: spindle_scheduler::SchedulerHandle<String, spindle_scripting::PipelineAnswer>,
+        scheduler: crate::requests::RequestScheduler,
         outcome: watch::Sender<Option<Result<KernelOutcome, KernelError>>>,
     ) {
         let mut supervisor = tokio::spawn(supervisor::run(
