@@ -18,6 +18,8 @@
 //! Knows the journal crate's records and the kernel's types; no file
 //! format (that is `spindle-journal`) and no JSON.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant as StdInstant;
 
 use spindle_journal::{
@@ -26,6 +28,7 @@ use spindle_journal::{
 };
 use spindle_scheduler::{Gate, Outcome, RequestId};
 use spindle_scripting::{PipelineAnswer, StageTrace};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{KernelEvent, KernelSubscription};
@@ -36,20 +39,52 @@ use crate::requests::{RequestAnswer, Submission};
 #[derive(Debug, Clone)]
 pub(crate) struct RequestJournal {
     handle: JournalHandle,
+    /// Records being made by tasks of their own (answers, operations),
+    /// which [`RequestJournal::finish`] waits for.
+    pending: PendingWrites,
 }
 
 impl RequestJournal {
     pub(crate) fn new(handle: JournalHandle) -> RequestJournal {
-        RequestJournal { handle }
+        RequestJournal {
+            handle,
+            pending: PendingWrites::default(),
+        }
+    }
+
+    /// Marks records about to be made by a task of its own; hold the
+    /// guard until they are sent. Taken before the request's answer can
+    /// exist, so that a kernel whose requests are all answered has counted
+    /// every answer still to be journaled.
+    pub(crate) fn writing(&self) -> PendingGuard {
+        self.pending.enter()
+    }
+
+    /// Waits until every record counted by [`RequestJournal::writing`] is
+    /// sent, then until the writer has written everything sent before.
+    /// `Kernel::wait` calls it once the request path has stopped; the
+    /// event follower ending is not enough (a graph without services ends
+    /// its event stream at once, long before its last request).
+    pub(crate) async fn finish(&self) {
+        self.pending.idle().await;
+        self.handle.flush().await;
     }
 
     pub(crate) fn handle(&self) -> &JournalHandle {
         &self.handle
     }
 
-    /// The request `id` was taken by the scheduler.
-    pub(crate) async fn admitted(&self, id: RequestId, submission: &Submission) {
-        let record = admitted_record(id.0, submission, self.handle.now_us());
+    /// The journal's clock now; taken just before a request is submitted,
+    /// so that its admission is never later than its first stage (which
+    /// may start on another thread before `admitted` is called).
+    pub(crate) fn now_us(&self) -> u64 {
+        self.handle.now_us()
+    }
+
+    /// The request `id` was taken by the scheduler; `at_us` from
+    /// [`RequestJournal::now_us`] just before it was submitted.
+    pub(crate) async fn admitted(&self, id: RequestId, submission: &Submission, at_us: u64) {
+        let record = admitted_record(id.0, submission, at_us);
         self.handle.record(record).await;
     }
 
@@ -136,7 +171,11 @@ pub(crate) fn operation_now(journal: Option<&RequestJournal>, operation: Operati
     if let Some(journal) = journal {
         let record = operation_record(&journal.handle, operation);
         let handle = journal.handle.clone();
-        tokio::spawn(async move { handle.record(record).await });
+        let writing = journal.writing();
+        tokio::spawn(async move {
+            handle.record(record).await;
+            drop(writing);
+        });
     }
 }
 
@@ -276,4 +315,48 @@ fn stage_record(handle: &JournalHandle, id: u64, trace: StageTrace) -> Record {
 
 fn us_at(handle: &JournalHandle, at: StdInstant) -> u64 {
     at.saturating_duration_since(handle.started()).as_micros() as u64
+}
+
+/// A count of records being made by tasks of their own, and a way to wait
+/// until there are none.
+#[derive(Debug, Clone, Default)]
+struct PendingWrites(Arc<Pending>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One task's records still to be sent; dropping it says they are.
+#[derive(Debug)]
+pub(crate) struct PendingGuard(Arc<Pending>);
+
+impl PendingWrites {
+    fn enter(&self) -> PendingGuard {
+        self.0.count.fetch_add(1, Ordering::SeqCst);
+        PendingGuard(self.0.clone())
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.0.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read: a guard dropped in
+            // between wakes this waiter.
+            notified.as_mut().enable();
+            if self.0.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }

@@ -299,6 +299,12 @@ impl RequestPath {
                 stage_log: journaled.as_ref().map(|(_, _, log)| log.clone()),
             },
         };
+        let submitted_us = journaled
+            .as_ref()
+            .map_or(0, |(journal, ..)| journal.now_us());
+        // Counted before the request can be answered: `Kernel::wait` waits
+        // for this request's records once every request is answered.
+        let writing = journaled.as_ref().map(|(journal, ..)| journal.writing());
         match (self.scheduler.submit(request), journaled) {
             (Ok(ticket), None) => {
                 let answer = ticket.await;
@@ -309,7 +315,7 @@ impl RequestPath {
             // caller who stops waiting (a closed HTTP connection) does not
             // leave the journal without the answer the request still gets.
             (Ok(ticket), Some((journal, asked, stage_log))) => {
-                journal.admitted(ticket.id(), &asked).await;
+                journal.admitted(ticket.id(), &asked, submitted_us).await;
                 let id = ticket.id();
                 let (priority, source) = (asked.priority, asked.source);
                 let metrics = self.metrics.clone();
@@ -317,6 +323,7 @@ impl RequestPath {
                     let answer = ticket.await;
                     metrics.record(&answer);
                     journal.answered(&asked, &answer, stage_log.take()).await;
+                    drop(writing);
                     answer
                 });
                 match answered.await {
@@ -356,6 +363,7 @@ impl RequestPath {
                 if let Some((journal, asked, _)) = journaled {
                     journal.answered(&asked, &answer, Vec::new()).await;
                 }
+                drop(writing);
                 answer
             }
         }

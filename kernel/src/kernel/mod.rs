@@ -632,8 +632,12 @@ impl Kernel {
         let mut outcome = self.inner.outcome.clone();
         let outcome = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
         // The event stream has ended with the run: the journal writes its
-        // last records.
+        // last records. Then every request's answer (journaled by a task
+        // of its own) is written too.
         self.inner.journal_done.cancelled().await;
+        if let Some(journal) = &self.inner.requests.journal {
+            journal.finish().await;
+        }
         match outcome {
             Ok(outcome) => outcome.expect("waited for Some"),
             Err(_) => Err(KernelError::Crashed(
