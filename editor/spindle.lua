@@ -172,6 +172,11 @@
 ---@class spindle.NetlinkFields
 ---@field family? string The generic netlink family (default "spindle").
 
+---The run's settings (`s.settings { ... }`); each is the same as a `spindle run`
+---flag, and the flag wins when both are given.
+---@class spindle.Settings
+---@field journal? string Record the session (every request with its stages' outputs and timings, every service event and operation) in this folder, relative to the script's folder; the same as `spindle run --journal DIR`.
+
 -- Notebook cells ------------------------------------------------------------
 
 ---A request as `s.submit` takes it: the text, or a table with options.
@@ -301,6 +306,11 @@ function spindle.http_route(route) end
 ---@param fields? spindle.NetlinkFields
 ---@return spindle.Source
 function spindle.netlink(fields) end
+
+---The run's settings, once per script: `s.settings { journal = "journal" }`.
+---Each is the same as a `spindle run` flag; the flag wins when both are given.
+---@param fields spindle.Settings
+function spindle.settings(fields) end
 
 ---Notebook cells only: runs the services and pipelines declared so far (by
 ---the script and by cells; a name declared again replaces the earlier

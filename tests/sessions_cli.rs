@@ -163,8 +163,30 @@ fn a_journaled_session_reads_back_and_replays_to_the_same_transcript() {
     assert_eq!(outcomes, ["ok", "error", "ok", "ok"]);
     assert_eq!(answered[0]["vector"].as_array().expect("vector").len(), 384);
     assert_eq!(answered[1]["stage"], "check");
-    // Three stages for each ok request.
-    assert_eq!(of_kind("stage").len(), 9);
+    // Three stages for each ok request, two for the failed one (the
+    // failing stage with its error), each with `req` after it.
+    let stages = of_kind("stage");
+    assert_eq!(stages.len(), 11);
+    let stages_of = |id: &serde_json::Value| -> Vec<&serde_json::Value> {
+        stages.iter().copied().filter(|s| &s["id"] == id).collect()
+    };
+    let first = stages_of(&admitted[0]["id"]);
+    let names: Vec<&str> = first
+        .iter()
+        .map(|s| s["stage"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["clean", "check", "embed"]);
+    assert_eq!(first[0]["text"], "HELLO WORLD");
+    assert_eq!(first[0]["fields"]["words"], "2");
+    assert!(first[0]["vector"].is_null());
+    assert_eq!(first[2]["vector"].as_array().expect("vector").len(), 384);
+    assert!(first.iter().all(|s| s["error"].is_null()));
+    let failed = stages_of(&admitted[1]["id"]);
+    assert_eq!(failed.len(), 2);
+    let error = failed[1]["error"]
+        .as_str()
+        .expect("the check stage's error");
+    assert!(error.contains("graph.lua:10: bad input"), "{error}");
     assert_eq!(admitted[2]["correlation_id"], "c-3");
     assert_eq!(admitted[2]["priority"], "low");
     let operations = of_kind("operation");
@@ -185,6 +207,12 @@ fn a_journaled_session_reads_back_and_replays_to_the_same_transcript() {
     let (code, show, _) = spindle(&["journal", "show", "journal"], dir.path());
     assert_eq!(code, 0);
     assert_eq!(show.lines().count(), records.len());
+    assert!(
+        show.contains("clean took") && show.contains("-> text \"HELLO WORLD\" words=\"2\""),
+        "{show}"
+    );
+    assert!(show.contains("vector[384]"), "{show}");
+    assert!(show.contains("failed: "), "{show}");
 
     // Replayed five times as fast as possible, and once at the recorded times:
     // the same transcript each time, every answer the same as recorded.

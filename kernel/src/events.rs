@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::services::{KernelSnapshot, ServiceBoard};
 use crate::supervisor::{Event, LogLine, ProbeResult};
-use spindle_scripting::PipelineAnswer;
 
 /// One thing that happened in the kernel.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +129,7 @@ pub(crate) struct Subscriptions {
 impl Subscriptions {
     pub(crate) fn subscribe(
         &self,
-        scheduler: Option<&SchedulerHandle<String, PipelineAnswer>>,
+        scheduler: Option<&crate::requests::RequestScheduler>,
     ) -> KernelSubscription {
         KernelSubscription {
             board: self.board.clone(),
@@ -185,7 +184,7 @@ impl EventHub {
         mut service_events: mpsc::UnboundedReceiver<Event>,
         mut log_lines: mpsc::UnboundedReceiver<LogLine>,
         mut probe_results: mpsc::UnboundedReceiver<ProbeResult>,
-        scheduler: SchedulerHandle<String, PipelineAnswer>,
+        scheduler: crate::requests::RequestScheduler,
         done: CancellationToken,
     ) {
         let mut seq = 0_u64;

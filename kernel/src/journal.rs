@@ -3,9 +3,11 @@
 //!
 //! - Requests: [`RequestJournal`] is called by the request path around each
 //!   submission: the admission when the scheduler has taken the request
-//!   (before its answer, so a crash keeps what was in flight), then the
-//!   stages' timings and the one answer. These sends wait when the writer
-//!   is behind (back-pressure); a request is never left out.
+//!   (before its answer, so a crash keeps what was in flight), then each
+//!   stage it ran (timing, and `req` after it or its error; the runner
+//!   keeps them in the request's `StageLog`) and the one answer. These
+//!   sends wait when the writer is behind (back-pressure); a request is
+//!   never left out.
 //! - Services and pipelines: [`follow_events`] is a subscriber of the event
 //!   hub like any front end. The hub never waits for it; when it falls
 //!   behind it gets `Lagged` with a snapshot, written as a gap record with
@@ -16,6 +18,8 @@
 //! Knows the journal crate's records and the kernel's types; no file
 //! format (that is `spindle-journal`) and no JSON.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant as StdInstant;
 
 use spindle_journal::{
@@ -23,7 +27,8 @@ use spindle_journal::{
     Record, ServiceRecord, StageRecord,
 };
 use spindle_scheduler::{Gate, Outcome, RequestId};
-use spindle_scripting::PipelineAnswer;
+use spindle_scripting::{PipelineAnswer, StageTrace};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{KernelEvent, KernelSubscription};
@@ -34,52 +39,73 @@ use crate::requests::{RequestAnswer, Submission};
 #[derive(Debug, Clone)]
 pub(crate) struct RequestJournal {
     handle: JournalHandle,
+    /// Records being made by tasks of their own (answers, operations),
+    /// which [`RequestJournal::finish`] waits for.
+    pending: PendingWrites,
 }
 
 impl RequestJournal {
     pub(crate) fn new(handle: JournalHandle) -> RequestJournal {
-        RequestJournal { handle }
+        RequestJournal {
+            handle,
+            pending: PendingWrites::default(),
+        }
+    }
+
+    /// Marks records about to be made by a task of its own; hold the
+    /// guard until they are sent. Taken before the request's answer can
+    /// exist, so that a kernel whose requests are all answered has counted
+    /// every answer still to be journaled.
+    pub(crate) fn writing(&self) -> PendingGuard {
+        self.pending.enter()
+    }
+
+    /// Waits until every record counted by [`RequestJournal::writing`] is
+    /// sent, then until the writer has written everything sent before.
+    /// `Kernel::wait` calls it once the request path has stopped; the
+    /// event follower ending is not enough (a graph without services ends
+    /// its event stream at once, long before its last request).
+    pub(crate) async fn finish(&self) {
+        self.pending.idle().await;
+        self.handle.flush().await;
     }
 
     pub(crate) fn handle(&self) -> &JournalHandle {
         &self.handle
     }
 
-    /// The request `id` was taken by the scheduler.
-    pub(crate) async fn admitted(&self, id: RequestId, submission: &Submission) {
-        let record = admitted_record(id.0, submission, self.handle.now_us());
+    /// The journal's clock now; taken just before a request is submitted,
+    /// so that its admission is never later than its first stage (which
+    /// may start on another thread before `admitted` is called).
+    pub(crate) fn now_us(&self) -> u64 {
+        self.handle.now_us()
+    }
+
+    /// The request `id` was taken by the scheduler; `at_us` from
+    /// [`RequestJournal::now_us`] just before it was submitted.
+    pub(crate) async fn admitted(&self, id: RequestId, submission: &Submission, at_us: u64) {
+        let record = admitted_record(id.0, submission, at_us);
         self.handle.record(record).await;
     }
 
-    /// The request's answer; a rejected request (which never had an
+    /// The request's stages (those it finished, or failed in, before its
+    /// answer) and its answer; a rejected request (which never had an
     /// admission) gets its admission record here first.
-    pub(crate) async fn answered(&self, submission: &Submission, answer: &RequestAnswer) {
+    pub(crate) async fn answered(
+        &self,
+        submission: &Submission,
+        answer: &RequestAnswer,
+        stages: Vec<StageTrace>,
+    ) {
         let handle = &self.handle;
-        let admitted_us = us_at(handle, answer.admitted_at.into_std());
         if matches!(answer.outcome, Outcome::Rejected(_)) {
+            let admitted_us = us_at(handle, answer.admitted_at.into_std());
             let record = admitted_record(answer.id.0, submission, admitted_us);
             handle.record(record).await;
         }
-        if let Outcome::Ok(pipeline_answer) = &answer.outcome {
-            let mut stage_start = answer
-                .started_at
-                .map_or(admitted_us, |at| us_at(handle, at.into_std()));
-            for (stage, elapsed) in &pipeline_answer.stages {
-                let elapsed_us = elapsed.as_micros() as u64;
-                handle
-                    .record(Record::Stage(StageRecord {
-                        id: answer.id.0,
-                        stage: stage.clone(),
-                        at_us: stage_start,
-                        elapsed_us,
-                        text: String::new(),
-                        vector: None,
-                        fields: Vec::new(),
-                        error: None,
-                    }))
-                    .await;
-                stage_start += elapsed_us;
-            }
+        for trace in stages {
+            let record = stage_record(handle, answer.id.0, trace);
+            handle.record(record).await;
         }
         let outcome = outcome_record(&answer.outcome);
         let answered_us = us_at(handle, answer.answered_at.into_std());
@@ -145,7 +171,11 @@ pub(crate) fn operation_now(journal: Option<&RequestJournal>, operation: Operati
     if let Some(journal) = journal {
         let record = operation_record(&journal.handle, operation);
         let handle = journal.handle.clone();
-        tokio::spawn(async move { handle.record(record).await });
+        let writing = journal.writing();
+        tokio::spawn(async move {
+            handle.record(record).await;
+            drop(writing);
+        });
     }
 }
 
@@ -266,6 +296,67 @@ fn admitted_record(id: u64, submission: &Submission, at_us: u64) -> Record {
     })
 }
 
+fn stage_record(handle: &JournalHandle, id: u64, trace: StageTrace) -> Record {
+    let (text, vector, fields) = match trace.output {
+        Some(output) => (output.text, output.vector, output.fields),
+        None => (String::new(), None, Vec::new()),
+    };
+    Record::Stage(StageRecord {
+        id,
+        stage: trace.stage,
+        at_us: us_at(handle, trace.started),
+        elapsed_us: trace.elapsed.as_micros() as u64,
+        text,
+        vector,
+        fields,
+        error: trace.error,
+    })
+}
+
 fn us_at(handle: &JournalHandle, at: StdInstant) -> u64 {
     at.saturating_duration_since(handle.started()).as_micros() as u64
+}
+
+/// A count of records being made by tasks of their own, and a way to wait
+/// until there are none.
+#[derive(Debug, Clone, Default)]
+struct PendingWrites(Arc<Pending>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One task's records still to be sent; dropping it says they are.
+#[derive(Debug)]
+pub(crate) struct PendingGuard(Arc<Pending>);
+
+impl PendingWrites {
+    fn enter(&self) -> PendingGuard {
+        self.0.count.fetch_add(1, Ordering::SeqCst);
+        PendingGuard(self.0.clone())
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.0.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read: a guard dropped in
+            // between wakes this waiter.
+            notified.as_mut().enable();
+            if self.0.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }

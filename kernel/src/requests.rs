@@ -20,7 +20,7 @@ use spindle_scheduler::{
 use spindle_scripting::{
     DebugEvent, Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec,
     PipelineAnswer, PipelineRequest, RequestScope, RunEvent, RunEventKind, RunOutcome, ScriptHost,
-    ServiceKind, SourceSpec,
+    ServiceKind, SourceSpec, StageLog,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -75,9 +75,21 @@ pub struct Submission {
 /// The one answer a submission gets.
 pub type RequestAnswer = Answer<PipelineAnswer>;
 
+/// The scheduler of pipeline requests.
+pub(crate) type RequestScheduler = SchedulerHandle<RequestPayload, PipelineAnswer>;
+
+/// What a request carries through the scheduler into its pipeline run.
+#[derive(Debug, Default)]
+pub(crate) struct RequestPayload {
+    pub(crate) text: String,
+    /// Set when the journal records the request: its stages are appended
+    /// here as they end, and journaled with the answer.
+    pub(crate) stage_log: Option<StageLog>,
+}
+
 /// The running request path, owned by the kernel.
 pub(crate) struct RequestPath {
-    pub(crate) scheduler: SchedulerHandle<String, PipelineAnswer>,
+    pub(crate) scheduler: RequestScheduler,
     /// Route to pipeline; swapped whole when a new graph is applied.
     routes: RwLock<HashMap<String, String>>,
     wiring: EffectsWiring,
@@ -216,7 +228,7 @@ impl RequestPath {
         });
         let scheduler = Scheduler::start(
             scheduler_config,
-            move |job: Job<String>| run_job(host.get(), job),
+            move |job: Job<RequestPayload>| run_job(host.get(), job),
             shutdown,
         );
         let _ = wiring.scheduler.set(scheduler.clone());
@@ -274,7 +286,7 @@ impl RequestPath {
         let journaled = self
             .journal
             .as_ref()
-            .map(|journal| (journal.clone(), submission.clone()));
+            .map(|journal| (journal.clone(), submission.clone(), StageLog::new()));
         let pipeline = submission.pipeline.clone();
         let request = NewRequest {
             correlation_id: submission.correlation_id,
@@ -282,8 +294,17 @@ impl RequestPath {
             priority: submission.priority,
             timeout: submission.deadline,
             source: submission.source,
-            payload: submission.text,
+            payload: RequestPayload {
+                text: submission.text,
+                stage_log: journaled.as_ref().map(|(_, _, log)| log.clone()),
+            },
         };
+        let submitted_us = journaled
+            .as_ref()
+            .map_or(0, |(journal, ..)| journal.now_us());
+        // Counted before the request can be answered: `Kernel::wait` waits
+        // for this request's records once every request is answered.
+        let writing = journaled.as_ref().map(|(journal, ..)| journal.writing());
         match (self.scheduler.submit(request), journaled) {
             (Ok(ticket), None) => {
                 let answer = ticket.await;
@@ -293,15 +314,16 @@ impl RequestPath {
             // The answer is journaled by a task of its own, so that a
             // caller who stops waiting (a closed HTTP connection) does not
             // leave the journal without the answer the request still gets.
-            (Ok(ticket), Some((journal, asked))) => {
-                journal.admitted(ticket.id(), &asked).await;
+            (Ok(ticket), Some((journal, asked, stage_log))) => {
+                journal.admitted(ticket.id(), &asked, submitted_us).await;
                 let id = ticket.id();
                 let (priority, source) = (asked.priority, asked.source);
                 let metrics = self.metrics.clone();
                 let answered = tokio::spawn(async move {
                     let answer = ticket.await;
                     metrics.record(&answer);
-                    journal.answered(&asked, &answer).await;
+                    journal.answered(&asked, &answer, stage_log.take()).await;
+                    drop(writing);
                     answer
                 });
                 match answered.await {
@@ -338,9 +360,10 @@ impl RequestPath {
                     answered_at: now,
                 };
                 self.metrics.record(&answer);
-                if let Some((journal, asked)) = journaled {
-                    journal.answered(&asked, &answer).await;
+                if let Some((journal, asked, _)) = journaled {
+                    journal.answered(&asked, &answer, Vec::new()).await;
                 }
+                drop(writing);
                 answer
             }
         }
@@ -397,7 +420,7 @@ impl RequestPath {
 /// Runs one admitted request's pipeline on the script host.
 async fn run_job(
     host: Option<ScriptHost>,
-    mut job: Job<String>,
+    mut job: Job<RequestPayload>,
 ) -> Result<PipelineAnswer, Failure> {
     let Some(host) = host else {
         return Err(Failure::permanent(
@@ -411,7 +434,8 @@ async fn run_job(
         correlation_id: job.request.correlation_id.clone(),
         pipeline: job.request.pipeline.clone(),
         priority: job.request.priority.as_str().to_owned(),
-        text: std::mem::take(&mut job.request.payload),
+        text: std::mem::take(&mut job.request.payload.text),
+        stage_log: job.request.payload.stage_log.take(),
         scope: RequestScope::new(JobScope {
             id: job.request.id,
             deadline: job.deadline.clone(),
@@ -536,7 +560,7 @@ struct Wired {
 pub(crate) struct EffectsWiring {
     wired: Arc<OnceLock<Wired>>,
     /// For the debugger's pauses: a paused request's deadline clock stops.
-    scheduler: Arc<OnceLock<SchedulerHandle<String, PipelineAnswer>>>,
+    scheduler: Arc<OnceLock<RequestScheduler>>,
     pub(crate) directory: EngineDirectory,
     /// The debugger core's events (stops, output), for every debugger
     /// front end.

@@ -101,6 +101,7 @@ fn graph(services: Vec<ServiceSpec>) -> GraphSpec {
         file: PathBuf::from("/test.lua"),
         services,
         pipelines: Vec::new(),
+        settings: Default::default(),
     }
 }
 

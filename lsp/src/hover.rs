@@ -144,6 +144,7 @@ fn table_name(table: TableKind) -> &'static str {
         TableKind::Timeout => "timeout",
         TableKind::Embed => "s.embed field",
         TableKind::Netlink => "s.netlink field",
+        TableKind::Settings => "setting",
         _ => "field",
     }
 }

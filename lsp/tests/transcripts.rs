@@ -221,6 +221,18 @@ async fn completion_of_models() {
 }
 
 #[tokio::test]
+async fn completion_and_hover_in_settings() {
+    insta::assert_snapshot!(check_completion(&format!("{GRAPH}s.settings {{ $0 }}\n")).await);
+    insta::assert_snapshot!(
+        "hover_on_a_setting",
+        check_hover(&format!(
+            "{GRAPH}s.settings {{ jour$0nal = \"journal\" }}\n"
+        ))
+        .await
+    );
+}
+
+#[tokio::test]
 async fn hover_on_a_dependency() {
     insta::assert_snapshot!(
         check_hover(&format!(

@@ -269,6 +269,7 @@ fn request(pipeline: &str) -> PipelineRequest {
         priority: "medium".to_owned(),
         text: "a short text".to_owned(),
         scope: Default::default(),
+        stage_log: None,
     }
 }
 

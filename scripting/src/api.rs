@@ -110,11 +110,20 @@ pub(crate) enum SourceDecl {
 
 impl UserData for SourceDecl {}
 
+/// One `s.settings { ... }`.
+#[derive(Clone)]
+pub(crate) struct SettingsDecl {
+    pub table: Table,
+    pub site: CallSite,
+}
+
 /// Everything a script declared, kept in the Lua state's app data.
 #[derive(Clone, Default)]
 pub(crate) struct Declarations {
     pub services: Vec<ServiceDecl>,
     pub pipelines: Vec<PipelineDecl>,
+    /// Each `s.settings { ... }` (a second one is a diagnostic).
+    pub settings: Vec<SettingsDecl>,
     /// Calls with arguments of the wrong kind: where, message and hint.
     pub mistakes: Vec<(CallSite, String, String)>,
 }
@@ -133,6 +142,7 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
         module.set(kind.callee(), probe)?;
     }
     module.set("pipeline", lua.create_function(pipeline)?)?;
+    module.set("settings", lua.create_function(settings)?)?;
     module.set("stage", declaring(lua, "stage", StageDecl::new)?)?;
     module.set(
         "embed",
@@ -287,6 +297,28 @@ fn pipeline(lua: &Lua, (name, table): (Value, Option<Value>)) -> mlua::Result<Va
             },
         )?)),
     }
+}
+
+/// `s.settings { journal = "DIR" }`: the run's settings.
+fn settings(lua: &Lua, table: Value) -> mlua::Result<()> {
+    let site = caller_site(lua, "settings");
+    match table {
+        Value::Table(table) => {
+            if let Some(mut declarations) = lua.app_data_mut::<Declarations>() {
+                declarations.settings.push(SettingsDecl { table, site });
+            }
+        }
+        other => report(
+            lua,
+            &site,
+            format!(
+                "s.settings needs a table of settings, found {}",
+                crate::convert::describe(&other)
+            ),
+            "write s.settings { journal = \"journal\" }",
+        ),
+    }
+    Ok(())
 }
 
 fn record_service(lua: &Lua, name: String, table: Value, site: CallSite) {

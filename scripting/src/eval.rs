@@ -146,6 +146,7 @@ pub(crate) fn convert(
             pipelines.push(pipeline);
         }
     }
+    let settings = converter.settings(&declarations.settings);
     let functions = converter.functions;
     let mut diagnostics = converter.diagnostics;
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -154,6 +155,7 @@ pub(crate) fn convert(
         file: file.to_path_buf(),
         services: converted.into_iter().map(|(_, service)| service).collect(),
         pipelines,
+        settings,
     });
     (Evaluation { graph, diagnostics }, functions)
 }
@@ -484,6 +486,7 @@ pub(crate) fn lua_error_diagnostic_with(
                 "embed",
                 "http_route",
                 "netlink",
+                "settings",
                 "up",
                 "down",
                 "submit",

@@ -23,6 +23,7 @@ mod convert;
 mod convert_pipeline;
 mod convert_probe;
 mod convert_service;
+mod convert_settings;
 mod coroutine;
 pub mod debug;
 mod diagnostic;
@@ -39,6 +40,7 @@ mod run_registry;
 mod source_map;
 pub mod sources;
 pub mod spec;
+mod stage_log;
 mod state_api;
 
 pub use budget::{DEFAULT_STAGE_BUDGET, Interrupter, Stopped};
@@ -69,6 +71,7 @@ pub use pipeline_run::{
 pub use run_registry::{LiveRun, PausePoint, PauseReason, RunEvent, RunEventKind, RunState};
 pub use sources::Overlay;
 pub use spec::*;
+pub use stage_log::{StageLog, StageOutput, StageTrace};
 pub use state_api::{StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec};
 
 use std::path::Path;

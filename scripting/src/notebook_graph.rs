@@ -87,6 +87,7 @@ pub(crate) fn empty_graph(lua: &Lua) -> mlua::Result<GraphSpec> {
         file,
         services: Vec::new(),
         pipelines: Vec::new(),
+        settings: Default::default(),
     };
     *context.graph.borrow_mut() = Some(Rc::new(graph.clone()));
     Ok(graph)

@@ -27,6 +27,7 @@ use crate::lua_vector::LuaVector;
 use crate::notebook_api::{CellSubmission, DataReply, KernelQuery};
 use crate::run_registry::{Registry, RunEvent, RunState};
 use crate::spec::{FunctionId, GraphSpec, PipelineSpec, StageKind, StageSpec};
+use crate::stage_log::{StageLog, StageOutput as StageOutputRecord, StageTrace};
 
 /// A request as a pipeline sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +41,10 @@ pub struct PipelineRequest {
     /// The kernel's own state of the request (its deadline, its cancel
     /// token); handed back unchanged with every effect the request asks for.
     pub scope: RequestScope,
+    /// When set, each stage's timing and output (or error) is appended
+    /// here as the stage ends (the kernel's journal asks for it); `None`
+    /// copies nothing.
+    pub stage_log: Option<StageLog>,
 }
 
 /// Whatever the kernel attaches to a request, opaque to scripting. It
@@ -305,10 +310,25 @@ pub(crate) async fn run(
     for stage in &pipeline.stages {
         let started = Instant::now();
         let result = run_stage(&context, pipeline, stage, &req, &request).await;
-        stages.push((stage.name.clone(), started.elapsed()));
+        let elapsed = started.elapsed();
+        stages.push((stage.name.clone(), elapsed));
+        match &result {
+            Ok(StageOutput::Request(next)) => req = next.clone(),
+            Ok(StageOutput::Embedded { from_fallback }) => embed_fallback |= *from_fallback,
+            Err(_) => {}
+        }
+        if let Some(log) = &request.stage_log {
+            log.push(trace_of(
+                &stage.name,
+                started,
+                elapsed,
+                &req,
+                &request,
+                &result,
+            ));
+        }
         match result {
-            Ok(StageOutput::Request(next)) => req = next,
-            Ok(StageOutput::Embedded { from_fallback }) => embed_fallback |= from_fallback,
+            Ok(_) => {}
             Err(stage_failure) => {
                 let Some(fallback) = pipeline.fallback else {
                     return Err(stage_failure);
@@ -317,9 +337,31 @@ pub(crate) async fn run(
                 if stage_failure.stopped == Some(Stopped::Interrupted) {
                     return Err(stage_failure);
                 }
+                let fallback_started = Instant::now();
                 let degraded =
                     call_fallback(&context, pipeline, fallback, &req, &request, &stage_failure)
                         .await;
+                if let Some(log) = &request.stage_log {
+                    let elapsed = fallback_started.elapsed();
+                    let trace = match &degraded {
+                        Ok(answer_table) => trace_of(
+                            "fallback",
+                            fallback_started,
+                            elapsed,
+                            answer_table,
+                            &request,
+                            &Ok(()),
+                        ),
+                        Err(message) => StageTrace {
+                            stage: "fallback".to_owned(),
+                            started: fallback_started,
+                            elapsed,
+                            output: None,
+                            error: Some(message.clone()),
+                        },
+                    };
+                    log.push(trace);
+                }
                 return match degraded {
                     Ok(answer_table) => {
                         let mut answer = answer_from(&answer_table, &request, stages)
@@ -348,6 +390,48 @@ pub(crate) async fn run(
 enum StageOutput {
     Request(Table),
     Embedded { from_fallback: bool },
+}
+
+/// What a stage did, for the request's [`StageLog`]: `req` after it, or its
+/// error (located like the request's answer).
+fn trace_of<T>(
+    stage: &str,
+    started: Instant,
+    elapsed: Duration,
+    req: &Table,
+    request: &PipelineRequest,
+    result: &Result<T, StageFailure>,
+) -> StageTrace {
+    let (output, error) = match result {
+        Ok(_) => match answer_from(req, request, Vec::new()) {
+            Ok(answer) => (
+                Some(StageOutputRecord {
+                    text: answer.text,
+                    vector: answer.vector,
+                    fields: answer.fields.into_iter().collect(),
+                }),
+                None,
+            ),
+            // The stage left `req` in a shape the answer will reject too
+            // (a `text` that is not a string); say so here already.
+            Err(message) => (None, Some(message)),
+        },
+        Err(failure) if failure.file.is_empty() => (None, Some(failure.message.clone())),
+        Err(failure) => (
+            None,
+            Some(format!(
+                "{}:{}: {}",
+                failure.file, failure.line, failure.message
+            )),
+        ),
+    };
+    StageTrace {
+        stage: stage.to_owned(),
+        started,
+        elapsed,
+        output,
+        error,
+    }
 }
 
 async fn run_stage(

@@ -15,6 +15,17 @@ pub struct GraphSpec {
     pub services: Vec<ServiceSpec>,
     /// Pipelines in declaration order.
     pub pipelines: Vec<PipelineSpec>,
+    /// The run's settings (`s.settings { ... }`).
+    pub settings: SettingsSpec,
+}
+
+/// What `s.settings { ... }` declares for the whole run. The command line
+/// wins over each of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SettingsSpec {
+    /// `journal = "DIR"`: record the session in DIR (absolute; a relative
+    /// path starts at the script's folder), as `spindle run --journal DIR`.
+    pub journal: Option<PathBuf>,
 }
 
 /// Where in a script something was declared (1-based line and column).

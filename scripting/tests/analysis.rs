@@ -208,6 +208,10 @@ fn documented_fields_are_the_fields_the_converters_accept() {
                 "{s}s.pipeline \"p\" {{ from = {{ s.netlink {{ zzzzzzzzzzzz = 1 }} }}, s.stage(\"a\", function(r) return r end) }}"
             ),
         ),
+        (
+            TableKind::Settings,
+            format!("{s}s.settings {{ zzzzzzzzzzzz = 1 }}"),
+        ),
     ];
     for (kind, script) in cases {
         assert_eq!(

@@ -71,6 +71,7 @@ const TABLES: &[(&str, &str)] = &[
     ("`timeout`", "spindle.Timeouts"),
     ("s.embed", "spindle.EmbedFields"),
     ("s.netlink", "spindle.NetlinkFields"),
+    ("s.settings", "spindle.Settings"),
 ];
 
 const EVERY_TABLE: &str = r#"local s = require("spindle")
@@ -94,6 +95,7 @@ s.pipeline "p" {
   from = { s.netlink { zzzzzzzzzzzz = 1 } },
   s.stage("embed", s.embed { service = "engine", zzzzzzzzzzzz = 1 }),
 }
+s.settings { zzzzzzzzzzzz = 1 }
 "#;
 
 /// For each table of [`TABLES`], the fields its converter accepts.

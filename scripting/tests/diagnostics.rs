@@ -418,3 +418,65 @@ s.pipeline "shared" { s.stage("embed", s.embed { services = { "remote", "local" 
         }
     );
 }
+
+#[test]
+fn settings_are_checked_field_by_field() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.settings {
+  journal = 42,
+  jornal = "j",
+}
+s.settings { journal = "elsewhere" }
+s.settings "journal"
+"#
+    ));
+    let journal_is = |value: &str| {
+        check_files(&[
+            (
+                "graph.lua",
+                &format!("local s = require(\"spindle\")\ns.settings {{ journal = {value} }}\n"),
+            ),
+            ("file.lua", "-- a file where a folder belongs\n"),
+        ])
+    };
+    insta::assert_snapshot!(
+        "settings_journal_empty_or_a_file",
+        format!("{}{}", journal_is("\"\""), journal_is("\"file.lua\""))
+    );
+}
+
+#[test]
+fn the_journal_setting_resolves_against_the_script_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    std::fs::write(
+        sub.join("graph.lua"),
+        "local s = require(\"spindle\")\ns.settings { journal = \"../journal\" }\n",
+    )
+    .expect("write");
+    let graph = evaluate_file(&sub.join("graph.lua"))
+        .graph
+        .expect("a graph");
+    assert_eq!(graph.settings.journal, Some(sub.join("../journal")));
+    std::fs::write(
+        sub.join("absolute.lua"),
+        "local s = require(\"spindle\")\ns.settings { journal = \"/var/tmp/j\" }\n",
+    )
+    .expect("write");
+    let graph = evaluate_file(&sub.join("absolute.lua"))
+        .graph
+        .expect("a graph");
+    assert_eq!(
+        graph.settings.journal,
+        Some(std::path::PathBuf::from("/var/tmp/j"))
+    );
+    let graph = evaluate_file(&{
+        std::fs::write(sub.join("none.lua"), "local s = require(\"spindle\")\n").expect("write");
+        sub.join("none.lua")
+    })
+    .graph
+    .expect("a graph");
+    assert_eq!(graph.settings.journal, None);
+}

@@ -117,11 +117,7 @@ fn record_line(record: &Record) -> String {
             stage.id,
             stage.stage,
             stage.elapsed_us,
-            stage
-                .error
-                .as_ref()
-                .map(|error| format!(" failed: {error}"))
-                .unwrap_or_default()
+            stage_output_words(stage)
         ),
         Record::Answered(answered) => format!(
             "{} answered  #{} {} after {}us (queued {}us)",
@@ -170,6 +166,25 @@ fn record_line(record: &Record) -> String {
             gap.snapshot
         ),
     }
+}
+
+/// What a stage left in `req` (or its error), in words; nothing for a
+/// stage record of a journal written before stages' outputs were recorded.
+fn stage_output_words(stage: &spindle_journal::StageRecord) -> String {
+    if let Some(error) = &stage.error {
+        return format!(" failed: {error}");
+    }
+    if stage.text.is_empty() && stage.vector.is_none() && stage.fields.is_empty() {
+        return String::new();
+    }
+    let mut words = format!(" -> text {:?}", stage.text);
+    if let Some(vector) = &stage.vector {
+        words.push_str(&format!(" vector[{}]", vector.len()));
+    }
+    for (key, value) in &stage.fields {
+        words.push_str(&format!(" {key}={value:?}"));
+    }
+    words
 }
 
 fn stats_text(records: &[Record], reader: &JournalReader) -> String {
@@ -256,7 +271,9 @@ fn record_json(record: &Record) -> Value {
         }),
         Record::Stage(stage) => json!({
             "kind": "stage", "at_us": stage.at_us, "id": stage.id, "stage": stage.stage,
-            "elapsed_us": stage.elapsed_us, "error": stage.error,
+            "elapsed_us": stage.elapsed_us, "text": stage.text, "vector": stage.vector,
+            "fields": stage.fields.iter().cloned().collect::<BTreeMap<String, String>>(),
+            "error": stage.error,
         }),
         Record::Answered(answered) => {
             let mut value = json!({

@@ -53,6 +53,11 @@ struct StartArgs {
     /// Start the kernel on this graph script instead of an empty notebook.
     #[arg(long, value_name = "FILE")]
     script: Option<PathBuf>,
+    /// The kernel's data directory: `s.state` (in cells and stages) keeps
+    /// its store in DIR/state.redb, so state outlives the kernel; service
+    /// logs go to DIR/logs. Without it state is kept in memory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -90,6 +95,7 @@ async fn start_kernel(args: StartArgs) -> anyhow::Result<ExitCode> {
     };
     let config = KernelConfig {
         until_shutdown: true,
+        data_dir: args.data_dir.map(std::path::absolute).transpose()?,
         ..KernelConfig::default()
     };
     let kernel = match Kernel::start(KernelSource::Script(script.clone()), config) {

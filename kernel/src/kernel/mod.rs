@@ -88,8 +88,13 @@ pub struct KernelConfig {
     pub remote_engines: Option<Arc<dyn RemoteEngines>>,
     /// Record every request, service event and operation in a journal
     /// (`spindle run --journal DIR`); its `run_id` and `script` are filled
-    /// in by the kernel.
+    /// in by the kernel. Wins over the script's `journal` setting.
     pub journal: Option<JournalConfig>,
+    /// Honour the script's `s.settings { journal = "DIR" }` when `journal`
+    /// is `None`: this config with the script's folder as its `dir` (the
+    /// rotation settings of `spindle run`). `None` ignores the setting (a
+    /// replay, which must not write into the journal it reads, and tests).
+    pub script_journal: Option<JournalConfig>,
 }
 
 impl std::fmt::Debug for KernelConfig {
@@ -177,6 +182,8 @@ struct Inner {
     outcome: watch::Receiver<Option<Result<KernelOutcome, KernelError>>>,
     /// Cancelled once the journal (if any) has written everything.
     journal_done: CancellationToken,
+    /// Where the journal is written, if there is one.
+    journal_dir: Option<PathBuf>,
     started_at: SystemTime,
 }
 
@@ -261,9 +268,16 @@ impl Kernel {
             requests_shutdown.clone(),
         );
 
-        let journal = match &config.journal {
-            Some(journal_config) => {
-                let mut journal_config = journal_config.clone();
+        // The command line's journal wins over the script's setting.
+        let journal_config = config.journal.clone().or_else(|| {
+            let dir = graph.settings.journal.clone()?;
+            let mut journal_config = config.script_journal.clone()?;
+            journal_config.dir = dir;
+            Some(journal_config)
+        });
+        let journal_dir = journal_config.as_ref().map(|config| config.dir.clone());
+        let journal = match journal_config {
+            Some(mut journal_config) => {
                 journal_config.run_id = run_id.clone();
                 journal_config.script = script
                     .as_ref()
@@ -357,6 +371,7 @@ impl Kernel {
                 kill_now,
                 outcome,
                 journal_done,
+                journal_dir,
                 started_at: SystemTime::now(),
             }),
         })
@@ -559,6 +574,12 @@ impl Kernel {
         }
     }
 
+    /// The folder the journal is written to (from `--journal` or the
+    /// script's `journal` setting); `None` without a journal.
+    pub fn journal_dir(&self) -> Option<&Path> {
+        self.inner.journal_dir.as_deref()
+    }
+
     /// What the journal has written so far (records, bytes, segments, how
     /// often admissions waited for it, a write error); `None` without a
     /// journal.
@@ -611,8 +632,12 @@ impl Kernel {
         let mut outcome = self.inner.outcome.clone();
         let outcome = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
         // The event stream has ended with the run: the journal writes its
-        // last records.
+        // last records. Then every request's answer (journaled by a task
+        // of its own) is written too.
         self.inner.journal_done.cancelled().await;
+        if let Some(journal) = &self.inner.requests.journal {
+            journal.finish().await;
+        }
         match outcome {
             Ok(outcome) => outcome.expect("waited for Some"),
             Err(_) => Err(KernelError::Crashed(
@@ -638,7 +663,7 @@ impl Lifecycle {
         self,
         graph: GraphSpec,
         config: SupervisorConfig,
-        scheduler: spindle_scheduler::SchedulerHandle<String, spindle_scripting::PipelineAnswer>,
+        scheduler: crate::requests::RequestScheduler,
         outcome: watch::Sender<Option<Result<KernelOutcome, KernelError>>>,
     ) {
         let mut supervisor = tokio::spawn(supervisor::run(

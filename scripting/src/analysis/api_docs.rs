@@ -100,6 +100,12 @@ const GRAPH_FUNCTIONS: &[ApiDoc] = &[
         "netlink { family = \"${1:spindle}\" }",
     ),
     doc(
+        "settings",
+        "s.settings { journal = \"DIR\" }",
+        "The run's settings, each the same as a `spindle run` flag (the flag wins when both are given): `journal` records the session in a folder, relative to the script's folder, as `--journal DIR`.",
+        "settings { journal = \"${1:journal}\" }",
+    ),
+    doc(
         "version",
         "string",
         "Spindle's version, e.g. `\"0.1.0\"`.",
@@ -420,6 +426,13 @@ const EMBED: &[ApiDoc] = &[
     ),
 ];
 
+const SETTINGS: &[ApiDoc] = &[doc(
+    "journal",
+    "string",
+    "Record every request (its stages' outputs and timings, its answer), every service event and every operation in this folder, relative to the script's folder; the same as `spindle run --journal DIR`, which wins when both are given. Read it with `spindle journal show DIR`.",
+    "journal = \"${1:journal}\",",
+)];
+
 const NETLINK: &[ApiDoc] = &[doc(
     "family",
     "string",
@@ -439,6 +452,7 @@ pub fn fields(kind: TableKind) -> Vec<ApiDoc> {
         TableKind::Timeout => TIMEOUT,
         TableKind::Embed => EMBED,
         TableKind::Netlink => NETLINK,
+        TableKind::Settings => SETTINGS,
         TableKind::Probe(ProbeKind::Exec) => EXEC_PROBE,
         TableKind::Probe(ProbeKind::Http) => HTTP_PROBE,
         TableKind::Probe(ProbeKind::Tcp) => TCP_PROBE,

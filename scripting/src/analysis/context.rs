@@ -21,6 +21,8 @@ pub enum TableKind {
     Sources,
     Embed,
     Netlink,
+    /// `s.settings { ... }`.
+    Settings,
     /// A table Spindle does not look into (`command`, `env`, a user's own).
     Other,
 }
@@ -222,6 +224,7 @@ fn resolve(frames: &[Frame]) -> TableKind {
                 "lua_probe" => TableKind::Probe(ProbeKind::Lua),
                 "embed" => TableKind::Embed,
                 "netlink" => TableKind::Netlink,
+                "settings" => TableKind::Settings,
                 _ => TableKind::Other,
             },
             (Owner::Field(key), TableKind::Service) => match key.as_str() {

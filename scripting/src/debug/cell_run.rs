@@ -73,6 +73,7 @@ impl<'a> CellRun<'a> {
             priority: "cell".to_owned(),
             text: String::new(),
             scope: RequestScope::default(),
+            stage_log: None,
         });
         // The cell is stopped by its own abort (an interrupt); this handle
         // only fills the registry's slot.

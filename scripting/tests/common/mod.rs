@@ -111,6 +111,7 @@ pub fn request(id: u64, pipeline: &str, text: &str) -> PipelineRequest {
         priority: "medium".to_owned(),
         text: text.to_owned(),
         scope: Default::default(),
+        stage_log: None,
     }
 }
 

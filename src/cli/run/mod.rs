@@ -104,16 +104,17 @@ pub struct Args {
     /// loopback --http). Also read from SPINDLE_TOKEN.
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
-    /// Record every request (its admission, stages' timings and answer),
-    /// every service event and every operation in a journal in DIR
-    /// (segments journal-NNNNNN.spj). Read it with `spindle journal`,
-    /// replay it with `spindle replay DIR`. See docs/journal.md.
+    /// Record every request (its admission, each stage's output and
+    /// timing, its answer), every service event and every operation in a
+    /// journal in DIR (segments journal-NNNNNN.spj). Read it with `spindle
+    /// journal`, replay it with `spindle replay DIR`. Wins over the
+    /// script's `s.settings { journal = "DIR" }`. See docs/journal.md.
     #[arg(long, value_name = "DIR")]
     journal: Option<PathBuf>,
-    /// With --journal: start a new segment when one reaches this many MiB.
+    /// With a journal: start a new segment when one reaches this many MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     journal_segment_mib: u64,
-    /// With --journal: keep at most this many segments, deleting the
+    /// With a journal: keep at most this many segments, deleting the
     /// oldest (0 keeps all).
     #[arg(long, value_name = "N", default_value_t = 0)]
     journal_keep: usize,
@@ -215,18 +216,21 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         program,
         args: vec!["__guard".to_owned()],
     });
+    let journal_config = |dir: &Path| {
+        let mut journal = spindle_journal::JournalConfig::new(dir);
+        journal.max_segment_bytes = args.journal_segment_mib.max(1) << 20;
+        journal.max_segments = args.journal_keep;
+        journal
+    };
     let config = KernelConfig {
         run_id: Some(run_id.clone()),
         data_dir: Some(data_dir.clone()),
         child_subreaper: true,
         guard,
         remote_engines: Some(std::sync::Arc::new(spindle_remote::RemoteBackend::new())),
-        journal: args.journal.as_ref().map(|dir| {
-            let mut journal = spindle_journal::JournalConfig::new(dir);
-            journal.max_segment_bytes = args.journal_segment_mib.max(1) << 20;
-            journal.max_segments = args.journal_keep;
-            journal
-        }),
+        journal: args.journal.as_deref().map(journal_config),
+        // The script's `s.settings { journal = "DIR" }`, when no --journal.
+        script_journal: Some(journal_config(Path::new(""))),
         ..KernelConfig::default()
     };
     let kernel = match Kernel::start(KernelSource::Script(args.file.clone()), config) {
@@ -247,7 +251,7 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         "spindle: run {run_id}, logs in {}",
         data_dir.join("logs").display()
     );
-    if let Some(dir) = &args.journal {
+    if let Some(dir) = kernel.journal_dir() {
         eprintln!("spindle: journal in {}", dir.display());
     }
     // Subscribed before anything else runs on this thread: every event.
