@@ -61,12 +61,7 @@ fn requests_sent_while_the_engine_loads_wait_for_it_and_succeed() {
         .spawn()
         .expect("spindle starts");
     let mut stderr = LineReader::new(child.stderr.take().expect("stderr"), "spindle's stderr");
-    let base = loop {
-        let line = stderr.next_line().expect("spindle says where it serves");
-        if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
+    let base = support::served_base(&mut stderr);
     let client = support::output(Command::new("python3").args(["-c", CLIENT, &base, "600", "32"]));
     // SAFETY: kill(2) on the child's own pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

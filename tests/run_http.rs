@@ -58,12 +58,7 @@ fn pipelines_are_served_over_http_through_the_supervised_engine() {
         .spawn()
         .expect("spindle starts");
     let mut stderr = support::LineReader::new(child.stderr.take().expect("stderr"), "stderr");
-    let base = loop {
-        let line = stderr.next_line().expect("spindle says where it serves");
-        if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
+    let base = support::served_base(&mut stderr);
     let mut events = support::LineReader::new(child.stdout.take().expect("stdout"), "events");
     loop {
         let line = events.next_line().expect("events until ready");

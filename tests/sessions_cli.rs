@@ -100,12 +100,7 @@ fn record_a_session(dir: &Path) {
         .spawn()
         .expect("spindle starts");
     let mut stderr = support::LineReader::new(child.stderr.take().expect("stderr"), "stderr");
-    let base = loop {
-        let line = stderr.next_line().expect("spindle says where it serves");
-        if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
+    let base = support::served_base(&mut stderr);
     let mut events = support::LineReader::new(child.stdout.take().expect("stdout"), "events");
     wait_for(&mut events, "embedder", "ready");
     let ingest = format!("{base}/v1/pipelines/ingest");
@@ -311,12 +306,7 @@ fn a_journal_cut_by_sigkill_reads_back_whole_and_replays() {
         .spawn()
         .expect("spindle starts");
     let mut stderr = support::LineReader::new(child.stderr.take().expect("stderr"), "stderr");
-    let base = loop {
-        let line = stderr.next_line().expect("spindle says where it serves");
-        if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
+    let base = support::served_base(&mut stderr);
     std::thread::spawn(move || while stderr.next_line().is_some() {});
     let mut flood = Command::new("python3")
         .args(["-c", FLOOD, &format!("{base}/v1/pipelines/echo"), "200"])

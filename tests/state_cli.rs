@@ -98,12 +98,7 @@ fn start(dir: &Path) -> (Child, String) {
         .spawn()
         .expect("spindle starts");
     let mut stderr = support::LineReader::new(child.stderr.take().expect("stderr"), "stderr");
-    let base = loop {
-        let line = stderr.next_line().expect("spindle says where it serves");
-        if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
+    let base = support::served_base(&mut stderr);
     // Keep draining its stderr so that it never blocks on a full pipe.
     std::thread::spawn(move || while stderr.next_line().is_some() {});
     (child, base)

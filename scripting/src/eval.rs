@@ -26,6 +26,8 @@ pub(crate) struct Loaded {
     pub functions: Vec<Function>,
     /// What the script declared, for cells that declare more.
     pub declarations: Declarations,
+    /// What `spindle.scenario` recorded (empty for a plain graph script).
+    pub scenario: crate::scenario::ScenarioRecord,
 }
 
 pub(crate) fn load(path: &Path) -> Loaded {
@@ -45,6 +47,7 @@ pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
         },
         functions: Vec::new(),
         declarations: Declarations::default(),
+        scenario: Default::default(),
     };
     let source = match overlay.read_bytes(&file) {
         Ok(source) => source,
@@ -69,13 +72,17 @@ pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
         return fail(lua, lua_error_diagnostic_with(&error, &file, overlay));
     }
     lua.set_app_data(Declarations::default());
+    lua.set_app_data(crate::scenario::ScenarioRecord::default());
     let result = crate::eval_budget::install(&lua).and_then(|_budget| {
         lua.load(source.as_slice())
             .set_name(format!("@{}", file.display()))
             .exec()
     });
     let declarations = lua.remove_app_data::<Declarations>().unwrap_or_default();
-    let mut diagnostics = Vec::new();
+    let scenario = lua
+        .remove_app_data::<crate::scenario::ScenarioRecord>()
+        .unwrap_or_default();
+    let mut diagnostics = scenario.mistakes.clone();
     if let Err(error) = result {
         diagnostics.push(lua_error_diagnostic_with(&error, &file, overlay));
     }
@@ -91,6 +98,7 @@ pub(crate) fn load_with(path: &Path, overlay: &Overlay) -> Loaded {
         },
         functions,
         declarations,
+        scenario,
     }
 }
 
@@ -170,6 +178,7 @@ fn prepare(lua: &Lua, file: &Path) -> mlua::Result<()> {
     package.set("cpath", "")?;
     let loaded: mlua::Table = package.get("loaded")?;
     loaded.set("spindle", api::module(lua)?)?;
+    loaded.set("spindle.scenario", crate::scenario_api::module(lua)?)?;
     Ok(())
 }
 

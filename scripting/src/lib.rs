@@ -37,6 +37,8 @@ mod notebook_api;
 mod notebook_graph;
 mod pipeline_run;
 mod run_registry;
+pub mod scenario;
+mod scenario_api;
 mod source_map;
 pub mod sources;
 pub mod spec;
@@ -69,6 +71,7 @@ pub use pipeline_run::{
     PipelineRequest, RequestScope, StageFailure,
 };
 pub use run_registry::{LiveRun, PausePoint, PauseReason, RunEvent, RunEventKind, RunState};
+pub use scenario::{ScenarioEvaluation, ScenarioSpec, evaluate_scenario};
 pub use sources::Overlay;
 pub use spec::*;
 pub use stage_log::{StageLog, StageOutput, StageTrace};

@@ -126,3 +126,16 @@ fn read_to_end_on_a_thread(mut pipe: impl Read + Send + 'static) -> Receiver<Vec
     });
     receiver
 }
+
+/// Reads `spindle run --http`'s stderr until it says where it serves
+/// (`... pipeline(s) on http://ADDR`) and returns that base URL.
+pub fn served_base(stderr: &mut LineReader) -> String {
+    loop {
+        let line = stderr
+            .next_line()
+            .expect("spindle says where it serves before its stderr ends");
+        if let Some(rest) = line.split("pipeline(s) on ").nth(1) {
+            return rest.trim().to_owned();
+        }
+    }
+}

@@ -9,17 +9,31 @@
 //!   text, fields, vectors by cosine), as a list of differences.
 //! - [`mod@transcript`]: the replay as stable text (no ids, pids, times or raw
 //!   vectors), for snapshot tests.
+//! - [`admit`]: a submission polled once, so that it is in the kernel
+//!   before the next step.
+//! - [`scenario_run`]: a scenario script's timeline (evaluated by
+//!   `spindle-scripting`) applied to a kernel, with every answer and event;
+//!   [`scenario_expect`] checks its expectations; [`scenario_transcript`]
+//!   prints it for snapshot tests.
 //!
-//! Knows the kernel's handle and the journal's records; no front end, no
-//! file format (that is `spindle-journal`) and no JSON.
+//! Knows the kernel's handle, the journal's records and the scenario's
+//! plain spec; no front end, no file format (that is `spindle-journal`)
+//! and no JSON.
 
+pub mod admit;
 pub mod compare;
 pub mod replay;
+pub mod scenario_expect;
+pub mod scenario_run;
+pub mod scenario_transcript;
 pub mod timeline;
 pub mod transcript;
 
 pub use compare::{Difference, compare};
 pub use replay::{OperationResult, ReplayConfig, ReplayReport, ReplayedRequest, Timing, replay};
+pub use scenario_expect::ExpectationResult;
+pub use scenario_run::{ScenarioReport, request_path_config, run_scenario};
+pub use scenario_transcript::scenario_transcript;
 pub use timeline::{RecordedRequest, Step, Timeline};
 pub use transcript::transcript;
 

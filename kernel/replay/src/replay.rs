@@ -9,16 +9,12 @@
 //! too: a client that waited for one answer before asking again (a
 //! sequential client) is replayed as one, so that `--fast` does not turn
 //! it into a flood the queues answer "busy".
-//! `Kernel::submit` admits a request (or rejects it) when its future is
-//! first polled, before it waits for the answer; the replay polls it once
-//! by hand, so that a cancel that follows its request in the journal finds
-//! it queued or running, in recorded and in fast timing alike.
+//! Each request is admitted before the next step (`admit`), so that a
+//! cancel that follows its request in the journal finds it queued or
+//! running, in recorded and in fast timing alike.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Duration;
 
 use spindle_journal::{OperationRecord, OutcomeRecord};
@@ -28,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::admit::{Admission, admit};
 use crate::compare::{Difference, compare};
 use crate::timeline::{RecordedRequest, Step, Timeline};
 
@@ -104,8 +101,6 @@ impl ReplayReport {
     }
 }
 
-type Pending = Pin<Box<dyn Future<Output = RequestAnswer> + Send>>;
-
 /// Applies `timeline` to `kernel` and waits for every answer. The kernel
 /// keeps running; the caller shuts it down.
 pub async fn replay(kernel: &Kernel, timeline: &Timeline, config: &ReplayConfig) -> ReplayReport {
@@ -137,17 +132,13 @@ pub async fn replay(kernel: &Kernel, timeline: &Timeline, config: &ReplayConfig)
                     outstanding.push(Reverse((answer.at_us, index)));
                 }
                 let submitted = Instant::now();
-                let kernel = kernel.clone();
-                let submission = submission_of(recorded);
-                let mut pending: Pending = Box::pin(async move { kernel.submit(submission).await });
-                // The first poll admits it (see the module documentation).
-                let first = std::future::poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx))).await;
-                match first {
-                    Poll::Ready(answer) => {
+                // Admitted before the next step (see the module documentation).
+                match admit(kernel, submission_of(recorded)).await {
+                    Admission::Answered(answer) => {
                         let _ = done.send(true);
                         answers.spawn(async move { (index, answer, submitted.elapsed()) });
                     }
-                    Poll::Pending => {
+                    Admission::Admitted(pending) => {
                         answers.spawn(async move {
                             let answer = pending.await;
                             let _ = done.send(true);

@@ -97,6 +97,14 @@ impl Kernel {
     /// every diagnostic.
     pub async fn reload(&self) -> Result<ApplyReport, KernelError> {
         let script = self.inner.script.clone().ok_or(KernelError::NoScript)?;
+        self.reload_from(&script).await
+    }
+
+    /// [`Kernel::reload`] from another script (an edited copy of the
+    /// graph: a scenario's hot reload). The kernel keeps the script it was
+    /// started on for later reloads.
+    pub async fn reload_from(&self, script: &Path) -> Result<ApplyReport, KernelError> {
+        let script = script.to_path_buf();
         crate::journal::operation(
             self.inner.requests.journal.as_ref(),
             crate::journal::Operation::Reload,
