@@ -305,6 +305,55 @@ test('attach to spindle run --debug-port; disconnect leaves the graph serving', 
   assert.equal(after.text, 'after detach');
 });
 
+// `spindle replay --debug-port` on a scenario: the replay waits for a line
+// on stdin while the debugger attaches and sets its breakpoints; then the
+// replayed request stops at the breakpoint in the graph the scenario
+// requires, and once continued the scenario ends with its expectation met.
+test('a replayed scenario request stops at a breakpoint under spindle replay --debug-port', async (t) => {
+  const { dir, program } = graphFile();
+  const scenario = join(dir, 'scenario.lua');
+  writeFileSync(scenario, [
+    'require("graph")',
+    'local sc = require("spindle.scenario")',
+    'sc.request "held" { pipeline = "ingest", text = "held   under the debugger" }',
+    'sc.expect "held" { outcome = "ok", text = "held under the debugger" }',
+    '',
+  ].join('\n'));
+  const replay = spawn(SPINDLE, ['replay', scenario, '--debug-port', '0', '--data-dir', join(dir, 'data')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.after(() => replay.kill('SIGTERM'));
+  let stdout = '';
+  replay.stdout.on('data', (chunk) => { stdout += chunk; });
+  const exited = new Promise((resolveExit) => replay.on('exit', (code) => resolveExit(code)));
+  const { port, tokenFile } = await new Promise((resolveFound) => {
+    createInterface({ input: replay.stderr }).on('line', (line) => {
+      const debug = /debugger listening on 127\.0\.0\.1:(\d+), token in (.+)$/.exec(line);
+      if (debug) resolveFound({ port: Number(debug[1]), tokenFile: debug[2] });
+    });
+  });
+
+  const dc = new DebugClient(SPINDLE, 'dap', 'spindle');
+  dc.defaultTimeout = 20000;
+  await dc.start();
+  t.after(() => dc.stop());
+  await dc.initializeRequest();
+  const token = readFileSync(tokenFile, 'utf8').trim();
+  await Promise.all([dc.waitForEvent('initialized'), dc.attachRequest({ port, token })]);
+  const set = await dc.setBreakpointsRequest({ source: { path: program }, breakpoints: [{ line: CLEAN_ASSIGN }] });
+  assert.equal(set.body.breakpoints[0].verified, true);
+  await dc.configurationDoneRequest();
+
+  // Start the replay; its one request stops in the `clean` stage.
+  replay.stdin.write('\n');
+  const stop = await stopped(dc, 'breakpoint');
+  const frame = await topFrame(dc, stop.threadId);
+  assert.equal(frame.line, CLEAN_ASSIGN);
+  assert.equal(frame.source.path, program);
+  await dc.continueRequest({ threadId: stop.threadId });
+
+  assert.equal(await exited, 0, stdout);
+  assert.match(stdout, /1 pass, 0 fail/);
+});
+
 // A bound, not a synchronisation: if the relaunched graph never prints its
 // address the suite fails instead of waiting forever (seen once under a load
 // average above 10, not reproduced in 5 runs since).
