@@ -8,72 +8,16 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { artefacts, startLab } from "./lab_session.mjs";
 
-const repo = resolve(import.meta.dirname, "../../../..");
-const spindle = process.env.SPINDLE_BIN ?? join(repo, "target/debug/spindle");
-const venv = join(repo, ".cache/jupyter-venv/bin");
-const artefacts = join(process.env.CARGO_TARGET_DIR ?? join(repo, "target"), "jupyter-lab");
-
-function freePort() {
-  return new Promise((done) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => done(port));
-    });
-  });
-}
-
-const notebook = {
-  nbformat: 4,
-  nbformat_minor: 5,
-  metadata: { kernelspec: { name: "spindle", display_name: "Spindle (Lua)", language: "lua" } },
-  cells: [
-    {
-      cell_type: "code", id: "lab-cell", metadata: {}, outputs: [], execution_count: null,
-      source: 's = require("spindle")\nprint("lab says hello from " .. _VERSION)\ns.display({ { name = "alpha", score = 1 }, { name = "beta", score = 2 } })\ns.display(s.chart { kind = "bar", title = "scores", x = { "alpha", "beta" }, y = { 1, 2 } })',
-    },
-  ],
-};
+const source = 's = require("spindle")\nprint("lab says hello from " .. _VERSION)\ns.display({ { name = "alpha", score = 1 }, { name = "beta", score = 2 } })\ns.display(s.chart { kind = "bar", title = "scores", x = { "alpha", "beta" }, y = { 1, 2 } })';
 
 test("JupyterLab runs a Spindle cell and shows its output and a rich display", { timeout: 240_000 }, async () => {
-  const root = mkdtempSync(join(tmpdir(), "spindle-lab-"));
-  const prefix = join(root, "prefix");
-  execFileSync(spindle, ["kernel", "install", "--prefix", prefix]);
-  writeFileSync(join(root, "lab.ipynb"), JSON.stringify(notebook));
-  mkdirSync(artefacts, { recursive: true });
-  const port = await freePort();
-  const env = {
-    ...process.env,
-    JUPYTER_PATH: join(prefix, "share/jupyter"),
-    JUPYTER_CONFIG_DIR: join(root, "config"),
-    JUPYTER_RUNTIME_DIR: join(root, "runtime"),
-    XDG_DATA_HOME: join(root, "data"),
-    XDG_RUNTIME_DIR: join(root, "run"),
-  };
-  const lab = spawn(join(venv, "jupyter-lab"), [
-    "--no-browser", `--port=${port}`, "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=spindle-test",
-    `--ServerApp.root_dir=${root}`, "--LabApp.news_url=", "--ServerApp.allow_root=True",
-  ], { env, stdio: ["ignore", "ignore", "pipe"] });
-  let labLog = "";
-  lab.stderr.on("data", (chunk) => { labLog += chunk; });
-  // Lab is up when it says where it serves.
-  await new Promise((ready, fail) => {
-    const check = () => (labLog.includes(`127.0.0.1:${port}`) ? ready() : null);
-    lab.stderr.on("data", check);
-    lab.on("exit", (code) => fail(new Error(`jupyter lab exited ${code}: ${labLog}`)));
-  });
-  const executablePath = execFileSync("sh", ["-c", "command -v chromium"]).toString().trim();
-  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--headless=new"] });
+  const lab = await startLab({ name: "lab.ipynb", cellId: "lab-cell", source });
   try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await page.goto(`http://127.0.0.1:${port}/lab/tree/lab.ipynb?token=spindle-test`);
+    const page = await lab.browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(lab.url);
     // The kernel is Spindle's and idle.
     await page.locator(".jp-Notebook").waitFor({ timeout: 120_000 });
     await page.getByText("Spindle (Lua)", { exact: false }).first().waitFor({ timeout: 120_000 });
@@ -90,7 +34,6 @@ test("JupyterLab runs a Spindle cell and shows its output and a rich display", {
     assert.match(cellsText, /lab says hello from Lua 5\.4/);
     assert.match(cellsText, /alpha/);
   } finally {
-    await browser.close();
-    lab.kill("SIGTERM");
+    await lab.close();
   }
 });
