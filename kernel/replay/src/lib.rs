@@ -13,7 +13,7 @@
 //!   before the next step.
 //! - [`scenario_run`]: a scenario script's timeline (evaluated by
 //!   `spindle-scripting`) applied to a kernel, with every answer and event;
-//!   [`scenario_expect`] checks its expectations; [`scenario_transcript`]
+//!   [`scenario_expect`] checks its expectations; [`mod@scenario_transcript`]
 //!   prints it for snapshot tests.
 //!
 //! Knows the kernel's handle, the journal's records and the scenario's
