@@ -68,12 +68,15 @@ pub fn summarize(evaluation: &Evaluation) -> EvaluationSummary {
         .count();
     let graph = evaluation.graph.as_ref().map(|graph| {
         let waves = graph.waves();
-        let wave_of = |name: &str| {
-            waves
-                .iter()
-                .position(|wave| wave.iter().any(|s| s.name == name))
-                .unwrap_or(0)
-        };
+        // The first wave that holds each name (one pass, not one per service).
+        let mut waves_by_name: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::new();
+        for (wave, services) in waves.iter().enumerate() {
+            for service in services {
+                waves_by_name.entry(service.name.as_str()).or_insert(wave);
+            }
+        }
+        let wave_of = |name: &str| waves_by_name.get(name).copied().unwrap_or(0);
         GraphSummary {
             services: graph
                 .services
