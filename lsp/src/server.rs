@@ -219,12 +219,12 @@ fn graph_answer(workspace: &Workspace, path: &Path, uri: &str) -> GraphAnswer {
             .map(|wave| {
                 wave.iter()
                     .map(|service| GraphService {
-                        name: service.name.clone(),
+                        name: service.name.to_string(),
                         kind: service.kind.to_owned(),
                         depends_on: service
                             .depends_on
                             .iter()
-                            .map(|(name, _)| name.clone())
+                            .map(|(name, _)| name.to_string())
                             .collect(),
                         line: service.line,
                     })

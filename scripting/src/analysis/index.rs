@@ -62,10 +62,10 @@ pub struct Declaration {
     /// The pipeline a stage belongs to.
     pub container: Option<String>,
     /// The field names written at the top of the declaration's table
-    /// (`command`, `embedding`, ...), in order. One text per distinct name
-    /// in a file, shared by every declaration that writes it: a large
-    /// script repeats a handful of field names thousands of times.
-    pub keys: Vec<Arc<str>>,
+    /// (`command`, `embedding`, ...), in order. Shared: one list per
+    /// distinct list of names in a file, one text per distinct name (a
+    /// large script repeats a few such lists hundreds of times).
+    pub keys: Arc<[Arc<str>]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -141,6 +141,7 @@ pub fn index(source: &str) -> FileIndex {
         tokens: &tokens,
         found: FileIndex::default(),
         key_texts: HashMap::new(),
+        key_lists: HashMap::new(),
     };
     indexer.run();
     let mut found = indexer.found;
@@ -234,6 +235,8 @@ struct Indexer<'a> {
     found: FileIndex,
     /// The shared text of each field name seen so far.
     key_texts: HashMap<String, Arc<str>>,
+    /// The shared list of each list of field names seen so far.
+    key_lists: HashMap<Vec<Arc<str>>, Arc<[Arc<str>]>>,
 }
 
 impl Indexer<'_> {
@@ -328,8 +331,12 @@ impl Indexer<'_> {
                     keys.push(text.clone());
                 }
             }
-            keys.shrink_to_fit();
         }
+        let keys = self
+            .key_lists
+            .entry(keys)
+            .or_insert_with_key(|list| Arc::from(list.as_slice()))
+            .clone();
         self.found.declarations.push(Declaration {
             kind,
             name,
