@@ -20,7 +20,7 @@ pub fn by_file(
     diagnostics: &[Diagnostic],
 ) -> HashMap<PathBuf, Vec<lsp::Diagnostic>> {
     let mut files: HashMap<PathBuf, Vec<lsp::Diagnostic>> = HashMap::new();
-    let mut texts: HashMap<PathBuf, std::sync::Arc<String>> = HashMap::new();
+    let mut texts: HashMap<PathBuf, std::sync::Arc<str>> = HashMap::new();
     for diagnostic in diagnostics {
         let file = std::path::absolute(&diagnostic.file).unwrap_or(diagnostic.file.clone());
         // The text that was evaluated, where the editor held it.
@@ -30,7 +30,7 @@ pub fn by_file(
                 (Some((text, _)), _) => text.clone(),
                 (None, Some(entry)) => entry.text.clone(),
                 (None, None) => {
-                    std::sync::Arc::new(std::fs::read_to_string(&file).unwrap_or_default())
+                    std::sync::Arc::from(std::fs::read_to_string(&file).unwrap_or_default())
                 }
             })
             .clone();
@@ -63,7 +63,7 @@ fn related(
         let text = workspace
             .files
             .get(&path)
-            .map(|entry| entry.text.as_str().to_owned())
+            .map(|entry| entry.text.to_string())
             .or_else(|| std::fs::read_to_string(&path).ok())
             .unwrap_or_default();
         if let Some(location) =

@@ -41,6 +41,7 @@ where
     I: AsyncRead + Unpin,
     O: AsyncWrite,
 {
+    memory::map_large_blocks_on_their_own();
     let (service, socket) = LspService::build(Backend::new)
         .custom_method("spindle/graph", Backend::graph)
         .finish();

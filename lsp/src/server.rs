@@ -41,7 +41,7 @@ type Query = Box<dyn FnOnce(&Workspace) + Send>;
 
 /// The texts and versions of the open documents an evaluation read, so that
 /// its diagnostics are placed in, and published for, the text they are about.
-pub(crate) type Snapshot = std::collections::HashMap<PathBuf, (Arc<String>, i32)>;
+pub(crate) type Snapshot = std::collections::HashMap<PathBuf, (Arc<str>, i32)>;
 
 /// What the workspace task does: a closed set of changes, plus read-only
 /// queries that carry their own reply.
@@ -219,12 +219,12 @@ fn graph_answer(workspace: &Workspace, path: &Path, uri: &str) -> GraphAnswer {
             .map(|wave| {
                 wave.iter()
                     .map(|service| GraphService {
-                        name: service.name.clone(),
+                        name: service.name.to_string(),
                         kind: service.kind.to_owned(),
                         depends_on: service
                             .depends_on
                             .iter()
-                            .map(|(name, _)| name.clone())
+                            .map(|(name, _)| name.to_string())
                             .collect(),
                         line: service.line,
                     })
@@ -598,7 +598,9 @@ async fn run_workspace(
                 let Some(entry) = workspace.files.get(&path) else {
                     continue;
                 };
-                let mut text = entry.text.as_str().to_owned();
+                let (previous_index, previous_requires) =
+                    (entry.index.clone(), entry.requires.clone());
+                let mut text = entry.text.to_string();
                 for change in changes {
                     match change.range {
                         Some(range) => {
@@ -609,9 +611,29 @@ async fn run_workspace(
                         None => text = change.text,
                     }
                 }
-                let entry = FileEntry::new(&path, text, Some(version));
-                workspace.files.insert(path.clone(), entry);
+                // The evaluation of the new text starts first, with the
+                // previous index standing in; the new index is built while
+                // it runs (before its result can be handled: this task does
+                // one thing at a time). Only the file's own `require`s could
+                // change its roots; if they changed, its roots are scheduled
+                // again.
+                let text: Arc<str> = Arc::from(text);
+                workspace.files.insert(
+                    path.clone(),
+                    FileEntry {
+                        text: text.clone(),
+                        index: previous_index,
+                        requires: previous_requires.clone(),
+                        version: Some(version),
+                    },
+                );
                 schedule_roots_of(&mut workspace, &path, &commands, &permits);
+                let entry = FileEntry::indexed(&path, text, Some(version));
+                let requires_changed = entry.requires != previous_requires;
+                workspace.files.insert(path.clone(), entry);
+                if requires_changed {
+                    schedule_roots_of(&mut workspace, &path, &commands, &permits);
+                }
             }
             Command::Close { path } => {
                 let roots = workspace.roots_of(&path);
@@ -687,41 +709,51 @@ fn schedule(
     commands: &mpsc::UnboundedSender<Command>,
     permits: &Arc<Semaphore>,
 ) {
-    let overlay = workspace.overlay_for(root);
-    let snapshot: Snapshot = workspace
-        .files
-        .iter()
-        .filter_map(|(path, entry)| Some((path.clone(), (entry.text.clone(), entry.version?))))
-        .collect();
     let state: &mut RootState = workspace.roots.entry(root.to_path_buf()).or_default();
     if state.in_flight {
         state.pending = true;
         return;
     }
     state.in_flight = true;
+    // Both share the documents' texts: a queued evaluation holds pointers.
+    let overlay = workspace.overlay_for(root);
+    let snapshot: Snapshot = workspace
+        .files
+        .iter()
+        .filter_map(|(path, entry)| Some((path.clone(), (entry.text.clone(), entry.version?))))
+        .collect();
     let root = root.to_path_buf();
     let commands = commands.clone();
     let permits = permits.clone();
     tokio::spawn(async move {
         let _permit = permits.acquire_owned().await;
         let evaluated_root = root.clone();
-        let evaluation = tokio::task::spawn_blocking(move || {
+        let sender = commands.clone();
+        let finished = tokio::task::spawn_blocking(move || {
             let evaluation = std::panic::catch_unwind(|| {
                 spindle_scripting::evaluate_with(&evaluated_root, &overlay)
+            })
+            .unwrap_or_else(|_| internal_error(&evaluated_root));
+            drop(overlay);
+            // The result goes out first; giving memory back takes a
+            // millisecond or more and nobody waits for it.
+            let _ = sender.send(Command::Evaluated {
+                root: evaluated_root,
+                evaluation,
+                snapshot,
             });
             crate::memory::give_back_freed_memory();
-            evaluation
         })
         .await;
-        let evaluation = match evaluation {
-            Ok(Ok(evaluation)) => evaluation,
-            _ => internal_error(&root),
-        };
-        let _ = commands.send(Command::Evaluated {
-            root,
-            evaluation,
-            snapshot,
-        });
+        if finished.is_err() {
+            // Not reached (the evaluation's panics are caught above); if it
+            // were, the root would otherwise stay in flight for good.
+            let _ = commands.send(Command::Evaluated {
+                root: root.clone(),
+                evaluation: internal_error(&root),
+                snapshot: Snapshot::new(),
+            });
+        }
     });
 }
 

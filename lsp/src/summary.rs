@@ -1,19 +1,24 @@
 //! What the server keeps of an evaluation: per service the few facts hover,
 //! inlay hints, symbols and the graph view show, and the error count. The
 //! full `GraphSpec` (probes, environments, locations) is dropped, so that
-//! fifty large open scripts stay small.
+//! fifty large open scripts stay small; a service's name is one text shared
+//! by its summary and its dependents', and equal command lines are one
+//! text.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use spindle_scripting::{Evaluation, ServiceKind, Severity};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSummary {
-    pub name: String,
+    pub name: Arc<str>,
     /// `process` or `embedding`.
     pub kind: &'static str,
     /// The command line, or the model and its providers.
-    pub runs: String,
+    pub runs: Arc<str>,
     /// Dependencies with their conditions, in source order.
-    pub depends_on: Vec<(String, &'static str)>,
+    pub depends_on: Box<[(Arc<str>, &'static str)]>,
     pub wave: usize,
     pub restart: &'static str,
     pub line: u32,
@@ -35,7 +40,7 @@ pub struct GraphSummary {
 
 impl GraphSummary {
     pub fn service(&self, name: &str) -> Option<&ServiceSummary> {
-        self.services.iter().find(|service| service.name == name)
+        self.services.iter().find(|service| &*service.name == name)
     }
 
     pub fn pipeline(&self, name: &str) -> Option<&PipelineSummary> {
@@ -68,30 +73,42 @@ pub fn summarize(evaluation: &Evaluation) -> EvaluationSummary {
         .count();
     let graph = evaluation.graph.as_ref().map(|graph| {
         let waves = graph.waves();
-        let wave_of = |name: &str| {
-            waves
-                .iter()
-                .position(|wave| wave.iter().any(|s| s.name == name))
-                .unwrap_or(0)
+        // The first wave that holds each name (one pass, not one per service).
+        let mut waves_by_name: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::new();
+        for (wave, services) in waves.iter().enumerate() {
+            for service in services {
+                waves_by_name.entry(service.name.as_str()).or_insert(wave);
+            }
+        }
+        let wave_of = |name: &str| waves_by_name.get(name).copied().unwrap_or(0);
+        let mut texts: HashMap<String, Arc<str>> = HashMap::new();
+        let mut shared = |text: &str| -> Arc<str> {
+            if let Some(found) = texts.get(text) {
+                return found.clone();
+            }
+            let made: Arc<str> = Arc::from(text);
+            texts.insert(text.to_owned(), made.clone());
+            made
         };
         GraphSummary {
             services: graph
                 .services
                 .iter()
                 .map(|service| ServiceSummary {
-                    name: service.name.clone(),
+                    name: shared(&service.name),
                     kind: service.kind.name(),
-                    runs: match &service.kind {
+                    runs: shared(&match &service.kind {
                         ServiceKind::Process(process) => process.command.join(" "),
                         ServiceKind::Embedding(embedding) => {
                             format!("{} on {}", embedding.model, embedding.providers.join(", "))
                         }
                         _ => String::new(),
-                    },
+                    }),
                     depends_on: service
                         .depends_on
                         .iter()
-                        .map(|d| (d.service.clone(), d.condition.name()))
+                        .map(|d| (shared(&d.service), d.condition.name()))
                         .collect(),
                     wave: wave_of(&service.name),
                     restart: service.restart.policy.name(),

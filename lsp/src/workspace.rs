@@ -13,10 +13,12 @@ use spindle_scripting::analysis::{self, Declaration, DeclarationKind, FileIndex,
 
 use crate::summary::{EvaluationSummary, GraphSummary};
 
-/// One text the server knows.
+/// One text the server knows. The text is shared with evaluations (their
+/// overlay) and with the snapshots that place their diagnostics, never
+/// copied for them.
 #[derive(Debug, Clone)]
 pub struct FileEntry {
-    pub text: Arc<String>,
+    pub text: Arc<str>,
     pub index: Arc<FileIndex>,
     /// The files its `require`s resolve to (those that exist).
     pub requires: Vec<PathBuf>,
@@ -26,6 +28,11 @@ pub struct FileEntry {
 
 impl FileEntry {
     pub fn new(path: &Path, text: String, version: Option<i32>) -> FileEntry {
+        FileEntry::indexed(path, Arc::from(text), version)
+    }
+
+    /// An entry for `text`, indexed now.
+    pub fn indexed(path: &Path, text: Arc<str>, version: Option<i32>) -> FileEntry {
         let index = analysis::index(&text);
         let requires = index
             .requires
@@ -34,7 +41,7 @@ impl FileEntry {
             .map(|file| std::path::absolute(&file).unwrap_or(file))
             .collect();
         FileEntry {
-            text: Arc::new(text),
+            text,
             index: Arc::new(index),
             requires,
             version,
@@ -144,13 +151,13 @@ impl Workspace {
     }
 
     /// The texts of open documents in the folder tree of `root`, for
-    /// evaluating it as the editor shows it.
+    /// evaluating it as the editor shows it (shared, not copied).
     pub fn overlay_for(&self, root: &Path) -> Overlay {
         let mut overlay = Overlay::new();
         let dir = root.parent().unwrap_or(root);
         for (path, entry) in &self.files {
             if entry.is_open() && path.starts_with(dir) {
-                overlay.insert(path, entry.text.as_str().to_owned());
+                overlay.insert(path, entry.text.clone());
             }
         }
         overlay
@@ -219,7 +226,7 @@ impl Workspace {
                 if !names.iter().any(|(name, _)| name == &declaration.name) {
                     names.push((
                         declaration.name.clone(),
-                        declaration.keys.iter().any(|key| key == "embedding"),
+                        declaration.keys.iter().any(|key| &**key == "embedding"),
                     ));
                 }
             }

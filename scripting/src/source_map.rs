@@ -212,23 +212,22 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-const PUNCTUATION: &[&str] = &[
-    "...", "..", "==", "~=", "<=", ">=", "//", "::", "<<", ">>", "+", "-", "*", "/", "%", "^", "#",
-    "&", "~", "|", "<", ">", "=", "(", ")", "{", "}", "[", "]", ";", ":", ",", ".",
-];
-
 pub(crate) fn tokenize(source: &str) -> Vec<Token> {
     let bytes = source.as_bytes();
-    let mut tokens = Vec::new();
+    // At most about one token per three bytes in a graph script: one
+    // allocation, whose pages are only touched as tokens fill them.
+    let mut tokens = Vec::with_capacity(source.len() / 3 + 16);
     let mut idx = 0;
     let mut line = 1u32;
     let mut line_start = 0usize;
+    // Columns count characters from the line's start; the count is carried
+    // forward from the previous token of the same line, so that a line is
+    // read once, not once per token.
+    let mut counted_line_start = 0usize;
+    let mut counted_to = 0usize;
+    let mut counted = 0usize;
     while idx < bytes.len() {
         let byte = bytes[idx];
-        let position = Position {
-            line,
-            column: (source[line_start..idx].chars().count() + 1) as u32,
-        };
         if byte == b'\n' {
             line += 1;
             idx += 1;
@@ -239,7 +238,18 @@ pub(crate) fn tokenize(source: &str) -> Vec<Token> {
             idx += 1;
             continue;
         }
-        if source[idx..].starts_with("--") {
+        if counted_line_start != line_start || counted_to < line_start {
+            counted_line_start = line_start;
+            counted_to = line_start;
+            counted = 0;
+        }
+        counted += source[counted_to..idx].chars().count();
+        counted_to = idx;
+        let position = Position {
+            line,
+            column: (counted + 1) as u32,
+        };
+        if byte == b'-' && bytes.get(idx + 1) == Some(&b'-') {
             idx += 2;
             if let Some(level) = long_bracket_level(&bytes[idx..]) {
                 idx = skip_long_bracket(bytes, idx, level, &mut line, &mut line_start);
@@ -311,11 +321,7 @@ pub(crate) fn tokenize(source: &str) -> Vec<Token> {
             });
             continue;
         }
-        let punct = PUNCTUATION
-            .iter()
-            .find(|p| source[idx..].starts_with(**p))
-            .copied()
-            .unwrap_or("?");
+        let punct = punctuation_at(&bytes[idx..]);
         let start = idx;
         idx += punct.len().max(1);
         // A byte outside the punctuation table (`?`) may start a wider
@@ -330,6 +336,52 @@ pub(crate) fn tokenize(source: &str) -> Vec<Token> {
         });
     }
     tokens
+}
+
+/// The longest Lua punctuation that `bytes` starts with, or `?`.
+/// A branch on the first byte: most tokens of a graph script are
+/// punctuation, and a walk through the table for each was most of the
+/// tokenizer's time.
+fn punctuation_at(bytes: &[u8]) -> &'static str {
+    let second = bytes.get(1).copied();
+    match bytes.first().copied() {
+        Some(b'.') => match (second, bytes.get(2).copied()) {
+            (Some(b'.'), Some(b'.')) => "...",
+            (Some(b'.'), _) => "..",
+            _ => ".",
+        },
+        Some(b'=') if second == Some(b'=') => "==",
+        Some(b'=') => "=",
+        Some(b'~') if second == Some(b'=') => "~=",
+        Some(b'~') => "~",
+        Some(b'<') if second == Some(b'=') => "<=",
+        Some(b'<') if second == Some(b'<') => "<<",
+        Some(b'<') => "<",
+        Some(b'>') if second == Some(b'=') => ">=",
+        Some(b'>') if second == Some(b'>') => ">>",
+        Some(b'>') => ">",
+        Some(b'/') if second == Some(b'/') => "//",
+        Some(b'/') => "/",
+        Some(b':') if second == Some(b':') => "::",
+        Some(b':') => ":",
+        Some(b'+') => "+",
+        Some(b'-') => "-",
+        Some(b'*') => "*",
+        Some(b'%') => "%",
+        Some(b'^') => "^",
+        Some(b'#') => "#",
+        Some(b'&') => "&",
+        Some(b'|') => "|",
+        Some(b'(') => "(",
+        Some(b')') => ")",
+        Some(b'{') => "{",
+        Some(b'}') => "}",
+        Some(b'[') => "[",
+        Some(b']') => "]",
+        Some(b';') => ";",
+        Some(b',') => ",",
+        _ => "?",
+    }
 }
 
 /// `[[`, `[=[`, ... : the number of `=` signs, or `None`.
@@ -369,6 +421,80 @@ fn skip_long_bracket(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lua's punctuation, longest first where one begins another.
+    const PUNCTUATION: &[&str] = &[
+        "...", "..", "==", "~=", "<=", ">=", "//", "::", "<<", ">>", "+", "-", "*", "/", "%", "^",
+        "#", "&", "~", "|", "<", ">", "=", "(", ")", "{", "}", "[", "]", ";", ":", ",", ".",
+    ];
+
+    /// The branch on the first byte finds what a walk through the table,
+    /// longest first, finds: for every string of up to three punctuation
+    /// characters (and a few others).
+    #[test]
+    fn punctuation_is_the_longest_entry_of_the_table() {
+        let alphabet: Vec<u8> = b".=~<>/:+-*%^#&|(){}[];,a ?".to_vec();
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for a in &alphabet {
+            inputs.push(vec![*a]);
+            for b in &alphabet {
+                inputs.push(vec![*a, *b]);
+                for c in &alphabet {
+                    inputs.push(vec![*a, *b, *c]);
+                }
+            }
+        }
+        for input in inputs {
+            let walked = PUNCTUATION
+                .iter()
+                .find(|p| input.starts_with(p.as_bytes()))
+                .copied()
+                .unwrap_or("?");
+            assert_eq!(
+                punctuation_at(&input),
+                walked,
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
+    /// Every token's line and column, counted afresh from the start of the
+    /// text: the tokenizer carries its column count along a line, and must
+    /// land where a plain count lands (wide characters, strings and long
+    /// brackets over several lines, comments, escapes before a newline).
+    #[test]
+    fn positions_match_a_fresh_count_from_the_start() {
+        let source = "local s = require(\"spindle\") -- é ü\n\
+            s.service \"ünï\" { command = { \"日本\", 'a\\\n  b' }, x = [==[\n  long ]] ]==], y = 1.5e3 }\n\
+            --[[ a\n  comment ]] local t = { [\"k\"] = 2 } ... .. == ~= // :: << >> ? ¿ z\n\
+            \t  s.stage(\"é\", function(r) return r end)\n";
+        let tokens = tokenize(source);
+        assert!(tokens.len() > 40, "{}", tokens.len());
+        for token in &tokens {
+            let before = &source[..token.span.start];
+            let line = before.matches('\n').count() as u32 + 1;
+            let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+            let column = source[line_start..token.span.start].chars().count() as u32 + 1;
+            assert_eq!(
+                token.position,
+                Position { line, column },
+                "{:?} at {:?}",
+                token.kind,
+                token.span
+            );
+        }
+        let puncts: Vec<&str> = tokens
+            .iter()
+            .filter_map(|token| match token.kind {
+                TokenKind::Punct(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert!(puncts.contains(&"..."), "{puncts:?}");
+        assert!(puncts.contains(&"~="), "{puncts:?}");
+        assert!(puncts.contains(&"?"), "{puncts:?}");
+    }
 
     #[test]
     fn maps_nested_fields_of_a_service_table() {

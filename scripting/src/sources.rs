@@ -10,13 +10,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mlua::{Lua, Value};
 
-/// Texts that stand in for files. Paths are absolute.
+/// Texts that stand in for files. Paths are absolute. Texts are shared, not
+/// copied: cloning an overlay (evaluation does, for `require` and for
+/// positions) costs a map of pointers, and a caller that keeps its texts in
+/// `Arc<str>` lends them without a copy.
 #[derive(Debug, Clone, Default)]
 pub struct Overlay {
-    texts: HashMap<PathBuf, String>,
+    texts: HashMap<PathBuf, Arc<str>>,
 }
 
 impl Overlay {
@@ -24,9 +28,10 @@ impl Overlay {
         Overlay::default()
     }
 
-    /// Makes `text` stand in for the file at `path`.
-    pub fn insert(&mut self, path: &Path, text: String) {
-        self.texts.insert(absolute(path), text);
+    /// Makes `text` stand in for the file at `path` (a `String` or a
+    /// shared `Arc<str>`).
+    pub fn insert(&mut self, path: &Path, text: impl Into<Arc<str>>) {
+        self.texts.insert(absolute(path), text.into());
     }
 
     pub fn remove(&mut self, path: &Path) {
@@ -34,7 +39,7 @@ impl Overlay {
     }
 
     pub fn get(&self, path: &Path) -> Option<&str> {
-        self.texts.get(&absolute(path)).map(String::as_str)
+        self.texts.get(&absolute(path)).map(|text| &**text)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -7,6 +7,9 @@
 //! half-way, a loop that never ends). What the names mean (kinds, waves,
 //! mistakes) comes from evaluation.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use crate::source_map::{Token, TokenKind, tokenize};
 
 /// A byte range in a script's text.
@@ -59,8 +62,10 @@ pub struct Declaration {
     /// The pipeline a stage belongs to.
     pub container: Option<String>,
     /// The field names written at the top of the declaration's table
-    /// (`command`, `embedding`, ...), in order.
-    pub keys: Vec<String>,
+    /// (`command`, `embedding`, ...), in order. Shared: one list per
+    /// distinct list of names in a file, one text per distinct name (a
+    /// large script repeats a few such lists hundreds of times).
+    pub keys: Arc<[Arc<str>]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,6 +140,8 @@ pub fn index(source: &str) -> FileIndex {
         source,
         tokens: &tokens,
         found: FileIndex::default(),
+        key_texts: HashMap::new(),
+        key_lists: HashMap::new(),
     };
     indexer.run();
     let mut found = indexer.found;
@@ -163,6 +170,10 @@ pub fn index(source: &str) -> FileIndex {
                 .map(|(name, _)| name.clone());
         }
     }
+    // A language server holds one index per known file: no spare capacity.
+    found.declarations.shrink_to_fit();
+    found.references.shrink_to_fit();
+    found.requires.shrink_to_fit();
     found
 }
 
@@ -222,6 +233,10 @@ struct Indexer<'a> {
     source: &'a str,
     tokens: &'a [Token],
     found: FileIndex,
+    /// The shared text of each field name seen so far.
+    key_texts: HashMap<String, Arc<str>>,
+    /// The shared list of each list of field names seen so far.
+    key_lists: HashMap<Vec<Arc<str>>, Arc<[Arc<str>]>>,
 }
 
 impl Indexer<'_> {
@@ -307,14 +322,21 @@ impl Indexer<'_> {
             if kind == DeclarationKind::Service {
                 self.depends_on(&fields, &name);
             }
-            keys = fields
-                .iter()
-                .filter_map(|field| match &field.key {
-                    FieldKey::Named(key, _) => Some(key.clone()),
-                    _ => None,
-                })
-                .collect();
+            for field in &fields {
+                if let FieldKey::Named(key, _) = &field.key {
+                    let text = self
+                        .key_texts
+                        .entry(key.clone())
+                        .or_insert_with(|| Arc::from(key.as_str()));
+                    keys.push(text.clone());
+                }
+            }
         }
+        let keys = self
+            .key_lists
+            .entry(keys)
+            .or_insert_with_key(|list| Arc::from(list.as_slice()))
+            .clone();
         self.found.declarations.push(Declaration {
             kind,
             name,
