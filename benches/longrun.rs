@@ -31,6 +31,9 @@
 //! Flags (after `--`): `--duration 30m` (s, m or h; default 30m),
 //! `--interval 10s`. `SPINDLE_BENCH_BIN` measures another `spindle` binary.
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -109,21 +112,21 @@ fn main() {
 
     let started = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
-    let mut previous_cpu = cpu_seconds(pid);
+    let mut previous_cpu = process::cpu_seconds(pid);
     let mut previous_at = Instant::now();
     while started.elapsed() < options.duration {
         // The sampling interval itself.
         std::thread::sleep(options.interval);
         let now = Instant::now();
-        let cpu = cpu_seconds(pid);
-        let zombies = zombie_children(pid);
+        let cpu = process::cpu_seconds(pid);
+        let zombies = process::zombie_children(pid);
         let sample = Sample {
             at_s: started.elapsed().as_secs_f64(),
             zombies: zombies.len(),
             zombies_stayed: zombies_that_stay(pid, &zombies),
             fds: count_entries(&format!("/proc/{pid}/fd")),
             threads: count_entries(&format!("/proc/{pid}/task")),
-            rss_kib: rss_kib(pid),
+            rss_kib: process::rss_kib(pid),
             cpu_percent: 100.0 * (cpu - previous_cpu)
                 / now.duration_since(previous_at).as_secs_f64(),
             restarts: restarts.load(),
@@ -489,34 +492,6 @@ fn least_squares_slope(points: &[(f64, f64)]) -> f64 {
     }
 }
 
-/// Children of `pid` in state `Z`, each with its start time (field 22 of
-/// its stat), which tells a process from a later one with the same pid.
-fn zombie_children(pid: i32) -> Vec<(i32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<i32>().ok())
-        })
-        .filter_map(|child| {
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or("", |(_, rest)| rest)
-                .split_whitespace()
-                .collect();
-            // After the command: state is field 3, ppid 4, starttime 22.
-            (fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()))
-                .then(|| (child, fields.get(19).unwrap_or(&"").to_string()))
-        })
-        .collect()
-}
-
 /// How many of `seen`, zombies of `pid`, are still the same zombies
 /// 100 ms later.
 fn zombies_that_stay(pid: i32, seen: &[(i32, String)]) -> usize {
@@ -526,39 +501,10 @@ fn zombies_that_stay(pid: i32, seen: &[(i32, String)]) -> usize {
     // A look again after a delay is the measurement itself: a zombie that
     // outlives it is one the reaper did not take.
     std::thread::sleep(Duration::from_millis(100));
-    let later = zombie_children(pid);
+    let later = process::zombie_children(pid);
     seen.iter().filter(|zombie| later.contains(zombie)).count()
 }
 
 fn count_entries(dir: &str) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| entries.count())
-}
-
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    // SAFETY: sysconf has no memory effects.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let field = |idx: usize| {
-        fields
-            .get(idx)
-            .and_then(|value| value.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime (fields 14 and 15 of /proc/PID/stat).
-    (field(11) + field(12)) / ticks
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
 }

@@ -50,6 +50,20 @@ pub fn children(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// The zombie children of `pid`, each with its start time (which tells a
+/// process from a later one with the same pid).
+pub fn zombie_children(pid: i32) -> Vec<(i32, String)> {
+    all_pids()
+        .filter_map(|child| {
+            let fields = stat_fields(child);
+            let is_zombie_of_pid = fields.first().map(String::as_str) == Some("Z")
+                && fields.get(1).and_then(|ppid| ppid.parse::<i32>().ok()) == Some(pid);
+            // starttime is field 22 of proc(5), 19 counted from the state.
+            is_zombie_of_pid.then(|| (child, fields.get(19).cloned().unwrap_or_default()))
+        })
+        .collect()
+}
+
 /// The command line of `pid`, arguments joined by spaces.
 pub fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
