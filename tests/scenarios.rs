@@ -101,6 +101,7 @@ sc.wait { service = "db", state = "redy" }
 sc.cancel "too"
 sc.expect "one" { outcome = "fine" }
 sc.expect_order { "db up", "request one answered" }
+sc.expect "one" { outcome = "ok" }
 "#,
     )
     .expect("write");
@@ -108,5 +109,7 @@ sc.expect_order { "db up", "request one answered" }
     assert_eq!(code, 2, "{transcript}\n{stderr}");
     assert!(transcript.is_empty(), "{transcript}");
     let stderr = stderr.replace(&dir.path().display().to_string(), "DIR");
+    // `one` was declared, with a mistake: naming it again is no second error.
+    assert!(!stderr.contains("no request named `one`"), "{stderr}");
     insta::assert_snapshot!("bad_scenario", stderr);
 }

@@ -264,6 +264,10 @@ pub(crate) struct ScenarioRecord {
     pub expectations: Vec<Expectation>,
     /// Mistakes found while recording (already diagnostics).
     pub mistakes: Vec<Diagnostic>,
+    /// Requests declared with a mistake (so not among the steps): their
+    /// names still count as declared, so that the steps and expectations
+    /// naming them add no second error.
+    pub broken_requests: Vec<String>,
     /// The virtual time of the last step written.
     pub now: Duration,
 }
@@ -298,9 +302,15 @@ fn check(recorded: &ScenarioRecord, file: &Path) -> Vec<Diagnostic> {
             ));
         }
     }
-    let known = |name: &str| names.contains(name);
+    let known = |name: &str| {
+        names.contains(name) || recorded.broken_requests.iter().any(|broken| broken == name)
+    };
     let hint = |name: &str| {
-        let candidates: Vec<&str> = names.iter().copied().collect();
+        let candidates: Vec<&str> = names
+            .iter()
+            .copied()
+            .chain(recorded.broken_requests.iter().map(String::as_str))
+            .collect();
         match crate::convert::did_you_mean(name, &candidates) {
             Some(close) => format!("did you mean `{close}`?"),
             None => "declare it with sc.request \"name\" { pipeline = ..., text = ... }".to_owned(),

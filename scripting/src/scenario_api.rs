@@ -460,6 +460,8 @@ fn request(lua: &Lua, site: &Site, name: String, mut fields: Fields) {
                 deadline,
             }),
         );
+    } else if let Some(mut record) = lua.app_data_mut::<ScenarioRecord>() {
+        record.broken_requests.push(name);
     }
 }
 
