@@ -27,31 +27,8 @@ s.pipeline "ingest" {
 }
 "#;
 
-/// Posts `body` to `url` with urllib; prints the status and the body.
-const CLIENT: &str = r#"
-import sys, urllib.request, urllib.error
-request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(request, timeout=60) as response:
-        print(response.status); print(response.read().decode())
-except urllib.error.HTTPError as error:
-    print(error.code); print(error.read().decode())
-"#;
-
 fn post(url: &str, body: &str) -> (u16, serde_json::Value) {
-    let output = support::output(Command::new("python3").args(["-c", CLIENT, url, body]));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).expect("utf-8");
-    let (status, body) = text.split_once('\n').expect("status line");
-    (
-        status.trim().parse().expect("status"),
-        serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null),
-    )
+    support::post_json(url, body)
 }
 
 fn spindle(args: &[&str], dir: &Path) -> (i32, String, String) {

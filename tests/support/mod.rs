@@ -139,3 +139,31 @@ pub fn served_base(stderr: &mut LineReader) -> String {
         }
     }
 }
+
+/// Posts `body` to `url` with Python's urllib (a client Spindle did not
+/// write; HTTP errors are answers too); the status and the body as JSON
+/// (`Null` when the body is not JSON).
+pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
+    const CLIENT: &str = r#"
+import sys, urllib.request, urllib.error
+request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=60) as response:
+        print(response.status); print(response.read().decode())
+except urllib.error.HTTPError as error:
+    print(error.code); print(error.read().decode())
+"#;
+    let output = output(Command::new("python3").args(["-c", CLIENT, url, body]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let (status, body) = text.split_once('\n').expect("status line");
+    (
+        status.trim().parse().expect("status"),
+        serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null),
+    )
+}
