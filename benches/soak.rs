@@ -76,6 +76,9 @@ s.pipeline "embed" { s.stage("embed", s.embed "embedder") }
 "#;
 
 fn main() {
+    // The allocator settings `spindle` starts with (the kernel runs in this
+    // process, as in `spindle run`).
+    spindle_kernel::memory::settle_allocator();
     let requests: usize = std::env::var("SPINDLE_SOAK_REQUESTS")
         .ok()
         .and_then(|value| value.parse().ok())

@@ -36,6 +36,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    spindle_kernel::memory::settle_allocator();
     let spindle = Spindle::parse();
     let result = match spindle.command {
         Command::Check(args) => cli::check::run(args),

@@ -22,6 +22,7 @@ pub mod failure;
 mod faults;
 mod journal;
 mod kernel;
+pub mod memory;
 pub mod metrics;
 pub mod requests;
 mod services;

@@ -15,6 +15,8 @@ mod control;
 mod event;
 mod guard;
 mod os;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) use os::set_malloc_parameter;
 mod probe;
 mod process;
 mod reaper;

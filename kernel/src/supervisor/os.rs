@@ -1,6 +1,6 @@
 //! The supervisor's only door to the operating system: spawning children in
-//! their own process group (vfork-style), signals, `prctl`, `waitpid` and
-//! `/proc` scans.
+//! their own process group (vfork-style), signals, `prctl`, `waitpid`,
+//! `/proc` scans, and the C library's malloc settings (`crate::memory`).
 //!
 //! Everything `unsafe` and everything Linux-specific in the supervisor lives
 //! here, so the logic above it reads as plain state changes. Nothing here
@@ -19,6 +19,15 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Signal numbers the supervisor uses by name.
 pub const SIGKILL: i32 = libc::SIGKILL;
+
+/// Sets one of glibc malloc's parameters (`mallopt`, `M_*`); `false` when
+/// malloc refused the value.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) fn set_malloc_parameter(parameter: libc::c_int, value: libc::c_int) -> bool {
+    // SAFETY: mallopt only changes malloc's own parameters, under malloc's
+    // lock; any thread may call it at any time.
+    unsafe { libc::mallopt(parameter, value) == 1 }
+}
 
 /// Marks this process as a child subreaper (`PR_SET_CHILD_SUBREAPER`):
 /// orphaned descendants reparent to it instead of to init, so the reaper
