@@ -9,7 +9,7 @@
 //! between two resumes. A watchdog thread stops Lua that runs past its
 //! budget, and an [`Interrupter`] stops it on demand (`budget`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::rc::Rc;
@@ -171,7 +171,7 @@ impl ScriptHost {
                         .create_table()
                         .expect("an empty table fits in the memory limit"),
                 };
-                let attached = Rc::new(std::cell::Cell::new(false));
+                let attached = Rc::new(Cell::new(false));
                 let mut debugger = Debugger::new(attached.clone());
                 match crate::debug::evaluate::Evaluator::new(&loaded.lua, &debug) {
                     Ok(evaluator) => debugger.set_evaluator(evaluator),
@@ -353,8 +353,11 @@ impl ScriptHost {
 fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut pool = LocalPool::new();
     let spawner = pool.spawner();
-    pool.run_until(async {
+    let jobs_seen = Rc::new(Cell::new(0_u64));
+    let seen = Rc::clone(&jobs_seen);
+    let job_loop = async move {
         while let Some(job) = jobs.next().await {
+            seen.set(seen.get() + 1);
             match job {
                 Job::Check {
                     function,
@@ -433,9 +436,64 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                 Job::Notebook(job) => cell::handle(&context, &spawner, job),
             }
         }
+    };
+    let ended = Rc::new(Cell::new(false));
+    let job_loop_ended = Rc::clone(&ended);
+    let started = pool.spawner().spawn_local(async move {
+        job_loop.await;
+        job_loop_ended.set(true);
+        // Wakes the pool, which may be about to sleep (`run_spinning`).
+        std::future::poll_fn(|cx| {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Ready(())
+        })
+        .await;
     });
+    if started.is_ok() {
+        run_spinning(&mut pool, &ended, &jobs_seen);
+    }
     // Every handle is gone: finish the runs still in flight.
     pool.run();
+}
+
+/// How long the host keeps looking for work after it ran out, before it
+/// sleeps. A request's round trip wakes the host once, and a sleeping
+/// thread takes several microseconds to wake (more when its core is busy):
+/// the largest single part of a no-op request's overhead. Work that comes
+/// sooner than this after the last finds the host awake. Costs at most
+/// this much CPU each time the host runs out of work.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// Runs the pool's tasks until `ended` (the job loop finished): sleeps
+/// until something can run, runs it, then keeps running what arrives for
+/// [`SPIN_BEFORE_SLEEP`] after the last job (`jobs_seen` counts them)
+/// before sleeping again.
+fn run_spinning(pool: &mut LocalPool, ended: &Cell<bool>, jobs_seen: &Cell<u64>) {
+    while !ended.get() {
+        // Runs what can run, then sleeps until a wake-up (the probe is
+        // `Pending` once, `Ready` when polled again after the wake-up).
+        let mut woken = false;
+        pool.run_until(std::future::poll_fn(|_| {
+            if woken || ended.get() {
+                std::task::Poll::Ready(())
+            } else {
+                woken = true;
+                std::task::Poll::Pending
+            }
+        }));
+        let mut seen = jobs_seen.get();
+        let mut until = Instant::now() + SPIN_BEFORE_SLEEP;
+        while !ended.get() {
+            pool.run_until_stalled();
+            if jobs_seen.get() != seen {
+                seen = jobs_seen.get();
+                until = Instant::now() + SPIN_BEFORE_SLEEP;
+            } else if Instant::now() >= until {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
 }
 
 fn read_stack(context: &RunContext, request_id: u64) -> Result<RunStack, ScriptError> {
