@@ -9,7 +9,8 @@
 //!   a real kernel (script host, scheduler, request path) with a no-op Lua
 //!   pipeline behind the bridge;
 //! - embeddings: the same child with a real embedding pipeline, against the
-//!   same pipeline called in process, for the bridge's share of the time.
+//!   same pipeline called in process, for the bridge's share of the time;
+//!   the two alternate round by round, both loaded from the start.
 //!
 //! Latency is one request at a time (p50/p99); throughput keeps a window of
 //! 32 in flight. Prints a table and writes target/bench/netlink.json.
@@ -293,7 +294,13 @@ fn over_bridge(
     })
 }
 
-/// p50 of an embedding pipeline called in process, then over the bridge.
+/// Rounds of the embedding comparison, each side once per round, after
+/// one round of warm-up; each round's first side alternates.
+const EMBED_ROUNDS: usize = 6;
+
+/// p50 of an embedding pipeline called in process and over the bridge, the
+/// two alternating round by round (both kernels loaded from the start) so
+/// that other load on the machine hits both alike.
 fn embeddings(dir: &std::path::Path) -> (f64, f64) {
     let texts: Vec<String> = (0..50)
         .map(|index| format!("Sentence number {index} about netlink bridges and embeddings."))
@@ -304,42 +311,16 @@ fn embeddings(dir: &std::path::Path) -> (f64, f64) {
         .enable_all()
         .build()
         .expect("runtime");
-    let in_process = runtime.block_on(async {
+    runtime.block_on(async {
         let kernel = Kernel::start(KernelSource::Script(file.clone()), KernelConfig::default())
             .expect("kernel");
-        let mut latencies = Vec::new();
-        for round in 0..4 {
-            for text in &texts {
-                let start = Instant::now();
-                let answer = kernel
-                    .submit(Submission {
-                        pipeline: "ingest".to_owned(),
-                        text: text.clone(),
-                        priority: spindle_scheduler::Priority::Medium,
-                        deadline: Some(Duration::from_secs(30)),
-                        correlation_id: None,
-                        source: spindle_scheduler::Source::Netlink,
-                    })
-                    .await;
-                assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
-                if round > 0 {
-                    latencies.push(start.elapsed());
-                }
-            }
-        }
-        kernel.shutdown();
-        let _ = kernel.wait().await;
-        latencies.sort();
-        micros(percentile(&latencies, 0.5))
-    });
-    let over = runtime.block_on(async {
         let mut peer = Peer::bind(0).expect("peer");
         let (mut child, _) = spawn_role(&format!("bridge:{}:{}", file.display(), peer.port()));
         peer.accept(Duration::from_secs(120), &mut 0)
             .await
             .expect("register");
         let config = PeerConfig {
-            requests: 200,
+            requests: texts.len() as u64,
             window: 1,
             pipeline: "ingest".to_owned(),
             texts: texts.clone(),
@@ -347,17 +328,57 @@ fn embeddings(dir: &std::path::Path) -> (f64, f64) {
             expect_dims: Some(384),
             ..PeerConfig::default()
         };
-        peer.drive(&PeerConfig {
-            requests: 50,
-            ..config.clone()
-        })
-        .await
-        .expect("warm up");
-        let report = peer.drive(&config).await.expect("drive");
-        assert!(report.passed(), "{}", report.table());
+        let (mut in_process, mut over) = (Vec::new(), Vec::new());
+        for round in 0..=EMBED_ROUNDS {
+            for side in 0..2 {
+                let local = (round + side) % 2 == 0;
+                let latencies = if local {
+                    in_process_round(&kernel, &texts).await
+                } else {
+                    let report = peer.drive(&config).await.expect("drive");
+                    assert!(report.passed(), "{}", report.table());
+                    report.latencies
+                };
+                // Round 0 warms both up.
+                if round > 0 {
+                    if local {
+                        in_process.extend(latencies);
+                    } else {
+                        over.extend(latencies);
+                    }
+                }
+            }
+        }
         drop(child.stdin.take());
         child.wait().expect("bridge exits");
-        micros(report.percentile(0.5))
-    });
-    (in_process, over)
+        kernel.shutdown();
+        let _ = kernel.wait().await;
+        in_process.sort();
+        over.sort();
+        (
+            micros(percentile(&in_process, 0.5)),
+            micros(percentile(&over, 0.5)),
+        )
+    })
+}
+
+/// Each text once through the in-process kernel, one at a time.
+async fn in_process_round(kernel: &Kernel, texts: &[String]) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(texts.len());
+    for text in texts {
+        let start = Instant::now();
+        let answer = kernel
+            .submit(Submission {
+                pipeline: "ingest".to_owned(),
+                text: text.clone(),
+                priority: spindle_scheduler::Priority::Medium,
+                deadline: Some(Duration::from_secs(30)),
+                correlation_id: None,
+                source: spindle_scheduler::Source::Netlink,
+            })
+            .await;
+        assert!(matches!(answer.outcome, spindle_scheduler::Outcome::Ok(_)));
+        latencies.push(start.elapsed());
+    }
+    latencies
 }
