@@ -116,14 +116,17 @@ enum Received {
     Request(Result<RequestEvent, broadcast::error::RecvError>),
 }
 
-/// Where subscriptions come from; kept by the kernel. It holds receivers
-/// only (never read; new subscriptions start from their tail), so that the
-/// streams end when the hub task ends.
+/// Where subscriptions come from; kept by the kernel. It holds weak
+/// senders only, so that the streams end when the hub task ends, and so
+/// that an event is dropped as soon as every subscriber has read it. (A
+/// receiver kept here and never read would keep the last `buffer` events
+/// and `LOG_BUFFER` log lines alive for good: on a long run, RSS rose while
+/// they filled.)
 #[derive(Debug)]
 pub(crate) struct Subscriptions {
     board: Arc<ServiceBoard>,
-    events: broadcast::Receiver<Arc<Numbered>>,
-    logs: broadcast::Receiver<LogLine>,
+    events: broadcast::WeakSender<Arc<Numbered>>,
+    logs: broadcast::WeakSender<LogLine>,
 }
 
 impl Subscriptions {
@@ -133,7 +136,7 @@ impl Subscriptions {
     ) -> KernelSubscription {
         KernelSubscription {
             board: self.board.clone(),
-            events: self.events.resubscribe(),
+            events: subscribe_or_closed(&self.events),
             requests: scheduler.map(SchedulerHandle::subscribe),
             skip_until: 0,
             events_closed: false,
@@ -141,7 +144,16 @@ impl Subscriptions {
     }
 
     pub(crate) fn subscribe_logs(&self) -> broadcast::Receiver<LogLine> {
-        self.logs.resubscribe()
+        subscribe_or_closed(&self.logs)
+    }
+}
+
+/// A receiver from the channel's tail, or one that is closed at once when
+/// the hub has ended.
+fn subscribe_or_closed<T: Clone>(sender: &broadcast::WeakSender<T>) -> broadcast::Receiver<T> {
+    match sender.upgrade() {
+        Some(sender) => sender.subscribe(),
+        None => broadcast::channel(1).1,
     }
 }
 
@@ -157,12 +169,12 @@ impl EventHub {
     /// `buffer`: how many events a subscriber may fall behind before it is
     /// resynchronised from a snapshot.
     pub(crate) fn new(board: Arc<ServiceBoard>, buffer: usize) -> (EventHub, Subscriptions) {
-        let (events, events_tail) = broadcast::channel(buffer.max(1));
-        let (logs, logs_tail) = broadcast::channel(LOG_BUFFER);
+        let (events, _) = broadcast::channel(buffer.max(1));
+        let (logs, _) = broadcast::channel(LOG_BUFFER);
         let subscriptions = Subscriptions {
             board: board.clone(),
-            events: events_tail,
-            logs: logs_tail,
+            events: events.downgrade(),
+            logs: logs.downgrade(),
         };
         (
             EventHub {
