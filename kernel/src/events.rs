@@ -243,3 +243,57 @@ impl EventHub {
         done.cancel();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::LogStream;
+    use spindle_scripting::{GraphSpec, SettingsSpec};
+
+    fn hub() -> (EventHub, Subscriptions) {
+        let graph = GraphSpec {
+            file: "graph.lua".into(),
+            services: Vec::new(),
+            pipelines: Vec::new(),
+            settings: SettingsSpec::default(),
+        };
+        EventHub::new(Arc::new(ServiceBoard::new(&graph)), 16)
+    }
+
+    fn line(text: &str) -> LogLine {
+        LogLine {
+            service: "web".to_owned(),
+            stream: LogStream::Stdout,
+            line: text.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_every_subscriber_has_read_is_not_kept() {
+        let (hub, subscriptions) = hub();
+        // Published with nobody subscribed: nothing keeps it.
+        let _ = hub.logs.send(line("before"));
+        assert_eq!(hub.logs.len(), 0);
+        let mut follower = subscriptions.subscribe_logs();
+        hub.logs.send(line("seen")).expect("one subscriber");
+        assert_eq!(hub.logs.len(), 1, "kept until the subscriber reads it");
+        assert_eq!(follower.recv().await.expect("the line").line, "seen");
+        assert_eq!(hub.logs.len(), 0, "dropped once read");
+    }
+
+    #[tokio::test]
+    async fn subscriptions_end_when_the_hub_has_ended() {
+        let (hub, subscriptions) = hub();
+        let mut before = subscriptions.subscribe_logs();
+        drop(hub);
+        assert!(matches!(
+            before.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+        let mut after = subscriptions.subscribe_logs();
+        assert!(matches!(
+            after.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+    }
+}
