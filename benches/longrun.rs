@@ -19,7 +19,9 @@
 //! (user + system over the interval, percent of one core). At the end it
 //! prints each series' least-squares slope per hour and its change over the
 //! run relative to the mean (the target is flat within noise, and zombies
-//! 0), and writes `target/bench/longrun.json`.
+//! 0), the slope over the run's last third (what bounded buffers add while
+//! they fill levels off; a leak does not), and writes
+//! `target/bench/longrun.json`.
 //!
 //! Zombies are counted twice. A sample can catch a child in the instant
 //! between its exit and its reaping (with about 70 exits a second here,
@@ -127,6 +129,7 @@ fn main() {
             fds: count_entries(&format!("/proc/{pid}/fd")),
             threads: count_entries(&format!("/proc/{pid}/task")),
             rss_kib: process::rss_kib(pid),
+            rss_anon_kib: process::rss_anon_kib(pid),
             cpu_percent: 100.0 * (cpu - previous_cpu)
                 / now.duration_since(previous_at).as_secs_f64(),
             restarts: restarts.load(),
@@ -135,13 +138,14 @@ fn main() {
         previous_cpu = cpu;
         previous_at = now;
         println!(
-            "  t={:>7.0}s zombies {:>3} (stayed {}) fds {:>4} threads {:>3} rss {:>7.1} MiB cpu {:>5.2}% restarts {:>4} requests {:>6}",
+            "  t={:>7.0}s zombies {:>3} (stayed {}) fds {:>4} threads {:>3} rss {:>7.1} MiB (anon {:>6.1}) cpu {:>5.2}% restarts {:>4} requests {:>6}",
             sample.at_s,
             sample.zombies,
             sample.zombies_stayed,
             sample.fds,
             sample.threads,
             sample.rss_kib as f64 / 1024.0,
+            sample.rss_anon_kib as f64 / 1024.0,
             sample.cpu_percent,
             sample.restarts,
             sample.requests_answered,
@@ -157,12 +161,13 @@ fn main() {
     }
     let status = child.wait().unwrap();
 
-    let series: [(&str, SampleValue); 6] = [
+    let series: [(&str, SampleValue); 7] = [
         ("zombies", |sample| sample.zombies as f64),
         ("zombies_stayed", |sample| sample.zombies_stayed as f64),
         ("fds", |sample| sample.fds as f64),
         ("threads", |sample| sample.threads as f64),
         ("rss_kib", |sample| sample.rss_kib as f64),
+        ("rss_anon_kib", |sample| sample.rss_anon_kib as f64),
         ("cpu_percent", |sample| sample.cpu_percent),
     ];
     // The first sample includes start-up; slopes are over the rest.
@@ -171,9 +176,14 @@ fn main() {
     } else {
         &samples[..]
     };
+    // A series that rises while bounded buffers fill (the kernel's event
+    // history keeps its last 4,096 events, each service its last 200
+    // output lines) levels off; a leak does not. The last third tells them
+    // apart.
+    let last_third = &steady[steady.len() * 2 / 3..];
     println!(
-        "\n{:<12} {:>10} {:>10} {:>10} {:>14} {:>16}",
-        "series", "min", "mean", "max", "slope per hour", "change/mean (%)"
+        "\n{:<14} {:>10} {:>10} {:>10} {:>14} {:>16} {:>16}",
+        "series", "min", "mean", "max", "slope per hour", "change/mean (%)", "last third /h"
     );
     let mut slopes = serde_json::Map::new();
     for (name, value) in series {
@@ -186,6 +196,11 @@ fn main() {
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let slope = least_squares_slope(&points);
+        let last_points: Vec<(f64, f64)> = last_third
+            .iter()
+            .map(|sample| (sample.at_s / 3600.0, value(sample)))
+            .collect();
+        let last_slope = least_squares_slope(&last_points);
         let span_h =
             points.last().map_or(0.0, |last| last.0) - points.first().map_or(0.0, |first| first.0);
         let change_percent = if mean.abs() > f64::EPSILON {
@@ -194,7 +209,7 @@ fn main() {
             0.0
         };
         println!(
-            "{name:<12} {min:>10.2} {mean:>10.2} {max:>10.2} {slope:>14.3} {change_percent:>16.2}"
+            "{name:<14} {min:>10.2} {mean:>10.2} {max:>10.2} {slope:>14.3} {change_percent:>16.2} {last_slope:>16.3}"
         );
         slopes.insert(
             name.to_owned(),
@@ -202,6 +217,7 @@ fn main() {
                 "min": min, "mean": mean, "max": max,
                 "slope_per_hour": slope,
                 "change_over_run_percent_of_mean": change_percent,
+                "slope_per_hour_last_third": last_slope,
             }),
         );
     }
@@ -309,6 +325,7 @@ struct Sample {
     fds: usize,
     threads: usize,
     rss_kib: u64,
+    rss_anon_kib: u64,
     cpu_percent: f64,
     restarts: u64,
     requests_answered: u64,
@@ -323,6 +340,7 @@ impl Sample {
             "fds": self.fds,
             "threads": self.threads,
             "rss_kib": self.rss_kib,
+            "rss_anon_kib": self.rss_anon_kib,
             "cpu_percent": self.cpu_percent,
             "restarts": self.restarts,
             "requests_answered": self.requests_answered,

@@ -30,10 +30,21 @@ pub fn cpu_seconds(pid: i32) -> f64 {
 
 /// Resident memory of `pid` in KiB; 0 when it is gone.
 pub fn rss_kib(pid: i32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The anonymous part of [`rss_kib`] (heap, stacks; not the pages of the
+/// binary and libraries, which grow as more of their code runs).
+pub fn rss_anon_kib(pid: i32) -> u64 {
+    status_kib(pid, "RssAnon:")
+}
+
+/// A `/proc/PID/status` line in KiB; 0 when it or the process is gone.
+fn status_kib(pid: i32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(key))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .unwrap_or(0)
