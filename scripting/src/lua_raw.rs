@@ -320,8 +320,26 @@ unsafe fn set_debug_hook(state: *mut ffi::lua_State, mask: HookMask) {
 }
 
 unsafe extern "C-unwind" fn debug_hook(state: *mut ffi::lua_State, ar: *mut ffi::lua_Debug) {
+    // A C function's call or return changes nothing (`hooks::on_event`
+    // leaves the mask as it is), and most calls in Lua code are to C
+    // functions (`s:byte`, `s:lower`, iterators): answer them here, before
+    // the hook table or the function's source ("S" also formats a short
+    // name). Option "l" alone tells them apart: a C function has no
+    // current line.
     // SAFETY: Lua calls a hook on the Lua thread with its own state and
-    // activation record.
+    // activation record; "l" only reads the call's frame.
+    unsafe {
+        if matches!(
+            (*ar).event,
+            ffi::LUA_HOOKCALL | ffi::LUA_HOOKTAILCALL | ffi::LUA_HOOKRET
+        ) {
+            ffi::lua_getinfo(state, c"l".as_ptr(), ar);
+            if (*ar).currentline < 0 {
+                return;
+            }
+        }
+    }
+    // SAFETY: as above.
     let event = unsafe {
         match (*ar).event {
             ffi::LUA_HOOKCALL => HookEvent::Call,
