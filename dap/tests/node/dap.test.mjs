@@ -87,6 +87,19 @@ async function launched(t, extra = {}) {
   return { dc, program, http: await address, outputs, dir };
 }
 
+// A DebugClient attached to the kernel listening on `port` with the token
+// in `tokenFile`; stopped when the test ends.
+async function attachedTo(t, port, tokenFile) {
+  const dc = new DebugClient(SPINDLE, 'dap', 'spindle');
+  dc.defaultTimeout = 20000;
+  await dc.start();
+  t.after(() => dc.stop());
+  await dc.initializeRequest();
+  const token = readFileSync(tokenFile, 'utf8').trim();
+  await Promise.all([dc.waitForEvent('initialized'), dc.attachRequest({ port, token })]);
+  return { dc, token };
+}
+
 async function submit(http, text, pipeline = 'ingest', priority = 'medium') {
   const response = await fetch(`${http}/v1/pipelines/${pipeline}`, {
     method: 'POST',
@@ -276,13 +289,7 @@ test('attach to spindle run --debug-port; disconnect leaves the graph serving', 
   await assert.rejects(refused.attachRequest({ port, token: 'wrong' }), /token/);
   await refused.stop();
 
-  const attached = new DebugClient(SPINDLE, 'dap', 'spindle');
-  attached.defaultTimeout = 20000;
-  await attached.start();
-  t.after(() => attached.stop());
-  await attached.initializeRequest();
-  const token = readFileSync(tokenFile, 'utf8').trim();
-  await Promise.all([attached.waitForEvent('initialized'), attached.attachRequest({ port, token })]);
+  const { dc: attached, token } = await attachedTo(t, port, tokenFile);
 
   // One debugger at a time: a second one with the right token is refused
   // while the first stays attached.
@@ -331,13 +338,7 @@ test('a replayed scenario request stops at a breakpoint under spindle replay --d
     });
   });
 
-  const dc = new DebugClient(SPINDLE, 'dap', 'spindle');
-  dc.defaultTimeout = 20000;
-  await dc.start();
-  t.after(() => dc.stop());
-  await dc.initializeRequest();
-  const token = readFileSync(tokenFile, 'utf8').trim();
-  await Promise.all([dc.waitForEvent('initialized'), dc.attachRequest({ port, token })]);
+  const { dc } = await attachedTo(t, port, tokenFile);
   const set = await dc.setBreakpointsRequest({ source: { path: program }, breakpoints: [{ line: CLEAN_ASSIGN }] });
   assert.equal(set.body.breakpoints[0].verified, true);
   await dc.configurationDoneRequest();
