@@ -9,6 +9,7 @@
 //! wire format.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -226,9 +227,10 @@ impl RequestPath {
             clients: RwLock::new(clients),
             runtime: tokio::runtime::Handle::current(),
         });
+        let spinner = Arc::new(AtomicBool::new(false));
         let scheduler = Scheduler::start(
             scheduler_config,
-            move |job: Job<RequestPayload>| run_job(host.get(), job),
+            move |job: Job<RequestPayload>| run_job(host.get(), job, spinner.clone()),
             shutdown,
         );
         let _ = wiring.scheduler.set(scheduler.clone());
@@ -417,10 +419,52 @@ impl RequestPath {
     }
 }
 
+/// How long a runtime worker keeps polling for the host's reply before it
+/// lets itself sleep on it: a short stage's reply then lands on a worker that
+/// is awake, instead of waking one from another thread (which costs more than
+/// the whole stage). The worker yields between polls, so its other tasks
+/// still run; one request at a time polls (`spinner`), so a burst of long
+/// requests costs at most one worker's [`REPLY_SPIN`] each.
+const REPLY_SPIN: Duration = Duration::from_micros(40);
+
+async fn await_host_reply(
+    mut receiver: oneshot::Receiver<RunOutcome>,
+    spinner: &AtomicBool,
+) -> Result<RunOutcome, oneshot::error::RecvError> {
+    if spinner
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return receiver.await;
+    }
+    struct Release<'a>(&'a AtomicBool);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+    let release = Release(spinner);
+    let until = std::time::Instant::now() + REPLY_SPIN;
+    loop {
+        match receiver.try_recv() {
+            Ok(outcome) => return Ok(outcome),
+            Err(oneshot::error::TryRecvError::Closed) => break,
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        if std::time::Instant::now() >= until {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    drop(release);
+    receiver.await
+}
+
 /// Runs one admitted request's pipeline on the script host.
 async fn run_job(
     host: Option<ScriptHost>,
     mut job: Job<RequestPayload>,
+    spinner: Arc<AtomicBool>,
 ) -> Result<PipelineAnswer, Failure> {
     let Some(host) = host else {
         return Err(Failure::permanent(
@@ -468,7 +512,7 @@ async fn run_job(
         host,
         answered: false,
     };
-    let outcome = receiver.await;
+    let outcome = await_host_reply(receiver, &spinner).await;
     guard.answered = true;
     match outcome {
         Ok(RunOutcome::Answered(answer)) => Ok(answer),
