@@ -254,6 +254,9 @@ pub(crate) struct RunContext {
     pub debug: Table,
     /// Breakpoints, steps and filters; borrowed only between resumes.
     pub debugger: RefCell<crate::debug::debugger::Debugger>,
+    /// Builds each run's `req`; `None` only when the state had no memory
+    /// left for it at start, and then `req` is built key by key.
+    pub request_tables: Option<RequestTables>,
 }
 
 impl RunContext {
@@ -302,11 +305,9 @@ pub(crate) async fn run(
             format!("no pipeline named `{}`", request.pipeline),
         ));
     };
-    let lua = &context.lua;
-    let req = new_request_table(lua, &request).map_err(|e| failure("", e.to_string()))?;
+    let mut req = new_request_table(&context, &request).map_err(|e| failure("", e.to_string()))?;
     let mut stages = Vec::new();
     let mut embed_fallback = false;
-    let mut req = req;
     for stage in &pipeline.stages {
         let started = Instant::now();
         let result = run_stage(&context, pipeline, stage, &req, &request).await;
@@ -364,8 +365,13 @@ pub(crate) async fn run(
                 }
                 return match degraded {
                     Ok(answer_table) => {
-                        let mut answer = answer_from(&answer_table, &request, stages)
-                            .map_err(|message| failure("fallback", message))?;
+                        let mut answer = answer_from(
+                            context.request_tables.as_ref(),
+                            &answer_table,
+                            &request,
+                            stages,
+                        )
+                        .map_err(|message| failure("fallback", message))?;
                         answer.degraded = true;
                         answer.embed_fallback = embed_fallback;
                         Ok(answer)
@@ -381,8 +387,8 @@ pub(crate) async fn run(
             }
         }
     }
-    let mut answer =
-        answer_from(&req, &request, stages).map_err(|message| failure("answer", message))?;
+    let mut answer = answer_from(context.request_tables.as_ref(), &req, &request, stages)
+        .map_err(|message| failure("answer", message))?;
     answer.embed_fallback = embed_fallback;
     Ok(answer)
 }
@@ -403,7 +409,7 @@ fn trace_of<T>(
     result: &Result<T, StageFailure>,
 ) -> StageTrace {
     let (output, error) = match result {
-        Ok(_) => match answer_from(req, request, Vec::new()) {
+        Ok(_) => match answer_from(None, req, request, Vec::new()) {
             Ok(answer) => (
                 Some(StageOutputRecord {
                     text: answer.text,
@@ -684,7 +690,11 @@ fn call_failure(
 
 /// `req` for a request: the five fields the runner owns, in a table sized
 /// for them and the vector (a table grown key by key rehashes three times).
-fn new_request_table(lua: &Lua, request: &PipelineRequest) -> mlua::Result<Table> {
+fn new_request_table(context: &RunContext, request: &PipelineRequest) -> mlua::Result<Table> {
+    let lua = &context.lua;
+    if let Some(tables) = &context.request_tables {
+        return tables.build(lua, request);
+    }
     let req = lua.create_table_with_capacity(0, OWN_FIELDS.len() + 2)?;
     req.raw_set("id", request.id)?;
     req.raw_set("correlation_id", request.correlation_id.as_str())?;
@@ -694,30 +704,121 @@ fn new_request_table(lua: &Lua, request: &PipelineRequest) -> mlua::Result<Table
     Ok(req)
 }
 
+/// Builds `req` tables with one call of a precompiled Lua constructor. Under
+/// the script's memory limit every string made and every key set from Rust
+/// is a protected call of its own; the constructor makes it one, and the
+/// Lua strings of pipeline and priority names are kept between requests.
+pub(crate) struct RequestTables {
+    constructor: Function,
+    /// `req` → its text, its vector, and whether it holds a field besides
+    /// the runner's own (only then are its fields walked from Rust).
+    reader: Function,
+    names: RefCell<Vec<(Box<str>, mlua::LuaString)>>,
+}
+
+/// Names kept at most; a notebook that declares pipeline after pipeline
+/// starts the list again when it is full.
+const KEPT_NAMES: usize = 64;
+
+impl RequestTables {
+    pub(crate) fn new(lua: &Lua) -> mlua::Result<RequestTables> {
+        // Five hash fields size the table for eight, so `vector` fits
+        // without a rehash.
+        let constructor = lua
+            .load(
+                "local id, correlation_id, pipeline, priority, text = ...\n\
+                 return { id = id, correlation_id = correlation_id, \
+                 pipeline = pipeline, priority = priority, text = text }",
+            )
+            .set_name("=spindle request")
+            .into_function()?;
+        let own = lua.create_table_with_capacity(0, OWN_FIELDS.len())?;
+        for field in OWN_FIELDS {
+            own.raw_set(*field, true)?;
+        }
+        let reader = lua
+            .load(
+                "local own = ...\n\
+                 local next, rawget = next, rawget\n\
+                 return function(req)\n\
+                 local free = false\n\
+                 for key in next, req do\n\
+                 if not own[key] then free = true break end\n\
+                 end\n\
+                 return rawget(req, 'text'), rawget(req, 'vector'), free\n\
+                 end",
+            )
+            .set_name("=spindle answer")
+            .call(own)?;
+        Ok(RequestTables {
+            constructor,
+            reader,
+            names: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn build(&self, lua: &Lua, request: &PipelineRequest) -> mlua::Result<Table> {
+        let pipeline = self.name(lua, &request.pipeline)?;
+        let priority = self.name(lua, &request.priority)?;
+        self.constructor.call((
+            request.id,
+            request.correlation_id.as_str(),
+            pipeline,
+            priority,
+            request.text.as_str(),
+        ))
+    }
+
+    fn read(&self, req: &Table) -> mlua::Result<(Value, Value, bool)> {
+        self.reader.call(req)
+    }
+
+    fn name(&self, lua: &Lua, name: &str) -> mlua::Result<mlua::LuaString> {
+        let mut names = self.names.borrow_mut();
+        if let Some((_, kept)) = names.iter().find(|(kept, _)| **kept == *name) {
+            return Ok(kept.clone());
+        }
+        if names.len() >= KEPT_NAMES {
+            names.clear();
+        }
+        let made = lua.create_string(name)?;
+        names.push((name.into(), made.clone()));
+        Ok(made)
+    }
+}
+
 fn answer_from(
+    tables: Option<&RequestTables>,
     req: &Table,
     request: &PipelineRequest,
     stages: Vec<(String, Duration)>,
 ) -> Result<PipelineAnswer, String> {
-    let text = match req.raw_get::<Value>("text") {
+    let (text, vector, free_fields) = match tables {
+        Some(tables) => tables.read(req).map_err(|error| error.to_string())?,
+        None => (
+            req.raw_get::<Value>("text")
+                .map_err(|error| error.to_string())?,
+            req.raw_get::<Value>("vector")
+                .map_err(|error| error.to_string())?,
+            true,
+        ),
+    };
+    let text = match text {
         // Unchanged by the stages: no conversion back from Lua.
-        Ok(Value::String(text)) if text.as_bytes() == request.text.as_bytes() => {
-            request.text.clone()
-        }
-        Ok(Value::String(text)) => text.to_string_lossy(),
-        Ok(Value::Nil) => request.text.clone(),
-        Ok(other) => {
+        Value::String(text) if text.as_bytes() == request.text.as_bytes() => request.text.clone(),
+        Value::String(text) => text.to_string_lossy(),
+        Value::Nil => request.text.clone(),
+        other => {
             return Err(format!(
                 "req.text must be a string, found {}",
                 other.type_name()
             ));
         }
-        Err(error) => return Err(error.to_string()),
     };
-    let vector = match req.raw_get::<Value>("vector") {
-        Ok(Value::Nil) => None,
-        Ok(Value::UserData(data)) if data.is::<LuaVector>() => LuaVector::read(&data),
-        Ok(Value::Table(values)) => {
+    let vector = match vector {
+        Value::Nil => None,
+        Value::UserData(data) if data.is::<LuaVector>() => LuaVector::read(&data),
+        Value::Table(values) => {
             let mut vector = Vec::with_capacity(values.raw_len());
             for value in values.sequence_values::<f64>() {
                 vector.push(
@@ -726,37 +827,39 @@ fn answer_from(
             }
             Some(vector)
         }
-        Ok(other) => {
+        other => {
             return Err(format!(
                 "req.vector must be a list of numbers, found {}",
                 other.type_name()
             ));
         }
-        Err(error) => return Err(error.to_string()),
     };
     let mut fields = BTreeMap::new();
     let mut error = None;
-    req.for_each::<Value, Value>(|key, value| {
-        let Value::String(key) = key else {
-            return Ok(());
-        };
-        // The runner's own fields are skipped without making a Rust string
-        // of their names.
-        let name = key.as_bytes();
-        if OWN_FIELDS.iter().any(|own| own.as_bytes() == &name[..]) {
-            return Ok(());
-        }
-        let text = match value {
-            Value::String(text) => text.to_string_lossy(),
-            Value::Integer(number) => number.to_string(),
-            Value::Number(number) => number.to_string(),
-            Value::Boolean(flag) => flag.to_string(),
-            _ => return Ok(()),
-        };
-        fields.insert(key.to_string_lossy(), text);
-        Ok(())
-    })
-    .unwrap_or_else(|failure| error = Some(failure.to_string()));
+    // Walked from Rust (a protected call per step) only when it has any.
+    if free_fields {
+        req.for_each::<Value, Value>(|key, value| {
+            let Value::String(key) = key else {
+                return Ok(());
+            };
+            // The runner's own fields are skipped without making a Rust string
+            // of their names.
+            let name = key.as_bytes();
+            if OWN_FIELDS.iter().any(|own| own.as_bytes() == &name[..]) {
+                return Ok(());
+            }
+            let text = match value {
+                Value::String(text) => text.to_string_lossy(),
+                Value::Integer(number) => number.to_string(),
+                Value::Number(number) => number.to_string(),
+                Value::Boolean(flag) => flag.to_string(),
+                _ => return Ok(()),
+            };
+            fields.insert(key.to_string_lossy(), text);
+            Ok(())
+        })
+        .unwrap_or_else(|failure| error = Some(failure.to_string()));
+    }
     if let Some(error) = error {
         return Err(error);
     }
