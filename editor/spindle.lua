@@ -70,7 +70,8 @@
 ---@field model string A model from `spindle models list`, e.g. "all-MiniLM-L6-v2"; with `url`, the name the server knows the model by.
 ---@field providers? spindle.Provider[] In order of preference (default `{ "cpu" }`); the engine says which one it runs on. Not for a server.
 ---@field max_batch_tokens? integer Token budget of one batch (default 8192).
----@field threads? integer Intra-op threads (default one per core). Not for a server.
+---@field threads? integer Intra-op threads of each session (default: the cores shared out among the sessions). Not for a server.
+---@field sessions? integer Sessions run side by side, each batch on whichever is free (default 1); more suit throughput, one suits a lone request's latency. Each holds its own copy of the model. Not for a server.
 ---@field url? string An embedding server's root, "http://host:port": the vectors are computed there, in batches, with the same breaker, retries and readiness as a local engine.
 ---@field api? spindle.RemoteApi What the server speaks (default "openai": `POST /v1/embeddings`; "tei": `POST /embed`).
 ---@field timeout? spindle.Duration How long one batch may take on the server (default "30s").

@@ -281,6 +281,9 @@ fn engine_config(
     Ok(EngineConfig {
         providers,
         intra_threads: embedding.intra_threads.map(|threads| threads as usize),
+        sessions: embedding
+            .sessions
+            .map_or(1, |sessions| sessions.max(1) as usize),
         cache,
         calibration,
         ..EngineConfig::new(embedding.model.clone())

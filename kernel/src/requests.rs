@@ -545,8 +545,14 @@ impl BatchingSetup {
                     .remote
                     .as_ref()
                     .map_or(self.config.batch_timeout, |remote| remote.timeout),
-                // A server computes several batches at once.
-                max_in_flight: if embedding.remote.is_some() { 4 } else { 1 },
+                // A server computes several batches at once; an engine one
+                // per session.
+                max_in_flight: match &embedding.remote {
+                    Some(_) => 4,
+                    None => embedding
+                        .sessions
+                        .map_or(1, |sessions| sessions.max(1) as usize),
+                },
                 breaker: self.config.breaker.clone(),
                 retry: self.config.retry.clone(),
                 availability: board.availability(&service.name),

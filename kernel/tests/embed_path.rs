@@ -16,6 +16,12 @@ s.service "embedder" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads 
 s.pipeline "ingest" { s.stage("embed", s.embed "embedder") }
 "#;
 
+/// The same with two sessions side by side (two batches at once).
+const TWO_SESSIONS: &str = r#"local s = require("spindle")
+s.service "embedder" { embedding = { model = "paraphrase-MiniLM-L3-v2", threads = 1, sessions = 2 } }
+s.pipeline "ingest" { s.stage("embed", s.embed "embedder") }
+"#;
+
 fn submission(text: String) -> Submission {
     Submission {
         pipeline: "ingest".to_owned(),
@@ -55,7 +61,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn texts_are_tokenized_once_and_batched_vectors_equal_single_ones() {
-    let fixture = start_kernel(SCRIPT, RequestPathConfig::default());
+    tokenized_once_and_batched_equal_single(SCRIPT).await;
+}
+
+/// Either session takes what the request path tokenized, and every text is
+/// answered with its own vector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_answer_each_text_tokenized_once_with_its_own_vector() {
+    tokenized_once_and_batched_equal_single(TWO_SESSIONS).await;
+}
+
+async fn tokenized_once_and_batched_equal_single(script: &str) {
+    let fixture = start_kernel(script, RequestPathConfig::default());
     fixture.ready("ingest").await;
     let kernel = &fixture.kernel;
     let texts = texts();

@@ -785,6 +785,7 @@ fn embedding(name: &str) -> ServiceSpec {
             providers: vec!["cpu".to_owned()],
             max_batch_tokens: 8192,
             intra_threads: None,
+            sessions: None,
             remote: None,
         }),
         ..service(name, "unused", Path::new("/"))

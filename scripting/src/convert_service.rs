@@ -31,6 +31,7 @@ const EMBEDDING_FIELDS: &[&str] = &[
     "providers",
     "max_batch_tokens",
     "threads",
+    "sessions",
     "url",
     "api",
     "timeout",
@@ -358,9 +359,19 @@ impl Converter<'_> {
             )
             .unwrap_or(8192);
         let intra_threads = self.integer(site, &table, "embedding.threads", "threads");
+        let sessions = self.integer(site, &table, "embedding.sessions", "sessions");
+        if sessions == Some(0) {
+            self.error(
+                site,
+                Some("embedding.sessions"),
+                Part::Value,
+                "`sessions` must be at least 1".to_owned(),
+                "leave it out for one session, or give 2 to run two batches at once".to_owned(),
+            );
+        }
         let remote = self.remote_embedding(site, &table)?;
         if remote.is_some() {
-            for key in ["providers", "threads"] {
+            for key in ["providers", "threads", "sessions"] {
                 if !matches!(table.raw_get::<Value>(key), Ok(Value::Nil)) {
                     self.push(
                         Severity::Warning,
@@ -380,6 +391,7 @@ impl Converter<'_> {
             providers,
             max_batch_tokens,
             intra_threads,
+            sessions,
             remote,
         })
     }

@@ -93,8 +93,12 @@ pub struct EmbeddingSpec {
     /// Execution providers in order of preference, e.g. `["cuda", "cpu"]`.
     pub providers: Vec<String>,
     pub max_batch_tokens: u32,
-    /// Intra-op threads; `None` means one per core.
+    /// Intra-op threads of each session; `None` shares the cores out
+    /// among the sessions.
     pub intra_threads: Option<u32>,
+    /// Sessions run side by side, each batch on whichever is free; `None`
+    /// means one.
+    pub sessions: Option<u32>,
     /// A server elsewhere computes the vectors (`url = ...`); `model` is
     /// then the name that server knows the model by.
     pub remote: Option<RemoteEmbeddingSpec>,

@@ -480,3 +480,14 @@ fn the_journal_setting_resolves_against_the_script_folder() {
     .expect("a graph");
     assert_eq!(graph.settings.journal, None);
 }
+
+#[test]
+fn embedding_sessions_are_counted_and_only_for_an_engine_here() {
+    insta::assert_snapshot!(check(
+        r#"local s = require("spindle")
+s.service "none" { embedding = { model = "all-MiniLM-L6-v2", sessions = 0 } }
+s.service "far" { embedding = { model = "all-MiniLM-L6-v2", url = "http://127.0.0.1:7997", sessions = 2 } }
+s.service "two" { embedding = { model = "all-MiniLM-L6-v2", threads = 1, sessions = 2 } }
+"#
+    ));
+}

@@ -70,9 +70,11 @@ pub(crate) fn load(config: &EngineConfig) -> Result<(Loaded, EngineInfo), EmbedE
             }
         })?;
 
-    let threads = config
-        .intra_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Unset, the cores are shared out among the sessions.
+    let threads = config.intra_threads.unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / config.sessions.max(1)).max(1)
+    });
     let mut tuning = config.tuning;
     if !config.allow_spinning {
         tuning.spinning = false;
@@ -138,6 +140,7 @@ pub(crate) fn load(config: &EngineConfig) -> Result<(Loaded, EngineInfo), EmbedE
         dimensions: spec.dimensions,
         max_seq_length: spec.max_seq_length,
         intra_threads: threads,
+        sessions: config.sessions.max(1),
         tuning,
         library,
         model_path: paths.onnx,

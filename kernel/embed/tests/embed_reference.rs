@@ -195,3 +195,57 @@ fn cancel_answers_queued_and_running_batches() {
     let health = engine.health();
     assert_eq!((health.failures, health.queued), (0, 0));
 }
+
+/// Two sessions side by side take batches from one queue: every batch is
+/// answered once, each with the vectors a one-session engine gives, and an
+/// input encoded by the engine's tokenizer is accepted by either session.
+#[test]
+fn two_sessions_share_the_queue_and_the_tokenizer() {
+    let model = "paraphrase-MiniLM-L3-v2";
+    let one = common::engine(model);
+    let two = spindle_embed::Engine::start(spindle_embed::EngineConfig {
+        model: model.to_owned(),
+        providers: vec![spindle_embed::Provider::Cpu],
+        intra_threads: Some(1),
+        sessions: 2,
+        allow_spinning: false,
+        cache: Some(common::cache().root),
+        ..spindle_embed::EngineConfig::default()
+    })
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(two.info().sessions, 2);
+    assert_eq!(two.health().sessions, 2);
+
+    let sentences = common::sentences();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    for (index, text) in sentences.iter().enumerate() {
+        let encoded = two.encode(text).expect("encode");
+        let sender = sender.clone();
+        two.submit_inputs(
+            vec![spindle_embed::Input::Encoded(std::sync::Arc::new(encoded))],
+            Box::new(move |result| sender.send((index, result)).expect("the test waits")),
+        );
+    }
+    drop(sender);
+    let mut answered = vec![0; sentences.len()];
+    for (index, result) in receiver {
+        answered[index] += 1;
+        let batch = result.unwrap_or_else(|error| panic!("sentence {index}: {error}"));
+        assert_eq!(batch.tokenized, 0, "sentence {index} was tokenized again");
+        let expected = one
+            .embed(&[sentences[index].as_str()])
+            .expect("one session");
+        let similarity = cosine(&batch.embeddings[0].vector, &expected.embeddings[0].vector);
+        assert!(
+            similarity >= 0.99999,
+            "sentence {index}: cosine {similarity} to the one-session engine"
+        );
+    }
+    assert!(answered.iter().all(|count| *count == 1), "{answered:?}");
+    let health = two.health();
+    assert_eq!(
+        (health.batches, health.failures, health.queued),
+        (sentences.len() as u64, 0, 0)
+    );
+    drop(two);
+}
