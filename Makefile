@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-debugger bench-operate longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e test-dap
+.PHONY: demo test bench bench-debugger bench-debugger-instructions bench-operate longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e test-dap
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -69,6 +69,11 @@ bench-operate:
 ## (target/bench/debugger.json).
 bench-debugger:
 	$(CARGO) bench -p spindle-dap --bench debugger
+
+## The same ways counted in instructions by callgrind, where the machine's
+## load cannot move them (target/bench/debugger_instructions.json).
+bench-debugger-instructions:
+	CARGO=$(CARGO) bash scripts/bench-debugger-instructions.sh
 
 ## `spindle dap` driven by a DAP client nobody here wrote
 ## (@vscode/debugadapter-testsupport's DebugClient, pinned by

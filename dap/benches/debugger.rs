@@ -159,16 +159,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if let Ok(key) = std::env::var("SPINDLE_BENCH_WAY") {
+        runtime.block_on(async {
+            let kernel = start_kernel(&script);
+            one_way(&kernel, &script, &key, requests).await;
+            kernel.kill_now();
+        });
+        return;
+    }
     let load_before = load_average();
     let (stage, throughput) = runtime.block_on(async {
-        let kernel = Kernel::start(
-            KernelSource::Script(script.clone()),
-            KernelConfig {
-                stage_budget: Some(Duration::from_secs(600)),
-                ..KernelConfig::default()
-            },
-        )
-        .expect("the kernel starts");
+        let kernel = start_kernel(&script);
         // Warm up: the first requests pay for loading and allocation.
         for _ in 0..requests {
             submit(&kernel, "heavy", TEXT).await;
@@ -287,26 +288,7 @@ async fn stage_costs(
         for offset in 0..WAYS.len() {
             let index = (round + offset) % WAYS.len();
             let way = WAYS[index];
-            let session = match way {
-                Way::Unattached => None,
-                _ => Some(DapClient::attach(kernel).await),
-            };
-            if let (Some(session), Some((line, condition))) = (&session, way.breakpoint()) {
-                let mut breakpoint = json!({ "line": line });
-                if let Some(condition) = condition {
-                    breakpoint["condition"] = json!(condition);
-                }
-                let answer = session
-                    .request(
-                        "setBreakpoints",
-                        json!({ "source": { "path": script }, "breakpoints": [breakpoint] }),
-                    )
-                    .await;
-                assert_eq!(
-                    answer["body"]["breakpoints"][0]["verified"], true,
-                    "{answer}"
-                );
-            }
+            let session = attach_as(kernel, script, way).await;
             let mut this_round = Vec::with_capacity(requests);
             for _ in 0..requests {
                 let micros = submit(kernel, "heavy", TEXT).await;
@@ -418,6 +400,66 @@ async fn paused_throughput(
         unpaused: quantile(&unpaused, 0.5),
         paused: quantile(&paused, 0.5),
         paired_ratio: quantile(&ratios, 0.5),
+    }
+}
+
+/// A kernel on the bench's graph, its stages free of the default budget
+/// (a debugger's cost, or callgrind's, must not stop them).
+fn start_kernel(script: &Path) -> Kernel {
+    Kernel::start(
+        KernelSource::Script(script.to_path_buf()),
+        KernelConfig {
+            stage_budget: Some(Duration::from_secs(600)),
+            ..KernelConfig::default()
+        },
+    )
+    .expect("the kernel starts")
+}
+
+/// A debugger session as `way` has it (none when unattached), with its
+/// breakpoint set and verified.
+async fn attach_as(kernel: &Kernel, script: &Path, way: Way) -> Option<DapClient> {
+    if way == Way::Unattached {
+        return None;
+    }
+    let session = DapClient::attach(kernel).await;
+    if let Some((line, condition)) = way.breakpoint() {
+        let mut breakpoint = json!({ "line": line });
+        if let Some(condition) = condition {
+            breakpoint["condition"] = json!(condition);
+        }
+        let answer = session
+            .request(
+                "setBreakpoints",
+                json!({ "source": { "path": script }, "breakpoints": [breakpoint] }),
+            )
+            .await;
+        assert_eq!(
+            answer["body"]["breakpoints"][0]["verified"], true,
+            "{answer}"
+        );
+    }
+    Some(session)
+}
+
+/// `SPINDLE_BENCH_WAY=<key>`: only `requests` requests of one way, after
+/// one of warm-up, with no timing; `scripts/bench-debugger-instructions.sh`
+/// counts the instructions their stages execute under callgrind, where the
+/// machine's load cannot move the figures.
+async fn one_way(kernel: &Kernel, script: &Path, key: &str, requests: usize) {
+    let Some(way) = WAYS.into_iter().find(|way| way.key() == key) else {
+        let keys: Vec<&str> = WAYS.iter().map(|way| way.key()).collect();
+        panic!(
+            "SPINDLE_BENCH_WAY={key}: expected one of {}",
+            keys.join(", ")
+        );
+    };
+    let session = attach_as(kernel, script, way).await;
+    for _ in 0..=requests {
+        submit(kernel, "heavy", TEXT).await;
+    }
+    if let Some(session) = session {
+        session.disconnect().await;
     }
 }
 
