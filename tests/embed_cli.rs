@@ -222,6 +222,60 @@ fn file_mode_streams_windows_and_keeps_input_order() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// With two sessions the batches of a window run two at a time; every line
+/// still gets its answer, in input order, with the vector one session gives.
+#[test]
+fn file_mode_with_two_sessions_answers_like_one() {
+    let dir = temp_dir("sessions");
+    let input = dir.join("in.txt");
+    let words = ["queue", "batch", "token", "river", "music", "garden"];
+    let lines: Vec<String> = (0..300)
+        .map(|i| {
+            (0..1 + i % 17)
+                .map(|w| words[(i + w) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let run = |sessions: &str| {
+        let output_path = dir.join(format!("out-{sessions}.jsonl"));
+        let output = spindle(&[
+            "embed",
+            "--model",
+            "paraphrase-MiniLM-L3-v2",
+            "--threads",
+            "1",
+            "--sessions",
+            sessions,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output_path.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{sessions} session(s) of 1 thread(s)")),
+            "{stderr}"
+        );
+        std::fs::read_to_string(&output_path)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!((one.len(), two.len()), (lines.len(), lines.len()));
+    for (index, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert_eq!(b["index"].as_u64(), Some(index as u64));
+        assert_eq!(a["tokens"], b["tokens"], "line {index}");
+        let dot: f64 = vector(a).iter().zip(vector(b)).map(|(x, y)| x * y).sum();
+        assert!(dot >= 0.9999, "line {index}: cosine {dot}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn cuda_request_falls_back_to_cpu_with_one_warning() {
     let output = spindle(&[
