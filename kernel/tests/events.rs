@@ -4,6 +4,7 @@
 //! newer events, so its view of the services ends equal to the kernel's.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use spindle_kernel::supervisor::ServiceState;
 use spindle_kernel::{Kernel, KernelConfig, KernelEvent, KernelSource, KernelSubscription};
@@ -68,10 +69,28 @@ fn kernel_states(kernel: &Kernel) -> BTreeMap<String, ServiceState> {
         .collect()
 }
 
-async fn read_until(subscription: &mut KernelSubscription, view: &mut View, state: ServiceState) {
+/// Generous: only a kernel that stopped making progress waits this long.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Reads until every service is in `state`. A stream that goes quiet before
+/// fails the test with both views instead of hanging it (a run in CI once
+/// stopped with 9 of the 20 services started and every thread idle).
+async fn read_until(
+    kernel: &Kernel,
+    subscription: &mut KernelSubscription,
+    view: &mut View,
+    state: ServiceState,
+) {
     while !view.all(state) {
-        let event = subscription.recv().await.expect("the stream goes on");
-        view.apply(event);
+        let Ok(event) = tokio::time::timeout(PATIENCE, subscription.recv()).await else {
+            panic!(
+                "no event for {PATIENCE:?} before every service was {state:?}\n\
+                 the subscriber's view: {:?}\nthe kernel's: {:?}",
+                view.states,
+                kernel_states(kernel)
+            );
+        };
+        view.apply(event.expect("the stream goes on"));
     }
 }
 
@@ -91,7 +110,7 @@ async fn a_slow_subscriber_is_told_it_lagged_and_resynchronised() {
     let mut prompt = kernel.subscribe(false);
     let mut slow = kernel.subscribe(false);
     let mut prompt_view = View::default();
-    read_until(&mut prompt, &mut prompt_view, ServiceState::Ready).await;
+    read_until(&kernel, &mut prompt, &mut prompt_view, ServiceState::Ready).await;
 
     // The slow one reads only now: far more than eight events went by.
     let mut slow_view = View::default();
