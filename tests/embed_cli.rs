@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn spindle(args: &[&str]) -> Output {
@@ -28,6 +28,31 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// `spindle embed` in file mode on the small model, one thread per session,
+/// `extra` arguments after; its output and the answers it wrote.
+fn embed_file(input: &Path, output: &Path, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let mut args = vec![
+        "embed",
+        "--model",
+        "paraphrase-MiniLM-L3-v2",
+        "--threads",
+        "1",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = spindle(&args);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let answers = std::fs::read_to_string(output)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    (run, answers)
 }
 
 fn vector(line: &serde_json::Value) -> Vec<f64> {
@@ -188,23 +213,7 @@ fn file_mode_streams_windows_and_keeps_input_order() {
         })
         .collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let output = spindle(&[
-        "embed",
-        "--model",
-        "paraphrase-MiniLM-L3-v2",
-        "--threads",
-        "1",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output_path.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let answers: Vec<serde_json::Value> = std::fs::read_to_string(&output_path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let (output, answers) = embed_file(&input, &output_path, &[]);
     assert_eq!(answers.len(), lines.len());
     for (index, answer) in answers.iter().enumerate() {
         assert_eq!(answer["index"].as_u64(), Some(index as u64));
@@ -240,30 +249,13 @@ fn file_mode_with_two_sessions_answers_like_one() {
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let run = |sessions: &str| {
         let output_path = dir.join(format!("out-{sessions}.jsonl"));
-        let output = spindle(&[
-            "embed",
-            "--model",
-            "paraphrase-MiniLM-L3-v2",
-            "--threads",
-            "1",
-            "--sessions",
-            sessions,
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output_path.to_str().unwrap(),
-        ]);
-        assert!(output.status.success(), "{}", text(&output.stderr));
+        let (output, answers) = embed_file(&input, &output_path, &["--sessions", sessions]);
         let stderr = text(&output.stderr);
         assert!(
             stderr.contains(&format!("{sessions} session(s) of 1 thread(s)")),
             "{stderr}"
         );
-        std::fs::read_to_string(&output_path)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-            .collect::<Vec<_>>()
+        answers
     };
     let (one, two) = (run("1"), run("2"));
     assert_eq!((one.len(), two.len()), (lines.len(), lines.len()));
