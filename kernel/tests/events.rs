@@ -83,11 +83,21 @@ async fn read_until(
 ) {
     while !view.all(state) {
         let Ok(event) = tokio::time::timeout(PATIENCE, subscription.recv()).await else {
+            let kernel_view: Vec<String> = kernel
+                .services()
+                .into_iter()
+                .map(|service| {
+                    format!(
+                        "{}: {:?} ({}; {} restarts)",
+                        service.name, service.state, service.reason, service.restarts
+                    )
+                })
+                .collect();
             panic!(
                 "no event for {PATIENCE:?} before every service was {state:?}\n\
-                 the subscriber's view: {:?}\nthe kernel's: {:?}",
+                 the subscriber's view: {:?}\nthe kernel's:\n{}",
                 view.states,
-                kernel_states(kernel)
+                kernel_view.join("\n")
             );
         };
         view.apply(event.expect("the stream goes on"));
