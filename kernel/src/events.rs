@@ -65,6 +65,13 @@ pub struct KernelSubscription {
 }
 
 impl KernelSubscription {
+    /// Skips the service and pipeline events up to `as_of` (a snapshot's):
+    /// the board applies each event before it is published.
+    pub(crate) fn after(mut self, as_of: u64) -> KernelSubscription {
+        self.skip_until = as_of;
+        self
+    }
+
     /// The next event; `None` once the kernel has stopped and everything
     /// was delivered.
     pub async fn recv(&mut self) -> Option<KernelEvent> {

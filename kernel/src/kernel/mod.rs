@@ -538,11 +538,25 @@ impl Kernel {
     }
 
     /// Service and pipeline events from now on; with `with_requests`, the
-    /// request lifecycle events too.
+    /// request lifecycle events too. Services start as soon as the kernel
+    /// does, so events may already have gone by: a front end that keeps a
+    /// view of the services starts from [`Kernel::watch`] instead.
     pub fn subscribe(&self, with_requests: bool) -> KernelSubscription {
         self.inner
             .subscriptions
             .subscribe(with_requests.then_some(&self.inner.requests.scheduler))
+    }
+
+    /// A snapshot of the services and pipelines, and a subscription to the
+    /// events after it: none is missed between the two and none is in
+    /// both (the subscription skips the events the snapshot includes).
+    pub fn watch(&self, with_requests: bool) -> (KernelSnapshot, KernelSubscription) {
+        // Subscribed first: an event published before the snapshot is
+        // taken was applied to the board before it, so the snapshot has it.
+        let subscription = self.subscribe(with_requests);
+        let snapshot = self.snapshot();
+        let subscription = subscription.after(snapshot.as_of);
+        (snapshot, subscription)
     }
 
     /// Services' output lines from now on. A reader that falls more than
