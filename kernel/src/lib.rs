@@ -36,7 +36,8 @@ pub use events::{KernelEvent, KernelSubscription};
 pub use faults::Fault;
 pub use journal::outcome_record;
 pub use kernel::{
-    GuardCommand, Kernel, KernelConfig, KernelOutcome, KernelSource, MetricsSnapshot, new_run_id,
+    FirstSubscriptions, GuardCommand, Kernel, KernelConfig, KernelOutcome, KernelSource,
+    MetricsSnapshot, new_run_id,
 };
 pub use requests::{RequestAnswer, RequestPathConfig, Submission};
 pub use services::{

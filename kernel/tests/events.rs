@@ -174,3 +174,42 @@ async fn a_slow_subscriber_is_told_it_lagged_and_resynchronised() {
         prompt_view.events
     );
 }
+
+/// A subscription from `start_subscribed` is taken before any service
+/// starts: each service's first event leaves `Pending`, and the events
+/// alone (with a buffer large enough not to lag) build the kernel's view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_taken_at_start_sees_every_first_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("kernel.lua");
+    std::fs::write(&file, script()).expect("write");
+    let (kernel, first) =
+        Kernel::start_subscribed(KernelSource::Script(file), KernelConfig::default(), false)
+            .expect("starts");
+    let mut events = first.events;
+    let mut view = View::default();
+    let mut first_from = BTreeMap::new();
+    while !view.all(ServiceState::Ready) {
+        let Ok(event) = tokio::time::timeout(PATIENCE, events.recv()).await else {
+            panic!("no event for {PATIENCE:?}; the view: {:?}", view.states);
+        };
+        let event = event.expect("the stream goes on");
+        if let KernelEvent::Service(service) = &event {
+            first_from
+                .entry(service.service.clone())
+                .or_insert(service.from);
+        }
+        view.apply(event);
+    }
+    assert_eq!(view.resyncs, 0, "a buffer of 4,096 events does not lag");
+    assert_eq!(first_from.len(), 20);
+    assert!(
+        first_from
+            .values()
+            .all(|from| *from == ServiceState::Pending),
+        "{first_from:?}"
+    );
+    assert_eq!(view.states, kernel_states(&kernel));
+    kernel.shutdown();
+    assert!(kernel.wait().await.expect("a clean stop").is_success());
+}

@@ -196,6 +196,33 @@ impl Kernel {
     /// A script with errors is [`KernelError::Script`] with every
     /// diagnostic; warnings are in [`Kernel::diagnostics`].
     pub fn start(source: KernelSource, config: KernelConfig) -> Result<Kernel, KernelError> {
+        Kernel::assemble(source, config, |_, _| ()).map(|(kernel, ())| kernel)
+    }
+
+    /// [`Kernel::start`] with the event and log subscriptions taken before
+    /// any service starts: they see every event and line from the first (a
+    /// subscription taken after `start` returns may come after the first
+    /// services' events; see [`Kernel::watch`]).
+    pub fn start_subscribed(
+        source: KernelSource,
+        config: KernelConfig,
+        with_requests: bool,
+    ) -> Result<(Kernel, FirstSubscriptions), KernelError> {
+        Kernel::assemble(source, config, |subscriptions, scheduler| {
+            FirstSubscriptions {
+                events: subscriptions.subscribe(with_requests.then_some(scheduler)),
+                logs: subscriptions.subscribe_logs(),
+            }
+        })
+    }
+
+    /// Assembles and starts the kernel; `before_services` runs after the
+    /// event hub exists and before the supervisor starts.
+    fn assemble<T>(
+        source: KernelSource,
+        config: KernelConfig,
+        before_services: impl FnOnce(&Subscriptions, &crate::requests::RequestScheduler) -> T,
+    ) -> Result<(Kernel, T), KernelError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| KernelError::NoRuntime)?;
         let directory = EngineDirectory::default();
         // `s.state`: durable under the data directory, in memory without one.
@@ -335,6 +362,8 @@ impl Kernel {
             requests.scheduler.clone(),
             hub_done.clone(),
         ));
+        // Before the supervisor runs: nothing has been published yet.
+        let first = before_services(&subscriptions, &requests.scheduler);
         let (outcome_sender, outcome) = watch::channel(None);
         let lifecycle = Lifecycle {
             shutdown: shutdown.clone(),
@@ -350,7 +379,7 @@ impl Kernel {
             requests.scheduler.clone(),
             outcome_sender,
         ));
-        Ok(Kernel {
+        let kernel = Kernel {
             inner: Arc::new(Inner {
                 run_id,
                 data_dir: config.data_dir,
@@ -374,7 +403,8 @@ impl Kernel {
                 journal_dir,
                 started_at: SystemTime::now(),
             }),
-        })
+        };
+        Ok((kernel, first))
     }
 
     pub fn run_id(&self) -> &str {
@@ -659,6 +689,14 @@ impl Kernel {
             )),
         }
     }
+}
+
+/// What [`Kernel::start_subscribed`] subscribed to before any service
+/// started.
+#[derive(Debug)]
+pub struct FirstSubscriptions {
+    pub events: KernelSubscription,
+    pub logs: broadcast::Receiver<LogLine>,
 }
 
 /// The kernel's lifecycle task: runs the supervisor, waits for the end of

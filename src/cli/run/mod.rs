@@ -25,7 +25,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use spindle_kernel::supervisor;
 use spindle_kernel::{
-    GuardCommand, Kernel, KernelConfig, KernelError, KernelEvent, KernelOutcome, KernelSource,
+    FirstSubscriptions, GuardCommand, Kernel, KernelConfig, KernelError, KernelEvent,
+    KernelOutcome, KernelSource,
 };
 use tokio::sync::broadcast::error::RecvError;
 
@@ -233,16 +234,18 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
         script_journal: Some(journal_config(Path::new(""))),
         ..KernelConfig::default()
     };
-    let kernel = match Kernel::start(KernelSource::Script(args.file.clone()), config) {
-        Ok(kernel) => kernel,
-        Err(KernelError::Script { diagnostics, .. }) => {
-            eprint!("{}", super::diagnostics_text(&diagnostics));
-            return Ok(ExitCode::from(1));
-        }
-        Err(error) => {
-            return Err(error).with_context(|| format!("cannot run {}", args.file.display()));
-        }
-    };
+    // Subscribed before any service starts: every event and output line.
+    let (kernel, first) =
+        match Kernel::start_subscribed(KernelSource::Script(args.file.clone()), config, false) {
+            Ok(started) => started,
+            Err(KernelError::Script { diagnostics, .. }) => {
+                eprint!("{}", super::diagnostics_text(&diagnostics));
+                return Ok(ExitCode::from(1));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot run {}", args.file.display()));
+            }
+        };
     eprint!("{}", super::diagnostics_text(kernel.diagnostics()));
     for notice in kernel.notices() {
         eprintln!("spindle: warning: {notice}");
@@ -254,9 +257,7 @@ async fn run_kernel(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(dir) = kernel.journal_dir() {
         eprintln!("spindle: journal in {}", dir.display());
     }
-    // Subscribed before anything else runs on this thread: every event.
-    let events = kernel.subscribe(false);
-    let logs = kernel.subscribe_logs();
+    let FirstSubscriptions { events, logs } = first;
     let token = args.token.or_else(|| {
         std::env::var("SPINDLE_TOKEN")
             .ok()
