@@ -391,16 +391,14 @@ impl HookTable {
             .is_some_and(|line| (*line as i32) <= last)
     }
 
+    /// Calls and returns are a Lua function's only: the C hook answers a C
+    /// function's itself, leaving the mask as it is (it runs no line, and
+    /// whatever Lua it calls back gets its own events).
     fn on_event(&mut self, site: &HookSite, event: HookEvent) -> Decision {
         match event {
             HookEvent::Line(line) => self.on_line(site, line),
             HookEvent::Call | HookEvent::TailCall => {
                 let function = site.function();
-                if function.first_line < 0 {
-                    // A C function: it runs no line, and whatever Lua it
-                    // calls back gets its own call event. The mask stays.
-                    return Decision::Go;
-                }
                 let holds = self.range_has_breakpoint(
                     function.source,
                     function.first_line,
@@ -421,16 +419,9 @@ impl HookTable {
                 Decision::Go
             }
             HookEvent::Return => {
-                // A C function returning: the mask is already the one of the
-                // Lua function it returns into. Its call left the mask
-                // alone, and a Lua function it called back set it for
-                // that function on returning (below: C functions are
-                // skipped to find whom the mask is for).
-                if site.function().first_line < 0 {
-                    return Decision::Go;
-                }
                 // The Lua function we return into: the first one from
-                // level 1 down that is not a C function.
+                // level 1 down that is not a C function (a C function in
+                // between left the mask alone).
                 let mut scratch = ScratchRecord::new();
                 let mut mask = HookMask::CALL;
                 let mut level = 1;
