@@ -13,8 +13,11 @@
 //!   reach one kernel in this process (one engine computes every vector)
 //!   and alternate round by round.
 //!
-//! Latency is one request at a time (p50/p99); throughput keeps a window of
-//! 32 in flight. Prints a table and writes target/bench/netlink.json.
+//! Latency is one request at a time (p50/p99), timed by a pinger that
+//! blocks its thread between a request and its answer on both the raw and
+//! the bridge side (`pingpong::ping`, `Peer::ping`); throughput keeps a
+//! window of 32 in flight (`Peer::drive`, on a runtime, as `spindle
+//! netlink-peer` runs). Prints a table and writes target/bench/netlink.json.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -275,10 +278,10 @@ fn over_bridge(
             deadline_ms: 30_000,
             ..PeerConfig::default()
         };
-        let latency = peer
-            .drive(&config(LATENCY_ROUNDS as u64, 1))
-            .await
-            .expect("drive");
+        // One at a time with the thread blocked between a request and its
+        // answer, as the raw ping-pong's pinger is: no runtime in the timed
+        // path of either.
+        let latency = peer.ping(&config(LATENCY_ROUNDS as u64, 1)).expect("ping");
         let throughput = peer
             .drive(&config(THROUGHPUT_ROUNDS as u64, WINDOW as u32))
             .await

@@ -401,23 +401,29 @@ impl Peer {
     /// message needs nothing more (a heartbeat; UNREGISTER is still
     /// returned to the caller after its ack).
     async fn answer_housekeeping(&mut self, header: Header, message: &Message, port: u32) -> bool {
+        if let Some(answer) = self.housekeeping_answer(header, message, port) {
+            let _ = self.socket.send(&answer, port).await;
+        }
+        matches!(message, Message::Heartbeat(_)) && header.flags & NLM_F_REQUEST != 0
+    }
+
+    /// The module's answer to a heartbeat (its echo) or an UNREGISTER (an
+    /// ack); `None` for anything else.
+    fn housekeeping_answer(&self, header: Header, message: &Message, port: u32) -> Option<Vec<u8>> {
         match message {
             Message::Heartbeat(heartbeat) if header.flags & NLM_F_REQUEST != 0 => {
                 let echo = Message::Heartbeat(Heartbeat {
                     seq: heartbeat.seq,
                     inflight: None,
                 });
-                let datagram = codec::encode(&echo, self.header(0, header.seq));
-                let _ = self.socket.send(&datagram, port).await;
-                true
+                Some(codec::encode(&echo, self.header(0, header.seq)))
             }
             Message::Unregister(_) => {
                 let mut ack = Vec::new();
                 codec::encode_ack(&mut ack, header, port, 0, "");
-                let _ = self.socket.send(&ack, port).await;
-                false
+                Some(ack)
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -522,63 +528,154 @@ impl Peer {
                     }
                 };
             let answered_at = Instant::now();
-            let frames = codec::decode(
-                &self.buffer[..received.len],
-                USERSOCK_FAMILY_ID,
-                Direction::ToKernel,
+            for (datagram, port) in self.settle(
+                received.len,
+                received.port,
+                answered_at,
+                &mut outstanding,
+                &mut report,
+                config.expect_dims,
+            ) {
+                let _ = self.socket.send(&datagram, port).await;
+            }
+        }
+        report.elapsed = start.elapsed();
+        report.latencies.sort();
+        Ok(report)
+    }
+
+    /// Sends `config.requests` requests one at a time, blocking this thread
+    /// between a request and its answer as the raw ping-pong does (no
+    /// runtime in the timed path), and checks every answer as
+    /// [`Peer::drive`] does. For timing the daemon's round trip against
+    /// the raw floor; the window and the rate of `config` are not used.
+    /// Must not run while a task awaits this peer's socket.
+    pub fn ping(&mut self, config: &PeerConfig) -> Result<PeerReport, Error> {
+        let port = self.daemon_port()?;
+        if config.texts.is_empty() {
+            return Err(Error::Config {
+                message: "no texts to send".to_owned(),
+                hint: "give at least one text",
+            });
+        }
+        let mut report = PeerReport::default();
+        let mut outstanding: HashMap<u64, Instant> = HashMap::new();
+        let grace = Duration::from_millis(u64::from(config.deadline_ms)) + Duration::from_secs(1);
+        let mut datagram = Vec::with_capacity(2048);
+        let start = Instant::now();
+        for sent in 0..config.requests {
+            let request_id = self.next_request_id();
+            datagram.clear();
+            codec::encode_into(
+                &mut datagram,
+                &Message::Request(Request {
+                    request_id,
+                    priority: config.mix.pick(sent),
+                    deadline_ms: config.deadline_ms,
+                    pipeline: config.pipeline.clone(),
+                    payload: config.texts[(sent as usize) % config.texts.len()].clone(),
+                }),
+                self.header(NLM_F_REQUEST, request_id as u32),
             );
-            for frame in frames {
-                match frame {
-                    Ok(Frame::Genl {
-                        message: Message::Reply(reply),
-                        ..
-                    }) => {
-                        let Some(sent_at) = outstanding.remove(&reply.request_id) else {
-                            report.unknown_replies += 1;
-                            report.problem(format!(
-                                "reply for request {} that is not outstanding",
-                                reply.request_id
-                            ));
-                            continue;
-                        };
-                        report.answered += 1;
-                        report.latencies.push(answered_at - sent_at);
-                        *report.by_status.entry(reply.status.as_str()).or_default() += 1;
-                        if reply.status == ReplyStatus::Ok {
-                            if let Some(problem) = check_vector(&reply.vector, config.expect_dims) {
-                                report.bad_vectors += 1;
-                                report.problem(format!("request {}: {problem}", reply.request_id));
-                            }
-                        } else if let Some(error) = &reply.error
-                            && !matches!(reply.status, ReplyStatus::Busy)
-                        {
-                            report.problem(format!(
-                                "request {}: {} ({}): {}",
-                                reply.request_id,
-                                reply.status.as_str(),
-                                error.code,
-                                error.text
-                            ));
-                        }
-                    }
-                    Ok(Frame::Genl { header, message }) => {
-                        if matches!(message, Message::Heartbeat(_)) {
-                            report.heartbeats += 1;
-                        }
-                        self.answer_housekeeping(header, &message, received.port)
-                            .await;
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        report.malformed += 1;
-                        report.problem(error.to_string());
-                    }
+            let sent_at = Instant::now();
+            sys::send_to(self.socket.fd(), &datagram, port)
+                .map_err(|source| Error::io("sending a request to the daemon", source))?;
+            outstanding.insert(request_id, sent_at);
+            report.sent = sent + 1;
+            while outstanding.contains_key(&request_id) {
+                let left = (sent_at + grace).saturating_duration_since(Instant::now());
+                let Some(received) = self
+                    .socket
+                    .recv_blocking(&mut self.buffer, left)
+                    .map_err(|source| Error::io("receiving from the daemon", source))?
+                else {
+                    report.missing += 1;
+                    report.problem(format!("request {request_id} got no answer"));
+                    outstanding.remove(&request_id);
+                    break;
+                };
+                let answered_at = Instant::now();
+                for (answer, to) in self.settle(
+                    received.len,
+                    received.port,
+                    answered_at,
+                    &mut outstanding,
+                    &mut report,
+                    config.expect_dims,
+                ) {
+                    let _ = self.socket.try_send(&answer, to);
                 }
             }
         }
         report.elapsed = start.elapsed();
         report.latencies.sort();
         Ok(report)
+    }
+
+    /// Settles the `len` bytes in the buffer from `port`: each REPLY
+    /// against `outstanding` (exactly one per request, its vector checked),
+    /// each problem into `report`. Returns the datagrams to send back
+    /// (heartbeat echoes, UNREGISTER acks) with their ports.
+    fn settle(
+        &self,
+        len: usize,
+        port: u32,
+        answered_at: Instant,
+        outstanding: &mut HashMap<u64, Instant>,
+        report: &mut PeerReport,
+        expect_dims: Option<u32>,
+    ) -> Vec<(Vec<u8>, u32)> {
+        let mut answers = Vec::new();
+        for frame in codec::decode(&self.buffer[..len], USERSOCK_FAMILY_ID, Direction::ToKernel) {
+            match frame {
+                Ok(Frame::Genl {
+                    message: Message::Reply(reply),
+                    ..
+                }) => {
+                    let Some(sent_at) = outstanding.remove(&reply.request_id) else {
+                        report.unknown_replies += 1;
+                        report.problem(format!(
+                            "reply for request {} that is not outstanding",
+                            reply.request_id
+                        ));
+                        continue;
+                    };
+                    report.answered += 1;
+                    report.latencies.push(answered_at - sent_at);
+                    *report.by_status.entry(reply.status.as_str()).or_default() += 1;
+                    if reply.status == ReplyStatus::Ok {
+                        if let Some(problem) = check_vector(&reply.vector, expect_dims) {
+                            report.bad_vectors += 1;
+                            report.problem(format!("request {}: {problem}", reply.request_id));
+                        }
+                    } else if let Some(error) = &reply.error
+                        && !matches!(reply.status, ReplyStatus::Busy)
+                    {
+                        report.problem(format!(
+                            "request {}: {} ({}): {}",
+                            reply.request_id,
+                            reply.status.as_str(),
+                            error.code,
+                            error.text
+                        ));
+                    }
+                }
+                Ok(Frame::Genl { header, message }) => {
+                    if matches!(message, Message::Heartbeat(_)) {
+                        report.heartbeats += 1;
+                    }
+                    if let Some(answer) = self.housekeeping_answer(header, &message, port) {
+                        answers.push((answer, port));
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    report.malformed += 1;
+                    report.problem(error.to_string());
+                }
+            }
+        }
+        answers
     }
 }
 

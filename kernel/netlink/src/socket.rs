@@ -44,6 +44,11 @@ impl NetlinkSocket {
         })
     }
 
+    /// The descriptor, for blocking calls outside the runtime.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        self.fd.get_ref()
+    }
+
     /// The port this socket is bound to.
     pub fn port(&self) -> u32 {
         self.port
@@ -68,6 +73,29 @@ impl NetlinkSocket {
     /// Sends without waiting; used where awaiting is impossible (a drop).
     pub fn try_send(&self, datagram: &[u8], port: u32) -> io::Result<()> {
         sys::send_to(self.fd.get_ref(), datagram, port).map(|_| ())
+    }
+
+    /// Receives one datagram while blocking the calling thread, as the raw
+    /// ping-pong does (poll, then receive); `None` after `timeout`. For a
+    /// caller timing one request at a time; never while a task awaits
+    /// [`NetlinkSocket::recv`] on the same socket.
+    pub fn recv_blocking(
+        &self,
+        buffer: &mut [u8],
+        timeout: std::time::Duration,
+    ) -> io::Result<Option<Received>> {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            match sys::recv_from(self.fd.get_ref(), buffer) {
+                Ok(received) => return Ok(Some(received)),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || !sys::wait_readable(self.fd.get_ref(), left)? {
+                return Ok(None);
+            }
+        }
     }
 
     /// Receives one datagram into `buffer`.

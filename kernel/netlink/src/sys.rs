@@ -182,6 +182,28 @@ pub fn recv_from(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<Received> {
     })
 }
 
+/// Waits until `fd` is readable or `timeout` passes; false on timeout.
+pub fn wait_readable(fd: &OwnedFd, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: `poll` is one valid pollfd, valid for writes for the
+        // call's duration; the count passed is 1.
+        let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
+        if ready >= 0 {
+            return Ok(ready > 0);
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
 /// Pins the calling thread to one CPU (benchmarks say how they pinned).
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.

@@ -157,6 +157,46 @@ async fn every_request_gets_exactly_one_answer() {
     fixture.bridge.await.unwrap().expect("clean exit");
 }
 
+/// The benchmark's latency pinger: one request at a time with the thread
+/// blocked in between, every answer checked as `drive` checks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_at_a_time_pings_get_one_answer_each() {
+    let mut fixture = start(|_| {}, 1).await;
+    fixture.peer.accept(WAIT, &mut 0).await.expect("register");
+    let config = |pipeline: &str, requests| PeerConfig {
+        requests,
+        pipeline: pipeline.to_owned(),
+        expect_dims: Some(0),
+        ..PeerConfig::default()
+    };
+    let peer = &mut fixture.peer;
+    let (ok, refused) = tokio::task::block_in_place(|| {
+        (
+            peer.ping(&config("noop", 500)).expect("ping"),
+            peer.ping(&config("http_only", 3)).expect("ping"),
+        )
+    });
+    assert!(ok.passed(), "{}", ok.table());
+    assert_eq!(ok.by_status.get("ok"), Some(&500), "{}", ok.table());
+    assert_eq!(ok.latencies.len(), 500);
+    // A pipeline without a netlink source is answered with an error, once
+    // per request, and the error's text is in the report.
+    assert!(refused.passed(), "{}", refused.table());
+    assert_eq!(refused.answered, 3, "{}", refused.table());
+    assert_eq!(refused.by_status.get("ok"), None, "{}", refused.table());
+    assert!(
+        refused
+            .problems
+            .iter()
+            .any(|problem| problem.contains("http_only")),
+        "{}",
+        refused.table()
+    );
+    assert_eq!(fixture.counters.settled(), 503);
+    fixture.shutdown.cancel();
+    fixture.bridge.await.unwrap().expect("clean exit");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_window_answers_busy_and_cancel_reaches_the_pipeline() {
     let mut fixture = start(|config| config.max_inflight = 2, 1).await;
