@@ -29,6 +29,13 @@ s.pipeline "degrading" {
   s.stage("fail", function(req) error("upstream down") end),
 }
 s.pipeline "wrong" { s.stage("answer", function(req) return 42 end) }
+s.pipeline "fields" {
+  s.stage("look", function(req)
+    req.seen = string.format("%s %d %s %s %s", math.type(req.id), req.id,
+      req.correlation_id, req.pipeline, req.priority)
+    return req
+  end),
+}
 "#;
 
 /// Embeddings held back until `release` is called, so that a test can see
@@ -264,4 +271,26 @@ fn an_unknown_pipeline_fails_without_running_anything() {
         panic!("expected a failure");
     };
     assert_eq!(failure.message, "no pipeline named `nope`");
+}
+
+/// `req` carries the request's own fields: its id as an integer, and its
+/// correlation id whether the caller gave one or it is the id in decimal.
+#[test]
+fn req_carries_id_correlation_pipeline_and_priority() {
+    let fixture = start();
+    let given = wait(&submit(&fixture.host, request(7, "fields", "x")));
+    let mut default = request(12, "fields", "x");
+    default.correlation_id = "12".to_owned();
+    default.priority = "high".to_owned();
+    let defaulted = wait(&submit(&fixture.host, default));
+    let mut near = request(5, "fields", "x");
+    near.correlation_id = "05".to_owned();
+    let near = wait(&submit(&fixture.host, near));
+    let seen = |outcome: RunOutcome| match outcome {
+        RunOutcome::Answered(answer) => answer.fields.get("seen").cloned().expect("seen"),
+        _ => panic!("expected an answer"),
+    };
+    assert_eq!(seen(given), "integer 7 c-7 fields medium");
+    assert_eq!(seen(defaulted), "integer 12 12 fields high");
+    assert_eq!(seen(near), "integer 5 05 fields medium");
 }
