@@ -40,6 +40,8 @@ mod anchor;
 mod common;
 #[path = "../../../benches/common/corpus.rs"]
 mod corpus;
+#[path = "../../../benches/common/report.rs"]
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -732,7 +734,7 @@ async fn throughput_rounds(
     for side in sides {
         pipelines.push(side.finish(corpus.len()).await);
     }
-    let peak_gflops = median(&round_peaks);
+    let peak_gflops = report::median(&round_peaks);
     Phase {
         model: model.to_string(),
         pipelines,
@@ -740,16 +742,6 @@ async fn throughput_rounds(
         engine_batch_1: batch_1.map(|_| engine_1.measurement(corpus.len())),
         round_peaks,
         peak_gflops,
-    }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 

@@ -448,16 +448,9 @@ impl Peer {
     /// all are answered, or when the last deadline plus one second passed
     /// (what is unanswered then is `missing`).
     pub async fn drive(&mut self, config: &PeerConfig) -> Result<PeerReport, Error> {
-        let port = self.daemon_port()?;
-        if config.texts.is_empty() {
-            return Err(Error::Config {
-                message: "no texts to send".to_owned(),
-                hint: "give at least one text",
-            });
-        }
+        let (port, grace) = self.run_settings(config)?;
         let mut report = PeerReport::default();
         let mut outstanding: HashMap<u64, Instant> = HashMap::new();
-        let grace = Duration::from_millis(u64::from(config.deadline_ms)) + Duration::from_secs(1);
         let start = Instant::now();
         let mut last_sent = start;
         let mut sent: u64 = 0;
@@ -476,21 +469,7 @@ impl Peer {
                         break;
                     }
                 }
-                let request_id = self.next_request_id();
-                let text = &config.texts[(sent as usize) % config.texts.len()];
-                let request = Message::Request(Request {
-                    request_id,
-                    priority: config.mix.pick(sent),
-                    deadline_ms: config.deadline_ms,
-                    pipeline: config.pipeline.clone(),
-                    payload: text.clone(),
-                });
-                datagram.clear();
-                codec::encode_into(
-                    &mut datagram,
-                    &request,
-                    self.header(NLM_F_REQUEST, request_id as u32),
-                );
+                let request_id = self.encode_request(&mut datagram, config, sent);
                 let now = Instant::now();
                 self.socket
                     .send(&datagram, port)
@@ -551,32 +530,13 @@ impl Peer {
     /// the raw floor; the window and the rate of `config` are not used.
     /// Must not run while a task awaits this peer's socket.
     pub fn ping(&mut self, config: &PeerConfig) -> Result<PeerReport, Error> {
-        let port = self.daemon_port()?;
-        if config.texts.is_empty() {
-            return Err(Error::Config {
-                message: "no texts to send".to_owned(),
-                hint: "give at least one text",
-            });
-        }
+        let (port, grace) = self.run_settings(config)?;
         let mut report = PeerReport::default();
         let mut outstanding: HashMap<u64, Instant> = HashMap::new();
-        let grace = Duration::from_millis(u64::from(config.deadline_ms)) + Duration::from_secs(1);
         let mut datagram = Vec::with_capacity(2048);
         let start = Instant::now();
         for sent in 0..config.requests {
-            let request_id = self.next_request_id();
-            datagram.clear();
-            codec::encode_into(
-                &mut datagram,
-                &Message::Request(Request {
-                    request_id,
-                    priority: config.mix.pick(sent),
-                    deadline_ms: config.deadline_ms,
-                    pipeline: config.pipeline.clone(),
-                    payload: config.texts[(sent as usize) % config.texts.len()].clone(),
-                }),
-                self.header(NLM_F_REQUEST, request_id as u32),
-            );
+            let request_id = self.encode_request(&mut datagram, config, sent);
             let sent_at = Instant::now();
             sys::send_to(self.socket.fd(), &datagram, port)
                 .map_err(|source| Error::io("sending a request to the daemon", source))?;
@@ -610,6 +570,40 @@ impl Peer {
         report.elapsed = start.elapsed();
         report.latencies.sort();
         Ok(report)
+    }
+
+    /// The daemon's port and how long to wait for an answer past its
+    /// deadline, for a run of `config`; an error when no daemon has
+    /// registered or `config` has no texts.
+    fn run_settings(&self, config: &PeerConfig) -> Result<(u32, Duration), Error> {
+        let port = self.daemon_port()?;
+        if config.texts.is_empty() {
+            return Err(Error::Config {
+                message: "no texts to send".to_owned(),
+                hint: "give at least one text",
+            });
+        }
+        let grace = Duration::from_millis(u64::from(config.deadline_ms)) + Duration::from_secs(1);
+        Ok((port, grace))
+    }
+
+    /// Writes the `sent`-th REQUEST of `config` into `datagram` (its text
+    /// and priority in turn) under a fresh request id, which it returns.
+    fn encode_request(&mut self, datagram: &mut Vec<u8>, config: &PeerConfig, sent: u64) -> u64 {
+        let request_id = self.next_request_id();
+        datagram.clear();
+        codec::encode_into(
+            datagram,
+            &Message::Request(Request {
+                request_id,
+                priority: config.mix.pick(sent),
+                deadline_ms: config.deadline_ms,
+                pipeline: config.pipeline.clone(),
+                payload: config.texts[(sent as usize) % config.texts.len()].clone(),
+            }),
+            self.header(NLM_F_REQUEST, request_id as u32),
+        );
+        request_id
     }
 
     /// Settles the `len` bytes in the buffer from `port`: each REPLY
