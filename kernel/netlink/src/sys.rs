@@ -189,7 +189,8 @@ pub fn wait_readable(fd: &OwnedFd, timeout: std::time::Duration) -> io::Result<b
         events: libc::POLLIN,
         revents: 0,
     };
-    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // Rounded up: a wait under a millisecond must not return at once.
+    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     loop {
         // SAFETY: `poll` is one valid pollfd, valid for writes for the
         // call's duration; the count passed is 1.
