@@ -538,7 +538,8 @@ impl Peer {
         for sent in 0..config.requests {
             let request_id = self.encode_request(&mut datagram, config, sent);
             let sent_at = Instant::now();
-            sys::send_to(self.socket.fd(), &datagram, port)
+            self.socket
+                .try_send(&datagram, port)
                 .map_err(|source| Error::io("sending a request to the daemon", source))?;
             outstanding.insert(request_id, sent_at);
             report.sent = sent + 1;

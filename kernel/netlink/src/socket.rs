@@ -44,11 +44,6 @@ impl NetlinkSocket {
         })
     }
 
-    /// The descriptor, for blocking calls outside the runtime.
-    pub(crate) fn fd(&self) -> &OwnedFd {
-        self.fd.get_ref()
-    }
-
     /// The port this socket is bound to.
     pub fn port(&self) -> u32 {
         self.port
