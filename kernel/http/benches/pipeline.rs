@@ -21,9 +21,10 @@
 //!    The fp32 model (`all-MiniLM-L6-v2-fp32`) goes first; each gated
 //!    variant of it in the registry follows, with the fp32 pipeline (in the
 //!    engine shape it was fastest in) running again in the variant's
-//!    rounds, for the variant's speed over it. Targets: ≥ 1.2× the best Python configuration, ≥ 1.1× the
-//!    engine at batch 1, ≥ 70% real-token efficiency (fp32), and the fastest
-//!    gated variant ≥ 1.8× the fp32 pipeline.
+//!    rounds, for the variant's speed over it. Targets: ≥ 1.2× the best
+//!    Python configuration, ≥ 1.1× the engine at batch 1, ≥ 70% real-token
+//!    efficiency (fp32), and the fastest gated variant ≥ 1.8× the fp32
+//!    pipeline in the same shape.
 //!
 //! Two intra-op threads on every side; nothing is pinned (the client, the
 //! server and ONNX Runtime share the machine's cores, as they would in use).
