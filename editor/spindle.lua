@@ -385,6 +385,12 @@ function spindle.update_display(id, value) end
 ---@param wait? boolean
 function spindle.clear_output(wait) end
 
+---Notebook cells only: shows help in the front end's pager: a `spindle`
+---function's documentation (`s.help(s.submit)` or `s.help("submit")`), the
+---module's functions (`s.help()`), or any other value's type and contents.
+---@param value? any
+function spindle.help(value) end
+
 ---A chart for `s.display`: `s.chart { kind = "line", x = {...}, y = {...} }`.
 ---@param spec spindle.Chart
 ---@return spindle.Chart

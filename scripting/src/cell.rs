@@ -76,6 +76,9 @@ pub enum CellEvent {
     },
     /// `s.clear_output(wait)`.
     ClearOutput { wait: bool },
+    /// `s.help(value)`: plain text for the front end's pager (Jupyter's
+    /// `page` payload of the execute reply).
+    Page { text: String },
     /// `io.read`: the front end asks its user and answers.
     Input {
         prompt: String,
@@ -94,6 +97,7 @@ impl std::fmt::Debug for CellEvent {
                 update,
             } => write!(f, "Display({value:?}, {display_id:?}, update={update})"),
             CellEvent::ClearOutput { wait } => write!(f, "ClearOutput(wait={wait})"),
+            CellEvent::Page { text } => write!(f, "Page({text:?})"),
             CellEvent::Input { prompt, .. } => write!(f, "Input({prompt:?})"),
         }
     }
@@ -817,26 +821,99 @@ fn inspect(lua: &Lua, code: &str, cursor: usize) -> Option<Inspection> {
     let name = with_required_module(code, start, name);
     let parts: Vec<&str> = name.split(['.', ':']).collect();
     let value = resolve(lua, &parts)?;
-    let module = spindle_module(lua);
-    if let (Some(module), Some(last)) = (&module, parts.last())
-        && parts.len() >= 2
-        && let Some(Value::Table(parent)) = resolve(lua, &parts[..parts.len() - 1])
-        && parent.to_pointer() == module.to_pointer()
-        && let Some(doc) = crate::analysis::annotations::function_documentation(last)
-    {
-        return Some(Inspection {
-            name: written,
-            text: doc,
+    let module_function = parts.len() >= 2
+        && spindle_module(lua).is_some_and(|module| {
+            matches!(resolve(lua, &parts[..parts.len() - 1]),
+                Some(Value::Table(parent)) if parent.to_pointer() == module.to_pointer())
         });
+    let documented = parts
+        .last()
+        .filter(|_| module_function)
+        .and_then(|last| crate::analysis::annotations::function_documentation(last));
+    Some(Inspection {
+        name: written,
+        text: documented.unwrap_or_else(|| describe(lua, &value)),
+    })
+}
+
+/// What `s.help(value)` pages: a `spindle` function's documentation, the
+/// module's function list, or the value described as inspection does. A
+/// string is a name: of a `spindle` function (`"submit"`, `"s.submit"`) or
+/// of a global (`"config.limits"`); an error says when it names nothing.
+pub(crate) fn help_text(lua: &Lua, value: &Value) -> Result<String, String> {
+    if let Value::String(name) = value {
+        let name = name.to_string_lossy();
+        let bare = name
+            .strip_prefix("s.")
+            .or_else(|| name.strip_prefix("spindle."))
+            .unwrap_or(&name);
+        if let Some(doc) = crate::analysis::annotations::function_documentation(bare) {
+            return Ok(doc);
+        }
+        return match resolve(lua, &name.split(['.', ':']).collect::<Vec<_>>()) {
+            Some(found @ Value::String(_)) => Ok(describe(lua, &found)),
+            Some(found) => help_text(lua, &found),
+            None => Err(format!(
+                "\"{name}\" names no spindle function and no global; pass the value itself (s.help(x)) or a name such as \"submit\""
+            )),
+        };
     }
-    let text = match &value {
+    let module = spindle_module(lua);
+    let module_name = |value: &Value| -> Option<String> {
+        let module = module.as_ref()?;
+        module
+            .pairs::<Value, Value>()
+            .flatten()
+            .find_map(|(key, entry)| match (key, &entry) {
+                (Value::String(key), Value::Function(_))
+                    if entry.to_pointer() == value.to_pointer() =>
+                {
+                    Some(key.to_string_lossy())
+                }
+                _ => None,
+            })
+    };
+    let documented = match value {
+        Value::Nil => Some(module_overview()),
         Value::Table(table)
             if module.as_ref().map(Table::to_pointer) == Some(table.to_pointer()) =>
         {
-            "the `spindle` module: require(\"spindle\"); see docs/guide.md".to_owned()
+            Some(module_overview())
+        }
+        Value::Function(_) => module_name(value)
+            .and_then(|name| crate::analysis::annotations::function_documentation(&name)),
+        _ => None,
+    };
+    Ok(documented.unwrap_or_else(|| describe(lua, value)))
+}
+
+/// Every `spindle` function with the first line of its documentation.
+fn module_overview() -> String {
+    let mut text = String::from(
+        "The `spindle` module (s = require(\"spindle\")); s.help(s.NAME) pages one function.\n\n",
+    );
+    for function in crate::analysis::annotations::module_functions() {
+        let summary = function
+            .documentation
+            .lines()
+            .find(|line| !line.starts_with('@'))
+            .unwrap_or_default();
+        text.push_str(&format!("s.{}\n    {summary}\n", function.signature));
+    }
+    text
+}
+
+/// A value as inspection shows it: its type and contents, or where a
+/// function was defined.
+fn describe(lua: &Lua, value: &Value) -> String {
+    match value {
+        Value::Table(table)
+            if spindle_module(lua).map(|module| module.to_pointer()) == Some(table.to_pointer()) =>
+        {
+            "the `spindle` module: require(\"spindle\"); s.help() lists its functions; see docs/guide.md".to_owned()
         }
         Value::Table(_) => {
-            let data = Data::from_lua(lua, &value);
+            let data = Data::from_lua(lua, value);
             format!("table: {}", describe_table(&data))
         }
         Value::Function(function) => {
@@ -849,11 +926,7 @@ fn inspect(lua: &Lua, code: &str, cursor: usize) -> Option<Inspection> {
             }
         }
         other => format!("{}: {}", other.type_name(), tostring(lua, other)),
-    };
-    Some(Inspection {
-        name: written,
-        text,
-    })
+    }
 }
 
 fn spindle_module(lua: &Lua) -> Option<Table> {

@@ -482,38 +482,14 @@ pub(crate) fn lua_error_diagnostic_with(
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
     {
-        match did_you_mean(
-            name,
-            &[
-                "service",
-                "exec_probe",
-                "http_probe",
-                "tcp_probe",
-                "lua_probe",
-                "pipeline",
-                "stage",
-                "embed",
-                "http_route",
-                "netlink",
-                "settings",
-                "up",
-                "down",
-                "submit",
-                "submit_all",
-                "status",
-                "service_list",
-                "pipeline_list",
-                "metrics",
-                "service_graph",
-                "display",
-                "update_display",
-                "clear_output",
-                "chart",
-                "html",
-                "cosine",
-                "state",
-            ],
-        ) {
+        // The module's functions as the annotations declare them
+        // (`scripting/tests/annotations.rs` keeps the two equal).
+        let functions = crate::analysis::annotations::module_functions();
+        let names: Vec<&str> = functions
+            .iter()
+            .map(|function| function.name.as_str())
+            .collect();
+        match did_you_mean(name, &names) {
             Some(candidate) => format!("did you mean `{candidate}`?"),
             None => format!("`{name}` is not defined here"),
         }

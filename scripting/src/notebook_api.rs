@@ -7,8 +7,9 @@
 //! `s.pipeline_list`, `s.metrics` and `s.service_graph` ask the kernel. Rich
 //! output (`s.display`, `s.update_display`, `s.clear_output`) goes to the
 //! front end as [`Data`], which it renders: tables as HTML, `s.chart`
-//! specs and the service graph as SVG. These functions raise an error
-//! outside a cell; `s.chart`, `s.html` and `s.cosine` work anywhere.
+//! specs and the service graph as SVG; `s.help` sends plain text to the
+//! front end's pager. These functions raise an error outside a cell;
+//! `s.chart`, `s.html` and `s.cosine` work anywhere.
 //!
 //! Knows no runtime, socket or wire format.
 
@@ -198,6 +199,16 @@ pub(crate) fn extend(lua: &Lua, module: &Table) -> mlua::Result<()> {
             cell.send(CellEvent::ClearOutput {
                 wait: wait.unwrap_or(false),
             });
+            Ok(())
+        })?,
+    )?;
+    module.set(
+        "help",
+        lua.create_function(|lua, value: Value| {
+            let cell = in_cell(lua, "help")?;
+            let text = crate::cell::help_text(lua, &value)
+                .map_err(|why| mlua::Error::runtime(format!("s.help: {why}")))?;
+            cell.send(CellEvent::Page { text });
             Ok(())
         })?,
     )?;

@@ -1,7 +1,8 @@
 //! Notebook cells on a real script host: values of trailing expressions,
 //! streams in batches, errors naming the cell and line, globals kept across
 //! cells, an interrupt that keeps the state, a cell that waits on its
-//! effects while the host goes on, `io.read`, completion and inspection.
+//! effects while the host goes on, `io.read`, completion, inspection and
+//! `s.help`'s pages.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
@@ -338,4 +339,49 @@ fn completion_inspection_and_completeness() {
     );
     assert_eq!(cell_completeness("print('a'"), Completeness::Incomplete);
     assert_eq!(cell_completeness("x = = 1"), Completeness::Invalid);
+}
+
+fn pages_of(events: &[CellEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            CellEvent::Page { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn help_pages_documentation_and_values_and_names_what_it_cannot_find() {
+    let mut notebook = Notebook::new();
+    let (events, answer) = notebook.run(
+        "s = require('spindle')\nconfig = { threshold = 0.5 }\n\
+         s.help(s.submit)\ns.help('submit_all')\ns.help()\ns.help(config)\ns.help('config.threshold')",
+    );
+    assert!(answer.outcome.is_ok(), "{:?}", answer.outcome);
+    let pages = pages_of(&events);
+    assert_eq!(pages.len(), 5, "{pages:?}");
+    assert!(pages[0].starts_with("s.submit(pipeline"), "{}", pages[0]);
+    assert!(
+        pages[0].contains("waits for its\none answer"),
+        "{}",
+        pages[0]
+    );
+    assert!(pages[1].starts_with("s.submit_all("), "{}", pages[1]);
+    // The overview names every module function, one of them `help` itself.
+    assert!(pages[2].contains("s.help(value)"), "{}", pages[2]);
+    assert!(pages[2].contains("s.cosine(a, b)"), "{}", pages[2]);
+    assert!(pages[3].contains("threshold = 0.5"), "{}", pages[3]);
+    assert_eq!(pages[4], "number: 0.5");
+
+    let (events, answer) = notebook.run("s.help('no_such_thing')");
+    assert!(pages_of(&events).is_empty());
+    let error = answer.outcome.expect_err("an unknown name is an error");
+    assert!(
+        error
+            .message
+            .contains("\"no_such_thing\" names no spindle function and no global"),
+        "{}",
+        error.message
+    );
 }

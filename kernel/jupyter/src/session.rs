@@ -154,17 +154,19 @@ impl Session {
         });
         let mut flush =
             tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
+        // `s.help`'s texts, for the reply's pager payload.
+        let mut pages = Vec::new();
         let answer = loop {
             tokio::select! {
                 biased;
-                Some(event) = events.recv() => self.forward(request, event, allow_stdin),
+                Some(event) = events.recv() => self.forward(request, event, allow_stdin, &mut pages),
                 answer = &mut answer => break answer,
                 _ = flush.tick() => streams.flush(),
             }
         };
         // Everything the cell sent before its answer.
         while let Ok(event) = events.try_recv() {
-            self.forward(request, event, allow_stdin);
+            self.forward(request, event, allow_stdin, &mut pages);
         }
         lock(&self.shared.executing).take();
         lock(&self.shared.pending_input).take();
@@ -200,7 +202,7 @@ impl Session {
                 if store_history {
                     self.history.record(i64::from(count), &code, output);
                 }
-                to_proto::execute_reply_ok(count, &answer.user_expressions, &self.names)
+                to_proto::execute_reply_ok(count, &answer.user_expressions, &self.names, &pages)
             }
             Err(error) => {
                 let fields = to_proto::error_fields(error, &self.names);
@@ -209,13 +211,20 @@ impl Session {
                 if store_history {
                     self.history.record(i64::from(count), &code, None);
                 }
-                to_proto::execute_reply_error(count, &fields)
+                to_proto::execute_reply_error(count, &fields, &pages)
             }
         }
     }
 
-    /// Sends a cell's event to the clients.
-    fn forward(&mut self, request: &Incoming, event: CellEvent, allow_stdin: bool) {
+    /// Sends a cell's event to the clients; a page waits in `pages` for the
+    /// execute reply.
+    fn forward(
+        &mut self,
+        request: &Incoming,
+        event: CellEvent,
+        allow_stdin: bool,
+        pages: &mut Vec<String>,
+    ) {
         match event {
             CellEvent::Stream { name, text } => {
                 self.shared
@@ -241,6 +250,7 @@ impl Session {
                 self.shared
                     .publish(request, "clear_output", to_proto::clear_output(wait));
             }
+            CellEvent::Page { text } => pages.push(text),
             CellEvent::Input {
                 prompt,
                 password,

@@ -160,10 +160,19 @@ pub fn error_fields(error: &CellError, names: &CellNames) -> Map<String, Value> 
     fields
 }
 
+/// The pager payloads of an execute reply, one per `s.help` of the cell.
+fn page_payloads(pages: &[String]) -> Value {
+    pages
+        .iter()
+        .map(|text| json!({ "source": "page", "data": { "text/plain": text }, "start": 0 }))
+        .collect()
+}
+
 pub fn execute_reply_ok(
     count: u32,
     user_expressions: &[(String, Result<Data, CellError>)],
     names: &CellNames,
+    pages: &[String],
 ) -> Value {
     let mut expressions = Map::new();
     for (name, value) in user_expressions {
@@ -184,16 +193,16 @@ pub fn execute_reply_ok(
     json!({
         "status": "ok",
         "execution_count": count,
-        "payload": [],
+        "payload": page_payloads(pages),
         "user_expressions": Value::Object(expressions),
     })
 }
 
-pub fn execute_reply_error(count: u32, fields: &Map<String, Value>) -> Value {
+pub fn execute_reply_error(count: u32, fields: &Map<String, Value>, pages: &[String]) -> Value {
     let mut content = fields.clone();
     content.insert("status".to_owned(), json!("error"));
     content.insert("execution_count".to_owned(), json!(count));
-    content.insert("payload".to_owned(), json!([]));
+    content.insert("payload".to_owned(), page_payloads(pages));
     content.insert("user_expressions".to_owned(), json!({}));
     Value::Object(content)
 }

@@ -51,6 +51,8 @@ class SpindleKernelTests(jupyter_kernel_test.KernelTests):
 
     code_clear_output = 'require("spindle").clear_output()'
 
+    code_page_something = 'local s = require("spindle") s.help(s.submit)'
+
 
 if __name__ == "__main__":
     unittest.main()
