@@ -226,6 +226,7 @@ impl RequestPath {
         let _ = wiring.wired.set(Wired {
             clients: RwLock::new(clients),
             runtime: tokio::runtime::Handle::current(),
+            in_order: in_order(wiring),
         });
         let spinner = Arc::new(AtomicBool::new(false));
         let scheduler = Scheduler::start(
@@ -601,6 +602,52 @@ fn routes_of(graph: &GraphSpec) -> HashMap<String, String> {
 struct Wired {
     clients: RwLock<HashMap<String, BatcherHandle<Prepared>>>,
     runtime: tokio::runtime::Handle,
+    /// The debugger's deadline changes and events, in the Lua thread's
+    /// order (see [`in_order`]).
+    in_order: tokio::sync::mpsc::UnboundedSender<InOrder>,
+}
+
+/// What the Lua thread hands over about a debugger's pause, kept in order.
+enum InOrder {
+    /// A request paused (or resumed) at a line: its deadline clock stops
+    /// (or goes on).
+    Deadline {
+        id: RequestId,
+        paused: bool,
+    },
+    Debug(DebugEvent),
+}
+
+/// Starts the task that applies the debugger's deadline changes and then
+/// publishes its events, one at a time: a paused request's clock has
+/// stopped before its `Stopped` event goes out, so a front end that
+/// reacts to the stop (a status page, a test) finds the deadline paused.
+fn in_order(wiring: &EffectsWiring) -> tokio::sync::mpsc::UnboundedSender<InOrder> {
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let scheduler = wiring.scheduler.clone();
+    let events = wiring.debug_events.clone();
+    tokio::spawn(async move {
+        while let Some(item) = receiver.recv().await {
+            match item {
+                InOrder::Deadline { id, paused } => {
+                    let Some(scheduler) = scheduler.get() else {
+                        continue;
+                    };
+                    if paused {
+                        scheduler.pause(id).await;
+                    } else {
+                        scheduler.resume(id).await;
+                    }
+                }
+                InOrder::Debug(event) => {
+                    if let Some(events) = &events {
+                        let _ = events.send(event);
+                    }
+                }
+            }
+        }
+    });
+    sender
 }
 
 /// Connects the script host's embed stages to the request path. Create it
@@ -699,6 +746,18 @@ impl Effects for KernelEffects {
     }
 
     fn debug_event(&self, event: DebugEvent) {
+        // Behind any deadline change handed over before it; directly when
+        // the request path is not wired yet or its runtime has stopped.
+        let event = match self.wiring.wired.get() {
+            Some(wired) => match wired.in_order.send(InOrder::Debug(event)) {
+                Ok(()) => return,
+                Err(unsent) => match unsent.0 {
+                    InOrder::Debug(event) => event,
+                    InOrder::Deadline { .. } => return,
+                },
+            },
+            None => event,
+        };
         if let Some(sender) = &self.wiring.debug_events {
             let _ = sender.send(event);
         }
@@ -715,24 +774,16 @@ impl Effects for KernelEffects {
 impl KernelEffects {
     /// A request paused at a line (a debugger holds it) stops its deadline
     /// clock; resumed, the clock goes on with the time that was left.
-    /// Called on the Lua thread: it only hands the change to the scheduler.
+    /// Called on the Lua thread: it only hands the change over, ahead of
+    /// the debug event that follows it.
     fn deadline_follows(&self, event: &RunEvent) {
-        let (Some(wired), Some(scheduler), Some(scope)) = (
-            self.wiring.wired.get(),
-            self.wiring.scheduler.get(),
-            event.scope.get::<JobScope>(),
-        ) else {
+        let (Some(wired), Some(scope)) = (self.wiring.wired.get(), event.scope.get::<JobScope>())
+        else {
             return;
         };
-        let scheduler = scheduler.clone();
-        let id = scope.id;
-        let paused = matches!(event.kind, RunEventKind::Paused(_));
-        wired.runtime.spawn(async move {
-            if paused {
-                scheduler.pause(id).await;
-            } else {
-                scheduler.resume(id).await;
-            }
+        let _ = wired.in_order.send(InOrder::Deadline {
+            id: scope.id,
+            paused: matches!(event.kind, RunEventKind::Paused(_)),
         });
     }
 }
