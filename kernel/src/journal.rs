@@ -148,10 +148,10 @@ pub fn outcome_record(outcome: &Outcome<PipelineAnswer>) -> OutcomeRecord {
         }
         Outcome::Timeout => OutcomeRecord::Timeout,
         Outcome::Rejected(reason) => OutcomeRecord::Rejected {
-            reason: format!("{reason:?}"),
+            reason: reason.to_string(),
         },
         Outcome::Cancelled(reason) => OutcomeRecord::Cancelled {
-            reason: format!("{reason:?}"),
+            reason: reason.to_string(),
         },
     }
 }

@@ -637,7 +637,7 @@ fn expect(lua: &Lua, site: &Site, request: String, mut fields: Fields) {
     let text = fields.string("text", "\"HELLO\"");
     let class = fields.string("class", "\"transient\"");
     let stage = fields.string("stage", "\"embed\"");
-    let reason = fields.string("reason", "\"QueueFull\"");
+    let reason = fields.string("reason", "\"busy\"");
     let degraded = fields.flag("degraded");
     let embed_fallback = fields.flag("embed_fallback");
     let dimensions = fields.count("vector", "384").map(|n| n as usize);

@@ -20,5 +20,5 @@ sc.fill { pipeline = "work", priority = "low", text = "quick" }
 sc.request "one-more" { pipeline = "work", text = "quick", priority = "low" }
 sc.request "urgent" { pipeline = "work", text = "quick", priority = "high" }
 
-sc.expect "one-more" { outcome = "rejected", reason = "QueueFull" }
+sc.expect "one-more" { outcome = "rejected", reason = "busy" }
 sc.expect "urgent" { outcome = "ok" }

@@ -235,9 +235,7 @@ fn request_event(event: &RequestEvent) -> Value {
                 "source": source.as_str(),
             }),
         ),
-        RequestEventKind::Rejected(reason) => {
-            ("rejected", json!({ "reason": format!("{reason:?}") }))
-        }
+        RequestEventKind::Rejected(reason) => ("rejected", json!({ "reason": reason.to_string() })),
         RequestEventKind::Started => ("started", json!({})),
         RequestEventKind::Paused => ("paused", json!({})),
         RequestEventKind::Resumed => ("resumed", json!({})),

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 use spindle_kernel::{Kernel, LiveRequest, PipelineStatus, RequestAnswer, ServiceStatus};
-use spindle_scheduler::{CancelReason, DeadlineState, Failure, Gate, Outcome, RejectReason};
+use spindle_scheduler::{DeadlineState, Failure, Gate, Outcome};
 use spindle_scripting::{PauseReason, RunState};
 
 fn millis(duration: std::time::Duration) -> f64 {
@@ -49,19 +49,11 @@ pub(crate) fn answer(answer: &RequestAnswer) -> Value {
             object.insert("transient".into(), json!(true));
         }
         Outcome::Rejected(reason) => {
-            let text = match reason {
-                RejectReason::QueueFull => "busy: the queue for this priority is full",
-                RejectReason::ShuttingDown => "the kernel is shutting down",
-            };
-            object.insert("error".into(), json!(text));
+            object.insert("error".into(), json!(reason.to_string()));
             object.insert("transient".into(), json!(true));
         }
         Outcome::Cancelled(reason) => {
-            let text = match reason {
-                CancelReason::Caller => "cancelled by a caller",
-                CancelReason::Shutdown => "cancelled: the kernel shut down",
-            };
-            object.insert("error".into(), json!(text));
+            object.insert("error".into(), json!(format!("cancelled {reason}")));
             object.insert("transient".into(), json!(false));
         }
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use spindle_kernel::{
     Kernel, LiveRequest, MetricsSnapshot, PipelineStatus, RequestAnswer, ServiceStatus,
 };
-use spindle_scheduler::{CancelReason, Gate, Outcome, RejectReason};
+use spindle_scheduler::{Gate, Outcome};
 use spindle_scripting::{Data, GraphSpec};
 
 fn ms(duration: std::time::Duration) -> Data {
@@ -75,20 +75,10 @@ pub fn answer(answer: &RequestAnswer) -> Data {
         }
         Outcome::Error(failure) => fields.push(("error", Data::text(failure.to_string()))),
         Outcome::Timeout => fields.push(("error", Data::text("the request ran past its deadline"))),
-        Outcome::Rejected(reason) => fields.push((
-            "error",
-            Data::text(match reason {
-                RejectReason::QueueFull => "busy: the queue for this priority is full",
-                RejectReason::ShuttingDown => "the kernel is shutting down",
-            }),
-        )),
-        Outcome::Cancelled(reason) => fields.push((
-            "error",
-            Data::text(match reason {
-                CancelReason::Caller => "cancelled by a caller",
-                CancelReason::Shutdown => "cancelled: the kernel shut down",
-            }),
-        )),
+        Outcome::Rejected(reason) => fields.push(("error", Data::text(reason.to_string()))),
+        Outcome::Cancelled(reason) => {
+            fields.push(("error", Data::text(format!("cancelled {reason}"))));
+        }
     }
     Data::record(Some("spindle.answer"), fields)
 }

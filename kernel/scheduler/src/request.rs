@@ -202,6 +202,26 @@ pub enum RejectReason {
     ShuttingDown,
 }
 
+/// The sentence every front end and the journal show.
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RejectReason::QueueFull => "busy: the queue for this priority is full",
+            RejectReason::ShuttingDown => "the kernel is shutting down",
+        })
+    }
+}
+
+/// What follows "cancelled" wherever a front end or the journal shows it.
+impl std::fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CancelReason::Caller => "by a caller",
+            CancelReason::Shutdown => "because the kernel shut down",
+        })
+    }
+}
+
 /// The terminal answer of a request. Every submitted request gets exactly
 /// one.
 #[derive(Debug, Clone, PartialEq)]
