@@ -228,7 +228,9 @@ impl RequestPath {
             runtime: tokio::runtime::Handle::current(),
             in_order: in_order(wiring),
         });
-        let spinner = Arc::new(AtomicBool::new(false));
+        // Held from the start (no worker ever polls) where this process has
+        // one CPU: the host could not answer while a worker spins.
+        let spinner = Arc::new(AtomicBool::new(!spindle_scripting::spinning_pays()));
         let scheduler = Scheduler::start(
             scheduler_config,
             move |job: Job<RequestPayload>| run_job(host.get(), job, spinner.clone()),
@@ -425,7 +427,8 @@ impl RequestPath {
 /// is awake, instead of waking one from another thread (which costs more than
 /// the whole stage). The worker yields between polls, so its other tasks
 /// still run; one request at a time polls (`spinner`), so a burst of long
-/// requests costs at most one worker's [`REPLY_SPIN`] each.
+/// requests costs at most one worker's [`REPLY_SPIN`] each. Nobody polls
+/// where the process has one CPU ([`spindle_scripting::spinning_pays`]).
 const REPLY_SPIN: Duration = Duration::from_micros(40);
 
 async fn await_host_reply(

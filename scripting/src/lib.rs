@@ -64,6 +64,7 @@ pub use eval::MEMORY_LIMIT;
 pub use eval_budget::INSTRUCTION_BUDGET;
 pub use host::{
     CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply, RunsReply, ScriptHost,
+    spinning_pays,
 };
 pub use notebook_api::{CHART_KINDS, CellSubmission, DataReply, KernelQuery};
 pub use pipeline_run::{

@@ -1,5 +1,8 @@
 //! The bridge over NETLINK_USERSOCK against the raw netlink round trip, in
-//! the same run, two processes each, unpinned (both free on every CPU).
+//! the same run, two processes each, unpinned (both free on every CPU). With
+//! `SPINDLE_BENCH_PIN=split`, this process (the pingers, the peer and the
+//! in-process kernel) runs on CPU 0 and the other (the echo, the daemon) on
+//! CPU 1: every round trip then crosses CPUs, and each kernel has one CPU.
 //!
 //! - raw: `pingpong` (blocking sockets, one echo process), datagrams of the
 //!   payload's size;
@@ -50,7 +53,41 @@ s.pipeline "ingest" {
 }
 "#;
 
+/// How the two processes are placed: `None` unpinned, `Some(cpu)` this
+/// process's CPU under `SPINDLE_BENCH_PIN=split`.
+fn pinning() -> Option<usize> {
+    match std::env::var("SPINDLE_BENCH_PIN").as_deref() {
+        Ok("split") => Some(usize::from(std::env::var(ROLE).is_ok())),
+        Ok(other) if !other.is_empty() => {
+            panic!("SPINDLE_BENCH_PIN is `split` or unset, not `{other}`")
+        }
+        _ => None,
+    }
+}
+
+/// Pins this thread (and every thread it starts later) to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
+    // sched_setaffinity get a valid set of its own size.
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        pinned,
+        0,
+        "cannot pin to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 fn main() {
+    // Before any thread starts, so that all of them inherit it.
+    let pinned = pinning();
+    if let Some(cpu) = pinned {
+        pin_to(cpu);
+    }
     match std::env::var(ROLE).ok().as_deref() {
         Some("echo") => return echo(),
         Some(role) if role.starts_with("bridge:") => return bridge(role),
@@ -58,8 +95,14 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
+    let placement = match pinned {
+        None => "unpinned: both processes may run on every CPU",
+        Some(_) => {
+            "split: peer, pingers and the in-process kernel on CPU 0, echo and daemon on CPU 1"
+        }
+    };
     println!(
-        "netlink bridge benchmark: two processes, unpinned; other work on this machine disturbs the figures"
+        "netlink bridge benchmark: two processes, {placement}; other work on this machine disturbs the figures"
     );
     println!(
         "{:<9} {:>6} {:>9} {:>9} {:>12} {:>10}",
@@ -106,7 +149,7 @@ fn main() {
         100.0 * embedding.share()
     );
     let json = serde_json::json!({
-        "pinning": "none: both processes may run on every CPU",
+        "pinning": placement,
         "rows": rows,
         "embedding": {
             "in_process_p50_us": embedding.in_process_p50_us,

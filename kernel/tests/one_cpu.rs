@@ -1,0 +1,95 @@
+//! A kernel confined to one CPU (an affinity mask, as `taskset -c 0` or a
+//! container's cpuset gives it): the script host and the request path see
+//! that spinning for each other cannot pay and sleep instead, and every
+//! request is still answered. Beside it, an unconfined thread on a machine
+//! with more CPUs is told that spinning pays.
+
+mod common;
+
+use std::time::Duration;
+
+use common::start_kernel;
+use spindle_kernel::{RequestPathConfig, Submission};
+use spindle_scheduler::{Outcome, Priority, Source};
+
+const NOOP: &str = r#"local s = require("spindle")
+s.pipeline "noop" {
+  s.stage("pass", function(req) req.seen = "yes" return req end),
+}
+"#;
+
+/// Pins the calling thread (and the threads it starts later) to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
+    // sched_setaffinity get a valid set of its own size.
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(pinned, 0, "pin: {}", std::io::Error::last_os_error());
+}
+
+/// The first CPU this process may run on.
+fn allowed_cpu() -> usize {
+    // SAFETY: sched_getaffinity fills a cpu_set_t of the size it is given;
+    // CPU_ISSET reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .find(|cpu| libc::CPU_ISSET(*cpu, &set))
+            .expect("some CPU")
+    }
+}
+
+#[test]
+fn a_kernel_on_one_cpu_does_not_spin_and_answers_every_request() {
+    let cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
+    assert_eq!(spindle_scripting::spinning_pays(), cpus > 1);
+    let cpu = allowed_cpu();
+    let answers = std::thread::spawn(move || {
+        pin_to(cpu);
+        assert!(
+            !spindle_scripting::spinning_pays(),
+            "a thread on one CPU must not spin"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let test = start_kernel(NOOP, RequestPathConfig::default());
+            test.settled().await;
+            let mut answers = Vec::new();
+            for at in 0..200 {
+                let answer = test
+                    .kernel
+                    .submit(Submission {
+                        pipeline: "noop".to_owned(),
+                        text: format!("text {at}"),
+                        priority: Priority::Medium,
+                        deadline: Some(Duration::from_secs(60)),
+                        correlation_id: None,
+                        source: Source::Scenario,
+                    })
+                    .await;
+                answers.push(answer.outcome);
+            }
+            answers
+        })
+    })
+    .join()
+    .expect("the pinned thread");
+    assert_eq!(answers.len(), 200);
+    for (at, outcome) in answers.iter().enumerate() {
+        let Outcome::Ok(result) = outcome else {
+            panic!("request {at}: {outcome:?}");
+        };
+        assert_eq!(result.text, format!("text {at}"));
+        assert_eq!(result.fields["seen"], "yes");
+    }
+}
