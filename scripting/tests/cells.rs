@@ -356,23 +356,45 @@ fn help_pages_documentation_and_values_and_names_what_it_cannot_find() {
     let mut notebook = Notebook::new();
     let (events, answer) = notebook.run(
         "s = require('spindle')\nconfig = { threshold = 0.5 }\n\
-         s.help(s.submit)\ns.help('submit_all')\ns.help()\ns.help(config)\ns.help('config.threshold')",
+         s.help(s.submit)\ns.help('submit_all')\ns.help()\ns.help(config)\ns.help('config.threshold')\n\
+         s.help(s.service)",
     );
     assert!(answer.outcome.is_ok(), "{:?}", answer.outcome);
     let pages = pages_of(&events);
-    assert_eq!(pages.len(), 5, "{pages:?}");
+    assert_eq!(pages.len(), 6, "{pages:?}");
     assert!(pages[0].starts_with("s.submit(pipeline"), "{}", pages[0]);
     assert!(
         pages[0].contains("waits for its\none answer"),
         "{}",
         pages[0]
     );
+    // The `---@` tags read as a list of parameters and a return.
+    assert!(
+        pages[0].contains(
+            "Parameters:\n  pipeline: string\n  request: string|spindle.Submission — The text, or the text with options.\n"
+        ),
+        "{}",
+        pages[0]
+    );
+    assert!(
+        pages[0].ends_with("\nReturns: spindle.Answer\n"),
+        "{}",
+        pages[0]
+    );
+    assert!(!pages[0].contains("@param"), "{}", pages[0]);
     assert!(pages[1].starts_with("s.submit_all("), "{}", pages[1]);
     // The overview names every module function, one of them `help` itself.
     assert!(pages[2].contains("s.help(value)"), "{}", pages[2]);
     assert!(pages[2].contains("s.cosine(a, b)"), "{}", pages[2]);
     assert!(pages[3].contains("threshold = 0.5"), "{}", pages[3]);
     assert_eq!(pages[4], "number: 0.5");
+    // A function type with spaces stays whole; optional parameters say so.
+    assert!(
+        pages[5].contains("\nReturns: (fun(fields: spindle.Service))? declare Without"),
+        "{}",
+        pages[5]
+    );
+    assert!(pages[5].contains("  fields (optional): "), "{}", pages[5]);
 
     let (events, answer) = notebook.run("s.help('no_such_thing')");
     assert!(pages_of(&events).is_empty());

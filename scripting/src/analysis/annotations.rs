@@ -43,14 +43,66 @@ pub fn module_functions() -> Vec<AnnotatedFunction> {
         .collect()
 }
 
-/// The documentation of module function `name`: its signature, then its
-/// comment.
+/// The documentation of module function `name` as plain text (notebook
+/// inspection, `s.help`): its signature, its prose, then its parameters and
+/// what it returns, read from the `---@` tags.
 pub fn function_documentation(name: &str) -> Option<String> {
     let function = module_functions()
         .into_iter()
         .find(|function| function.name == name)?;
-    Some(format!(
-        "s.{}\n\n{}\n",
-        function.signature, function.documentation
-    ))
+    let mut prose = Vec::new();
+    let mut parameters = Vec::new();
+    let mut rest = Vec::new();
+    for line in function.documentation.lines() {
+        if let Some(tag) = line.strip_prefix("@param ") {
+            let (name, tail) = tag.split_once(' ').unwrap_or((tag, ""));
+            let (kind, about) = split_type(tail);
+            let (name, optional) = match name.strip_suffix('?') {
+                Some(name) => (name, " (optional)"),
+                None => (name, ""),
+            };
+            let about = if about.is_empty() {
+                String::new()
+            } else {
+                format!(" — {about}")
+            };
+            parameters.push(format!("  {name}{optional}: {kind}{about}"));
+        } else if let Some(tag) = line.strip_prefix("@return ") {
+            let (kind, about) = split_type(tag);
+            let about = if about.is_empty() {
+                String::new()
+            } else {
+                format!(" {about}")
+            };
+            rest.push(format!("Returns: {kind}{about}"));
+        } else if let Some(tag) = line.strip_prefix("@overload ") {
+            rest.push(format!("Also: {tag}"));
+        } else {
+            prose.push(line);
+        }
+    }
+    let mut text = format!("s.{}\n\n{}\n", function.signature, prose.join("\n"));
+    if !parameters.is_empty() {
+        text.push_str(&format!("\nParameters:\n{}\n", parameters.join("\n")));
+    }
+    if !rest.is_empty() {
+        text.push_str(&format!("\n{}\n", rest.join("\n")));
+    }
+    Some(text)
+}
+
+/// Splits a tag's text into its type and what follows: the type ends at
+/// the first space outside parentheses (`(fun(a: T): U)? name` → the
+/// function type, then `name`).
+fn split_type(text: &str) -> (&str, &str) {
+    let mut depth = 0usize;
+    for (at, c) in text.char_indices() {
+        match c {
+            '(' | '<' => depth += 1,
+            ')' | '>' => depth = depth.saturating_sub(1),
+            ' ' if depth == 0 => return (&text[..at], text[at + 1..].trim()),
+            _ => {}
+        }
+    }
+    (text, "")
 }

@@ -1,6 +1,7 @@
 """`jupyter console --existing` attached to `spindle run FILE --jupyter`:
 a cell reads the live services' states and sends a request through a
-pipeline while HTTP clients keep being served."""
+pipeline while HTTP clients keep being served, and `s.help` shows in the
+console's pager."""
 
 import json
 import os
@@ -61,6 +62,7 @@ def test_console_attaches_to_a_running_graph_while_http_is_served():
             's = require("spindle")',
             'for _, svc in ipairs(s.service_list()) do print("SERVICE", svc.name, svc.state) end',
             'a = s.submit("score", "hello from the console") print("ANSWER", a.outcome, a.fields.score)',
+            "s.help(s.cosine)",
             "",
         ])
         before = len(http_answers)
@@ -74,6 +76,9 @@ def test_console_attaches_to_a_running_graph_while_http_is_served():
             client.join(timeout=60)
         assert "SERVICE\tstore\t" in console.stdout, console.stdout + console.stderr
         assert re.search(r"ANSWER\tok\t\d+", console.stdout), console.stdout + console.stderr
+        # `s.help`'s page, shown by the console's pager.
+        assert "s.cosine(a, b)" in console.stdout, console.stdout + console.stderr
+        assert "cosine similarity" in console.stdout, console.stdout + console.stderr
         assert during > 0, "no HTTP answer while the console ran"
         assert set(http_answers) == {200}
     finally:

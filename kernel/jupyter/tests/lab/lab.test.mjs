@@ -1,6 +1,7 @@
 // JupyterLab, headless in Debian's Chromium (playwright-core, no browser
-// download): open a Spindle notebook, run a cell, see its text output and
-// a rich display (an HTML table and an SVG chart). The screenshot is kept
+// download): open a Spindle notebook, run a cell, see its text output, a
+// rich display (an HTML table and an SVG chart) and the page of `s.help`
+// (the reply's pager payload, shown below the cell). The screenshot is kept
 // under target/jupyter-lab/ as the test's artefact.
 //
 // Needs: SPINDLE_BIN (default target/debug/spindle), the venv of
@@ -11,9 +12,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { artefacts, startLab } from "./lab_session.mjs";
 
-const source = 's = require("spindle")\nprint("lab says hello from " .. _VERSION)\ns.display({ { name = "alpha", score = 1 }, { name = "beta", score = 2 } })\ns.display(s.chart { kind = "bar", title = "scores", x = { "alpha", "beta" }, y = { 1, 2 } })';
+const source = 's = require("spindle")\nprint("lab says hello from " .. _VERSION)\ns.display({ { name = "alpha", score = 1 }, { name = "beta", score = 2 } })\ns.display(s.chart { kind = "bar", title = "scores", x = { "alpha", "beta" }, y = { 1, 2 } })\ns.help(s.cosine)';
 
-test("JupyterLab runs a Spindle cell and shows its output and a rich display", { timeout: 240_000 }, async () => {
+test("JupyterLab runs a Spindle cell and shows its output, a rich display and a help page", { timeout: 240_000 }, async () => {
   const lab = await startLab({ name: "lab.ipynb", cellId: "lab-cell", source });
   try {
     const page = await lab.browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -29,6 +30,8 @@ test("JupyterLab runs a Spindle cell and shows its output and a rich display", {
     await output.getByText("lab says hello from Lua 5.4").waitFor({ timeout: 60_000 });
     await output.locator("table.spindle-table td", { hasText: "beta" }).waitFor({ timeout: 30_000 });
     await output.locator("svg").first().waitFor({ timeout: 30_000 });
+    // `s.help`'s page payload, which the notebook shows below the cell.
+    await output.getByText("The cosine similarity of two vectors", { exact: false }).waitFor({ timeout: 30_000 });
     await page.screenshot({ path: join(artefacts, "lab.png"), fullPage: true });
     const cellsText = await output.innerText();
     assert.match(cellsText, /lab says hello from Lua 5\.4/);
