@@ -61,20 +61,11 @@ pub fn function_documentation(name: &str) -> Option<String> {
                 Some(name) => (name, " (optional)"),
                 None => (name, ""),
             };
-            let about = if about.is_empty() {
-                String::new()
-            } else {
-                format!(" — {about}")
-            };
+            let about = after(" — ", about);
             parameters.push(format!("  {name}{optional}: {kind}{about}"));
         } else if let Some(tag) = line.strip_prefix("@return ") {
             let (kind, about) = split_type(tag);
-            let about = if about.is_empty() {
-                String::new()
-            } else {
-                format!(" {about}")
-            };
-            rest.push(format!("Returns: {kind}{about}"));
+            rest.push(format!("Returns: {kind}{}", after(" ", about)));
         } else if let Some(tag) = line.strip_prefix("@overload ") {
             rest.push(format!("Also: {tag}"));
         } else {
@@ -89,6 +80,15 @@ pub fn function_documentation(name: &str) -> Option<String> {
         text.push_str(&format!("\n{}\n", rest.join("\n")));
     }
     Some(text)
+}
+
+/// `text` after `separator`, or nothing when there is no text.
+fn after(separator: &str, text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("{separator}{text}")
+    }
 }
 
 /// Splits a tag's text into its type and what follows: the type ends at
