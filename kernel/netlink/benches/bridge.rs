@@ -65,28 +65,12 @@ fn pinning() -> Option<usize> {
     }
 }
 
-/// Pins this thread (and every thread it starts later) to `cpu`.
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
-    // sched_setaffinity get a valid set of its own size.
-    let pinned = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        pinned,
-        0,
-        "cannot pin to CPU {cpu}: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 fn main() {
     // Before any thread starts, so that all of them inherit it.
     let pinned = pinning();
     if let Some(cpu) = pinned {
-        pin_to(cpu);
+        spindle_netlink::sys::pin_current_thread(cpu)
+            .unwrap_or_else(|error| panic!("cannot pin to CPU {cpu}: {error}"));
     }
     match std::env::var(ROLE).ok().as_deref() {
         Some("echo") => return echo(),
