@@ -21,7 +21,8 @@
 //! blocks its thread between a request and its answer on both the raw and
 //! the bridge side (`pingpong::ping`, `Peer::ping`); throughput keeps a
 //! window of 32 in flight (`Peer::drive`, on a runtime, as `spindle
-//! netlink-peer` runs). Prints a table and writes target/bench/netlink.json.
+//! netlink-peer` runs). Prints a table, each of the issue's targets met or
+//! missed, and writes target/bench/netlink.json.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +38,12 @@ const ROLE: &str = "SPINDLE_NETLINK_BENCH_ROLE";
 const LATENCY_ROUNDS: usize = 10_000;
 const THROUGHPUT_ROUNDS: usize = 50_000;
 const WINDOW: usize = 32;
+/// The targets: the bridge's p50 within this many raw round trips, at least
+/// this many requests a second, and under this share of an embedding
+/// request's time.
+const RATIO_TARGET: f64 = 2.0;
+const RATE_TARGET: f64 = 40_000.0;
+const SHARE_TARGET: f64 = 0.05;
 
 const NOOP: &str = r#"local s = require("spindle")
 s.pipeline "noop" {
@@ -79,6 +86,7 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
+    let mut targets = Vec::new();
     let placement = match pinned {
         None => "unpinned: both processes may run on every CPU",
         Some(_) => {
@@ -122,6 +130,17 @@ fn main() {
                 "requests_per_second": throughput, "p50_ratio_to_raw": ratio,
             }));
         }
+        let ratio = bridge_p50 / raw_p50;
+        targets.push(Target {
+            what: format!("{size} B: bridge p50 within {RATIO_TARGET}× raw"),
+            figure: format!("{ratio:.2}×"),
+            met: ratio <= RATIO_TARGET,
+        });
+        targets.push(Target {
+            what: format!("{size} B: at least {RATE_TARGET:.0} requests/s"),
+            figure: format!("{bridge_throughput:.0}"),
+            met: bridge_throughput >= RATE_TARGET,
+        });
     }
     let embedding = embeddings(dir.path());
     println!(
@@ -132,6 +151,19 @@ fn main() {
         embedding.pair_difference_us,
         100.0 * embedding.share()
     );
+    targets.push(Target {
+        what: format!(
+            "the bridge's share of an embedding request under {:.0}%",
+            100.0 * SHARE_TARGET
+        ),
+        figure: format!("{:.1}%", 100.0 * embedding.share()),
+        met: embedding.share() < SHARE_TARGET,
+    });
+    println!("targets:");
+    for target in &targets {
+        let verdict = if target.met { "met" } else { "missed" };
+        println!("  {}: {}, {verdict}", target.what, target.figure);
+    }
     let json = serde_json::json!({
         "pinning": placement,
         "rows": rows,
@@ -141,10 +173,20 @@ fn main() {
             "pair_difference_p50_us": embedding.pair_difference_us,
             "bridge_share": embedding.share(),
         },
+        "targets": targets.iter().map(|target| serde_json::json!({
+            "target": target.what, "figure": target.figure, "met": target.met,
+        })).collect::<Vec<_>>(),
     });
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     std::fs::create_dir_all(&out).expect("target/bench");
     std::fs::write(out.join("netlink.json"), format!("{json:#}\n")).expect("write json");
+}
+
+/// One of the issue's targets against this run's figure.
+struct Target {
+    what: String,
+    figure: String,
+    met: bool,
 }
 
 fn micros(duration: Duration) -> f64 {
