@@ -228,9 +228,7 @@ impl RequestPath {
             runtime: tokio::runtime::Handle::current(),
             in_order: in_order(wiring),
         });
-        // Held from the start (no worker ever polls) where this process has
-        // one CPU: the host could not answer while a worker spins.
-        let spinner = Arc::new(AtomicBool::new(!spindle_scripting::spinning_pays()));
+        let spinner = Arc::new(AtomicBool::new(false));
         let scheduler = Scheduler::start(
             scheduler_config,
             move |job: Job<RequestPayload>| run_job(host.get(), job, spinner.clone()),
@@ -428,16 +426,18 @@ impl RequestPath {
 /// the whole stage). The worker yields between polls, so its other tasks
 /// still run; one request at a time polls (`spinner`), so a burst of long
 /// requests costs at most one worker's [`REPLY_SPIN`] each. Nobody polls
-/// where the process has one CPU ([`spindle_scripting::spinning_pays`]).
+/// from a thread on one CPU ([`spindle_scripting::spinning_pays`]): the host
+/// could not answer while it spins.
 const REPLY_SPIN: Duration = Duration::from_micros(40);
 
 async fn await_host_reply(
     mut receiver: oneshot::Receiver<RunOutcome>,
     spinner: &AtomicBool,
 ) -> Result<RunOutcome, oneshot::error::RecvError> {
-    if spinner
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
+    if !spindle_scripting::spinning_pays()
+        || spinner
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
     {
         return receiver.await;
     }

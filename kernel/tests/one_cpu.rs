@@ -2,7 +2,8 @@
 //! container's cpuset gives it): the script host and the request path see
 //! that spinning for each other cannot pay and sleep instead, and every
 //! request is still answered. Beside it, an unconfined thread on a machine
-//! with more CPUs is told that spinning pays.
+//! with more CPUs is told that spinning pays, and a kernel moved to one CPU
+//! while it runs (`taskset -a -p`) reads its CPUs again and keeps answering.
 
 mod common;
 
@@ -44,6 +45,86 @@ fn allowed_cpu() -> usize {
             .find(|cpu| libc::CPU_ISSET(*cpu, &set))
             .expect("some CPU")
     }
+}
+
+/// Pins every thread of this process, running ones included, to `cpu`, as
+/// `taskset -a -p` does.
+fn pin_process_to(cpu: usize) {
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let tid: libc::pid_t = task
+            .expect("a task")
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+            .expect("a thread id");
+        // SAFETY: as in `pin_to`, for the thread `tid` of this process.
+        let pinned = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        // A thread that ended meanwhile is gone (ESRCH); any other failure
+        // is the test's.
+        let error = std::io::Error::last_os_error();
+        assert!(
+            pinned == 0 || error.raw_os_error() == Some(libc::ESRCH),
+            "pin thread {tid}: {error}"
+        );
+    }
+}
+
+/// Submits `count` no-op requests numbered from `first` and checks each
+/// answer's text and the stage's field.
+async fn answer_in_order(kernel: &spindle_kernel::Kernel, first: usize, count: usize) {
+    for at in first..first + count {
+        let answer = kernel
+            .submit(Submission {
+                pipeline: "noop".to_owned(),
+                text: format!("text {at}"),
+                priority: Priority::Medium,
+                deadline: Some(Duration::from_secs(60)),
+                correlation_id: None,
+                source: Source::Scenario,
+            })
+            .await;
+        let Outcome::Ok(result) = &answer.outcome else {
+            panic!("request {at}: {:?}", answer.outcome);
+        };
+        assert_eq!(result.text, format!("text {at}"));
+        assert_eq!(result.fields["seen"], "yes");
+    }
+}
+
+#[test]
+fn a_kernel_moved_to_one_cpu_while_it_runs_reads_its_cpus_again() {
+    let cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
+    let cpu = allowed_cpu();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let test = start_kernel(NOOP, RequestPathConfig::default());
+            test.settled().await;
+            assert_eq!(spindle_scripting::spinning_pays(), cpus > 1);
+            answer_in_order(&test.kernel, 0, 100).await;
+            // The script host's thread and this one, already running, are
+            // moved; what they read of their CPUs a moment ago is now stale.
+            pin_process_to(cpu);
+            assert!(
+                !spindle_scripting::spinning_pays_within(Duration::ZERO),
+                "a thread moved to one CPU must read it"
+            );
+            assert!(
+                !spindle_scripting::spinning_pays(),
+                "the new reading is kept"
+            );
+            answer_in_order(&test.kernel, 100, 200).await;
+        });
+    })
+    .join()
+    .expect("the kernel's thread");
 }
 
 #[test]

@@ -471,23 +471,47 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
 /// of 15 (`SPINDLE_BENCH_PIN=split` in the netlink bench).
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
+/// How long a thread trusts what it last read of its CPUs. Reading them
+/// costs a system call and, in a container, a file or two, so each thread
+/// reads them at most this often; a process moved to one CPU while it runs
+/// (`taskset -p`, a cpuset or quota changed under it) stops spinning within
+/// this.
+pub const CPUS_READ_EVERY: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// This thread's last answer of [`spinning_pays`], and when it was read.
+    static SPINNING_PAYS: Cell<Option<(bool, Instant)>> = const { Cell::new(None) };
+}
+
 /// Whether this thread may run beside another: more than one CPU in its
 /// affinity mask and CPU quota. Spinning for another thread's work pays
-/// only then.
+/// only then. Read again when the last reading is older than
+/// [`CPUS_READ_EVERY`].
 pub fn spinning_pays() -> bool {
-    std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > 1)
+    spinning_pays_within(CPUS_READ_EVERY)
+}
+
+/// [`spinning_pays`], reading the CPUs again when the last reading is
+/// `max_age` old or older (`Duration::ZERO`: now).
+pub fn spinning_pays_within(max_age: Duration) -> bool {
+    SPINNING_PAYS.with(|last| {
+        let now = Instant::now();
+        if let Some((pays, read_at)) = last.get()
+            && now.duration_since(read_at) < max_age
+        {
+            return pays;
+        }
+        let pays = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > 1);
+        last.set(Some((pays, now)));
+        pays
+    })
 }
 
 /// Runs the pool's tasks until `ended` (the job loop finished): sleeps
 /// until something can run, runs it, then keeps running what arrives for
 /// [`SPIN_BEFORE_SLEEP`] after the last job (`jobs_seen` counts them)
-/// before sleeping again.
+/// before sleeping again; not at all while [`spinning_pays`] says no.
 fn run_spinning(pool: &mut LocalPool, ended: &Cell<bool>, jobs_seen: &Cell<u64>) {
-    let spin = if spinning_pays() {
-        SPIN_BEFORE_SLEEP
-    } else {
-        Duration::ZERO
-    };
     while !ended.get() {
         // Runs what can run, then sleeps until a wake-up (the probe is
         // `Pending` once, `Ready` when polled again after the wake-up).
@@ -500,6 +524,11 @@ fn run_spinning(pool: &mut LocalPool, ended: &Cell<bool>, jobs_seen: &Cell<u64>)
                 std::task::Poll::Pending
             }
         }));
+        let spin = if spinning_pays() {
+            SPIN_BEFORE_SLEEP
+        } else {
+            Duration::ZERO
+        };
         let mut seen = jobs_seen.get();
         let mut until = Instant::now() + spin;
         while !ended.get() {

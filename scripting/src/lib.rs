@@ -63,8 +63,8 @@ pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
 pub use eval_budget::INSTRUCTION_BUDGET;
 pub use host::{
-    CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply, RunsReply, ScriptHost,
-    spinning_pays,
+    CPUS_READ_EVERY, CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply,
+    RunsReply, ScriptHost, spinning_pays, spinning_pays_within,
 };
 pub use notebook_api::{CHART_KINDS, CellSubmission, DataReply, KernelQuery};
 pub use pipeline_run::{
