@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::start_kernel;
+use common::{TestKernel, start_kernel};
 use spindle_kernel::{RequestPathConfig, Submission};
 use spindle_scheduler::{Outcome, Priority, Source};
 
@@ -73,6 +73,21 @@ fn pin_process_to(cpu: usize) {
     }
 }
 
+/// A runtime on this thread and a kernel of `NOOP` on it, its graph
+/// settled.
+fn noop_kernel() -> (tokio::runtime::Runtime, TestKernel) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let test = runtime.block_on(async {
+        let test = start_kernel(NOOP, RequestPathConfig::default());
+        test.settled().await;
+        test
+    });
+    (runtime, test)
+}
+
 /// Submits `count` no-op requests numbered from `first` and checks each
 /// answer's text and the stage's field.
 async fn answer_in_order(kernel: &spindle_kernel::Kernel, first: usize, count: usize) {
@@ -100,13 +115,8 @@ fn a_kernel_moved_to_one_cpu_while_it_runs_reads_its_cpus_again() {
     let cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
     let cpu = allowed_cpu();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let (runtime, test) = noop_kernel();
         runtime.block_on(async {
-            let test = start_kernel(NOOP, RequestPathConfig::default());
-            test.settled().await;
             assert_eq!(spindle_scripting::spinning_pays(), cpus > 1);
             answer_in_order(&test.kernel, 0, 100).await;
             // The script host's thread and this one, already running, are
@@ -132,45 +142,15 @@ fn a_kernel_on_one_cpu_does_not_spin_and_answers_every_request() {
     let cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
     assert_eq!(spindle_scripting::spinning_pays(), cpus > 1);
     let cpu = allowed_cpu();
-    let answers = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         pin_to(cpu);
         assert!(
             !spindle_scripting::spinning_pays(),
             "a thread on one CPU must not spin"
         );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let test = start_kernel(NOOP, RequestPathConfig::default());
-            test.settled().await;
-            let mut answers = Vec::new();
-            for at in 0..200 {
-                let answer = test
-                    .kernel
-                    .submit(Submission {
-                        pipeline: "noop".to_owned(),
-                        text: format!("text {at}"),
-                        priority: Priority::Medium,
-                        deadline: Some(Duration::from_secs(60)),
-                        correlation_id: None,
-                        source: Source::Scenario,
-                    })
-                    .await;
-                answers.push(answer.outcome);
-            }
-            answers
-        })
+        let (runtime, test) = noop_kernel();
+        runtime.block_on(answer_in_order(&test.kernel, 0, 200));
     })
     .join()
     .expect("the pinned thread");
-    assert_eq!(answers.len(), 200);
-    for (at, outcome) in answers.iter().enumerate() {
-        let Outcome::Ok(result) = outcome else {
-            panic!("request {at}: {outcome:?}");
-        };
-        assert_eq!(result.text, format!("text {at}"));
-        assert_eq!(result.fields["seen"], "yes");
-    }
 }
