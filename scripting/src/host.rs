@@ -377,20 +377,23 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     let request = Rc::new(request);
                     let (abort, registration) = AbortHandle::new_pair();
                     let generation = context.registry.borrow_mut().insert(request.clone(), abort);
-                    let run = AssertUnwindSafe(pipeline_run::run(context.clone(), request))
+                    let run = AssertUnwindSafe(pipeline_run::run(context.clone(), request.clone()))
                         .catch_unwind();
                     let run = Abortable::new(run, registration);
                     let context = context.clone();
                     let task = async move {
                         let outcome = match run.await {
-                            Ok(Ok(Ok(answer))) => RunOutcome::Answered(answer),
-                            Ok(Ok(Err(failure))) => RunOutcome::Failed(failure),
-                            Ok(Err(panic)) => RunOutcome::Panicked(panic_message(&panic)),
-                            Err(_aborted) => RunOutcome::Cancelled,
+                            Ok(Ok(Ok(answered))) => Ok(answered),
+                            Ok(Ok(Err(failure))) => Err(RunOutcome::Failed(failure)),
+                            Ok(Err(panic)) => Err(RunOutcome::Panicked(panic_message(&panic))),
+                            Err(_aborted) => Err(RunOutcome::Cancelled),
                         };
                         context.registry.borrow_mut().remove(request_id, generation);
                         context.debugger.borrow_mut().forget(request_id);
-                        reply(outcome);
+                        reply(match outcome {
+                            Ok(answered) => RunOutcome::Answered(with_text(answered, request)),
+                            Err(outcome) => outcome,
+                        });
                     };
                     if spawner.spawn_local(task).is_err() {
                         // The pool is shutting down; nothing can run any more.
@@ -456,6 +459,24 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
     }
     // Every handle is gone: finish the runs still in flight.
     pool.run();
+}
+
+/// The answer of a run, its text filled in: the request's own when the
+/// stages left it unchanged ([`pipeline_run::RunAnswer`]), moved out when
+/// nothing else holds the request any more (the run and its registry entry
+/// are gone by now), copied otherwise.
+fn with_text(
+    answered: pipeline_run::RunAnswer,
+    request: Rc<PipelineRequest>,
+) -> pipeline_run::PipelineAnswer {
+    let mut answer = answered.answer;
+    if answered.text_is_request {
+        answer.text = match Rc::try_unwrap(request) {
+            Ok(request) => request.text,
+            Err(shared) => shared.text.clone(),
+        };
+    }
+    answer
 }
 
 /// How long the host keeps looking for work after it ran out, before it

@@ -285,7 +285,7 @@ const OWN_FIELDS: &[&str] = &[
 pub(crate) async fn run(
     context: Rc<RunContext>,
     request: Rc<PipelineRequest>,
-) -> Result<PipelineAnswer, StageFailure> {
+) -> Result<RunAnswer, StageFailure> {
     let failure = |stage: &str, message: String| StageFailure {
         pipeline: request.pipeline.clone(),
         stage: stage.to_owned(),
@@ -365,16 +365,20 @@ pub(crate) async fn run(
                 }
                 return match degraded {
                     Ok(answer_table) => {
-                        let mut answer = answer_from(
+                        let (mut answer, text_is_request) = answer_from(
                             context.request_tables.as_ref(),
                             &answer_table,
                             &request,
                             stages,
+                            Unchanged::Leave,
                         )
                         .map_err(|message| failure("fallback", message))?;
                         answer.degraded = true;
                         answer.embed_fallback = embed_fallback;
-                        Ok(answer)
+                        Ok(RunAnswer {
+                            answer,
+                            text_is_request,
+                        })
                     }
                     Err(message) => Err(StageFailure {
                         message: format!(
@@ -387,10 +391,40 @@ pub(crate) async fn run(
             }
         }
     }
-    let mut answer = answer_from(context.request_tables.as_ref(), &req, &request, stages)
-        .map_err(|message| failure("answer", message))?;
+    let (mut answer, text_is_request) = answer_from(
+        context.request_tables.as_ref(),
+        &req,
+        &request,
+        stages,
+        Unchanged::Leave,
+    )
+    .map_err(|message| failure("answer", message))?;
     answer.embed_fallback = embed_fallback;
-    Ok(answer)
+    Ok(RunAnswer {
+        answer,
+        text_is_request,
+    })
+}
+
+/// What a run answered. When the stages left the request's text as it
+/// came, `text_is_request` is set and the answer's `text` is empty: the
+/// host hands the request's own text back with the answer (`host.rs`), so
+/// that the text is not copied here, and the kernel's thread, which made
+/// it, also frees it (glibc takes the making thread's arena lock for a
+/// free from any other thread, and a request's text is too large for the
+/// freeing thread's cache).
+pub(crate) struct RunAnswer {
+    pub answer: PipelineAnswer,
+    pub text_is_request: bool,
+}
+
+/// What [`answer_from`] does with a text the stages left unchanged.
+#[derive(Clone, Copy, PartialEq)]
+enum Unchanged {
+    /// Copies the request's text into the answer.
+    Copy,
+    /// Leaves the answer's text empty and says so.
+    Leave,
 }
 
 enum StageOutput {
@@ -409,8 +443,8 @@ fn trace_of<T>(
     result: &Result<T, StageFailure>,
 ) -> StageTrace {
     let (output, error) = match result {
-        Ok(_) => match answer_from(None, req, request, Vec::new()) {
-            Ok(answer) => (
+        Ok(_) => match answer_from(None, req, request, Vec::new(), Unchanged::Copy) {
+            Ok((answer, _)) => (
                 Some(StageOutputRecord {
                     text: answer.text,
                     vector: answer.vector,
@@ -787,12 +821,15 @@ impl RequestTables {
     }
 }
 
+/// The answer in `req`, and whether its text is the request's own (only
+/// with [`Unchanged::Leave`]; the answer's text is then empty).
 fn answer_from(
     tables: Option<&RequestTables>,
     req: &Table,
     request: &PipelineRequest,
     stages: Vec<(String, Duration)>,
-) -> Result<PipelineAnswer, String> {
+    unchanged: Unchanged,
+) -> Result<(PipelineAnswer, bool), String> {
     let (text, vector, free_fields) = match tables {
         Some(tables) => tables.read(req).map_err(|error| error.to_string())?,
         None => (
@@ -803,11 +840,16 @@ fn answer_from(
             true,
         ),
     };
+    let same = match &text {
+        Value::String(text) => text.as_bytes() == request.text.as_bytes(),
+        Value::Nil => true,
+        _ => false,
+    };
     let text = match text {
         // Unchanged by the stages: no conversion back from Lua.
-        Value::String(text) if text.as_bytes() == request.text.as_bytes() => request.text.clone(),
+        _ if same && unchanged == Unchanged::Leave => String::new(),
+        _ if same => request.text.clone(),
         Value::String(text) => text.to_string_lossy(),
-        Value::Nil => request.text.clone(),
         other => {
             return Err(format!(
                 "req.text must be a string, found {}",
@@ -863,12 +905,13 @@ fn answer_from(
     if let Some(error) = error {
         return Err(error);
     }
-    Ok(PipelineAnswer {
+    let answer = PipelineAnswer {
         text,
         vector,
         fields,
         stages,
         degraded: false,
         embed_fallback: false,
-    })
+    };
+    Ok((answer, same && unchanged == Unchanged::Leave))
 }
