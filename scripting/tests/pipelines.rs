@@ -29,6 +29,14 @@ s.pipeline "degrading" {
   s.stage("fail", function(req) error("upstream down") end),
 }
 s.pipeline "wrong" { s.stage("answer", function(req) return 42 end) }
+s.pipeline "texts" {
+  s.stage("edit", function(req)
+    if req.text == "drop" then req.text = nil
+    elseif req.text == "shout" then req.text = "SHOUT"
+    elseif req.text == "same" then req.text = "sa" .. "me" end
+    return req
+  end),
+}
 s.pipeline "fields" {
   s.stage("look", function(req)
     req.seen = string.format("%s %d %s %s %s", math.type(req.id), req.id,
@@ -226,6 +234,29 @@ fn the_fallback_answers_degraded() {
         .expect("reason set by the fallback");
     assert!(reason.contains("stage `fail` failed"), "{reason}");
     assert!(reason.ends_with("upstream down"), "{reason}");
+}
+
+#[test]
+fn the_answers_text_is_the_requests_unless_a_stage_wrote_another() {
+    let fixture = start();
+    let text_of = |id: u64, pipeline: &str, text: &str| match wait(&submit(
+        &fixture.host,
+        request(id, pipeline, text),
+    )) {
+        RunOutcome::Answered(answer) => answer.text,
+        other => panic!("{text}: expected an answer, got {other:?}"),
+    };
+    // Left alone, set to nil, or rebuilt equal: the request's own text.
+    assert_eq!(text_of(1, "texts", "kept as it came"), "kept as it came");
+    assert_eq!(text_of(2, "texts", "drop"), "drop");
+    assert_eq!(text_of(3, "texts", "same"), "same");
+    // Rewritten: the stage's.
+    assert_eq!(text_of(4, "texts", "shout"), "SHOUT");
+    // The fallback's answer keeps the request's text too.
+    assert_eq!(
+        text_of(5, "degrading", "from the caller"),
+        "from the caller"
+    );
 }
 
 #[test]
