@@ -365,20 +365,11 @@ pub(crate) async fn run(
                 }
                 return match degraded {
                     Ok(answer_table) => {
-                        let (mut answer, text_is_request) = answer_from(
-                            context.request_tables.as_ref(),
-                            &answer_table,
-                            &request,
-                            stages,
-                            Unchanged::Leave,
-                        )
-                        .map_err(|message| failure("fallback", message))?;
-                        answer.degraded = true;
-                        answer.embed_fallback = embed_fallback;
-                        Ok(RunAnswer {
-                            answer,
-                            text_is_request,
-                        })
+                        let mut answered =
+                            run_answer(&context, &answer_table, &request, stages, embed_fallback)
+                                .map_err(|message| failure("fallback", message))?;
+                        answered.answer.degraded = true;
+                        Ok(answered)
                     }
                     Err(message) => Err(StageFailure {
                         message: format!(
@@ -391,14 +382,26 @@ pub(crate) async fn run(
             }
         }
     }
+    run_answer(&context, &req, &request, stages, embed_fallback)
+        .map_err(|message| failure("answer", message))
+}
+
+/// The run's answer in `table` (the last stage's `req`, or the fallback's
+/// answer), its text left to the host when it is the request's.
+fn run_answer(
+    context: &RunContext,
+    table: &Table,
+    request: &PipelineRequest,
+    stages: Vec<(String, Duration)>,
+    embed_fallback: bool,
+) -> Result<RunAnswer, String> {
     let (mut answer, text_is_request) = answer_from(
         context.request_tables.as_ref(),
-        &req,
-        &request,
+        table,
+        request,
         stages,
         Unchanged::Leave,
-    )
-    .map_err(|message| failure("answer", message))?;
+    )?;
     answer.embed_fallback = embed_fallback;
     Ok(RunAnswer {
         answer,
