@@ -21,7 +21,7 @@
 //! blocks its thread between a request and its answer on both the raw and
 //! the bridge side (`pingpong::ping`, `Peer::ping`); throughput keeps a
 //! window of 32 in flight (`Peer::drive`, on a runtime, as `spindle
-//! netlink-peer` runs). Prints a table, each of the targets met or
+//! netlink-peer` runs). Prints a table, each of the bridge's targets met or
 //! missed, and writes target/bench/netlink.json.
 
 use std::io::{BufRead, BufReader, Write};
@@ -182,7 +182,7 @@ fn main() {
     std::fs::write(out.join("netlink.json"), format!("{json:#}\n")).expect("write json");
 }
 
-/// One of the targets against this run's figure.
+/// One of the bridge's targets against this run's figure.
 struct Target {
     what: String,
     figure: String,
