@@ -129,9 +129,12 @@ def test_a_forged_signature_is_refused_and_the_kernel_keeps_working(kernel):
 
 def test_a_client_that_disconnects_mid_execution_wedges_nothing(kernel):
     km, kc = kernel
-    # Client A asks for input, then goes away without answering.
+    # Client A asks for input, then goes away without answering. Its
+    # channels go as soon as they came: no heartbeat thread, whose socket
+    # would be made after the client's context is gone (a warning of
+    # jupyter_client's thread, not of the kernel).
     gone = km.client()
-    gone.start_channels()
+    gone.start_channels(hb=False)
     msg_id = gone.execute("answer = io.read()", allow_stdin=True)
     request = gone.get_stdin_msg(timeout=TIMEOUT)
     assert request["msg_type"] == "input_request"
@@ -144,7 +147,7 @@ def test_a_client_that_disconnects_mid_execution_wedges_nothing(kernel):
     assert time.monotonic() - started < TIMEOUT
     # A client gone while its long cell runs: its reply goes nowhere.
     gone = km.client()
-    gone.start_channels()
+    gone.start_channels(hb=False)
     gone.execute("local n = 0 for i = 1, 3e6 do n = n + i end")
     gone.stop_channels()
     content, outputs = execute(kc, "7 * 6")
