@@ -283,44 +283,56 @@ impl RequestPath {
 
     /// Submits a request and waits for its one answer. A full queue answers
     /// `Rejected` at once.
+    ///
+    /// Without a journal this future stays small (a few hundred bytes):
+    /// the bridge and the HTTP ingress move it into a task of its own for
+    /// every request, and a task's future is copied whole each time it
+    /// moves. The journal's path, whose awaits hold records, is boxed.
     pub(crate) async fn submit(&self, submission: Submission) -> RequestAnswer {
-        // The journal keeps what was asked (the request moves into the
-        // scheduler); without one nothing is copied.
-        let journaled = self
-            .journal
-            .as_ref()
-            .map(|journal| (journal.clone(), submission.clone(), StageLog::new()));
-        let pipeline = submission.pipeline.clone();
-        let request = NewRequest {
-            correlation_id: submission.correlation_id,
-            pipeline: submission.pipeline,
-            priority: submission.priority,
-            timeout: submission.deadline,
-            source: submission.source,
-            payload: RequestPayload {
-                text: submission.text,
-                stage_log: journaled.as_ref().map(|(_, _, log)| log.clone()),
-            },
-        };
-        let submitted_us = journaled
-            .as_ref()
-            .map_or(0, |(journal, ..)| journal.now_us());
-        // Counted before the request can be answered: `Kernel::wait` waits
-        // for this request's records once every request is answered.
-        let writing = journaled.as_ref().map(|(journal, ..)| journal.writing());
-        match (self.scheduler.submit(request), journaled) {
-            (Ok(ticket), None) => {
+        if let Some(journal) = &self.journal {
+            return Box::pin(self.submit_journaled(journal.clone(), submission)).await;
+        }
+        let (pipeline, source) = (submission.pipeline.clone(), submission.source);
+        match self.scheduler.submit(new_request(submission, None)) {
+            Ok(ticket) => {
                 let answer = ticket.await;
                 self.metrics.record(&answer);
                 answer
             }
+            Err(rejected) => {
+                let answer = rejected_answer(rejected, pipeline, source);
+                self.metrics.record(&answer);
+                answer
+            }
+        }
+    }
+
+    /// [`Self::submit`] with the journal on: it keeps what was asked (the
+    /// request moves into the scheduler) and records the admission, the
+    /// stages and the answer.
+    async fn submit_journaled(
+        &self,
+        journal: RequestJournal,
+        submission: Submission,
+    ) -> RequestAnswer {
+        let asked = submission.clone();
+        let stage_log = StageLog::new();
+        let submitted_us = journal.now_us();
+        // Counted before the request can be answered: `Kernel::wait` waits
+        // for this request's records once every request is answered.
+        let writing = journal.writing();
+        match self
+            .scheduler
+            .submit(new_request(submission, Some(stage_log.clone())))
+        {
             // The answer is journaled by a task of its own, so that a
             // caller who stops waiting (a closed HTTP connection) does not
             // leave the journal without the answer the request still gets.
-            (Ok(ticket), Some((journal, asked, stage_log))) => {
+            Ok(ticket) => {
                 journal.admitted(ticket.id(), &asked, submitted_us).await;
                 let id = ticket.id();
-                let (priority, source) = (asked.priority, asked.source);
+                let (pipeline, priority, source) =
+                    (asked.pipeline.clone(), asked.priority, asked.source);
                 let metrics = self.metrics.clone();
                 let answered = tokio::spawn(async move {
                     let answer = ticket.await;
@@ -349,23 +361,10 @@ impl RequestPath {
                     }
                 }
             }
-            (Err(rejected), journaled) => {
-                let now = Instant::now();
-                let answer = Answer {
-                    id: rejected.id,
-                    correlation_id: rejected.id.to_string(),
-                    pipeline,
-                    priority: rejected.priority,
-                    source: submission.source,
-                    outcome: Outcome::Rejected(rejected.reason),
-                    admitted_at: now,
-                    started_at: None,
-                    answered_at: now,
-                };
+            Err(rejected) => {
+                let answer = rejected_answer(rejected, asked.pipeline.clone(), asked.source);
                 self.metrics.record(&answer);
-                if let Some((journal, asked, _)) = journaled {
-                    journal.answered(&asked, &answer, Vec::new()).await;
-                }
+                journal.answered(&asked, &answer, Vec::new()).await;
                 drop(writing);
                 answer
             }
@@ -417,6 +416,42 @@ impl RequestPath {
         }
         stats.sort_by(|a, b| a.0.cmp(&b.0));
         stats
+    }
+}
+
+/// The scheduler's request for a submission; `stage_log` when the
+/// journal records its stages.
+fn new_request(submission: Submission, stage_log: Option<StageLog>) -> NewRequest<RequestPayload> {
+    NewRequest {
+        correlation_id: submission.correlation_id,
+        pipeline: submission.pipeline,
+        priority: submission.priority,
+        timeout: submission.deadline,
+        source: submission.source,
+        payload: RequestPayload {
+            text: submission.text,
+            stage_log,
+        },
+    }
+}
+
+/// The answer of a request the scheduler refused at admission.
+fn rejected_answer(
+    rejected: spindle_scheduler::Rejected,
+    pipeline: String,
+    source: Source,
+) -> RequestAnswer {
+    let now = Instant::now();
+    Answer {
+        id: rejected.id,
+        correlation_id: rejected.id.to_string(),
+        pipeline,
+        priority: rejected.priority,
+        source,
+        outcome: Outcome::Rejected(rejected.reason),
+        admitted_at: now,
+        started_at: None,
+        answered_at: now,
     }
 }
 

@@ -343,7 +343,7 @@ async fn on_request(
             biased;
             answer = &mut submit => answer,
             _ = cancel.cancelled() => {
-                shared.kernel.cancel(&correlation).await;
+                Box::pin(shared.kernel.cancel(&correlation)).await;
                 submit.await
             }
         };
