@@ -34,6 +34,7 @@ pub mod deadline;
 pub mod error;
 pub mod failure;
 pub mod handle;
+mod id_map;
 pub mod queue;
 pub mod request;
 pub mod retry;

@@ -35,6 +35,7 @@ use crate::handle::{
     Admission, Command, Counters, RequestEvent, RequestEventKind, RequestState, RequestSummary,
     SchedulerHandle, Stats, Submission,
 };
+use crate::id_map::IdMap;
 use crate::queue::WeightedQueues;
 use crate::request::{
     Answer, CancelReason, Outcome, OutcomeKind, PerPriority, Priority, RejectReason, Request,
@@ -170,10 +171,10 @@ impl Scheduler {
             config,
             worker: Arc::new(worker),
             admission: Arc::clone(&admission),
-            entries: HashMap::new(),
+            entries: IdMap::default(),
             deadlines: BTreeSet::new(),
             tasks: JoinSet::new(),
-            task_ids: HashMap::new(),
+            task_ids: IdMap::default(),
             counters: Counters::default(),
             events: events.clone(),
             admitting: true,
@@ -226,11 +227,11 @@ struct Actor<P, T, W> {
     /// Requests set aside because their pipeline's gate is closed, per
     /// pipeline in the order the queues released them.
     parked: HashMap<String, Vec<RequestId>>,
-    entries: HashMap<RequestId, Entry<P, T>>,
+    entries: IdMap<RequestId, Entry<P, T>>,
     /// Running deadline clocks (paused ones are absent).
     deadlines: BTreeSet<(Instant, RequestId)>,
     tasks: JoinSet<TaskResult<T>>,
-    task_ids: HashMap<tokio::task::Id, RequestId>,
+    task_ids: IdMap<tokio::task::Id, RequestId>,
     counters: Counters,
     events: broadcast::Sender<RequestEvent>,
     admitting: bool,
