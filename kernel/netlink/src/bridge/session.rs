@@ -343,6 +343,8 @@ async fn on_request(
             biased;
             answer = &mut submit => answer,
             _ = cancel.cancelled() => {
+                // Boxed: a cancel is rare, and its future would otherwise
+                // make every request's task larger.
                 Box::pin(shared.kernel.cancel(&correlation)).await;
                 submit.await
             }
