@@ -197,9 +197,8 @@ impl ScriptHost {
                 loaded
                     .lua
                     .set_app_data(crate::state_api::HostEffects(effects.clone()));
-                let request_tables = crate::pipeline_run::RequestTables::new(&loaded.lua).ok();
                 let context = Rc::new(RunContext {
-                    request_tables,
+                    request_tables: crate::pipeline_run::RequestTables::new(),
                     lua: loaded.lua,
                     graph: RefCell::new(loaded.evaluation.graph.map(Rc::new)),
                     functions: RefCell::new(loaded.functions),

@@ -709,3 +709,132 @@ unsafe fn find_in_frame(frame: Frame, key: &[u8], condition: *mut ffi::lua_State
         false
     }
 }
+
+/// What a request's `req` table is built from (see [`request_table`]).
+pub(crate) struct RequestFields<'a> {
+    pub id: u64,
+    pub correlation_id: &'a str,
+    /// Kept between requests by the caller.
+    pub pipeline: &'a mlua::LuaString,
+    pub priority: &'a mlua::LuaString,
+    pub text: &'a str,
+}
+
+/// `req` for a request: its five fields in a table sized for them and the
+/// vector (five hash fields size it for eight), made in one protected call.
+/// Under the script's memory limit every string mlua makes from Rust is a
+/// protected call of its own, and so is every call of a Lua constructor;
+/// this is one for the whole table.
+pub(crate) fn request_table(lua: &Lua, fields: &RequestFields<'_>) -> mlua::Result<Table> {
+    let RequestFields {
+        id,
+        correlation_id,
+        text,
+        ..
+    } = *fields;
+    // SAFETY: `exec_raw` runs the closure inside a protected call with the
+    // two names on the stack (indices 1 and 2) and returns what it leaves
+    // there, the table. Every call below may raise a memory error, which
+    // unwinds to that protected call: the closure holds only borrowed data
+    // and nothing that needs dropping. The strings are copied by
+    // `lua_pushlstring` before the borrow ends.
+    unsafe {
+        lua.exec_raw((fields.pipeline, fields.priority), |state| {
+            ffi::lua_createtable(state, 0, 5);
+            match ffi::lua_Integer::try_from(id) {
+                Ok(id) => ffi::lua_pushinteger(state, id),
+                Err(_) => ffi::lua_pushnumber(state, id as ffi::lua_Number),
+            }
+            ffi::lua_setfield(state, 3, c"id".as_ptr());
+            ffi::lua_pushlstring(state, correlation_id.as_ptr().cast(), correlation_id.len());
+            ffi::lua_setfield(state, 3, c"correlation_id".as_ptr());
+            ffi::lua_pushvalue(state, 1);
+            ffi::lua_setfield(state, 3, c"pipeline".as_ptr());
+            ffi::lua_pushvalue(state, 2);
+            ffi::lua_setfield(state, 3, c"priority".as_ptr());
+            ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
+            ffi::lua_setfield(state, 3, c"text".as_ptr());
+            ffi::lua_replace(state, 1);
+            ffi::lua_settop(state, 1);
+        })
+    }
+}
+
+/// What [`read_answer`] found in `req`.
+pub(crate) struct AnswerFields {
+    /// `req.text`, unless it is the request's own text (`same_text`).
+    pub text: mlua::Value,
+    /// `req.text` is a string equal to the request's text, or nil.
+    pub same_text: bool,
+    pub vector: mlua::Value,
+    /// `req` holds a field besides the runner's own (`own`): only then
+    /// are its fields walked from Rust.
+    pub free_fields: bool,
+}
+
+/// Reads the answer's parts from `req` in one protected call, by raw
+/// access (a stage's metatable on `req` is not consulted). The text is
+/// compared with `request_text` where it lies, so an unchanged text never
+/// becomes a value Rust holds.
+pub(crate) fn read_answer(
+    lua: &Lua,
+    req: &Table,
+    request_text: &str,
+    own: &[&str],
+) -> mlua::Result<AnswerFields> {
+    let mut same_text = false;
+    let mut free_fields = false;
+    // SAFETY: as in `request_table`: `req` is at index 1; the closure
+    // leaves the text (or nil when it is the request's) and the vector on
+    // the stack and writes two flags through borrows that outlive the call.
+    // `lua_next` (no key is removed during the walk) and `lua_rawget` raise
+    // no error; `lua_pushstring` of a key may (memory), and then the call
+    // returns the error and the flags are not read. A key is read as bytes
+    // only once `lua_type` says it is a string, so the walk never converts
+    // a key in place.
+    let (text, vector): (mlua::Value, mlua::Value) = unsafe {
+        lua.exec_raw(req, |state| {
+            ffi::lua_pushnil(state);
+            while ffi::lua_next(state, 1) != 0 {
+                ffi::lua_pop(state, 1);
+                let own_key = ffi::lua_type(state, -1) == ffi::LUA_TSTRING && {
+                    let mut length = 0;
+                    let key = ffi::lua_tolstring(state, -1, &mut length);
+                    let key = std::slice::from_raw_parts(key.cast::<u8>(), length);
+                    own.iter().any(|own| own.as_bytes() == key)
+                };
+                if !own_key {
+                    ffi::lua_pop(state, 1);
+                    free_fields = true;
+                    break;
+                }
+            }
+            ffi::lua_pushstring(state, c"text".as_ptr());
+            ffi::lua_rawget(state, 1);
+            match ffi::lua_type(state, -1) {
+                ffi::LUA_TNIL => same_text = true,
+                ffi::LUA_TSTRING => {
+                    let mut length = 0;
+                    let text = ffi::lua_tolstring(state, -1, &mut length);
+                    if std::slice::from_raw_parts(text.cast::<u8>(), length)
+                        == request_text.as_bytes()
+                    {
+                        same_text = true;
+                        ffi::lua_pop(state, 1);
+                        ffi::lua_pushnil(state);
+                    }
+                }
+                _ => {}
+            }
+            ffi::lua_pushstring(state, c"vector".as_ptr());
+            ffi::lua_rawget(state, 1);
+            ffi::lua_remove(state, 1);
+        })
+    }?;
+    Ok(AnswerFields {
+        text,
+        same_text,
+        vector,
+        free_fields,
+    })
+}

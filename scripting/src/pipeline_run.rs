@@ -254,9 +254,8 @@ pub(crate) struct RunContext {
     pub debug: Table,
     /// Breakpoints, steps and filters; borrowed only between resumes.
     pub debugger: RefCell<crate::debug::debugger::Debugger>,
-    /// Builds each run's `req`; `None` only when the state had no memory
-    /// left for it at start, and then `req` is built key by key.
-    pub request_tables: Option<RequestTables>,
+    /// Builds each run's `req` and reads its answer.
+    pub request_tables: RequestTables,
 }
 
 impl RunContext {
@@ -320,6 +319,7 @@ pub(crate) async fn run(
         }
         if let Some(log) = &request.stage_log {
             log.push(trace_of(
+                &context.lua,
                 &stage.name,
                 started,
                 elapsed,
@@ -346,6 +346,7 @@ pub(crate) async fn run(
                     let elapsed = fallback_started.elapsed();
                     let trace = match &degraded {
                         Ok(answer_table) => trace_of(
+                            &context.lua,
                             "fallback",
                             fallback_started,
                             elapsed,
@@ -395,13 +396,8 @@ fn run_answer(
     stages: Vec<(String, Duration)>,
     embed_fallback: bool,
 ) -> Result<RunAnswer, String> {
-    let (mut answer, text_is_request) = answer_from(
-        context.request_tables.as_ref(),
-        table,
-        request,
-        stages,
-        Unchanged::Leave,
-    )?;
+    let (mut answer, text_is_request) =
+        answer_from(&context.lua, table, request, stages, Unchanged::Leave)?;
     answer.embed_fallback = embed_fallback;
     Ok(RunAnswer {
         answer,
@@ -438,6 +434,7 @@ enum StageOutput {
 /// What a stage did, for the request's [`StageLog`]: `req` after it, or its
 /// error (located like the request's answer).
 fn trace_of<T>(
+    lua: &Lua,
     stage: &str,
     started: Instant,
     elapsed: Duration,
@@ -446,7 +443,7 @@ fn trace_of<T>(
     result: &Result<T, StageFailure>,
 ) -> StageTrace {
     let (output, error) = match result {
-        Ok(_) => match answer_from(None, req, request, Vec::new(), Unchanged::Copy) {
+        Ok(_) => match answer_from(lua, req, request, Vec::new(), Unchanged::Copy) {
             Ok((answer, _)) => (
                 Some(StageOutputRecord {
                     text: answer.text,
@@ -728,28 +725,13 @@ fn call_failure(
 /// `req` for a request: the five fields the runner owns, in a table sized
 /// for them and the vector (a table grown key by key rehashes three times).
 fn new_request_table(context: &RunContext, request: &PipelineRequest) -> mlua::Result<Table> {
-    let lua = &context.lua;
-    if let Some(tables) = &context.request_tables {
-        return tables.build(lua, request);
-    }
-    let req = lua.create_table_with_capacity(0, OWN_FIELDS.len() + 2)?;
-    req.raw_set("id", request.id)?;
-    req.raw_set("correlation_id", request.correlation_id.as_str())?;
-    req.raw_set("pipeline", request.pipeline.as_str())?;
-    req.raw_set("priority", request.priority.as_str())?;
-    req.raw_set("text", request.text.as_str())?;
-    Ok(req)
+    context.request_tables.build(&context.lua, request)
 }
 
-/// Builds `req` tables with one call of a precompiled Lua constructor. Under
-/// the script's memory limit every string made and every key set from Rust
-/// is a protected call of its own; the constructor makes it one, and the
-/// Lua strings of pipeline and priority names are kept between requests.
+/// Builds `req` tables and reads answers back, each in one protected call
+/// (`lua_raw::request_table`, `lua_raw::read_answer`), and keeps the Lua
+/// strings of pipeline and priority names between requests.
 pub(crate) struct RequestTables {
-    constructor: Function,
-    /// `req` → its text, its vector, and whether it holds a field besides
-    /// the runner's own (only then are its fields walked from Rust).
-    reader: Function,
     names: RefCell<Vec<(Box<str>, mlua::LuaString)>>,
 }
 
@@ -758,56 +740,25 @@ pub(crate) struct RequestTables {
 const KEPT_NAMES: usize = 64;
 
 impl RequestTables {
-    pub(crate) fn new(lua: &Lua) -> mlua::Result<RequestTables> {
-        // Five hash fields size the table for eight, so `vector` fits
-        // without a rehash.
-        let constructor = lua
-            .load(
-                "local id, correlation_id, pipeline, priority, text = ...\n\
-                 return { id = id, correlation_id = correlation_id, \
-                 pipeline = pipeline, priority = priority, text = text }",
-            )
-            .set_name("=spindle request")
-            .into_function()?;
-        let own = lua.create_table_with_capacity(0, OWN_FIELDS.len())?;
-        for field in OWN_FIELDS {
-            own.raw_set(*field, true)?;
-        }
-        let reader = lua
-            .load(
-                "local own = ...\n\
-                 local next, rawget = next, rawget\n\
-                 return function(req)\n\
-                 local free = false\n\
-                 for key in next, req do\n\
-                 if not own[key] then free = true break end\n\
-                 end\n\
-                 return rawget(req, 'text'), rawget(req, 'vector'), free\n\
-                 end",
-            )
-            .set_name("=spindle answer")
-            .call(own)?;
-        Ok(RequestTables {
-            constructor,
-            reader,
+    pub(crate) fn new() -> RequestTables {
+        RequestTables {
             names: RefCell::new(Vec::new()),
-        })
+        }
     }
 
     fn build(&self, lua: &Lua, request: &PipelineRequest) -> mlua::Result<Table> {
         let pipeline = self.name(lua, &request.pipeline)?;
         let priority = self.name(lua, &request.priority)?;
-        self.constructor.call((
-            request.id,
-            request.correlation_id.as_str(),
-            pipeline,
-            priority,
-            request.text.as_str(),
-        ))
-    }
-
-    fn read(&self, req: &Table) -> mlua::Result<(Value, Value, bool)> {
-        self.reader.call(req)
+        crate::lua_raw::request_table(
+            lua,
+            &crate::lua_raw::RequestFields {
+                id: request.id,
+                correlation_id: &request.correlation_id,
+                pipeline: &pipeline,
+                priority: &priority,
+                text: &request.text,
+            },
+        )
     }
 
     fn name(&self, lua: &Lua, name: &str) -> mlua::Result<mlua::LuaString> {
@@ -827,27 +778,19 @@ impl RequestTables {
 /// The answer in `req`, and whether its text is the request's own (only
 /// with [`Unchanged::Leave`]; the answer's text is then empty).
 fn answer_from(
-    tables: Option<&RequestTables>,
+    lua: &Lua,
     req: &Table,
     request: &PipelineRequest,
     stages: Vec<(String, Duration)>,
     unchanged: Unchanged,
 ) -> Result<(PipelineAnswer, bool), String> {
-    let (text, vector, free_fields) = match tables {
-        Some(tables) => tables.read(req).map_err(|error| error.to_string())?,
-        None => (
-            req.raw_get::<Value>("text")
-                .map_err(|error| error.to_string())?,
-            req.raw_get::<Value>("vector")
-                .map_err(|error| error.to_string())?,
-            true,
-        ),
-    };
-    let same = match &text {
-        Value::String(text) => text.as_bytes() == request.text.as_bytes(),
-        Value::Nil => true,
-        _ => false,
-    };
+    let crate::lua_raw::AnswerFields {
+        text,
+        same_text: same,
+        vector,
+        free_fields,
+    } = crate::lua_raw::read_answer(lua, req, &request.text, OWN_FIELDS)
+        .map_err(|error| error.to_string())?;
     let text = match text {
         // Unchanged by the stages: no conversion back from Lua.
         _ if same && unchanged == Unchanged::Leave => String::new(),
