@@ -37,6 +37,16 @@ s.pipeline "texts" {
     return req
   end),
 }
+s.pipeline "shapes" {
+  s.stage("shape", function(req)
+    if req.text == "number" then req.text = 42
+    elseif req.text == "list key" then req[1] = "not a field"
+    elseif req.text == "vector" then req.vector = { 1, 2.5, 3 }
+    elseif req.text == "bad vector" then req.vector = "no"
+    elseif req.text == "mixed" then req[2] = true req.extra = 7 req.text = "mixed!" end
+    return req
+  end),
+}
 s.pipeline "fields" {
   s.stage("look", function(req)
     req.seen = string.format("%s %d %s %s %s", math.type(req.id), req.id,
@@ -256,6 +266,41 @@ fn the_answers_text_is_the_requests_unless_a_stage_wrote_another() {
     assert_eq!(
         text_of(5, "degrading", "from the caller"),
         "from the caller"
+    );
+}
+
+/// What a stage leaves in `req` reaches the answer: a text that is not a
+/// string and a vector that is not a list fail clearly; keys that are not
+/// strings are no fields; a list becomes the vector.
+#[test]
+fn the_answer_is_read_from_whatever_shape_req_was_left_in() {
+    let fixture = start();
+    let outcome = |id: u64, text: &str| wait(&submit(&fixture.host, request(id, "shapes", text)));
+    let failed = |id: u64, text: &str| match outcome(id, text) {
+        RunOutcome::Failed(failure) => failure.message,
+        other => panic!("{text}: expected a failure, got {other:?}"),
+    };
+    let answered = |id: u64, text: &str| match outcome(id, text) {
+        RunOutcome::Answered(answer) => answer,
+        other => panic!("{text}: expected an answer, got {other:?}"),
+    };
+    assert_eq!(
+        failed(1, "number"),
+        "req.text must be a string, found integer"
+    );
+    assert_eq!(
+        failed(2, "bad vector"),
+        "req.vector must be a list of numbers, found string"
+    );
+    let list_key = answered(3, "list key");
+    assert_eq!(list_key.text, "list key");
+    assert!(list_key.fields.is_empty(), "{:?}", list_key.fields);
+    assert_eq!(answered(4, "vector").vector, Some(vec![1.0, 2.5, 3.0]));
+    let mixed = answered(5, "mixed");
+    assert_eq!(mixed.text, "mixed!");
+    assert_eq!(
+        mixed.fields.into_iter().collect::<Vec<_>>(),
+        [("extra".to_owned(), "7".to_owned())]
     );
 }
 
