@@ -328,15 +328,16 @@ async fn on_request(
         }
         let _slot = InflightSlot(shared.clone(), request_id);
         let correlation = correlation_id(request_id);
-        let submit = shared.kernel.submit(Submission {
+        // Boxed: held inline, the submission's future (about 900 bytes)
+        // would be copied with the whole task each time the task moves.
+        let mut submit = Box::pin(shared.kernel.submit(Submission {
             pipeline: request.pipeline,
             text: request.payload,
             priority: answer::priority(request.priority),
             deadline: Some(Duration::from_millis(u64::from(request.deadline_ms))),
             correlation_id: Some(correlation.clone()),
             source: Source::Netlink,
-        });
-        tokio::pin!(submit);
+        }));
         let answer = tokio::select! {
             // The submission first: its first poll admits the request, so
             // a cancel that is already waiting finds it.
