@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-debugger bench-debugger-instructions bench-operate longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e test-dap
+.PHONY: demo test bench bench-debugger bench-debugger-instructions request-instructions bench-operate longrun setup lint layering doc setup-editor editor-test vsix test-jupyter bench-jupyter fuzz kmod-e2e test-dap
 
 ## Set up, build, and run the example graph in the foreground until Ctrl-C.
 ## `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
@@ -74,6 +74,11 @@ bench-debugger:
 ## load cannot move them (target/bench/debugger_instructions.json).
 bench-debugger-instructions:
 	CARGO=$(CARGO) bash scripts/bench-debugger-instructions.sh
+
+## What one no-op request costs the daemon, per thread, in instructions
+## counted by callgrind: a profile, no anchor (target/bench/request_instructions.json).
+request-instructions:
+	CARGO=$(CARGO) bash scripts/request-instructions.sh
 
 ## `spindle dap` driven by a DAP client nobody here wrote
 ## (@vscode/debugadapter-testsupport's DebugClient, pinned by
