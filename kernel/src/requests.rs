@@ -511,7 +511,6 @@ async fn run_job(
         ));
     };
     let id = job.request.id.0;
-    job.request.stamp("pipeline");
     let request = PipelineRequest {
         id,
         correlation_id: job.request.correlation_id.clone(),

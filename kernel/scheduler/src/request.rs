@@ -172,16 +172,6 @@ pub struct Request<P> {
     pub deadline: Instant,
     pub source: Source,
     pub payload: P,
-    /// When the request reached each stage, in order. The scheduler stamps
-    /// `admitted` and `started`; the worker may stamp its own stages.
-    pub timestamps: Vec<(String, Instant)>,
-}
-
-impl<P> Request<P> {
-    /// Records that the request reached `stage` now.
-    pub fn stamp(&mut self, stage: impl Into<String>) {
-        self.timestamps.push((stage.into(), Instant::now()));
-    }
 }
 
 /// Why a request was cancelled.

@@ -395,7 +395,6 @@ where
             deadline,
             source: new.source,
             payload: new.payload,
-            timestamps: vec![("admitted".to_owned(), admitted_at)],
         };
         let (deadline_tx, _) = watch::channel(DeadlineState::Running(deadline));
         let span = tracing::info_span!(
@@ -473,14 +472,12 @@ where
                     continue;
                 }
             }
-            let Some(mut request) = entry.request.take() else {
+            let Some(request) = entry.request.take() else {
                 continue;
             };
             // Its place in the queue is free again.
             entry.permit = None;
-            let now = Instant::now();
-            entry.started_at = Some(now);
-            request.timestamps.push(("started".to_owned(), now));
+            entry.started_at = Some(Instant::now());
             let cancel = entry.cancel.clone();
             let job = Job {
                 request,
