@@ -17,15 +17,7 @@ cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 requests=${SPINDLE_BENCH_REQUESTS:-5}
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
-    else
-        echo "bench-debugger-instructions: please install valgrind" >&2
-        exit 1
-    fi
-fi
+bash scripts/ensure-valgrind.sh bench-debugger-instructions
 
 bench=$($CARGO bench -p spindle-dap --bench debugger --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json, sys

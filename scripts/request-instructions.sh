@@ -29,15 +29,7 @@ if [ "$large" -le "$small" ]; then
     exit 1
 fi
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
-    else
-        echo "request-instructions: please install valgrind" >&2
-        exit 1
-    fi
-fi
+bash scripts/ensure-valgrind.sh request-instructions
 
 $CARGO build --release --bin spindle
 target=${CARGO_TARGET_DIR:-target}
