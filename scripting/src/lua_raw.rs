@@ -798,9 +798,7 @@ pub(crate) fn read_answer(
             while ffi::lua_next(state, 1) != 0 {
                 ffi::lua_pop(state, 1);
                 let own_key = ffi::lua_type(state, -1) == ffi::LUA_TSTRING && {
-                    let mut length = 0;
-                    let key = ffi::lua_tolstring(state, -1, &mut length);
-                    let key = std::slice::from_raw_parts(key.cast::<u8>(), length);
+                    let key = string_at(state, -1);
                     own.iter().any(|own| own.as_bytes() == key)
                 };
                 if !own_key {
@@ -813,16 +811,10 @@ pub(crate) fn read_answer(
             ffi::lua_rawget(state, 1);
             match ffi::lua_type(state, -1) {
                 ffi::LUA_TNIL => same_text = true,
-                ffi::LUA_TSTRING => {
-                    let mut length = 0;
-                    let text = ffi::lua_tolstring(state, -1, &mut length);
-                    if std::slice::from_raw_parts(text.cast::<u8>(), length)
-                        == request_text.as_bytes()
-                    {
-                        same_text = true;
-                        ffi::lua_pop(state, 1);
-                        ffi::lua_pushnil(state);
-                    }
+                ffi::LUA_TSTRING if string_at(state, -1) == request_text.as_bytes() => {
+                    same_text = true;
+                    ffi::lua_pop(state, 1);
+                    ffi::lua_pushnil(state);
                 }
                 _ => {}
             }
@@ -837,4 +829,21 @@ pub(crate) fn read_answer(
         vector,
         free_fields,
     })
+}
+
+/// The bytes of the string at `index`, borrowed from Lua.
+///
+/// # Safety
+///
+/// The value at `index` must be a string (not a number `lua_tolstring`
+/// would convert in place), and the slice must not outlive its place on
+/// the stack.
+unsafe fn string_at<'a>(state: *mut ffi::lua_State, index: c_int) -> &'a [u8] {
+    let mut length = 0;
+    // SAFETY: the caller guarantees a string at `index`; Lua keeps its
+    // bytes alive while it stays on the stack.
+    unsafe {
+        let bytes = ffi::lua_tolstring(state, index, &mut length);
+        std::slice::from_raw_parts(bytes.cast::<u8>(), length)
+    }
 }

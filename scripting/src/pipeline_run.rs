@@ -254,7 +254,7 @@ pub(crate) struct RunContext {
     pub debug: Table,
     /// Breakpoints, steps and filters; borrowed only between resumes.
     pub debugger: RefCell<crate::debug::debugger::Debugger>,
-    /// Builds each run's `req` and reads its answer.
+    /// Builds each run's `req`.
     pub request_tables: RequestTables,
 }
 
@@ -304,7 +304,10 @@ pub(crate) async fn run(
             format!("no pipeline named `{}`", request.pipeline),
         ));
     };
-    let mut req = new_request_table(&context, &request).map_err(|e| failure("", e.to_string()))?;
+    let mut req = context
+        .request_tables
+        .build(&context.lua, &request)
+        .map_err(|e| failure("", e.to_string()))?;
     let mut stages = Vec::new();
     let mut embed_fallback = false;
     for stage in &pipeline.stages {
@@ -722,15 +725,9 @@ fn call_failure(
     }
 }
 
-/// `req` for a request: the five fields the runner owns, in a table sized
-/// for them and the vector (a table grown key by key rehashes three times).
-fn new_request_table(context: &RunContext, request: &PipelineRequest) -> mlua::Result<Table> {
-    context.request_tables.build(&context.lua, request)
-}
-
-/// Builds `req` tables and reads answers back, each in one protected call
-/// (`lua_raw::request_table`, `lua_raw::read_answer`), and keeps the Lua
-/// strings of pipeline and priority names between requests.
+/// Builds each run's `req` in one protected call (`lua_raw::request_table`)
+/// and keeps the Lua strings of pipeline and priority names between
+/// requests. The answer is read back by `lua_raw::read_answer`.
 pub(crate) struct RequestTables {
     names: RefCell<Vec<(Box<str>, mlua::LuaString)>>,
 }
@@ -746,6 +743,7 @@ impl RequestTables {
         }
     }
 
+    /// `req` for a request: the five fields the runner owns.
     fn build(&self, lua: &Lua, request: &PipelineRequest) -> mlua::Result<Table> {
         let pipeline = self.name(lua, &request.pipeline)?;
         let priority = self.name(lua, &request.priority)?;
