@@ -9,19 +9,20 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Wraps `future`; see the module docs.
-pub(crate) fn catch_panic<F: Future>(future: F) -> CatchPanic<F> {
+/// Wraps `future`, boxed, so that the wrapper has a name whatever the
+/// future's type; see the module docs.
+pub(crate) fn catch_panic<O>(future: impl Future<Output = O> + Send + 'static) -> CatchPanic<O> {
     CatchPanic {
         inner: Box::pin(future),
     }
 }
 
-pub(crate) struct CatchPanic<F> {
-    inner: Pin<Box<F>>,
+pub(crate) struct CatchPanic<O> {
+    inner: Pin<Box<dyn Future<Output = O> + Send>>,
 }
 
-impl<F: Future> Future for CatchPanic<F> {
-    type Output = Result<F::Output, String>;
+impl<O> Future for CatchPanic<O> {
+    type Output = Result<O, String>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.inner.as_mut();

@@ -3,10 +3,10 @@
 //! resume), cancellation, shutdown, and exactly one [`Outcome`] per request.
 //!
 //! One task owns all of it. Handles send it a closed set of `Command`s,
-//! each carrying a `oneshot` for its reply; worker futures run in a
-//! `JoinSet` the same task owns, so results, deadlines and commands are
-//! handled in one place and a request is answered by removing its reply
-//! sender — it cannot be answered twice. The one thing handles touch
+//! each carrying a `oneshot` for its reply; worker futures run inside the
+//! same task (a `FuturesUnordered` it polls), so results, deadlines and
+//! commands are handled in one place and a request is answered by removing
+//! its reply sender — it cannot be answered twice. The one thing handles touch
 //! without the task is a queue's free places: a semaphore per priority
 //! whose permits travel with queued requests, so `submit` answers "busy"
 //! at once, without a round trip (the task still counts every refusal).
@@ -22,13 +22,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::catch::catch_panic;
+use crate::catch::{CatchPanic, catch_panic};
 use crate::deadline::{DeadlineState, DeadlineWatch};
 use crate::failure::{Failure, Gate};
 use crate::handle::{
@@ -173,8 +174,7 @@ impl Scheduler {
             admission: Arc::clone(&admission),
             entries: IdMap::default(),
             deadlines: BTreeSet::new(),
-            tasks: JoinSet::new(),
-            task_ids: IdMap::default(),
+            tasks: FuturesUnordered::new(),
             counters: Counters::default(),
             events: events.clone(),
             admitting: true,
@@ -190,9 +190,42 @@ impl Scheduler {
     }
 }
 
-/// What a worker task reports: the request and, unless it was cancelled,
-/// the worker's result or the panic message.
+/// What a job reports: the request and, unless it was cancelled, the
+/// worker's result or the panic message.
 type TaskResult<T> = (RequestId, Option<Result<Result<T, Failure>, String>>);
+
+/// One running job: the worker's future raced against the request's
+/// cancellation, inside `catch_panic`, inside the request's span.
+///
+/// Jobs are polled by the scheduler's own task rather than spawned: a
+/// job's future only hands the request to its worker (the script host's
+/// thread, a batcher) and waits, so a task of its own bought no
+/// parallelism, and cost a spawn, a join and a wake-up of the scheduler
+/// for every request. A job that finishes is answered in the same poll.
+struct JobTask<T> {
+    id: RequestId,
+    work: tracing::instrument::Instrumented<CatchPanic<Option<Result<T, Failure>>>>,
+}
+
+impl<T> Future for JobTask<T> {
+    type Output = TaskResult<T>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<TaskResult<T>> {
+        let id = self.id;
+        Pin::new(&mut self.work).poll(cx).map(|result| {
+            // A panic is reported as the worker's; a cancelled job as `None`.
+            let result = match result {
+                Ok(None) => None,
+                Ok(Some(result)) => Some(Ok(result)),
+                Err(panic) => Some(Err(panic)),
+            };
+            (id, result)
+        })
+    }
+}
 
 struct Entry<P, T> {
     correlation_id: String,
@@ -230,8 +263,7 @@ struct Actor<P, T, W> {
     entries: IdMap<RequestId, Entry<P, T>>,
     /// Running deadline clocks (paused ones are absent).
     deadlines: BTreeSet<(Instant, RequestId)>,
-    tasks: JoinSet<TaskResult<T>>,
-    task_ids: IdMap<tokio::task::Id, RequestId>,
+    tasks: FuturesUnordered<JobTask<T>>,
     counters: Counters,
     events: broadcast::Sender<RequestEvent>,
     admitting: bool,
@@ -268,19 +300,8 @@ where
             // commands may starve the others.
             tokio::select! {
                 _ = shutdown.cancelled(), if self.admitting => self.begin_shutdown(),
-                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
-                    match joined {
-                        Ok((task_id, (id, result))) => {
-                            self.task_ids.remove(&task_id);
-                            self.finish(id, result);
-                        }
-                        Err(join_error) => {
-                            let id = self.task_ids.remove(&join_error.id());
-                            if let Some(id) = id {
-                                self.finish(id, Some(Err(format!("worker task failed: {join_error}"))));
-                            }
-                        }
-                    }
+                Some((id, result)) = self.tasks.next(), if !self.tasks.is_empty() => {
+                    self.finish(id, result);
                 }
                 _ = timer.as_mut(), if timer_target.is_some() => {
                     timer_target = None;
@@ -486,21 +507,19 @@ where
             };
             let worker = Arc::clone(&self.worker);
             let span = entry.span.clone();
-            let handle = self.tasks.spawn(Instrument::instrument(
-                async move {
-                    // The call itself sits inside `catch_panic` too: a worker
-                    // that panics before returning its future is caught as well.
-                    let work = catch_panic(async move { worker.run(job).await });
-                    let result = tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => None,
-                        result = work => Some(result),
-                    };
-                    (id, result)
-                },
-                span,
-            ));
-            self.task_ids.insert(handle.id(), id);
+            // The call itself sits inside `catch_panic` too: a worker that
+            // panics before returning its future is caught as well.
+            let work = catch_panic(async move {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => None,
+                    result = worker.run(job) => Some(result),
+                }
+            });
+            self.tasks.push(JobTask {
+                id,
+                work: Instrument::instrument(work, span),
+            });
             self.emit(id, RequestEventKind::Started);
         }
     }
