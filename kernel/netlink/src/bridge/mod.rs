@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
 use crate::kernel_handle::{Kernel, KernelHandle};
@@ -130,7 +130,9 @@ pub async fn serve(
         });
     }
     let instance_id = config.instance_id.unwrap_or_else(rand::random);
-    let mut tasks: JoinSet<()> = JoinSet::new();
+    // The requests' tasks, which outlive a lost session: their answers go
+    // out on the link they came in on.
+    let tasks = TaskTracker::new();
     let shared = Arc::new(session::Shared::new(kernel, config, serves, instance_id));
     let mut announced_missing = false;
     loop {
@@ -166,9 +168,9 @@ pub async fn serve(
                     window = registered.max_inflight,
                     "netlink: registered"
                 );
-                match session::run(&link, &shared, registered, early, &mut tasks, &shutdown).await {
+                match session::run(&link, &shared, registered, early, &tasks, &shutdown).await {
                     SessionEnd::Shutdown => {
-                        session::drain(&link, &shared, &mut tasks).await;
+                        session::drain(&link, &shared, &tasks).await;
                         return Ok(());
                     }
                     SessionEnd::Lost(why) => {
@@ -196,7 +198,8 @@ pub async fn serve(
             break;
         }
     }
-    while tasks.join_next().await.is_some() {}
+    tasks.close();
+    tasks.wait().await;
     Ok(())
 }
 

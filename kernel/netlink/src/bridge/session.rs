@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crate::kernel_handle::Submission;
 use spindle_scheduler::Source;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::codec::{self, DecodeError, Frame, NLM_F_REQUEST};
 use crate::kernel_handle::KernelHandle;
@@ -75,7 +75,7 @@ pub(super) async fn run(
     shared: &Arc<Shared>,
     registered: Registered,
     early: Vec<Frame>,
-    tasks: &mut JoinSet<()>,
+    tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     let window = registered.max_inflight.min(shared.config.max_inflight);
@@ -125,7 +125,6 @@ pub(super) async fn run(
                     heartbeat_seqs.remove(0);
                 }
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             received = link.socket.recv(&mut buffer) => {
                 let received = match received {
                     Ok(received) => received,
@@ -172,7 +171,7 @@ async fn on_frame(
     shared: &Arc<Shared>,
     frame: Frame,
     window: u32,
-    tasks: &mut JoinSet<()>,
+    tasks: &TaskTracker,
     heartbeat_seqs: &[u32],
 ) -> Result<(), String> {
     match frame {
@@ -264,7 +263,7 @@ async fn on_request(
     request: Request,
     seq: u32,
     window: u32,
-    tasks: &mut JoinSet<()>,
+    tasks: &TaskTracker,
 ) {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let request_id = request.request_id;
@@ -402,7 +401,7 @@ async fn on_malformed(link: &Link, shared: &Shared, error: DecodeError) {
 /// Shutdown: UNREGISTER so the kernel sends nothing new, then answer what
 /// is in flight (within each request's deadline), then return; closing the
 /// socket afterwards releases the port.
-pub(super) async fn drain(link: &Link, shared: &Arc<Shared>, tasks: &mut JoinSet<()>) {
+pub(super) async fn drain(link: &Link, shared: &Arc<Shared>, tasks: &TaskTracker) {
     let message = Message::Unregister(Unregister {
         instance_id: shared.instance_id,
     });
@@ -418,9 +417,11 @@ pub(super) async fn drain(link: &Link, shared: &Arc<Shared>, tasks: &mut JoinSet
         Err(error) => tracing::warn!("netlink: could not unregister: {error}"),
     }
     let mut buffer = vec![0u8; limit::MESSAGE];
-    while !tasks.is_empty() {
+    // Closed, the tracker's `wait` ends once its last task has.
+    tasks.close();
+    loop {
         tokio::select! {
-            _ = tasks.join_next() => {}
+            _ = tasks.wait() => return,
             received = link.socket.recv(&mut buffer) => {
                 // Requests that crossed the UNREGISTER: answer them at once.
                 let Ok(received) = received else { continue };
