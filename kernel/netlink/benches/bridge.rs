@@ -6,6 +6,12 @@
 //!
 //! - raw: `pingpong` (blocking sockets, one echo process), datagrams of the
 //!   payload's size;
+//! - raw, one CPU: the same round trip with the pinger and the echo pinned
+//!   to one CPU, one at a time: two context switches and no wake-up of an
+//!   idle CPU. Printed beside the others, not a target's anchor: on a VM
+//!   whose idle CPUs wake slowly (tens of microseconds), the unpinned raw
+//!   round trip pays that twice while the daemon's spinning threads do not,
+//!   and this row shows how far the bridge is from the round trip's floor;
 //! - kernel: the same no-op pipeline submitted in process, no netlink (what
 //!   the request path costs by itself);
 //! - bridge: the peer (this process) plays the kernel; a child process runs
@@ -81,6 +87,10 @@ fn main() {
     }
     match std::env::var(ROLE).ok().as_deref() {
         Some("echo") => return echo(),
+        Some("echo:cpu0") => {
+            spindle_netlink::sys::pin_current_thread(0).expect("pin the echo to CPU 0");
+            return echo();
+        }
         Some(role) if role.starts_with("bridge:") => return bridge(role),
         _ => {}
     }
@@ -102,6 +112,7 @@ fn main() {
     );
     for size in [64usize, 1500] {
         let (raw_latency, raw_throughput) = raw(size);
+        let one_cpu_latency = raw_on_one_cpu(size);
         let (kernel_latency, kernel_throughput) = in_process(dir.path(), size);
         let (bridge_latency, bridge_throughput) = over_bridge(dir.path(), "noop", NOOP, size);
         let raw_p50 = micros(percentile(&raw_latency, 0.5));
@@ -130,6 +141,19 @@ fn main() {
                 "requests_per_second": throughput, "p50_ratio_to_raw": ratio,
             }));
         }
+        let one_cpu_p50 = micros(percentile(&one_cpu_latency, 0.5));
+        let one_cpu_p99 = micros(percentile(&one_cpu_latency, 0.99));
+        println!(
+            "{:<9} {size:>6} {one_cpu_p50:>9.1} {one_cpu_p99:>9.1} {:>12} {:>10.2}   (pinger and echo on CPU 0, one at a time)",
+            "raw 1 CPU",
+            "-",
+            one_cpu_p50 / raw_p50
+        );
+        rows.push(serde_json::json!({
+            "what": "raw_one_cpu", "bytes": size, "p50_us": one_cpu_p50, "p99_us": one_cpu_p99,
+            "p50_ratio_to_raw": one_cpu_p50 / raw_p50,
+            "bridge_p50_ratio": bridge_p50 / one_cpu_p50,
+        }));
         let ratio = bridge_p50 / raw_p50;
         targets.push(Target {
             what: format!("{size} B: bridge p50 within {RATIO_TARGET}× raw"),
@@ -141,6 +165,13 @@ fn main() {
             figure: format!("{bridge_throughput:.0}"),
             met: bridge_throughput >= RATE_TARGET,
         });
+    }
+    for row in rows.iter().filter(|row| row["what"] == "raw_one_cpu") {
+        println!(
+            "{} B: the bridge's p50 is {:.2}× the round trip on one CPU (not a target)",
+            row["bytes"],
+            row["bridge_p50_ratio"].as_f64().unwrap_or(f64::NAN)
+        );
     }
     let embedding = embeddings(dir.path());
     println!(
@@ -225,6 +256,21 @@ fn raw(size: usize) -> (Vec<Duration>, f64) {
         latency.latencies,
         throughput.round_trips as f64 / throughput.elapsed.as_secs_f64(),
     )
+}
+
+/// Raw round trips one at a time with the pinger (a thread of its own) and
+/// the echo both pinned to CPU 0.
+fn raw_on_one_cpu(size: usize) -> Vec<Duration> {
+    let (mut child, port) = spawn_role("echo:cpu0");
+    let latency = std::thread::spawn(move || {
+        spindle_netlink::sys::pin_current_thread(0).expect("pin the pinger to CPU 0");
+        pingpong::ping(port, size, LATENCY_ROUNDS, 1).expect("ping")
+    })
+    .join()
+    .expect("the pinger");
+    pingpong::stop_echo(port).expect("stop");
+    child.wait().expect("echo exits");
+    latency.latencies
 }
 
 /// The child: a kernel from SCRIPT behind the bridge, to the peer's port;
