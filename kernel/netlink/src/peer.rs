@@ -531,6 +531,28 @@ impl Peer {
     /// Must not run while a task awaits this peer's socket.
     pub fn ping(&mut self, config: &PeerConfig) -> Result<PeerReport, Error> {
         let (port, grace) = self.run_settings(config)?;
+        // Each answer is awaited in one blocking receive, as the raw
+        // pinger's is; the socket goes back to the runtime's readiness
+        // after, however the run ended.
+        self.socket
+            .block_receives(Some(grace))
+            .map_err(|source| Error::io("making the peer's receives block", source))?;
+        let result = self.ping_blocking(config, port, grace);
+        let restored = self
+            .socket
+            .block_receives(None)
+            .map_err(|source| Error::io("making the peer's receives non-blocking again", source));
+        let report = result?;
+        restored?;
+        Ok(report)
+    }
+
+    fn ping_blocking(
+        &mut self,
+        config: &PeerConfig,
+        port: u32,
+        grace: Duration,
+    ) -> Result<PeerReport, Error> {
         let mut report = PeerReport::default();
         let mut outstanding: HashMap<u64, Instant> = HashMap::new();
         let mut datagram = Vec::with_capacity(2048);
@@ -544,12 +566,16 @@ impl Peer {
             outstanding.insert(request_id, sent_at);
             report.sent = sent + 1;
             while outstanding.contains_key(&request_id) {
-                let left = (sent_at + grace).saturating_duration_since(Instant::now());
-                let Some(received) = self
-                    .socket
-                    .recv_blocking(&mut self.buffer, left)
-                    .map_err(|source| Error::io("receiving from the daemon", source))?
-                else {
+                // Each receive waits up to `grace`, and none starts once
+                // `grace` has passed since the send.
+                let received = if Instant::now() < sent_at + grace {
+                    self.socket
+                        .recv_blocking(&mut self.buffer)
+                        .map_err(|source| Error::io("receiving from the daemon", source))?
+                } else {
+                    None
+                };
+                let Some(received) = received else {
                     report.missing += 1;
                     report.problem(format!("request {request_id} got no answer"));
                     outstanding.remove(&request_id);

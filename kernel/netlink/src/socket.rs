@@ -70,25 +70,27 @@ impl NetlinkSocket {
         sys::send_to(self.fd.get_ref(), datagram, port).map(|_| ())
     }
 
-    /// Receives one datagram while blocking the calling thread, as the raw
-    /// ping-pong does (poll, then receive); `None` after `timeout`. For a
-    /// caller timing one request at a time; never while a task awaits
+    /// Makes receives block the calling thread for at most `timeout`
+    /// (`Some`), as the raw ping-pong's do, or return to readiness on the
+    /// runtime (`None`, as opened). For a caller timing one request at a
+    /// time with [`NetlinkSocket::recv_blocking`]; never while a task awaits
     /// [`NetlinkSocket::recv`] on the same socket.
-    pub fn recv_blocking(
-        &self,
-        buffer: &mut [u8],
-        timeout: std::time::Duration,
-    ) -> io::Result<Option<Received>> {
-        let until = std::time::Instant::now() + timeout;
+    pub fn block_receives(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        let fd = self.fd.get_ref();
+        sys::set_receive_timeout(fd, timeout.unwrap_or_default())?;
+        sys::set_blocking(fd, timeout.is_some())
+    }
+
+    /// Receives one datagram with the calling thread blocked in the one
+    /// call (after [`NetlinkSocket::block_receives`]); `None` when its
+    /// timeout passed first.
+    pub fn recv_blocking(&self, buffer: &mut [u8]) -> io::Result<Option<Received>> {
         loop {
             match sys::recv_from(self.fd.get_ref(), buffer) {
                 Ok(received) => return Ok(Some(received)),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
-            }
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || !sys::wait_readable(self.fd.get_ref(), left)? {
-                return Ok(None);
             }
         }
     }

@@ -182,27 +182,48 @@ pub fn recv_from(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<Received> {
     })
 }
 
-/// Waits until `fd` is readable or `timeout` passes; false on timeout.
-pub fn wait_readable(fd: &OwnedFd, timeout: std::time::Duration) -> io::Result<bool> {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // Rounded up: a wait under a millisecond must not return at once.
-    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    loop {
-        // SAFETY: `poll` is one valid pollfd, valid for writes for the
-        // call's duration; the count passed is 1.
-        let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
-        if ready >= 0 {
-            return Ok(ready > 0);
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
+/// Makes `fd`'s calls block (`blocking`) or return `WouldBlock` at once.
+pub fn set_blocking(fd: &OwnedFd, blocking: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL take and return plain flag words on an
+    // open descriptor that `fd` keeps open.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
     }
+    let flags = if blocking {
+        flags & !libc::O_NONBLOCK
+    } else {
+        flags | libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How long a blocking receive on `fd` waits before it fails with
+/// `WouldBlock` (SO_RCVTIMEO; zero waits for ever).
+pub fn set_receive_timeout(fd: &OwnedFd, timeout: std::time::Duration) -> io::Result<()> {
+    let value = libc::timeval {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+    };
+    // SAFETY: `value` is a timeval that outlives the call and the length
+    // given is its size.
+    let result = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const value).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Pins the calling thread to one CPU (benchmarks say how they pinned).
