@@ -8,10 +8,10 @@
 //!   payload's size;
 //! - raw, one CPU: the same round trip with the pinger and the echo pinned
 //!   to one CPU, one at a time: two context switches and no wake-up of an
-//!   idle CPU. Printed beside the others, not a target's anchor: on a VM
-//!   whose idle CPUs wake slowly (tens of microseconds), the unpinned raw
-//!   round trip pays that twice while the daemon's spinning threads do not,
-//!   and this row shows how far the bridge is from the round trip's floor;
+//!   idle CPU. On a VM whose idle CPUs wake slowly (tens of microseconds)
+//!   the unpinned round trip pays that twice while the daemon's spinning
+//!   threads do not; the p50 target is against the lower of the two raw
+//!   p50s, the floor;
 //! - kernel: the same no-op pipeline submitted in process, no netlink (what
 //!   the request path costs by itself);
 //! - bridge: the peer (this process) plays the kernel; a child process runs
@@ -154,9 +154,17 @@ fn main() {
             "p50_ratio_to_raw": one_cpu_p50 / raw_p50,
             "bridge_p50_ratio": bridge_p50 / one_cpu_p50,
         }));
-        let ratio = bridge_p50 / raw_p50;
+        // The floor: whichever raw round trip was faster in this run.
+        let (floor_what, floor) = if one_cpu_p50 < raw_p50 {
+            ("raw on one CPU", one_cpu_p50)
+        } else {
+            ("raw", raw_p50)
+        };
+        let ratio = bridge_p50 / floor;
         targets.push(Target {
-            what: format!("{size} B: bridge p50 within {RATIO_TARGET}× raw"),
+            what: format!(
+                "{size} B: bridge p50 within {RATIO_TARGET}× the raw floor ({floor_what}, {floor:.1} us)"
+            ),
             figure: format!("{ratio:.2}×"),
             met: ratio <= RATIO_TARGET,
         });
@@ -165,13 +173,6 @@ fn main() {
             figure: format!("{bridge_throughput:.0}"),
             met: bridge_throughput >= RATE_TARGET,
         });
-    }
-    for row in rows.iter().filter(|row| row["what"] == "raw_one_cpu") {
-        println!(
-            "{} B: the bridge's p50 is {:.2}× the round trip on one CPU (not a target)",
-            row["bytes"],
-            row["bridge_p50_ratio"].as_f64().unwrap_or(f64::NAN)
-        );
     }
     let embedding = embeddings(dir.path());
     println!(
