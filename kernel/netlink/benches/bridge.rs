@@ -108,7 +108,7 @@ fn main() {
     );
     println!(
         "{:<9} {:>6} {:>9} {:>9} {:>12} {:>10}",
-        "what", "bytes", "p50 us", "p99 us", "requests/s", "p50 ratio"
+        "what", "bytes", "p50 us", "p99 us", "requests/s", "p50/floor"
     );
     for size in [64usize, 1500] {
         let (raw_latency, raw_throughput) = raw(size);
@@ -116,50 +116,31 @@ fn main() {
         let (kernel_latency, kernel_throughput) = in_process(dir.path(), size);
         let (bridge_latency, bridge_throughput) = over_bridge(dir.path(), "noop", NOOP, size);
         let raw_p50 = micros(percentile(&raw_latency, 0.5));
-        let kernel_p50 = micros(percentile(&kernel_latency, 0.5));
-        let bridge_p50 = micros(percentile(&bridge_latency, 0.5));
-        for (what, latencies, throughput, ratio) in [
-            ("raw", &raw_latency, raw_throughput, 1.0),
-            (
-                "kernel",
-                &kernel_latency,
-                kernel_throughput,
-                kernel_p50 / raw_p50,
-            ),
-            (
-                "bridge",
-                &bridge_latency,
-                bridge_throughput,
-                bridge_p50 / raw_p50,
-            ),
-        ] {
-            let p50 = micros(percentile(latencies, 0.5));
-            let p99 = micros(percentile(latencies, 0.99));
-            println!("{what:<9} {size:>6} {p50:>9.1} {p99:>9.1} {throughput:>12.0} {ratio:>10.2}");
-            rows.push(serde_json::json!({
-                "what": what, "bytes": size, "p50_us": p50, "p99_us": p99,
-                "requests_per_second": throughput, "p50_ratio_to_raw": ratio,
-            }));
-        }
         let one_cpu_p50 = micros(percentile(&one_cpu_latency, 0.5));
-        let one_cpu_p99 = micros(percentile(&one_cpu_latency, 0.99));
-        println!(
-            "{:<9} {size:>6} {one_cpu_p50:>9.1} {one_cpu_p99:>9.1} {:>12} {:>10.2}   (pinger and echo on CPU 0, one at a time)",
-            "raw 1 CPU",
-            "-",
-            one_cpu_p50 / raw_p50
-        );
-        rows.push(serde_json::json!({
-            "what": "raw_one_cpu", "bytes": size, "p50_us": one_cpu_p50, "p99_us": one_cpu_p99,
-            "p50_ratio_to_raw": one_cpu_p50 / raw_p50,
-            "bridge_p50_ratio": bridge_p50 / one_cpu_p50,
-        }));
+        let bridge_p50 = micros(percentile(&bridge_latency, 0.5));
         // The floor: whichever raw round trip was faster in this run.
         let (floor_what, floor) = if one_cpu_p50 < raw_p50 {
             ("raw on one CPU", one_cpu_p50)
         } else {
             ("raw", raw_p50)
         };
+        // The one-CPU round trip is timed one at a time only.
+        for (what, latencies, throughput) in [
+            ("raw", &raw_latency, Some(raw_throughput)),
+            ("raw 1 CPU", &one_cpu_latency, None),
+            ("kernel", &kernel_latency, Some(kernel_throughput)),
+            ("bridge", &bridge_latency, Some(bridge_throughput)),
+        ] {
+            let p50 = micros(percentile(latencies, 0.5));
+            let p99 = micros(percentile(latencies, 0.99));
+            let ratio = p50 / floor;
+            let rate = throughput.map_or_else(|| "-".to_owned(), |rate| format!("{rate:.0}"));
+            println!("{what:<9} {size:>6} {p50:>9.1} {p99:>9.1} {rate:>12} {ratio:>10.2}");
+            rows.push(serde_json::json!({
+                "what": what, "bytes": size, "p50_us": p50, "p99_us": p99,
+                "requests_per_second": throughput, "p50_ratio_to_floor": ratio,
+            }));
+        }
         let ratio = bridge_p50 / floor;
         targets.push(Target {
             what: format!(

@@ -1,5 +1,5 @@
-//! Maps keyed by ids the scheduler hands out itself (request ids, task
-//! ids), hashed with one multiplication instead of SipHash. The standard
+//! Maps keyed by ids the scheduler hands out itself (request ids), hashed
+//! with one multiplication instead of SipHash. The standard
 //! hasher defends against keys an attacker chooses; these keys are
 //! counters nobody outside chooses, and each request hashes them several
 //! times on its way through the actor.
