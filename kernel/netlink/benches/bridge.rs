@@ -97,6 +97,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
     let mut targets = Vec::new();
+    let mut blocks_json = Vec::new();
     let placement = match pinned {
         None => "unpinned: both processes may run on every CPU",
         Some(_) => {
@@ -110,11 +111,28 @@ fn main() {
         "{:<9} {:>6} {:>9} {:>9} {:>12} {:>10}",
         "what", "bytes", "p50 us", "p99 us", "requests/s", "p50/floor"
     );
+    let mut block_lines = Vec::new();
     for size in [64usize, 1500] {
-        let (raw_latency, raw_throughput) = raw(size);
-        let one_cpu_latency = raw_on_one_cpu(size);
         let (kernel_latency, kernel_throughput) = in_process(dir.path(), size);
-        let (bridge_latency, bridge_throughput) = over_bridge(dir.path(), "noop", NOOP, size);
+        let Interleaved {
+            raw: raw_latency,
+            one_cpu: one_cpu_latency,
+            bridge: bridge_latency,
+            mut block_ratios,
+            raw_throughput,
+            bridge_throughput,
+        } = interleaved(dir.path(), size);
+        block_ratios.sort_by(f64::total_cmp);
+        let block_median = block_ratios[block_ratios.len() / 2];
+        block_lines.push(format!(
+            "  {size} B: bridge p50 over the floor's, block by block: median {block_median:.2}, \
+             from {:.2} to {:.2}",
+            block_ratios[0],
+            block_ratios[block_ratios.len() - 1]
+        ));
+        blocks_json.push(serde_json::json!({
+            "bytes": size, "ratios_to_floor": block_ratios,
+        }));
         let raw_p50 = micros(percentile(&raw_latency, 0.5));
         let one_cpu_p50 = micros(percentile(&one_cpu_latency, 0.5));
         let bridge_p50 = micros(percentile(&bridge_latency, 0.5));
@@ -155,6 +173,12 @@ fn main() {
             met: bridge_throughput >= RATE_TARGET,
         });
     }
+    println!(
+        "latency: {BLOCKS} blocks of {BLOCK_ROUNDS} round trips, raw, raw on one CPU and the bridge in turn"
+    );
+    for line in &block_lines {
+        println!("{line}");
+    }
     let embedding = embeddings(dir.path());
     println!(
         "embeddings: in process p50 {:.0} us, over the bridge p50 {:.0} us, median of the pairs' \
@@ -180,6 +204,7 @@ fn main() {
     let json = serde_json::json!({
         "pinning": placement,
         "rows": rows,
+        "latency_blocks": { "blocks": BLOCKS, "round_trips_each": BLOCK_ROUNDS, "sizes": blocks_json },
         "embedding": {
             "in_process_p50_us": embedding.in_process_p50_us,
             "bridge_p50_us": embedding.bridge_p50_us,
@@ -227,32 +252,129 @@ fn echo() {
     echo.run().expect("echo");
 }
 
-/// Raw round trips: latencies of one-at-a-time, and the rate with a window.
-fn raw(size: usize) -> (Vec<Duration>, f64) {
-    let (mut child, port) = spawn_role("echo");
-    let latency = pingpong::ping(port, size, LATENCY_ROUNDS, 1).expect("ping");
-    let throughput = pingpong::ping(port, size, THROUGHPUT_ROUNDS, WINDOW).expect("ping");
-    pingpong::stop_echo(port).expect("stop");
-    child.wait().expect("echo exits");
-    (
-        latency.latencies,
-        throughput.round_trips as f64 / throughput.elapsed.as_secs_f64(),
-    )
+/// The three round trips' one-at-a-time latencies, measured in turn in
+/// blocks so that all three see the machine in the same state (on a shared
+/// VM it changes from one minute to the next), the bridge's p50 over the
+/// floor's in each block, and the raw and bridge rates with a window.
+struct Interleaved {
+    raw: Vec<Duration>,
+    one_cpu: Vec<Duration>,
+    bridge: Vec<Duration>,
+    block_ratios: Vec<f64>,
+    raw_throughput: f64,
+    bridge_throughput: f64,
 }
 
-/// Raw round trips one at a time with the pinger (a thread of its own) and
-/// the echo both pinned to CPU 0.
-fn raw_on_one_cpu(size: usize) -> Vec<Duration> {
-    let (mut child, port) = spawn_role("echo:cpu0");
-    let latency = std::thread::spawn(move || {
+/// Blocks of the latency measurement, and round trips of each kind in each.
+const BLOCKS: usize = 20;
+const BLOCK_ROUNDS: usize = LATENCY_ROUNDS / BLOCKS;
+
+/// Raw round trips (an echo process, unpinned; and an echo with the pinger,
+/// a thread of its own, both pinned to CPU 0) and the bridge's (a child
+/// process with a kernel behind the bridge, SCRIPT's no-op pipeline), one at
+/// a time in blocks, each block in another order; then each rate with a
+/// window.
+fn interleaved(dir: &std::path::Path, size: usize) -> Interleaved {
+    let file = dir.join("noop.lua");
+    std::fs::write(&file, NOOP).expect("script");
+    let (mut echo, raw_port) = spawn_role("echo");
+    let (mut echo_on_cpu0, one_cpu_port) = spawn_role("echo:cpu0");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let measured = runtime.block_on(async {
+        let mut peer = Peer::bind(0).expect("peer");
+        let (mut child, _) = spawn_role(&format!("bridge:{}:{}", file.display(), peer.port()));
+        peer.accept(Duration::from_secs(120), &mut 0)
+            .await
+            .expect("register");
+        let config = |requests, window| PeerConfig {
+            requests,
+            window,
+            mix: PriorityMix {
+                high: 0,
+                medium: 1,
+                low: 0,
+            },
+            pipeline: "noop".to_owned(),
+            texts: vec![text(size)],
+            deadline_ms: 30_000,
+            ..PeerConfig::default()
+        };
+        let mut measured = Interleaved {
+            raw: Vec::with_capacity(LATENCY_ROUNDS),
+            one_cpu: Vec::with_capacity(LATENCY_ROUNDS),
+            bridge: Vec::with_capacity(LATENCY_ROUNDS),
+            block_ratios: Vec::with_capacity(BLOCKS),
+            raw_throughput: 0.0,
+            bridge_throughput: 0.0,
+        };
+        for block in 0..BLOCKS {
+            let (mut raw, mut one_cpu, mut bridge) = (Vec::new(), Vec::new(), Vec::new());
+            for turn in 0..3 {
+                match (block + turn) % 3 {
+                    0 => {
+                        raw = pingpong::ping(raw_port, size, BLOCK_ROUNDS, 1)
+                            .expect("ping")
+                            .latencies
+                    }
+                    1 => one_cpu = ping_on_cpu0(one_cpu_port, size),
+                    _ => {
+                        // The thread blocks between a request and its answer,
+                        // as the raw pinger's does: no runtime in the timed
+                        // path of either.
+                        let report = peer.ping(&config(BLOCK_ROUNDS as u64, 1)).expect("ping");
+                        assert!(report.passed(), "{}", report.table());
+                        bridge = report.latencies;
+                    }
+                }
+            }
+            let floor = percentile(&raw, 0.5).min(percentile(&one_cpu, 0.5));
+            measured
+                .block_ratios
+                .push(micros(percentile(&bridge, 0.5)) / micros(floor));
+            measured.raw.append(&mut raw);
+            measured.one_cpu.append(&mut one_cpu);
+            measured.bridge.append(&mut bridge);
+        }
+        let throughput = peer
+            .drive(&config(THROUGHPUT_ROUNDS as u64, WINDOW as u32))
+            .await
+            .expect("drive");
+        assert!(throughput.passed(), "{}", throughput.table());
+        measured.bridge_throughput = throughput.throughput();
+        drop(child.stdin.take());
+        child.wait().expect("bridge exits");
+        measured
+    });
+    let mut measured = measured;
+    let throughput = pingpong::ping(raw_port, size, THROUGHPUT_ROUNDS, WINDOW).expect("ping");
+    measured.raw_throughput = throughput.round_trips as f64 / throughput.elapsed.as_secs_f64();
+    for (child, port) in [(&mut echo, raw_port), (&mut echo_on_cpu0, one_cpu_port)] {
+        pingpong::stop_echo(port).expect("stop");
+        child.wait().expect("echo exits");
+    }
+    for latencies in [
+        &mut measured.raw,
+        &mut measured.one_cpu,
+        &mut measured.bridge,
+    ] {
+        latencies.sort();
+    }
+    measured
+}
+
+/// One block of raw round trips from a pinger thread pinned to CPU 0, to
+/// the echo pinned there too.
+fn ping_on_cpu0(port: u32, size: usize) -> Vec<Duration> {
+    std::thread::spawn(move || {
         spindle_netlink::sys::pin_current_thread(0).expect("pin the pinger to CPU 0");
-        pingpong::ping(port, size, LATENCY_ROUNDS, 1).expect("ping")
+        pingpong::ping(port, size, BLOCK_ROUNDS, 1).expect("ping")
     })
     .join()
-    .expect("the pinger");
-    pingpong::stop_echo(port).expect("stop");
-    child.wait().expect("echo exits");
-    latency.latencies
+    .expect("the pinger")
+    .latencies
 }
 
 /// The child: a kernel from SCRIPT behind the bridge, to the peer's port;
@@ -345,58 +467,6 @@ fn text(size: usize) -> String {
     let mut text = "lorem ipsum dolor sit amet ".repeat(size / 27 + 1);
     text.truncate(size);
     text
-}
-
-/// Latencies one at a time and the windowed rate over the bridge.
-fn over_bridge(
-    dir: &std::path::Path,
-    pipeline: &str,
-    script: &str,
-    size: usize,
-) -> (Vec<Duration>, f64) {
-    let file = dir.join(format!("{pipeline}.lua"));
-    std::fs::write(&file, script).expect("script");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let mut peer = Peer::bind(0).expect("peer");
-        let (mut child, _) = spawn_role(&format!("bridge:{}:{}", file.display(), peer.port()));
-        peer.accept(Duration::from_secs(120), &mut 0)
-            .await
-            .expect("register");
-        let config = |requests, window| PeerConfig {
-            requests,
-            window,
-            mix: PriorityMix {
-                high: 0,
-                medium: 1,
-                low: 0,
-            },
-            pipeline: pipeline.to_owned(),
-            texts: vec![text(size)],
-            deadline_ms: 30_000,
-            ..PeerConfig::default()
-        };
-        // One at a time with the thread blocked between a request and its
-        // answer, as the raw ping-pong's pinger is: no runtime in the timed
-        // path of either.
-        let latency = peer.ping(&config(LATENCY_ROUNDS as u64, 1)).expect("ping");
-        let throughput = peer
-            .drive(&config(THROUGHPUT_ROUNDS as u64, WINDOW as u32))
-            .await
-            .expect("drive");
-        assert!(
-            latency.passed() && throughput.passed(),
-            "{}{}",
-            latency.table(),
-            throughput.table()
-        );
-        drop(child.stdin.take());
-        child.wait().expect("bridge exits");
-        (latency.latencies, throughput.throughput())
-    })
 }
 
 /// Rounds of the embedding comparison over the texts, after one round of
