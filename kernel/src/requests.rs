@@ -9,7 +9,7 @@
 //! wire format.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use spindle_scheduler::{
     EmbedClient, EmbedInput, Failure, Gate, Job, NewRequest, Outcome, Priority, RequestId,
     RetryPolicy, Scheduler, SchedulerConfig, SchedulerHandle, Source, Stats,
 };
+use spindle_scripting::spin::{PURE_SPIN_WHILE_ASKING, Pause, Spin};
 use spindle_scripting::{
     DebugEvent, Effects, EmbedAnswer, EmbedCall, EmbedFailure, EmbedReply, GraphSpec,
     PipelineAnswer, PipelineRequest, RequestScope, RunEvent, RunEventKind, RunOutcome, ScriptHost,
@@ -228,10 +229,10 @@ impl RequestPath {
             runtime: tokio::runtime::Handle::current(),
             in_order: in_order(wiring),
         });
-        let spinner = Arc::new(AtomicBool::new(false));
+        let waiting = Arc::new(AtomicUsize::new(0));
         let scheduler = Scheduler::start(
             scheduler_config,
-            move |job: Job<RequestPayload>| run_job(host.get(), job, spinner.clone()),
+            move |job: Job<RequestPayload>| run_job(host.get(), job, waiting.clone()),
             shutdown,
         );
         let _ = wiring.scheduler.set(scheduler.clone());
@@ -458,44 +459,44 @@ fn rejected_answer(
 /// How long a runtime worker keeps polling for the host's reply before it
 /// lets itself sleep on it: a short stage's reply then lands on a worker that
 /// is awake, instead of waking one from another thread (which costs more than
-/// the whole stage). The worker yields between polls, so its other tasks
-/// still run; one request at a time polls (`spinner`), so a burst of long
-/// requests costs at most one worker's [`REPLY_SPIN`] each. Nobody polls
-/// from a thread on one CPU ([`spindle_scripting::spinning_pays`]): the host
-/// could not answer while it spins.
+/// the whole stage). Past its first moments ([`spindle_scripting::spin`])
+/// the worker yields between polls, so its other tasks still run. Only the
+/// one run waiting for the host polls (`waiting` counts them): with more,
+/// the host is busy with the others and the runtime has their answers to
+/// handle. Nobody polls from a thread on one CPU
+/// ([`spindle_scripting::spinning_pays`]) or on the host's: the host could
+/// not answer while it spins.
 const REPLY_SPIN: Duration = Duration::from_micros(40);
 
 async fn await_host_reply(
     mut receiver: oneshot::Receiver<RunOutcome>,
-    spinner: &AtomicBool,
+    waiting: &AtomicUsize,
+    host: &ScriptHost,
 ) -> Result<RunOutcome, oneshot::error::RecvError> {
-    if !spindle_scripting::spinning_pays()
-        || spinner
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-    {
-        return receiver.await;
-    }
-    struct Release<'a>(&'a AtomicBool);
-    impl Drop for Release<'_> {
+    struct Waiting<'a>(&'a AtomicUsize);
+    impl Drop for Waiting<'_> {
         fn drop(&mut self) {
-            self.0.store(false, Ordering::Release);
+            self.0.fetch_sub(1, Ordering::AcqRel);
         }
     }
-    let release = Release(spinner);
-    let until = std::time::Instant::now() + REPLY_SPIN;
+    let alone = waiting.fetch_add(1, Ordering::AcqRel) == 0;
+    let _waiting = Waiting(waiting);
+    if !alone || !spindle_scripting::spinning_pays() || host.shares_this_cpu() {
+        return receiver.await;
+    }
+    let spin = Spin::new(REPLY_SPIN, PURE_SPIN_WHILE_ASKING);
     loop {
         match receiver.try_recv() {
             Ok(outcome) => return Ok(outcome),
             Err(oneshot::error::TryRecvError::Closed) => break,
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
-        if std::time::Instant::now() >= until {
-            break;
+        match spin.pause() {
+            Pause::Spun => {}
+            Pause::Yielded => tokio::task::yield_now().await,
+            Pause::Spent => break,
         }
-        tokio::task::yield_now().await;
     }
-    drop(release);
     receiver.await
 }
 
@@ -503,7 +504,7 @@ async fn await_host_reply(
 async fn run_job(
     host: Option<ScriptHost>,
     mut job: Job<RequestPayload>,
-    spinner: Arc<AtomicBool>,
+    waiting: Arc<AtomicUsize>,
 ) -> Result<PipelineAnswer, Failure> {
     let Some(host) = host else {
         return Err(Failure::permanent(
@@ -550,7 +551,7 @@ async fn run_job(
         host,
         answered: false,
     };
-    let outcome = await_host_reply(receiver, &spinner).await;
+    let outcome = await_host_reply(receiver, &waiting, &guard.host).await;
     guard.answered = true;
     match outcome {
         Ok(RunOutcome::Answered(answer)) => Ok(answer),

@@ -33,6 +33,7 @@ use crate::pipeline_run::{
 };
 use crate::run_registry::{LiveRun, Registry};
 use crate::spec::FunctionId;
+use crate::spin::{CpuSeen, PURE_SPIN, Pause, Spin, move_off_this_cpu, spinning_pays};
 use crate::{Evaluation, ScriptError, eval, lua_raw};
 
 /// How a host runs its script's Lua.
@@ -120,6 +121,15 @@ enum Job {
 pub struct ScriptHost {
     jobs: mpsc::UnboundedSender<Job>,
     interrupter: Interrupter,
+    cpus: Arc<HostCpus>,
+}
+
+/// Where the host thread and the last thread to hand it a run are: neither
+/// spins waiting for the other while they share a CPU ([`crate::spin`]).
+#[derive(Debug, Default)]
+struct HostCpus {
+    host: CpuSeen,
+    submitter: CpuSeen,
 }
 
 impl std::fmt::Debug for ScriptHost {
@@ -154,6 +164,8 @@ impl ScriptHost {
         let path = path.to_path_buf();
         let watchdog = Watchdog::start().map_err(ScriptError::Thread)?;
         let interrupter = watchdog.interrupter();
+        let cpus = Arc::new(HostCpus::default());
+        let host_cpus = cpus.clone();
         thread::Builder::new()
             .name("spindle-lua".to_owned())
             .spawn(move || {
@@ -209,11 +221,18 @@ impl ScriptHost {
                     debug,
                     debugger: RefCell::new(debugger),
                 });
-                serve(context, job_receiver);
+                serve(context, job_receiver, &host_cpus);
             })
             .map_err(ScriptError::Thread)?;
         let evaluation = evaluation.recv().map_err(|_| ScriptError::HostGone)?;
-        Ok((ScriptHost { jobs, interrupter }, evaluation))
+        Ok((
+            ScriptHost {
+                jobs,
+                interrupter,
+                cpus,
+            },
+            evaluation,
+        ))
     }
 
     /// Calls a Lua check function; `reply` runs on the host thread with the
@@ -234,6 +253,7 @@ impl ScriptHost {
     /// Runs `request` through its pipeline; `reply` receives exactly one
     /// outcome.
     pub fn run_pipeline(&self, request: PipelineRequest, reply: RunReply) {
+        self.cpus.submitter.note();
         if let Err(error) = self.jobs.unbounded_send(Job::Run { request, reply })
             && let Job::Run { request, reply } = error.into_inner()
         {
@@ -247,6 +267,12 @@ impl ScriptHost {
                 stopped: None,
             }));
         }
+    }
+
+    /// Whether the host thread was last seen on the calling thread's CPU:
+    /// waiting for its answer by spinning would keep it from running.
+    pub fn shares_this_cpu(&self) -> bool {
+        self.cpus.host.is_here()
     }
 
     /// Stops a run in flight; its reply receives [`RunOutcome::Cancelled`].
@@ -351,7 +377,7 @@ impl ScriptHost {
 /// The host thread's loop: a single-threaded executor whose tasks are the
 /// runs in flight, fed by the job channel. Jobs are handled between two
 /// resumes, so no Lua runs while the registry is read or changed.
-fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>, cpus: &HostCpus) {
     let mut pool = LocalPool::new();
     let spawner = pool.spawner();
     let jobs_seen = Rc::new(Cell::new(0_u64));
@@ -454,7 +480,7 @@ fn serve(context: Rc<RunContext>, mut jobs: mpsc::UnboundedReceiver<Job>) {
         .await;
     });
     if started.is_ok() {
-        run_spinning(&mut pool, &ended, &jobs_seen);
+        run_spinning(&mut pool, &ended, &jobs_seen, cpus);
     }
     // Every handle is gone: finish the runs still in flight.
     pool.run();
@@ -491,47 +517,13 @@ fn with_text(
 /// of 15 (`SPINDLE_BENCH_PIN=split` in the netlink bench).
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
-/// How long a thread trusts what it last read of its CPUs. Reading them
-/// costs a system call and, in a container, a file or two, so each thread
-/// reads them at most this often; a process moved to one CPU while it runs
-/// (`taskset -p`, a cpuset or quota changed under it) stops spinning within
-/// this.
-pub const CPUS_READ_EVERY: Duration = Duration::from_secs(1);
-
-thread_local! {
-    /// This thread's last answer of [`spinning_pays`], and when it was read.
-    static SPINNING_PAYS: Cell<Option<(bool, Instant)>> = const { Cell::new(None) };
-}
-
-/// Whether this thread may run beside another: more than one CPU in its
-/// affinity mask and CPU quota. Spinning for another thread's work pays
-/// only then. Read again when the last reading is older than
-/// [`CPUS_READ_EVERY`].
-pub fn spinning_pays() -> bool {
-    spinning_pays_within(CPUS_READ_EVERY)
-}
-
-/// [`spinning_pays`], reading the CPUs again when the last reading is
-/// `max_age` old or older (`Duration::ZERO`: now).
-pub fn spinning_pays_within(max_age: Duration) -> bool {
-    SPINNING_PAYS.with(|last| {
-        let now = Instant::now();
-        if let Some((pays, read_at)) = last.get()
-            && now.duration_since(read_at) < max_age
-        {
-            return pays;
-        }
-        let pays = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > 1);
-        last.set(Some((pays, now)));
-        pays
-    })
-}
-
 /// Runs the pool's tasks until `ended` (the job loop finished): sleeps
 /// until something can run, runs it, then keeps running what arrives for
 /// [`SPIN_BEFORE_SLEEP`] after the last job (`jobs_seen` counts them)
-/// before sleeping again; not at all while [`spinning_pays`] says no.
-fn run_spinning(pool: &mut LocalPool, ended: &Cell<bool>, jobs_seen: &Cell<u64>) {
+/// before sleeping again; not at all while [`spinning_pays`] says no. Beside
+/// the thread that hands it work, it moves to another CPU first, or sleeps
+/// where it cannot ([`crate::spin`]).
+fn run_spinning(pool: &mut LocalPool, ended: &Cell<bool>, jobs_seen: &Cell<u64>, cpus: &HostCpus) {
     while !ended.get() {
         // Runs what can run, then sleeps until a wake-up (the probe is
         // `Pending` once, `Ready` when polled again after the wake-up).
@@ -544,22 +536,28 @@ fn run_spinning(pool: &mut LocalPool, ended: &Cell<bool>, jobs_seen: &Cell<u64>)
                 std::task::Poll::Pending
             }
         }));
-        let spin = if spinning_pays() {
+        let budget = if spinning_pays() {
             SPIN_BEFORE_SLEEP
         } else {
             Duration::ZERO
         };
         let mut seen = jobs_seen.get();
-        let mut until = Instant::now() + spin;
+        let mut spin = Spin::new(budget, PURE_SPIN);
         while !ended.get() {
             pool.run_until_stalled();
+            cpus.host.note();
             if jobs_seen.get() != seen {
                 seen = jobs_seen.get();
-                until = Instant::now() + spin;
-            } else if Instant::now() >= until {
+                spin.restart();
+            }
+            // Beside the thread that hands it work, the host moves away, or
+            // sleeps so that neither waits for the other to stop looking.
+            if cpus.submitter.is_here() && !move_off_this_cpu() {
                 break;
             }
-            std::hint::spin_loop();
+            if spin.pause() == Pause::Spent {
+                break;
+            }
         }
     }
 }

@@ -42,6 +42,7 @@ mod scenario_api;
 mod source_map;
 pub mod sources;
 pub mod spec;
+pub mod spin;
 mod stage_log;
 mod state_api;
 
@@ -63,8 +64,7 @@ pub use duration::{parse_duration, parse_range};
 pub use eval::MEMORY_LIMIT;
 pub use eval_budget::INSTRUCTION_BUDGET;
 pub use host::{
-    CPUS_READ_EVERY, CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply,
-    RunsReply, ScriptHost, spinning_pays, spinning_pays_within,
+    CheckReply, CheckResult, DebugReply, HostConfig, RunOutcome, RunReply, RunsReply, ScriptHost,
 };
 pub use notebook_api::{CHART_KINDS, CellSubmission, DataReply, KernelQuery};
 pub use pipeline_run::{
@@ -75,6 +75,7 @@ pub use run_registry::{LiveRun, PausePoint, PauseReason, RunEvent, RunEventKind,
 pub use scenario::{ScenarioEvaluation, ScenarioSpec, evaluate_scenario};
 pub use sources::Overlay;
 pub use spec::*;
+pub use spin::{CPUS_READ_EVERY, spinning_pays, spinning_pays_within};
 pub use stage_log::{StageLog, StageOutput, StageTrace};
 pub use state_api::{StateAnswer, StateCall, StateCallOp, StateData, StateReply, StateScopeSpec};
 
