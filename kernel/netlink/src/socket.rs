@@ -8,6 +8,7 @@ use std::os::fd::OwnedFd;
 use tokio::io::unix::AsyncFd;
 
 use crate::sys::{self, Received};
+use spindle_scripting::spin::{PURE_SPIN, Pause, Spin};
 
 /// Receive buffer asked for: room for a full in-flight window of large
 /// requests, so the kernel never drops one for lack of space.
@@ -93,6 +94,42 @@ impl NetlinkSocket {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Receives one datagram into `buffer`, looking for it without sleeping
+    /// for up to `budget` first ([`spindle_scripting::spin`]): each look is
+    /// one receive; past the first moments, this thread yields its CPU and
+    /// this task the runtime between looks. Then as [`NetlinkSocket::recv`].
+    ///
+    /// A datagram that comes while the thread sleeps has to wake it, and on
+    /// a VM, waking a thread whose CPU went idle costs tens of microseconds:
+    /// more than the whole round trip. A caller that expects the next
+    /// datagram soon (a request right behind the last answer) spins.
+    pub async fn recv_spinning(
+        &self,
+        buffer: &mut [u8],
+        budget: std::time::Duration,
+    ) -> io::Result<Received> {
+        if !budget.is_zero() {
+            let spin = Spin::new(budget, PURE_SPIN);
+            loop {
+                match sys::recv_from(self.fd.get_ref(), buffer) {
+                    Ok(received) => return Ok(received),
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(error) => return Err(error),
+                }
+                match spin.pause() {
+                    Pause::Spun => {}
+                    Pause::Yielded => tokio::task::yield_now().await,
+                    Pause::Spent => break,
+                }
+            }
+        }
+        self.recv(buffer).await
     }
 
     /// Receives one datagram into `buffer`.
