@@ -550,9 +550,10 @@ fn run_spinning(pool: &mut LocalPool, ended: &Cell<bool>, jobs_seen: &Cell<u64>,
                 seen = jobs_seen.get();
                 spin.restart();
             }
-            // Beside the thread that hands it work, the host moves away, or
-            // sleeps so that neither waits for the other to stop looking.
-            if cpus.submitter.is_here() && !move_off_this_cpu() {
+            // Beside the thread that hands it work, a host that would spin
+            // moves away, or sleeps so that neither waits for the other to
+            // stop looking.
+            if !budget.is_zero() && cpus.submitter.is_here() && !move_off_this_cpu() {
                 break;
             }
             if spin.pause() == Pause::Spent {
