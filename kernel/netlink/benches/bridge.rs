@@ -25,7 +25,10 @@
 //!
 //! Latency is one request at a time (p50/p99), timed by a pinger that
 //! blocks its thread between a request and its answer on both the raw and
-//! the bridge side (`pingpong::ping`, `Peer::ping`); throughput keeps a
+//! the bridge side (`pingpong::ping`, `Peer::ping`), in blocks: raw, raw on
+//! one CPU and the bridge take turns, so that all three meet the machine in
+//! the same state; the table pools the blocks, and a line per size gives
+//! the bridge's p50 over the floor's block by block. Throughput keeps a
 //! window of 32 in flight (`Peer::drive`, on a runtime, as `spindle
 //! netlink-peer` runs). Prints a table, each of the bridge's targets met or
 //! missed, and writes target/bench/netlink.json.
