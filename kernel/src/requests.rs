@@ -291,7 +291,7 @@ impl RequestPath {
     /// moves. The journal's path, whose awaits hold records, is boxed.
     pub(crate) async fn submit(&self, submission: Submission) -> RequestAnswer {
         if let Some(journal) = &self.journal {
-            return Box::pin(self.submit_journaled(journal.clone(), submission)).await;
+            return Box::pin(self.admit_journaled(journal.clone(), submission)).await;
         }
         let (pipeline, source) = (submission.pipeline.clone(), submission.source);
         match self.scheduler.submit(new_request(submission, None)) {
@@ -308,66 +308,97 @@ impl RequestPath {
         }
     }
 
-    /// [`Self::submit`] with the journal on: it keeps what was asked (the
-    /// request moves into the scheduler) and records the admission, the
-    /// stages and the answer.
-    async fn submit_journaled(
+    /// [`Self::submit`] with the answer handed to `then` instead of
+    /// awaited, so that no task per request waits for it: on the
+    /// scheduler's task as the answer is made, or (with the journal on) on
+    /// a task that journals it first. The request is admitted (or refused)
+    /// before this returns either way, so a cancel sent after it finds it.
+    /// `then` must not block.
+    pub(crate) fn submit_then<F>(&self, submission: Submission, then: F)
+    where
+        F: FnOnce(RequestAnswer) + Send + 'static,
+    {
+        if let Some(journal) = &self.journal {
+            let answered = self.admit_journaled(journal.clone(), submission);
+            tokio::spawn(async move { then(answered.await) });
+            return;
+        }
+        let metrics = self.metrics.clone();
+        self.scheduler
+            .submit_then(new_request(submission, None), move |answer| {
+                metrics.record(&answer);
+                then(answer);
+            });
+    }
+
+    /// Admits `submission` with the journal on, now, and returns what
+    /// waits for its answer: it keeps what was asked (the request moves
+    /// into the scheduler) and records the admission, the stages and the
+    /// answer.
+    fn admit_journaled(
         &self,
         journal: RequestJournal,
         submission: Submission,
-    ) -> RequestAnswer {
+    ) -> impl Future<Output = RequestAnswer> + Send + 'static {
         let asked = submission.clone();
         let stage_log = StageLog::new();
         let submitted_us = journal.now_us();
         // Counted before the request can be answered: `Kernel::wait` waits
         // for this request's records once every request is answered.
         let writing = journal.writing();
-        match self
+        let admitted = self
             .scheduler
-            .submit(new_request(submission, Some(stage_log.clone())))
-        {
-            // The answer is journaled by a task of its own, so that a
-            // caller who stops waiting (a closed HTTP connection) does not
-            // leave the journal without the answer the request still gets.
-            Ok(ticket) => {
-                journal.admitted(ticket.id(), &asked, submitted_us).await;
-                let id = ticket.id();
-                let (pipeline, priority, source) =
-                    (asked.pipeline.clone(), asked.priority, asked.source);
-                let metrics = self.metrics.clone();
-                let answered = tokio::spawn(async move {
-                    let answer = ticket.await;
-                    metrics.record(&answer);
-                    journal.answered(&asked, &answer, stage_log.take()).await;
-                    drop(writing);
-                    answer
-                });
-                match answered.await {
-                    Ok(answer) => answer,
-                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                    // The runtime is going away under the request.
-                    Err(_) => {
-                        let now = Instant::now();
-                        Answer {
-                            id,
-                            correlation_id: id.to_string(),
-                            pipeline,
-                            priority,
-                            source,
-                            outcome: Outcome::Cancelled(spindle_scheduler::CancelReason::Shutdown),
-                            admitted_at: now,
-                            started_at: None,
-                            answered_at: now,
+            .submit(new_request(submission, Some(stage_log.clone())));
+        let metrics = self.metrics.clone();
+        async move {
+            match admitted {
+                // The answer is journaled by a task of its own, so that a
+                // caller who stops waiting (a closed HTTP connection) does
+                // not leave the journal without the answer the request
+                // still gets.
+                Ok(ticket) => {
+                    journal.admitted(ticket.id(), &asked, submitted_us).await;
+                    let id = ticket.id();
+                    let (pipeline, priority, source) =
+                        (asked.pipeline.clone(), asked.priority, asked.source);
+                    let answered = tokio::spawn(async move {
+                        let answer = ticket.await;
+                        metrics.record(&answer);
+                        journal.answered(&asked, &answer, stage_log.take()).await;
+                        drop(writing);
+                        answer
+                    });
+                    match answered.await {
+                        Ok(answer) => answer,
+                        Err(error) if error.is_panic() => {
+                            std::panic::resume_unwind(error.into_panic())
+                        }
+                        // The runtime is going away under the request.
+                        Err(_) => {
+                            let now = Instant::now();
+                            Answer {
+                                id,
+                                correlation_id: id.to_string(),
+                                pipeline,
+                                priority,
+                                source,
+                                outcome: Outcome::Cancelled(
+                                    spindle_scheduler::CancelReason::Shutdown,
+                                ),
+                                admitted_at: now,
+                                started_at: None,
+                                answered_at: now,
+                            }
                         }
                     }
                 }
-            }
-            Err(rejected) => {
-                let answer = rejected_answer(rejected, asked.pipeline.clone(), asked.source);
-                self.metrics.record(&answer);
-                journal.answered(&asked, &answer, Vec::new()).await;
-                drop(writing);
-                answer
+                Err(rejected) => {
+                    let answer = rejected_answer(rejected, asked.pipeline.clone(), asked.source);
+                    metrics.record(&answer);
+                    journal.answered(&asked, &answer, Vec::new()).await;
+                    drop(writing);
+                    answer
+                }
             }
         }
     }

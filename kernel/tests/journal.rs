@@ -178,3 +178,60 @@ async fn the_scripts_journal_setting_is_honoured_and_the_config_wins() {
     kernel.wait().await.expect("the kernel stops");
     assert!(!dir.path().join("from-script").exists());
 }
+
+/// `Kernel::submit_then` (the netlink bridge's way in) with the journal on:
+/// the answer still reaches the caller's function, once, after the journal
+/// has its admission and answer; a refusal too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_handed_to_a_function_are_journaled_too() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal_dir = dir.path().join("journal");
+    let kernel = start(
+        dir.path(),
+        SCRIPT,
+        KernelConfig {
+            journal: Some(JournalConfig::new(&journal_dir)),
+            ..KernelConfig::default()
+        },
+    );
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    for (pipeline, text) in [("clean", "hello"), ("no-such-pipeline", "x")] {
+        let answers = answers.clone();
+        let mut asked = submission(pipeline, text);
+        asked.correlation_id = Some(format!("cb-{pipeline}"));
+        kernel.submit_then(asked, move |answer| {
+            answers.send(answer).expect("the test listens");
+        });
+    }
+    drop(answers);
+    let mut got = Vec::new();
+    while let Some(answer) = answered.recv().await {
+        got.push(answer);
+    }
+    got.sort_by(|a, b| a.correlation_id.cmp(&b.correlation_id));
+    assert_eq!(got.len(), 2, "one answer each: {got:?}");
+    match &got[0].outcome {
+        spindle_scheduler::Outcome::Ok(answer) => assert_eq!(answer.text, "HELLO"),
+        other => panic!("clean: {other:?}"),
+    }
+    assert_eq!(got[0].correlation_id, "cb-clean");
+    assert!(
+        !matches!(got[1].outcome, spindle_scheduler::Outcome::Ok(_)),
+        "an unknown pipeline is not answered ok: {:?}",
+        got[1].outcome
+    );
+    kernel.shutdown();
+    kernel.wait().await.expect("the kernel stops");
+    let reader = JournalReader::open(&journal_dir).expect("the journal reads back");
+    let records = reader.latest_run();
+    for answer in &got {
+        let id = answer.id.0;
+        assert!(
+            records
+                .iter()
+                .any(|r| matches!(r, Record::Answered(a) if a.id == id)),
+            "request {id} ({}) has its answer journaled",
+            answer.correlation_id
+        );
+    }
+}

@@ -235,25 +235,7 @@ impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
     /// full: busy; shutting down). Never waits: admission takes a free
     /// place in the queue without asking the scheduler task.
     pub fn submit(&self, mut request: NewRequest<P>) -> Result<Ticket<T>, Rejected> {
-        let id = RequestId(self.admission.next_id.fetch_add(1, Ordering::Relaxed));
-        let priority = request.priority;
-        let slots = &self.admission.slots[priority.index()];
-        let permit = match Arc::clone(slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(error) => {
-                let reason = match error {
-                    TryAcquireError::NoPermits => RejectReason::QueueFull,
-                    TryAcquireError::Closed => RejectReason::ShuttingDown,
-                };
-                // Counted by the scheduler task, which owns the counters.
-                let _ = self.commands.send(Command::Rejected { id, reason });
-                return Err(Rejected {
-                    id,
-                    priority,
-                    reason,
-                });
-            }
-        };
+        let (id, permit) = self.take_place(request.priority)?;
         let admitted_at = Instant::now();
         let correlation_id = request
             .correlation_id
@@ -264,38 +246,122 @@ impl<P: Send + 'static, T: Send + 'static> SchedulerHandle<P, T> {
             id,
             correlation_id: correlation_id.clone(),
             pipeline: request.pipeline.clone(),
-            priority,
+            priority: request.priority,
             source: request.source,
             outcome: Outcome::Cancelled(CancelReason::Shutdown),
             admitted_at,
             started_at: None,
             answered_at: admitted_at,
         };
-        let submission = Submission {
+        let priority = request.priority;
+        self.enqueue(Submission {
             id,
             correlation_id,
             request,
             admitted_at,
-            reply,
+            reply: Reply::Ticket(reply),
             permit,
             span: tracing::Span::current(),
-        };
-        if self
-            .commands
-            .send(Command::Submit(Box::new(submission)))
-            .is_err()
-        {
-            return Err(Rejected {
-                id,
-                priority,
-                reason: RejectReason::ShuttingDown,
-            });
-        }
+        })
+        .map_err(|_| Rejected {
+            id,
+            priority,
+            reason: RejectReason::ShuttingDown,
+        })?;
         Ok(Ticket {
             id,
             receiver,
             fallback: Some(fallback),
         })
+    }
+
+    /// [`SchedulerHandle::submit`], with the answer handed to `then` on the
+    /// scheduler's task as soon as it is made, instead of to a ticket that
+    /// a task of the caller's awaits. `then` receives exactly one answer: a
+    /// refusal too, at once on the calling thread. It must not block. If
+    /// the scheduler's task dies with the request in it, `then` is dropped
+    /// uncalled.
+    pub fn submit_then<F>(&self, mut request: NewRequest<P>, then: F) -> RequestId
+    where
+        F: FnOnce(Answer<T>) + Send + 'static,
+    {
+        let (id, permit) = match self.take_place(request.priority) {
+            Ok(place) => place,
+            Err(rejected) => {
+                let correlation_id = request.correlation_id.take();
+                then(refusal(
+                    rejected.id,
+                    request,
+                    correlation_id,
+                    rejected.reason,
+                ));
+                return rejected.id;
+            }
+        };
+        let correlation_id = request
+            .correlation_id
+            .take()
+            .unwrap_or_else(|| id.to_string());
+        let submission = Submission {
+            id,
+            correlation_id,
+            request,
+            admitted_at: Instant::now(),
+            reply: Reply::Call(Box::new(then)),
+            permit,
+            span: tracing::Span::current(),
+        };
+        if let Err(submission) = self.enqueue(submission) {
+            // The scheduler's task is gone: refused as shutting down.
+            let Submission {
+                request,
+                correlation_id,
+                reply,
+                ..
+            } = *submission;
+            reply.send(refusal(
+                id,
+                request,
+                Some(correlation_id),
+                RejectReason::ShuttingDown,
+            ));
+        }
+        id
+    }
+
+    /// A request id and a free place in `priority`'s queue, or the refusal
+    /// (counted by the scheduler task, which owns the counters).
+    fn take_place(
+        &self,
+        priority: Priority,
+    ) -> Result<(RequestId, OwnedSemaphorePermit), Rejected> {
+        let id = RequestId(self.admission.next_id.fetch_add(1, Ordering::Relaxed));
+        let slots = &self.admission.slots[priority.index()];
+        match Arc::clone(slots).try_acquire_owned() {
+            Ok(permit) => Ok((id, permit)),
+            Err(error) => {
+                let reason = match error {
+                    TryAcquireError::NoPermits => RejectReason::QueueFull,
+                    TryAcquireError::Closed => RejectReason::ShuttingDown,
+                };
+                let _ = self.commands.send(Command::Rejected { id, reason });
+                Err(Rejected {
+                    id,
+                    priority,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Hands `submission` to the scheduler task; back when it is gone.
+    fn enqueue(&self, submission: Submission<P, T>) -> Result<(), Box<Submission<P, T>>> {
+        self.commands
+            .send(Command::Submit(Box::new(submission)))
+            .map_err(|error| match error.0 {
+                Command::Submit(submission) => submission,
+                _ => unreachable!("the command sent was a submission"),
+            })
     }
 
     /// Answers a queued or in-flight request `Cancelled(Caller)` and
@@ -440,12 +506,54 @@ pub(crate) enum Command<P, T> {
 }
 
 /// An admitted request on its way to the scheduler task.
+/// Where a request's one answer goes.
+pub(crate) enum Reply<T> {
+    /// To the [`Ticket`] its submitter awaits.
+    Ticket(oneshot::Sender<Answer<T>>),
+    /// Into the submitter's function ([`SchedulerHandle::submit_then`]).
+    Call(Box<dyn FnOnce(Answer<T>) + Send>),
+}
+
+impl<T> Reply<T> {
+    /// Delivers the answer; a ticket already dropped loses nothing (its
+    /// request still counts as answered).
+    pub(crate) fn send(self, answer: Answer<T>) {
+        match self {
+            Reply::Ticket(sender) => {
+                let _ = sender.send(answer);
+            }
+            Reply::Call(then) => then(answer),
+        }
+    }
+}
+
+/// The answer of a request refused before it reached the scheduler task.
+fn refusal<P, T>(
+    id: RequestId,
+    request: NewRequest<P>,
+    correlation_id: Option<String>,
+    reason: RejectReason,
+) -> Answer<T> {
+    let now = Instant::now();
+    Answer {
+        id,
+        correlation_id: correlation_id.unwrap_or_else(|| id.to_string()),
+        pipeline: request.pipeline,
+        priority: request.priority,
+        source: request.source,
+        outcome: Outcome::Rejected(reason),
+        admitted_at: now,
+        started_at: None,
+        answered_at: now,
+    }
+}
+
 pub(crate) struct Submission<P, T> {
     pub(crate) id: RequestId,
     pub(crate) correlation_id: String,
     pub(crate) request: NewRequest<P>,
     pub(crate) admitted_at: Instant,
-    pub(crate) reply: oneshot::Sender<Answer<T>>,
+    pub(crate) reply: Reply<T>,
     /// Its place in the queue, held until it leaves the queue.
     pub(crate) permit: OwnedSemaphorePermit,
     /// The submitter's span: the request's span is its child, so one

@@ -3,10 +3,11 @@
 //! resume), cancellation, shutdown, and exactly one [`Outcome`] per request.
 //!
 //! One task owns all of it. Handles send it a closed set of `Command`s,
-//! each carrying a `oneshot` for its reply; worker futures run inside the
-//! same task (a `FuturesUnordered` it polls), so results, deadlines and
-//! commands are handled in one place and a request is answered by removing
-//! its reply sender — it cannot be answered twice. The one thing handles touch
+//! each carrying a `oneshot` for its reply (a submission: a oneshot, or a
+//! function the answer is handed to on this task); worker futures run
+//! inside the same task (a `FuturesUnordered` it polls), so results,
+//! deadlines and commands are handled in one place and a request is
+//! answered by removing its reply — it cannot be answered twice. The one thing handles touch
 //! without the task is a queue's free places: a semaphore per priority
 //! whose permits travel with queued requests, so `submit` answers "busy"
 //! at once, without a round trip (the task still counts every refusal).
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -33,8 +34,8 @@ use crate::catch::{CatchPanic, catch_panic};
 use crate::deadline::{DeadlineState, DeadlineWatch};
 use crate::failure::{Failure, Gate};
 use crate::handle::{
-    Admission, Command, Counters, RequestEvent, RequestEventKind, RequestState, RequestSummary,
-    SchedulerHandle, Stats, Submission,
+    Admission, Command, Counters, Reply, RequestEvent, RequestEventKind, RequestState,
+    RequestSummary, SchedulerHandle, Stats, Submission,
 };
 use crate::id_map::IdMap;
 use crate::queue::WeightedQueues;
@@ -243,7 +244,7 @@ struct Entry<P, T> {
     /// The worker runs inside it.
     span: tracing::Span,
     /// `None` once answered; the entry then only waits for its task.
-    reply: Option<oneshot::Sender<Answer<T>>>,
+    reply: Option<Reply<T>>,
     deadline: Instant,
     paused_at: Option<Instant>,
     deadline_tx: watch::Sender<DeadlineState>,
@@ -573,8 +574,7 @@ where
             started_at: entry.started_at,
             answered_at: Instant::now(),
         };
-        // A caller that dropped its ticket still counts as answered.
-        let _ = reply.send(answer);
+        reply.send(answer);
         self.emit(id, RequestEventKind::Answered(kind));
     }
 

@@ -294,3 +294,74 @@ async fn a_worker_that_panics_before_returning_its_future_is_caught() {
     assert_eq!(good.await.outcome, Outcome::Ok(2));
     assert_eq!(scheduler.stats().await.counters.panics, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn answers_handed_to_a_function_come_once_each_and_refusals_at_once() {
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        SchedulerConfig {
+            capacity: PerPriority {
+                high: 2,
+                medium: 2,
+                low: 2,
+            },
+            max_in_flight: 1,
+            reserved_for_high: 0,
+            ..SchedulerConfig::default()
+        },
+        |job: spindle_scheduler::Job<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(job.request.payload)).await;
+            Ok::<_, Failure>(job.request.payload)
+        },
+        shutdown.clone(),
+    );
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let submit = |payload: u64| {
+        let answers = answers.clone();
+        scheduler.submit_then(
+            NewRequest::new("ingest", Priority::Medium, Source::Netlink, payload),
+            move |answer| {
+                answers
+                    .send((answer.id, answer.outcome))
+                    .expect("the test listens");
+            },
+        )
+    };
+    // The queue holds two: the third and fourth are refused before their
+    // calls return, on this thread.
+    let ids: Vec<_> = (0..4).map(|k| submit(10 + k)).collect();
+    let mut refused = Vec::new();
+    while let Ok((id, outcome)) = answered.try_recv() {
+        refused.push((id, outcome));
+    }
+    assert_eq!(
+        refused,
+        vec![
+            (ids[2], Outcome::Rejected(RejectReason::QueueFull)),
+            (ids[3], Outcome::Rejected(RejectReason::QueueFull)),
+        ]
+    );
+    // The two admitted are answered by the scheduler's task, once each.
+    let mut ok = vec![
+        answered.recv().await.expect("an answer"),
+        answered.recv().await.expect("an answer"),
+    ];
+    ok.sort_by_key(|(id, _)| id.0);
+    assert_eq!(
+        ok,
+        vec![(ids[0], Outcome::Ok(10)), (ids[1], Outcome::Ok(11))]
+    );
+    shutdown.cancel();
+    scheduler.stopped().await;
+    // Stopped: refused at once as shutting down.
+    let late = submit(1);
+    assert_eq!(
+        answered.try_recv().expect("answered at once"),
+        (late, Outcome::Rejected(RejectReason::ShuttingDown))
+    );
+    // No function is left to answer again.
+    drop(answers);
+    assert!(answered.recv().await.is_none(), "no second answers");
+    let counters = scheduler.stats().await.counters;
+    assert_eq!(counters.submitted, counters.answered());
+}

@@ -485,6 +485,19 @@ impl Kernel {
         self.inner.requests.submit(submission).await
     }
 
+    /// [`Kernel::submit`] for a front end that answers from a callback: the
+    /// request is admitted (or refused) before this returns, and `then`
+    /// receives its one answer, a refusal included. No task waits for it:
+    /// without a journal `then` runs on the scheduler's task the moment the
+    /// answer is made, so it must not block (send without waiting, or hand
+    /// the answer on). Must be called within the kernel's runtime.
+    pub fn submit_then<F>(&self, submission: Submission, then: F)
+    where
+        F: FnOnce(RequestAnswer) + Send + 'static,
+    {
+        self.inner.requests.submit_then(submission, then);
+    }
+
     /// Cancels a live request by the correlation id its caller gave or by
     /// its numeric id; `false` if none is live.
     pub async fn cancel(&self, id_or_correlation: &str) -> bool {
