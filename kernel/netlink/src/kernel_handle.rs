@@ -58,8 +58,11 @@ impl KernelHandle {
         }
     }
 
-    pub async fn submit(&self, submission: Submission) -> RequestAnswer {
-        self.kernel.submit(submission).await
+    pub fn submit_then<F>(&self, submission: Submission, then: F)
+    where
+        F: FnOnce(RequestAnswer) + Send + 'static,
+    {
+        self.kernel.submit_then(submission, then);
     }
 
     pub async fn cancel(&self, id_or_correlation: &str) -> bool {

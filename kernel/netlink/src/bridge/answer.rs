@@ -13,6 +13,8 @@ use crate::message::{Message, Reply, ReplyStatus, WireError, WirePriority};
 use crate::protocol::{errno, limit};
 use crate::transport::Link;
 
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
 use super::BridgeCounters;
 
 pub(super) fn priority(priority: WirePriority) -> Priority {
@@ -103,14 +105,17 @@ pub(super) fn failure(request_id: u64, status: ReplyStatus, code: u32, text: &st
     }
 }
 
-/// The promise of one REPLY for `request_id`. [`Obligation::answer`] keeps
-/// it; dropping it unkept sends an EIO reply at once.
+/// The promise of one REPLY for `request_id`. [`Obligation::answer`] or
+/// [`Obligation::answer_now`] keeps it; dropping it unkept sends an EIO
+/// reply at once. While it holds a tracker's token (`tracked_by`), the
+/// bridge's drain waits for it.
 pub(super) struct Obligation {
     link: Link,
     counters: Arc<BridgeCounters>,
     request_id: u64,
     seq: u32,
     kept: bool,
+    _tracked: Option<TaskTrackerToken>,
 }
 
 impl Obligation {
@@ -126,21 +131,61 @@ impl Obligation {
             request_id,
             seq,
             kept: false,
+            _tracked: None,
         }
     }
 
+    /// This obligation, counted by `token`'s tracker until it is kept or
+    /// dropped.
+    pub(super) fn tracked_by(mut self, token: TaskTrackerToken) -> Obligation {
+        self._tracked = Some(token);
+        self
+    }
+
     pub(super) async fn answer(mut self, reply: Reply) {
-        self.kept = true;
-        let status = reply.status;
-        let datagram = codec::encode(&Message::Reply(reply), self.link.header(0, self.seq));
-        // Counted before the send, so whoever sees the reply sees the count.
-        count(&self.counters, status);
-        if let Err(error) = self
+        let (datagram, status) = self.keep(reply);
+        let sent = self
             .link
             .socket
             .send(&datagram, self.link.kernel_port)
-            .await
-        {
+            .await;
+        self.sent(sent, status);
+    }
+
+    /// [`Obligation::answer`] without waiting, for a caller that must not
+    /// block (the scheduler's task, where the kernel's answer is made):
+    /// sends at once, or, when the socket has no room, from a task of its
+    /// own once it has.
+    pub(super) fn answer_now(mut self, reply: Reply) {
+        let (datagram, status) = self.keep(reply);
+        match self.link.socket.try_send(&datagram, self.link.kernel_port) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::spawn(async move {
+                    let sent = self
+                        .link
+                        .socket
+                        .send(&datagram, self.link.kernel_port)
+                        .await;
+                    self.sent(sent, status);
+                });
+            }
+            sent => self.sent(sent, status),
+        }
+    }
+
+    /// Marks the obligation kept and encodes its REPLY, counted before the
+    /// send so that whoever sees the reply sees the count.
+    fn keep(&mut self, reply: Reply) -> (Vec<u8>, ReplyStatus) {
+        self.kept = true;
+        let status = reply.status;
+        let datagram = codec::encode(&Message::Reply(reply), self.link.header(0, self.seq));
+        count(&self.counters, status);
+        (datagram, status)
+    }
+
+    /// Takes the count back when the send failed.
+    fn sent(&self, sent: std::io::Result<()>, status: ReplyStatus) {
+        if let Err(error) = sent {
             tracing::warn!(
                 request = self.request_id,
                 "netlink: could not send the reply: {error}"

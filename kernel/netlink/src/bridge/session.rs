@@ -3,9 +3,8 @@
 //! lost (silence past the heartbeat budget, a failure ack to a heartbeat,
 //! a send that finds nobody listening).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::kernel_handle::Submission;
@@ -41,8 +40,6 @@ pub(super) struct Shared {
     pub serves: Vec<Serve>,
     pub instance_id: u64,
     pub inflight: AtomicU32,
-    /// The cancel token of each request in flight, by netlink request id.
-    pub cancels: Mutex<HashMap<u64, CancellationToken>>,
     seq: AtomicU32,
 }
 
@@ -60,7 +57,6 @@ impl Shared {
             serves,
             instance_id,
             inflight: AtomicU32::new(0),
-            cancels: Mutex::default(),
             seq: AtomicU32::new(1),
         }
     }
@@ -161,10 +157,10 @@ pub(super) async fn run(
                         return SessionEnd::Lost(why);
                     }
                 }
-                // With nothing else in flight, the new request's task goes
-                // first: the next receive would find nothing, and the
-                // kernel's caller waits for the submission. Under load, the
-                // session receives on: more requests are likely waiting.
+                // With nothing else in flight, the scheduler's task takes the
+                // new request first: the next receive would find nothing,
+                // and the kernel's caller waits for the answer. Under load,
+                // the session receives on: more requests are likely waiting.
                 if idle {
                     tokio::task::yield_now().await;
                 }
@@ -206,17 +202,13 @@ async fn on_frame(
             }
             Message::Cancel(cancel) => {
                 shared.counters.cancels.fetch_add(1, Ordering::Relaxed);
-                // The request's task cancels it in the kernel, after its
-                // submission: a CANCEL right behind its REQUEST can arrive
-                // before the task has submitted anything.
-                if let Some(token) = shared
-                    .cancels
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&cancel.request_id)
-                {
-                    token.cancel();
-                }
+                // Its REQUEST, handled before, was admitted then: the
+                // kernel finds it unless it is answered already.
+                let kernel = shared.kernel.clone();
+                let correlation = correlation_id(cancel.request_id);
+                tasks.spawn(async move {
+                    kernel.cancel(&correlation).await;
+                });
                 Ok(())
             }
             Message::Heartbeat(heartbeat) => {
@@ -328,53 +320,32 @@ async fn on_request(
         return;
     }
     shared.inflight.fetch_add(1, Ordering::Relaxed);
-    let cancel = CancellationToken::new();
-    shared
-        .cancels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(request_id, cancel.clone());
-    let shared = shared.clone();
-    tasks.spawn(async move {
-        /// Frees the window slot and forgets the cancel token however the
-        /// task ends.
-        struct InflightSlot(Arc<Shared>, u64);
-        impl Drop for InflightSlot {
-            fn drop(&mut self) {
-                self.0.inflight.fetch_sub(1, Ordering::Relaxed);
-                self.0
-                    .cancels
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&self.1);
-            }
+    /// Frees the window slot however the request ends.
+    struct InflightSlot(Arc<Shared>);
+    impl Drop for InflightSlot {
+        fn drop(&mut self) {
+            self.0.inflight.fetch_sub(1, Ordering::Relaxed);
         }
-        let _slot = InflightSlot(shared.clone(), request_id);
-        let correlation = correlation_id(request_id);
-        // Boxed: held inline, the submission's future (about 900 bytes)
-        // would be copied with the whole task each time the task moves.
-        let mut submit = Box::pin(shared.kernel.submit(Submission {
+    }
+    let slot = InflightSlot(shared.clone());
+    // Admitted before this returns, so a CANCEL behind it finds it; the
+    // answer is sent from where the kernel makes it, and until then the
+    // obligation keeps shutdown's drain waiting.
+    let obligation = obligation.tracked_by(tasks.token());
+    shared.kernel.submit_then(
+        Submission {
             pipeline: request.pipeline,
             text: request.payload,
             priority: answer::priority(request.priority),
             deadline: Some(Duration::from_millis(u64::from(request.deadline_ms))),
-            correlation_id: Some(correlation.clone()),
+            correlation_id: Some(correlation_id(request_id)),
             source: Source::Netlink,
-        }));
-        let answer = tokio::select! {
-            // The submission first: its first poll admits the request, so
-            // a cancel that is already waiting finds it.
-            biased;
-            answer = &mut submit => answer,
-            _ = cancel.cancelled() => {
-                // Boxed: a cancel is rare, and its future would otherwise
-                // make every request's task larger.
-                Box::pin(shared.kernel.cancel(&correlation)).await;
-                submit.await
-            }
-        };
-        obligation.answer(answer::reply(request_id, answer)).await;
-    });
+        },
+        move |answer| {
+            obligation.answer_now(answer::reply(request_id, answer));
+            drop(slot);
+        },
+    );
 }
 
 /// The kernel's correlation id of a netlink request.
