@@ -40,6 +40,20 @@ fn start(dir: &Path, script: &str, config: KernelConfig) -> Kernel {
     Kernel::start(KernelSource::Script(file), config).expect("the kernel starts")
 }
 
+/// SCRIPT's kernel journaling into DIR/journal, and that directory.
+fn start_journaled(dir: &Path) -> (Kernel, std::path::PathBuf) {
+    let journal_dir = dir.join("journal");
+    let kernel = start(
+        dir,
+        SCRIPT,
+        KernelConfig {
+            journal: Some(JournalConfig::new(&journal_dir)),
+            ..KernelConfig::default()
+        },
+    );
+    (kernel, journal_dir)
+}
+
 fn submission(pipeline: &str, text: &str) -> Submission {
     Submission {
         pipeline: pipeline.to_owned(),
@@ -101,15 +115,7 @@ fn stage_lines(records: &[Record], dir: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stage_is_journaled_with_its_output_or_its_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let journal_dir = dir.path().join("journal");
-    let kernel = start(
-        dir.path(),
-        SCRIPT,
-        KernelConfig {
-            journal: Some(JournalConfig::new(&journal_dir)),
-            ..KernelConfig::default()
-        },
-    );
+    let (kernel, journal_dir) = start_journaled(dir.path());
     // One after the other: the ids (and so the lines) are in this order.
     for (pipeline, text) in [
         ("clean", "hello  world"),
@@ -185,15 +191,7 @@ async fn the_scripts_journal_setting_is_honoured_and_the_config_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_handed_to_a_function_are_journaled_too() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let journal_dir = dir.path().join("journal");
-    let kernel = start(
-        dir.path(),
-        SCRIPT,
-        KernelConfig {
-            journal: Some(JournalConfig::new(&journal_dir)),
-            ..KernelConfig::default()
-        },
-    );
+    let (kernel, journal_dir) = start_journaled(dir.path());
     let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
     for (pipeline, text) in [("clean", "hello"), ("no-such-pipeline", "x")] {
         let answers = answers.clone();

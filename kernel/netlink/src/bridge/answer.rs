@@ -144,12 +144,7 @@ impl Obligation {
 
     pub(super) async fn answer(mut self, reply: Reply) {
         let (datagram, status) = self.keep(reply);
-        let sent = self
-            .link
-            .socket
-            .send(&datagram, self.link.kernel_port)
-            .await;
-        self.sent(sent, status);
+        self.send(datagram, status).await;
     }
 
     /// [`Obligation::answer`] without waiting, for a caller that must not
@@ -160,17 +155,20 @@ impl Obligation {
         let (datagram, status) = self.keep(reply);
         match self.link.socket.try_send(&datagram, self.link.kernel_port) {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                tokio::spawn(async move {
-                    let sent = self
-                        .link
-                        .socket
-                        .send(&datagram, self.link.kernel_port)
-                        .await;
-                    self.sent(sent, status);
-                });
+                tokio::spawn(self.send(datagram, status));
             }
             sent => self.sent(sent, status),
         }
+    }
+
+    /// Sends the kept REPLY, waiting while the socket is full.
+    async fn send(self, datagram: Vec<u8>, status: ReplyStatus) {
+        let sent = self
+            .link
+            .socket
+            .send(&datagram, self.link.kernel_port)
+            .await;
+        self.sent(sent, status);
     }
 
     /// Marks the obligation kept and encodes its REPLY, counted before the
