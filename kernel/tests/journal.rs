@@ -213,11 +213,15 @@ async fn answers_handed_to_a_function_are_journaled_too() {
         other => panic!("clean: {other:?}"),
     }
     assert_eq!(got[0].correlation_id, "cb-clean");
-    assert!(
-        !matches!(got[1].outcome, spindle_scheduler::Outcome::Ok(_)),
-        "an unknown pipeline is not answered ok: {:?}",
-        got[1].outcome
-    );
+    match &got[1].outcome {
+        spindle_scheduler::Outcome::Error(failure) => assert!(
+            failure
+                .message
+                .contains("no pipeline named `no-such-pipeline`"),
+            "{failure:?}"
+        ),
+        other => panic!("an unknown pipeline is an error: {other:?}"),
+    }
     kernel.shutdown();
     kernel.wait().await.expect("the kernel stops");
     let reader = JournalReader::open(&journal_dir).expect("the journal reads back");
