@@ -524,7 +524,7 @@ async fn await_host_reply(
         }
         match spin.pause() {
             Pause::Spun => {}
-            Pause::Yielded => tokio::task::yield_now().await,
+            Pause::Yielded | Pause::GaveWay => tokio::task::yield_now().await,
             Pause::Spent => break,
         }
     }

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use tokio::io::unix::AsyncFd;
 
 use crate::sys::{self, Received};
-use spindle_scripting::spin::{PURE_SPIN, Pause, Spin};
+use spindle_scripting::spin::{PURE_SPIN, Pause, Spin, move_off_this_cpu};
 
 /// Receive buffer asked for: room for a full in-flight window of large
 /// requests, so the kernel never drops one for lack of space.
@@ -125,6 +125,17 @@ impl NetlinkSocket {
                 match spin.pause() {
                     Pause::Spun => {}
                     Pause::Yielded => tokio::task::yield_now().await,
+                    Pause::GaveWay => {
+                        // Another thread ran on this CPU while the session
+                        // looked: most likely the sender, woken here by the
+                        // last reply, so that each waits for the other's
+                        // turn while another CPU spins for nothing. The
+                        // sender cannot be moved from here; this thread
+                        // moves, and the script host, which keeps off the
+                        // submitter's CPU, moves on to the sender's.
+                        move_off_this_cpu();
+                        tokio::task::yield_now().await
+                    }
                     Pause::Spent => break,
                 }
             }
