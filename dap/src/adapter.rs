@@ -40,6 +40,10 @@ struct Graph {
     writer: Option<FrameWriter<OwnedWriteHalf>>,
     /// Requests from the client waiting for the connection.
     queued: Vec<Value>,
+    /// The client's requests handed to the graph (sent or queued) and not
+    /// answered yet, by seq: if the graph goes first, the adapter answers
+    /// them, so that every request gets its one answer.
+    unanswered: Vec<(i64, String)>,
     /// The launch or attach request and whether its answer is relayed.
     opening: Option<(Value, bool)>,
     /// Started by `restart`: the client already had its `initialized`.
@@ -159,6 +163,9 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                 if let Some(graph) = &mut self.graph
                     && let Some((request, _)) = graph.opening.take()
                 {
+                    graph
+                        .unanswered
+                        .retain(|(seq, _)| request["seq"].as_i64() != Some(*seq));
                     let seq = request["seq"].as_i64().unwrap_or(0);
                     let command = request["command"].as_str().unwrap_or("launch").to_owned();
                     self.send(protocol::error_response(
@@ -168,7 +175,9 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                     ))
                     .await;
                 }
-                self.graph = None;
+                if let Some(graph) = self.graph.take() {
+                    self.answer_for(graph).await;
+                }
                 if self.pending_restart.is_none() && !self.terminated {
                     self.terminated = true;
                     self.send(protocol::event("terminated", Value::Null)).await;
@@ -333,6 +342,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             child: Some(child),
             writer: None,
             queued: Vec::new(),
+            unanswered: Vec::new(),
             opening: Some((request.clone(), relay_answer)),
             restarted: !relay_answer,
             token: None,
@@ -380,6 +390,7 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
             child: None,
             writer: None,
             queued: Vec::new(),
+            unanswered: Vec::new(),
             opening: Some((request.clone(), true)),
             restarted: false,
             token,
@@ -456,6 +467,15 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
 
     async fn send_to_graph(&mut self, message: Value) {
         let Some(graph) = &mut self.graph else { return };
+        if message["type"] == "request"
+            && let Some(seq) = message["seq"].as_i64().filter(|seq| *seq <= OWN_SEQ)
+        {
+            // Queued ones are handed over again once the graph connects.
+            if !graph.unanswered.iter().any(|(waiting, _)| *waiting == seq) {
+                let command = message["command"].as_str().unwrap_or("").to_owned();
+                graph.unanswered.push((seq, command));
+            }
+        }
         match &mut graph.writer {
             Some(writer) => {
                 let _ = writer.write_raw(&message).await;
@@ -494,6 +514,12 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
         }
         let is_response = message["type"] == "response";
         let command = message["command"].as_str().unwrap_or("").to_owned();
+        if is_response
+            && let Some(graph) = &mut self.graph
+            && let Some(seq) = message["request_seq"].as_i64()
+        {
+            graph.unanswered.retain(|(waiting, _)| *waiting != seq);
+        }
         self.send(message).await;
         // Disconnected: the graph connection goes (and a launched graph
         // with it, unless told otherwise), but the adapter answers its
@@ -549,6 +575,30 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                     .status();
             }
             let _ = child.wait().await;
+        }
+        self.answer_for(graph).await;
+    }
+
+    /// Answers the client's requests that `graph`, gone, never answered: a
+    /// `disconnect` as done (there is nothing left to disconnect from),
+    /// anything else as failed.
+    async fn answer_for(&mut self, graph: Graph) {
+        for (seq, command) in graph.unanswered {
+            let answer = if command == "disconnect" {
+                json!({
+                    "type": "response",
+                    "request_seq": seq,
+                    "success": true,
+                    "command": command,
+                })
+            } else {
+                protocol::error_response(
+                    seq,
+                    &command,
+                    &format!("the graph ended before it answered `{command}`"),
+                )
+            };
+            self.send(answer).await;
         }
     }
 }

@@ -355,9 +355,28 @@ test('a replayed scenario request stops at a breakpoint under spindle replay --d
   assert.match(stdout, /1 pass, 0 fail/);
 });
 
-// A bound, not a synchronisation: if the relaunched graph never prints its
-// address the suite fails instead of waiting forever (seen once under a load
-// average above 10, not reproduced in 5 runs since).
+// The adapter answers what a graph that ends never answered: here the graph
+// cannot start (its script does not parse), so the breakpoints sent behind
+// the launch wait for a connection that never comes.
+test('requests behind a launch whose graph cannot start still get their answer', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-dap-'));
+  const program = join(dir, 'broken.lua');
+  writeFileSync(program, 'local s = require("spindle")\ns.pipeline "p" {\n');
+  const dc = new DebugClient(SPINDLE, 'dap', 'spindle');
+  dc.defaultTimeout = 20000;
+  await dc.start();
+  t.after(() => dc.stop());
+  await dc.initializeRequest();
+  const launch = dc.launchRequest({ program, cwd: dir, args: ['--data-dir', join(dir, 'data')] });
+  const breakpoints = dc.setBreakpointsRequest({ source: { path: program }, breakpoints: [{ line: 2 }] });
+  await assert.rejects(launch, /the graph ended before its debug port answered/);
+  await assert.rejects(breakpoints, /the graph ended before it answered `setBreakpoints`/);
+});
+
+// A bound, not a synchronisation: the suite fails instead of waiting forever.
+// It once ran out here when the `threads` request below reached the graph as
+// it ended and nobody answered it; the adapter now answers what a graph that
+// ends leaves unanswered (the test above).
 test('restart relaunches the graph with its breakpoints; terminate ends it', { timeout: 120_000 }, async (t) => {
   const { dc, program, http } = await launched(t);
   await dc.setBreakpointsRequest({ source: { path: program }, breakpoints: [{ line: CLEAN_ASSIGN }] });
