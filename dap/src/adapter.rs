@@ -163,9 +163,6 @@ impl<W: AsyncWrite + Unpin> Adapter<W> {
                 if let Some(graph) = &mut self.graph
                     && let Some((request, _)) = graph.opening.take()
                 {
-                    graph
-                        .unanswered
-                        .retain(|(seq, _)| request["seq"].as_i64() != Some(*seq));
                     let seq = request["seq"].as_i64().unwrap_or(0);
                     let command = request["command"].as_str().unwrap_or("launch").to_owned();
                     self.send(protocol::error_response(
